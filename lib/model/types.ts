@@ -1,0 +1,94 @@
+/**
+ * The model-side vocabulary shared by loaders, the runtime and the pruning pipeline.
+ * Weights are kept in PyTorch layout: a linear layer's weight is [out, in], row-major.
+ */
+
+/** The seven prunable linears of a LLaMA decoder block, in execution order. */
+export const LINEAR_NAMES = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
+export type LinearName = (typeof LINEAR_NAMES)[number];
+
+/** Where a linear sits: attention or MLP. */
+export function linearKind(name: LinearName): 'attn' | 'mlp' {
+  return name === 'gate' || name === 'up' || name === 'down' ? 'mlp' : 'attn';
+}
+
+/**
+ * Rotary embedding layout. 'adjacent': llama2.c / Meta, rotates pairs (2i, 2i+1).
+ * 'half': Hugging Face rotate_half, rotates pairs (i, i + headDim/2).
+ */
+export type RopeLayout = 'adjacent' | 'half';
+
+export interface LlamaConfig {
+  architecture: string; // e.g. 'llama', 'mistral'
+  dim: number;
+  hiddenDim: number;
+  nLayers: number;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  maxSeqLen: number;
+  normEps: number;
+  ropeTheta: number;
+  ropeLayout: RopeLayout;
+  /** true when the classifier shares the token-embedding matrix. */
+  tiedEmbeddings: boolean;
+}
+
+/** [out, in] of a linear layer. */
+export function linearShape(cfg: LlamaConfig, name: LinearName): [number, number] {
+  const qDim = cfg.nHeads * cfg.headDim;
+  const kvDim = cfg.nKvHeads * cfg.headDim;
+  switch (name) {
+    case 'q':
+      return [qDim, cfg.dim];
+    case 'k':
+    case 'v':
+      return [kvDim, cfg.dim];
+    case 'o':
+      return [cfg.dim, qDim];
+    case 'gate':
+    case 'up':
+      return [cfg.hiddenDim, cfg.dim];
+    case 'down':
+      return [cfg.dim, cfg.hiddenDim];
+  }
+}
+
+/** One decoder block's weights, float32, linears in [out, in] layout. */
+export interface BlockWeights {
+  attnNorm: Float32Array; // [dim]
+  ffnNorm: Float32Array; // [dim]
+  linears: Record<LinearName, Float32Array>;
+}
+
+/**
+ * Lazy access to a checkpoint. Implementations read one piece at a time from disk so that a
+ * model far larger than memory can be processed one decoder block at a time.
+ */
+export interface WeightSource {
+  readonly config: LlamaConfig;
+  readonly format: 'llama2c' | 'hf';
+  /** Human-readable origin (a path). */
+  readonly origin: string;
+  readEmbedding(): Float32Array; // [vocab, dim]
+  readBlock(index: number): BlockWeights;
+  readFinalNorm(): Float32Array; // [dim]
+  readClassifier(): Float32Array; // [vocab, dim]; equals the embedding when tied
+  close(): void;
+}
+
+/** Canonical parameter names used in dumps and HF-style maps, e.g. `blocks.0.attn.q`. */
+export function linearKey(block: number, name: LinearName): string {
+  return `blocks.${block}.${linearKind(name)}.${name}`;
+}
+
+/** Number of prunable parameters (the seven linears of every block). */
+export function prunableParams(cfg: LlamaConfig): number {
+  let per = 0;
+  for (const n of LINEAR_NAMES) {
+    const [o, i] = linearShape(cfg, n);
+    per += o * i;
+  }
+  return per * cfg.nLayers;
+}
