@@ -1,0 +1,70 @@
+import * as cliProgress from 'cli-progress';
+import { BackendChoice, backendDescription, initBackend } from '../backend';
+import { CrepeError } from '../errors';
+import { gitVersion } from '../version';
+
+/** Options every command takes. */
+export interface CommonArgs {
+  backend: BackendChoice;
+  json: boolean;
+}
+
+/**
+ * Run a command body with crepe's error contract: a CrepeError prints one line and exits with
+ * its code (2); anything else is a bug and prints one line too (the stack only with CREPE_DEBUG).
+ */
+export async function runCommand(body: () => Promise<void>): Promise<void> {
+  try {
+    await body();
+  } catch (e) {
+    if (e instanceof CrepeError) {
+      process.stderr.write(`crepe: ${e.message}\n`);
+      process.exit(e.exitCode);
+    }
+    const err = e as Error;
+    if (process.env.CREPE_DEBUG) process.stderr.write(`${err.stack}\n`);
+    else process.stderr.write(`crepe: internal error: ${err.message} (set CREPE_DEBUG=1 for details)\n`);
+    process.exit(1);
+  }
+}
+
+export async function startBackend(choice: BackendChoice): Promise<string> {
+  await initBackend(choice);
+  return backendDescription();
+}
+
+/** A progress bar on stderr that stays silent when stderr is not a terminal (logs, CI, --json). */
+export function progressBar(label: string, unit: string): cliProgress.SingleBar {
+  return new cliProgress.SingleBar(
+    {
+      format: `${label} [{bar}] {value}/{total} ${unit} | {rate} | ETA {eta_formatted}`,
+      stream: process.stderr,
+      hideCursor: true,
+      clearOnComplete: true,
+      noTTYOutput: false,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+}
+
+/** Print a JSON object (one line) or a human summary. */
+export function emit(json: boolean, obj: Record<string, unknown>, human: () => string): void {
+  process.stdout.write(json ? `${JSON.stringify(obj)}\n` : `${human()}\n`);
+}
+
+export function versionInfo(): string {
+  return gitVersion();
+}
+
+/** Parse a finite number flag or fail with a message naming the flag. */
+export function numberFlag(name: string, v: unknown): number {
+  const n = typeof v === 'number' ? v : Number(v);
+  if (!Number.isFinite(n)) throw new CrepeError(`--${name} must be a number, got '${String(v)}'`);
+  return n;
+}
+
+export function positiveIntFlag(name: string, v: unknown): number {
+  const n = numberFlag(name, v);
+  if (!Number.isInteger(n) || n <= 0) throw new CrepeError(`--${name} must be a positive integer, got ${String(v)}`);
+  return n;
+}

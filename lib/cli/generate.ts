@@ -1,0 +1,25 @@
+import { openModel } from '../model/resolve';
+import { LlamaModel } from '../model/runtime';
+import { CommonArgs, emit, positiveIntFlag, startBackend } from './common';
+
+export interface GenerateArgs extends CommonArgs {
+  model: string;
+  tokenizer?: string;
+  prompt: string;
+  steps: number;
+}
+
+export async function generateCommand(args: GenerateArgs): Promise<void> {
+  const steps = positiveIntFlag('steps', args.steps);
+  const backend = await startBackend(args.backend);
+  const model = openModel(args.model, args.tokenizer);
+  const tok = model.tokenizer;
+  const prompt = args.prompt.length > 0 ? tok.encode(args.prompt, { bos: true }) : Int32Array.of(tok.bosId);
+  const runtime = LlamaModel.fromSource(model.source);
+  // llama2.c's run.c ends a story at BOS; HF models end at EOS.
+  const ids = runtime.generateGreedy(prompt, steps, [tok.bosId, tok.eosId].filter((i) => i >= 0));
+  runtime.dispose();
+  model.source.close();
+  const text = tok.decode(ids);
+  emit(args.json, { text, ids: Array.from(ids), backend }, () => text);
+}

@@ -1,0 +1,170 @@
+/**
+ * Writing any WeightSource as a Hugging Face checkpoint, one decoder block in memory at a time,
+ * and the q/k row permutation between the two RoPE layouts.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { CrepeError } from '../errors';
+import { writeDirAtomic } from '../io/atomic';
+import { HF_CONFIG_FILE, HF_INDEX_FILE, HF_SINGLE_FILE, HfTensor, hfConfigJson, hfTensors } from './hf';
+import { FloatDtype, SafetensorsWriter, dtypeBytes } from './safetensors';
+import { BlockWeights, LlamaConfig, WeightSource } from './types';
+
+// ---------------------------------------------------------------------------------------------
+// RoPE layouts
+
+/**
+ * Row order taking a q or k weight from the adjacent layout (llama2.c / Meta, pairs (2i, 2i+1))
+ * to HF's rotate_half layout (pairs (i, i + headDim/2)): `order[halfRow] = adjacentRow`. Within
+ * each head, adjacent row 2i goes to i and row 2i+1 to i + headDim/2, which is what HF's
+ * convert_llama_weights_to_hf does with
+ * `w.view(n_heads, dim1 // n_heads // 2, 2, dim2).transpose(1, 2).reshape(dim1, dim2)`.
+ * Use nKvHeads as `nHeads` for k.
+ */
+export function adjacentToHalfOrder(nHeads: number, headDim: number): Int32Array {
+  const half = headDim / 2;
+  const order = new Int32Array(nHeads * headDim);
+  for (let h = 0; h < nHeads; h++) {
+    const base = h * headDim;
+    for (let i = 0; i < half; i++) {
+      order[base + i] = base + 2 * i;
+      order[base + half + i] = base + 2 * i + 1;
+    }
+  }
+  return order;
+}
+
+/** The inverse of adjacentToHalfOrder: `order[adjacentRow] = halfRow`. */
+export function halfToAdjacentOrder(nHeads: number, headDim: number): Int32Array {
+  const forward = adjacentToHalfOrder(nHeads, headDim);
+  const order = new Int32Array(forward.length);
+  forward.forEach((from, to) => (order[from] = to));
+  return order;
+}
+
+/**
+ * Reorder the rows of a row-major [order.length, cols] matrix: output row r is input row
+ * order[r]. Works for weights and for masks / scores of the same shape.
+ */
+export function permuteRows<T extends Float32Array | Uint8Array | Int32Array>(data: T, cols: number, order: ArrayLike<number>): T {
+  if (data.length !== order.length * cols) {
+    throw new Error(`permuteRows: ${data.length} values is not ${order.length} rows of ${cols}`);
+  }
+  const out = data.slice() as T;
+  for (let r = 0; r < order.length; r++) {
+    out.set(data.subarray(order[r] * cols, (order[r] + 1) * cols), r * cols);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// writing
+
+export interface WriteHfOptions {
+  dtype: FloatDtype;
+  /** Split into model-0000k-of-0000n.safetensors shards above this size; default 5 GB like HF. */
+  shardBytes?: number;
+  /** A tokenizer file (tokenizer.json, tokenizer.model, tok512.bin, ...) copied beside the weights. */
+  tokenizer?: string;
+}
+
+const DEFAULT_SHARD_BYTES = 5e9;
+
+interface Shard {
+  file: string;
+  tensors: HfTensor[];
+}
+
+/**
+ * Write `src` to `outDir` (replaced atomically) as config.json + model.safetensors, or as shards
+ * + model.safetensors.index.json when bigger than shardBytes. Reads src one block at a time.
+ */
+export function writeHfModel(src: WeightSource, outDir: string, opts: WriteHfOptions): void {
+  const shardBytes = opts.shardBytes ?? DEFAULT_SHARD_BYTES;
+  if (!(shardBytes > 0)) throw new CrepeError(`shard size must be positive, got ${shardBytes}`);
+  if (opts.tokenizer !== undefined && !fs.statSync(opts.tokenizer, { throwIfNoEntry: false })?.isFile()) {
+    throw new CrepeError(`tokenizer file not found: ${opts.tokenizer}`);
+  }
+  const cfg = src.config;
+  const bytesOf = (t: HfTensor) => t.shape.reduce((a, d) => a * d, 1) * dtypeBytes(opts.dtype);
+  const tensors = hfTensors(cfg);
+  const shards = planShards(tensors, bytesOf, shardBytes);
+  const fetch = tensorFetcher(src);
+
+  writeDirAtomic(outDir, (tmp) => {
+    fs.writeFileSync(path.join(tmp, HF_CONFIG_FILE), JSON.stringify(hfConfigJson(cfg, opts.dtype), null, 2) + '\n');
+    for (const shard of shards) {
+      // transformers refuses safetensors files whose metadata lacks format "pt".
+      const writer = new SafetensorsWriter(path.join(tmp, shard.file), shard.tensors, opts.dtype, { format: 'pt' });
+      try {
+        for (const t of shard.tensors) writer.write(t.name, fetch(t));
+        writer.finish();
+      } finally {
+        writer.abort();
+      }
+    }
+    if (shards.length > 1) {
+      const weightMap: Record<string, string> = {};
+      for (const s of shards) for (const t of s.tensors) weightMap[t.name] = s.file;
+      const totalSize = tensors.reduce((a, t) => a + bytesOf(t), 0);
+      const index = { metadata: { total_size: totalSize }, weight_map: weightMap };
+      fs.writeFileSync(path.join(tmp, HF_INDEX_FILE), JSON.stringify(index, null, 2) + '\n');
+    }
+    if (opts.tokenizer !== undefined) {
+      const copy = path.join(tmp, path.basename(opts.tokenizer));
+      fs.copyFileSync(opts.tokenizer, copy);
+      fs.chmodSync(copy, 0o644); // the source may be a read-only asset; the output is the user's
+    }
+  });
+}
+
+/** Consecutive tensors packed greedily into shards of at most maxBytes (a bigger tensor gets its own). */
+function planShards(tensors: HfTensor[], bytesOf: (t: HfTensor) => number, maxBytes: number): Shard[] {
+  const groups: HfTensor[][] = [];
+  let size = 0;
+  for (const t of tensors) {
+    const bytes = bytesOf(t);
+    if (groups.length === 0 || size + bytes > maxBytes) {
+      groups.push([]);
+      size = 0;
+    }
+    groups[groups.length - 1].push(t);
+    size += bytes;
+  }
+  if (groups.length === 1) return [{ file: HF_SINGLE_FILE, tensors: groups[0] }];
+  const pad = (n: number) => String(n).padStart(5, '0');
+  return groups.map((g, k) => ({ file: `model-${pad(k + 1)}-of-${pad(groups.length)}.safetensors`, tensors: g }));
+}
+
+/**
+ * Returns each HF tensor's data in HF layout. Tensors are requested in file order, so keeping
+ * only the last block read means each block is read once and one is in memory at a time.
+ */
+function tensorFetcher(src: WeightSource): (t: HfTensor) => Float32Array {
+  const cfg: LlamaConfig = src.config;
+  let cached: { index: number; weights: BlockWeights } | null = null;
+  const block = (index: number): BlockWeights => {
+    if (cached?.index !== index) cached = { index, weights: src.readBlock(index) };
+    return cached.weights;
+  };
+  return (t) => {
+    const role = t.role;
+    switch (role.kind) {
+      case 'embedding':
+        return src.readEmbedding();
+      case 'finalNorm':
+        return src.readFinalNorm();
+      case 'classifier':
+        return src.readClassifier();
+      case 'attnNorm':
+      case 'ffnNorm':
+        return block(role.block)[role.kind];
+      case 'linear': {
+        const w = block(role.block).linears[role.linear];
+        if (cfg.ropeLayout === 'half' || (role.linear !== 'q' && role.linear !== 'k')) return w;
+        const heads = role.linear === 'q' ? cfg.nHeads : cfg.nKvHeads;
+        return permuteRows(w, cfg.dim, adjacentToHalfOrder(heads, cfg.headDim));
+      }
+    }
+  };
+}

@@ -1,0 +1,210 @@
+import * as fs from 'fs';
+import { CrepeError } from '../errors';
+import { BlockWeights, LINEAR_NAMES, LinearName, LlamaConfig, WeightSource, linearShape } from './types';
+
+const HEADER_BYTES = 7 * 4;
+
+/** Byte layout of a llama2.c legacy checkpoint: each tensor kind is stored for all layers in turn. */
+interface Llama2cLayout {
+  embedding: number;
+  attnNorm: number;
+  linears: Record<LinearName, number>;
+  ffnNorm: number;
+  finalNorm: number;
+  classifier: number; // equals embedding when shared
+  totalBytes: number;
+}
+
+function layoutOf(cfg: LlamaConfig): Llama2cLayout {
+  const f = 4;
+  const L = cfg.nLayers;
+  let off = HEADER_BYTES;
+  const take = (count: number): number => {
+    const at = off;
+    off += count * f;
+    return at;
+  };
+  const size = (n: LinearName): number => linearShape(cfg, n)[0] * linearShape(cfg, n)[1];
+  const embedding = take(cfg.vocabSize * cfg.dim);
+  const attnNorm = take(L * cfg.dim);
+  // File order: wq, wk, wv, wo, rms_ffn, w1 (gate), w2 (down), w3 (up).
+  const q = take(L * size('q'));
+  const k = take(L * size('k'));
+  const v = take(L * size('v'));
+  const o = take(L * size('o'));
+  const ffnNorm = take(L * cfg.dim);
+  const gate = take(L * size('gate'));
+  const down = take(L * size('down'));
+  const up = take(L * size('up'));
+  const finalNorm = take(cfg.dim);
+  take(cfg.maxSeqLen * (cfg.headDim / 2)); // RoPE cos table: recomputed, not read
+  take(cfg.maxSeqLen * (cfg.headDim / 2)); // RoPE sin table
+  const classifier = cfg.tiedEmbeddings ? embedding : take(cfg.vocabSize * cfg.dim);
+  return { embedding, attnNorm, linears: { q, k, v, o, gate, up, down }, ffnNorm, finalNorm, classifier, totalBytes: off };
+}
+
+/** Parse and sanity-check the 7-int header; every failure names the file. */
+function parseHeader(header: Int32Array, file: string): LlamaConfig {
+  const [dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabRaw, seqLen] = Array.from(header);
+  const vocabSize = Math.abs(vocabRaw);
+  const bad = (what: string): never => {
+    throw new CrepeError(`corrupt llama2.c header in ${file}: ${what}`);
+  };
+  for (const [name, v] of Object.entries({ dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize, seqLen })) {
+    if (!(v > 0 && v < 1 << 24)) bad(`${name} = ${v}`);
+  }
+  if (dim % nHeads !== 0) bad(`dim ${dim} is not a multiple of n_heads ${nHeads}`);
+  if (nHeads % nKvHeads !== 0) bad(`n_heads ${nHeads} is not a multiple of n_kv_heads ${nKvHeads}`);
+  const headDim = dim / nHeads;
+  if (headDim % 2 !== 0) bad(`head dimension ${headDim} is odd`);
+  return {
+    architecture: 'llama',
+    dim,
+    hiddenDim,
+    nLayers,
+    nHeads,
+    nKvHeads,
+    headDim,
+    vocabSize,
+    maxSeqLen: seqLen,
+    normEps: 1e-5,
+    ropeTheta: 10000,
+    ropeLayout: 'adjacent',
+    tiedEmbeddings: vocabRaw > 0,
+  };
+}
+
+/** Reads a llama2.c legacy `.bin` lazily: each call reads only the bytes it returns. */
+export class Llama2cSource implements WeightSource {
+  readonly format = 'llama2c' as const;
+  private readonly layout: Llama2cLayout;
+
+  private constructor(
+    readonly origin: string,
+    readonly config: LlamaConfig,
+    private fd: number,
+  ) {
+    this.layout = layoutOf(config);
+  }
+
+  static open(file: string): Llama2cSource {
+    if (!fs.existsSync(file)) throw new CrepeError(`model file not found: ${file}`);
+    const stat = fs.statSync(file);
+    if (!stat.isFile()) throw new CrepeError(`not a file: ${file}`);
+    if (stat.size < HEADER_BYTES) {
+      throw new CrepeError(`truncated llama2.c file ${file}: ${stat.size} bytes, shorter than the 28-byte header`);
+    }
+    const fd = fs.openSync(file, 'r');
+    const buf = Buffer.alloc(HEADER_BYTES);
+    fs.readSync(fd, buf, 0, HEADER_BYTES, 0);
+    let config: LlamaConfig;
+    try {
+      config = parseHeader(new Int32Array(buf.buffer, buf.byteOffset, 7).slice(), file);
+      const expected = layoutOf(config).totalBytes;
+      if (stat.size !== expected) {
+        const what = stat.size < expected ? 'truncated' : 'oversized';
+        throw new CrepeError(
+          `${what} llama2.c file ${file}: header implies ${expected} bytes, file has ${stat.size}`,
+        );
+      }
+    } catch (e) {
+      fs.closeSync(fd);
+      throw e;
+    }
+    return new Llama2cSource(file, config, fd);
+  }
+
+  private read(offsetBytes: number, count: number): Float32Array {
+    const out = new Float32Array(count);
+    const bytes = new Uint8Array(out.buffer);
+    let done = 0;
+    while (done < bytes.length) {
+      const n = fs.readSync(this.fd, bytes, done, bytes.length - done, offsetBytes + done);
+      if (n <= 0) throw new CrepeError(`unexpected end of file reading ${this.origin}`);
+      done += n;
+    }
+    return out;
+  }
+
+  readEmbedding(): Float32Array {
+    return this.read(this.layout.embedding, this.config.vocabSize * this.config.dim);
+  }
+
+  readBlock(index: number): BlockWeights {
+    const cfg = this.config;
+    if (!(index >= 0 && index < cfg.nLayers)) throw new CrepeError(`block ${index} out of range`);
+    const linears = {} as Record<LinearName, Float32Array>;
+    for (const name of LINEAR_NAMES) {
+      const [o, i] = linearShape(cfg, name);
+      linears[name] = this.read(this.layout.linears[name] + index * o * i * 4, o * i);
+    }
+    return {
+      attnNorm: this.read(this.layout.attnNorm + index * cfg.dim * 4, cfg.dim),
+      ffnNorm: this.read(this.layout.ffnNorm + index * cfg.dim * 4, cfg.dim),
+      linears,
+    };
+  }
+
+  readFinalNorm(): Float32Array {
+    return this.read(this.layout.finalNorm, this.config.dim);
+  }
+
+  readClassifier(): Float32Array {
+    return this.read(this.layout.classifier, this.config.vocabSize * this.config.dim);
+  }
+
+  close(): void {
+    if (this.fd >= 0) fs.closeSync(this.fd);
+    this.fd = -1;
+  }
+}
+
+/**
+ * Write a llama2.c legacy checkpoint from any source, one block at a time per tensor kind
+ * (the format stores each kind for all layers contiguously). RoPE tables are recomputed as
+ * llama2.c's export writes them. Sources in HF layout must be converted to adjacent-pair
+ * rotary order first; this writer refuses them rather than silently producing a wrong model.
+ */
+export function writeLlama2c(src: WeightSource, file: string, write: (chunks: Iterable<Uint8Array>) => void): void {
+  const cfg = src.config;
+  if (cfg.ropeLayout !== 'adjacent') {
+    throw new CrepeError(`cannot write ${file} as llama2.c: the model uses the HF rotary layout`);
+  }
+  const header = new Int32Array([
+    cfg.dim,
+    cfg.hiddenDim,
+    cfg.nLayers,
+    cfg.nHeads,
+    cfg.nKvHeads,
+    cfg.tiedEmbeddings ? cfg.vocabSize : -cfg.vocabSize,
+    cfg.maxSeqLen,
+  ]);
+  const bytes = (a: Float32Array | Int32Array): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  function* chunks(): Iterable<Uint8Array> {
+    yield bytes(header);
+    yield bytes(src.readEmbedding());
+    const perBlock = (pick: (b: BlockWeights) => Float32Array): Iterable<Uint8Array> =>
+      (function* () {
+        for (let l = 0; l < cfg.nLayers; l++) yield bytes(pick(src.readBlock(l)));
+      })();
+    yield* perBlock((b) => b.attnNorm);
+    for (const n of ['q', 'k', 'v', 'o'] as const) yield* perBlock((b) => b.linears[n]);
+    yield* perBlock((b) => b.ffnNorm);
+    for (const n of ['gate', 'down', 'up'] as const) yield* perBlock((b) => b.linears[n]);
+    yield bytes(src.readFinalNorm());
+    const half = cfg.headDim / 2;
+    const cos = new Float32Array(cfg.maxSeqLen * half);
+    const sin = new Float32Array(cfg.maxSeqLen * half);
+    for (let t = 0; t < cfg.maxSeqLen; t++) {
+      for (let i = 0; i < half; i++) {
+        const freq = 1 / Math.pow(cfg.ropeTheta, (2 * i) / cfg.headDim);
+        cos[t * half + i] = Math.cos(t * freq);
+        sin[t * half + i] = Math.sin(t * freq);
+      }
+    }
+    yield bytes(cos);
+    yield bytes(sin);
+    if (!cfg.tiedEmbeddings) yield bytes(src.readClassifier());
+  }
+  write(chunks());
+}

@@ -1,0 +1,340 @@
+import * as tf from '@tensorflow/tfjs';
+import { BlockWeights, LINEAR_NAMES, LinearName, LlamaConfig, WeightSource, linearShape } from './types';
+
+/**
+ * The LLaMA forward pass in tfjs, written for the wasm backend's fast path (DESIGN.md section 5):
+ * only plain 2-D matMuls against pre-transposed, reused weight tensors; attention is split per
+ * head with the head's weight slices prepared once, so no slice, transpose or batched matMul
+ * runs per token window. RoPE is folded into two projections per head (x·A ⊙ cos + x·B ⊙ sin,
+ * where B holds A's columns paired and signed), and the 1/sqrt(headDim) scale into q.
+ */
+
+/** Row-major transpose of an [rows, cols] array (JS loop; cheaper than a tfjs transpose on wasm). */
+export function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(a.length);
+  const B = 32;
+  for (let r0 = 0; r0 < rows; r0 += B) {
+    const r1 = Math.min(rows, r0 + B);
+    for (let c0 = 0; c0 < cols; c0 += B) {
+      const c1 = Math.min(cols, c0 + B);
+      for (let r = r0; r < r1; r++) {
+        const base = r * cols;
+        for (let c = c0; c < c1; c++) out[c * rows + r] = a[base + c];
+      }
+    }
+  }
+  return out;
+}
+
+/** For rotary index a within a head: its partner index and the sign of the partner's term. */
+function rotaryPartner(layout: LlamaConfig['ropeLayout'], headDim: number, a: number): [number, number] {
+  if (layout === 'adjacent') return a % 2 === 0 ? [a + 1, -1] : [a - 1, 1];
+  const half = headDim / 2;
+  return a < half ? [a + half, -1] : [a - half, 1];
+}
+
+/** Frequency index of rotary position a within a head. */
+function rotaryFreqIndex(layout: LlamaConfig['ropeLayout'], headDim: number, a: number): number {
+  return layout === 'adjacent' ? a >> 1 : a % (headDim / 2);
+}
+
+/** Device tensors for one decoder block. */
+export interface BlockTensors {
+  attnNorm: tf.Tensor1D;
+  ffnNorm: tf.Tensor1D;
+  qA: tf.Tensor2D[]; // per q head [dim, hd], scaled by 1/sqrt(hd)
+  qB: tf.Tensor2D[]; // per q head, rotary partner columns
+  kA: tf.Tensor2D[]; // per kv head [hd, dim]: k^T = kA · x^T
+  kB: tf.Tensor2D[];
+  vT: tf.Tensor2D[]; // per kv head [dim, hd]
+  oT: tf.Tensor2D[]; // per q head [hd, dim]
+  gateT: tf.Tensor2D; // [dim, hidden]
+  upT: tf.Tensor2D;
+  downT: tf.Tensor2D; // [hidden, dim]
+}
+
+export function disposeBlock(b: BlockTensors): void {
+  tf.dispose([b.attnNorm, b.ffnNorm, ...b.qA, ...b.qB, ...b.kA, ...b.kB, ...b.vT, ...b.oT, b.gateT, b.upT, b.downT]);
+}
+
+/** Prepare a block's device tensors from [out, in] weights. */
+export function makeBlockTensors(cfg: LlamaConfig, w: BlockWeights): BlockTensors {
+  const { dim, headDim: hd, nHeads, nKvHeads } = cfg;
+  const scale = 1 / Math.sqrt(hd);
+  const qT = transpose(w.linears.q, nHeads * hd, dim); // [dim, nHeads*hd]
+  const qA: tf.Tensor2D[] = [];
+  const qB: tf.Tensor2D[] = [];
+  for (let h = 0; h < nHeads; h++) {
+    const a = new Float32Array(dim * hd);
+    const b = new Float32Array(dim * hd);
+    for (let r = 0; r < dim; r++) {
+      const src = r * nHeads * hd + h * hd;
+      for (let c = 0; c < hd; c++) {
+        const [p, sign] = rotaryPartner(cfg.ropeLayout, hd, c);
+        a[r * hd + c] = qT[src + c] * scale;
+        b[r * hd + c] = sign * qT[src + p] * scale;
+      }
+    }
+    qA.push(tf.tensor2d(a, [dim, hd]));
+    qB.push(tf.tensor2d(b, [dim, hd]));
+  }
+  const kA: tf.Tensor2D[] = [];
+  const kB: tf.Tensor2D[] = [];
+  const vT: tf.Tensor2D[] = [];
+  const vTall = transpose(w.linears.v, nKvHeads * hd, dim);
+  for (let h = 0; h < nKvHeads; h++) {
+    const a = w.linears.k.slice(h * hd * dim, (h + 1) * hd * dim);
+    const b = new Float32Array(hd * dim);
+    for (let c = 0; c < hd; c++) {
+      const [p, sign] = rotaryPartner(cfg.ropeLayout, hd, c);
+      for (let j = 0; j < dim; j++) b[c * dim + j] = sign * a[p * dim + j];
+    }
+    kA.push(tf.tensor2d(a, [hd, dim]));
+    kB.push(tf.tensor2d(b, [hd, dim]));
+    const v = new Float32Array(dim * hd);
+    for (let r = 0; r < dim; r++) for (let c = 0; c < hd; c++) v[r * hd + c] = vTall[r * nKvHeads * hd + h * hd + c];
+    vT.push(tf.tensor2d(v, [dim, hd]));
+  }
+  const oTall = transpose(w.linears.o, dim, nHeads * hd); // [nHeads*hd, dim]: head h = rows h*hd..
+  const oT: tf.Tensor2D[] = [];
+  for (let h = 0; h < nHeads; h++) oT.push(tf.tensor2d(oTall.slice(h * hd * dim, (h + 1) * hd * dim), [hd, dim]));
+  const t2 = (name: LinearName): tf.Tensor2D => {
+    const [o, i] = linearShape(cfg, name);
+    return tf.tensor2d(transpose(w.linears[name], o, i), [i, o]);
+  };
+  return {
+    attnNorm: tf.tensor1d(w.attnNorm),
+    ffnNorm: tf.tensor1d(w.ffnNorm),
+    qA,
+    qB,
+    kA,
+    kB,
+    vT,
+    oT,
+    gateT: t2('gate'),
+    upT: t2('up'),
+    downT: t2('down'),
+  };
+}
+
+/** Position-dependent tables for one window length: rotary cos/sin in both orientations, causal mask. */
+export interface WindowTables {
+  length: number;
+  cos: tf.Tensor2D; // [T, hd]
+  sin: tf.Tensor2D;
+  cosT: tf.Tensor2D; // [hd, T]
+  sinT: tf.Tensor2D;
+  causal: tf.Tensor2D; // [T, T]: 0 on and below the diagonal, -1e9 above
+}
+
+export function makeWindowTables(cfg: LlamaConfig, T: number): WindowTables {
+  const hd = cfg.headDim;
+  const cos = new Float32Array(T * hd);
+  const sin = new Float32Array(T * hd);
+  for (let t = 0; t < T; t++) {
+    for (let a = 0; a < hd; a++) {
+      const i = rotaryFreqIndex(cfg.ropeLayout, hd, a);
+      // float64 angle then rounded, as llama2.c and HF compute the tables
+      const freq = 1 / Math.pow(cfg.ropeTheta, (2 * i) / hd);
+      cos[t * hd + a] = Math.cos(t * freq);
+      sin[t * hd + a] = Math.sin(t * freq);
+    }
+  }
+  const causal = new Float32Array(T * T);
+  for (let r = 0; r < T; r++) for (let c = r + 1; c < T; c++) causal[r * T + c] = -1e9;
+  return {
+    length: T,
+    cos: tf.tensor2d(cos, [T, hd]),
+    sin: tf.tensor2d(sin, [T, hd]),
+    cosT: tf.tensor2d(transpose(cos, T, hd), [hd, T]),
+    sinT: tf.tensor2d(transpose(sin, T, hd), [hd, T]),
+    causal: tf.tensor2d(causal, [T, T]),
+  };
+}
+
+export function disposeWindowTables(t: WindowTables): void {
+  tf.dispose([t.cos, t.sin, t.cosT, t.sinT, t.causal]);
+}
+
+/**
+ * Called with the input of each group of linears that share an input, inside the block's
+ * forward: ['q','k','v'] (normed x), ['o'] (concatenated head outputs), ['gate','up'],
+ * ['down']. The tensor is disposed after the call returns; copy what you need.
+ */
+export type CaptureFn = (names: readonly LinearName[], input: tf.Tensor2D) => void;
+
+export const INPUT_GROUPS: readonly (readonly LinearName[])[] = [['q', 'k', 'v'], ['o'], ['gate', 'up'], ['down']];
+
+function rmsNorm(x: tf.Tensor2D, w: tf.Tensor1D, eps: number): tf.Tensor2D {
+  const ms = tf.mean(tf.square(x), -1, true);
+  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), w) as tf.Tensor2D;
+}
+
+/** One decoder block over one window x [T, dim] → [T, dim]. */
+export function forwardBlock(
+  cfg: LlamaConfig,
+  b: BlockTensors,
+  tables: WindowTables,
+  x: tf.Tensor2D,
+  capture?: CaptureFn,
+): tf.Tensor2D {
+  return tf.tidy(() => {
+    const group = cfg.nHeads / cfg.nKvHeads;
+    const xn = rmsNorm(x, b.attnNorm, cfg.normEps);
+    if (capture) capture(INPUT_GROUPS[0], xn);
+    const xT = tf.transpose(xn) as tf.Tensor2D; // once per block, shared by all k heads
+    const kT: tf.Tensor2D[] = [];
+    const v: tf.Tensor2D[] = [];
+    for (let h = 0; h < cfg.nKvHeads; h++) {
+      kT.push(tf.add(tf.mul(tf.matMul(b.kA[h], xT), tables.cosT), tf.mul(tf.matMul(b.kB[h], xT), tables.sinT)));
+      v.push(tf.matMul(xn, b.vT[h]));
+    }
+    const heads: tf.Tensor2D[] = [];
+    for (let h = 0; h < cfg.nHeads; h++) {
+      const q = tf.add(tf.mul(tf.matMul(xn, b.qA[h]), tables.cos), tf.mul(tf.matMul(xn, b.qB[h]), tables.sin));
+      const kv = Math.floor(h / group);
+      const att = tf.softmax(tf.add(tf.matMul(q, kT[kv]), tables.causal)) as tf.Tensor2D;
+      heads.push(tf.matMul(att, v[kv]));
+    }
+    if (capture) capture(INPUT_GROUPS[1], tf.concat(heads, 1) as tf.Tensor2D);
+    const attnOut = tf.addN(heads.map((o, h) => tf.matMul(o, b.oT[h])));
+    const x1 = tf.add(x, attnOut) as tf.Tensor2D;
+    const xn2 = rmsNorm(x1, b.ffnNorm, cfg.normEps);
+    if (capture) capture(INPUT_GROUPS[2], xn2);
+    const gate = tf.matMul(xn2, b.gateT);
+    const hidden = tf.mul(tf.mul(gate, tf.sigmoid(gate)), tf.matMul(xn2, b.upT)) as tf.Tensor2D;
+    if (capture) capture(INPUT_GROUPS[3], hidden);
+    return tf.add(x1, tf.matMul(hidden, b.downT)) as tf.Tensor2D;
+  });
+}
+
+/** Largest number of logits materialised at once by the head (keeps big vocabularies in bounds). */
+const HEAD_CHUNK_ELEMENTS = 1 << 22;
+
+/**
+ * A model whose blocks are all resident on the device: used for evaluation and generation.
+ * The pruning pipeline, which must hold one block at a time, uses forwardBlock directly.
+ */
+export class LlamaModel {
+  private tables = new Map<number, WindowTables>();
+
+  private constructor(
+    readonly config: LlamaConfig,
+    private embedding: tf.Tensor2D, // [vocab, dim]
+    private finalNorm: tf.Tensor1D,
+    private classifierT: tf.Tensor2D, // [dim, vocab]
+    private blocks: BlockTensors[],
+  ) {}
+
+  static fromSource(src: WeightSource): LlamaModel {
+    const cfg = src.config;
+    const emb = src.readEmbedding();
+    const cls = cfg.tiedEmbeddings ? emb : src.readClassifier();
+    const blocks: BlockTensors[] = [];
+    for (let i = 0; i < cfg.nLayers; i++) blocks.push(makeBlockTensors(cfg, src.readBlock(i)));
+    return new LlamaModel(
+      cfg,
+      tf.tensor2d(emb, [cfg.vocabSize, cfg.dim]),
+      tf.tensor1d(src.readFinalNorm()),
+      tf.tensor2d(transpose(cls, cfg.vocabSize, cfg.dim), [cfg.dim, cfg.vocabSize]),
+      blocks,
+    );
+  }
+
+  /** Replace one block's weights (e.g. after pruning). */
+  setBlock(index: number, w: BlockWeights): void {
+    disposeBlock(this.blocks[index]);
+    this.blocks[index] = makeBlockTensors(this.config, w);
+  }
+
+  /** Tables for window length T; a few lengths are cached (generation walks through many). */
+  windowTables(T: number): WindowTables {
+    let t = this.tables.get(T);
+    if (!t) {
+      t = makeWindowTables(this.config, T);
+      this.tables.set(T, t);
+      if (this.tables.size > 4) {
+        const oldest = this.tables.keys().next().value as number;
+        disposeWindowTables(this.tables.get(oldest)!);
+        this.tables.delete(oldest);
+      }
+    }
+    return t;
+  }
+
+  embed(tokens: Int32Array): tf.Tensor2D {
+    return tf.tidy(() => tf.gather(this.embedding, tf.tensor1d(tokens, 'int32')) as tf.Tensor2D);
+  }
+
+  /** Final hidden states [T, dim] of one window. */
+  hidden(tokens: Int32Array): tf.Tensor2D {
+    const tables = this.windowTables(tokens.length);
+    let x = this.embed(tokens);
+    for (const b of this.blocks) {
+      const next = forwardBlock(this.config, b, tables, x);
+      x.dispose();
+      x = next;
+    }
+    return x;
+  }
+
+  /**
+   * Teacher-forced log-probabilities: out[t] = log p(tokens[t+1] | tokens[0..t]) for
+   * t = 0..T-2, computed in float32 with a stable log-softmax.
+   */
+  windowLogProbs(tokens: Int32Array): Float32Array {
+    const T = tokens.length;
+    const V = this.config.vocabSize;
+    const x = this.hidden(tokens);
+    const out = new Float32Array(T - 1);
+    const chunk = Math.max(1, Math.floor(HEAD_CHUNK_ELEMENTS / V));
+    for (let start = 0; start < T - 1; start += chunk) {
+      const len = Math.min(chunk, T - 1 - start);
+      const idx = new Int32Array(len);
+      for (let t = 0; t < len; t++) idx[t] = t * V + tokens[start + t + 1];
+      const lp = tf.tidy(() => {
+        const xs = len === T ? x : tf.slice(x, [start, 0], [len, this.config.dim]);
+        const logits = tf.matMul(rmsNorm(xs, this.finalNorm, this.config.normEps), this.classifierT);
+        return tf.gather(tf.reshape(tf.logSoftmax(logits), [-1]), tf.tensor1d(idx, 'int32'));
+      });
+      out.set(lp.dataSync() as Float32Array, start);
+      lp.dispose();
+    }
+    x.dispose();
+    return out;
+  }
+
+  /** Logits of the next token after the last position. */
+  lastLogits(tokens: Int32Array): Float32Array {
+    const x = this.hidden(tokens);
+    const T = tokens.length;
+    const logits = tf.tidy(() =>
+      tf.matMul(rmsNorm(tf.slice(x, [T - 1, 0], [1, this.config.dim]), this.finalNorm, this.config.normEps), this.classifierT),
+    );
+    const out = logits.dataSync() as Float32Array;
+    tf.dispose([x, logits]);
+    return out;
+  }
+
+  /** Greedy decoding (no KV cache: the models this is used on are small). */
+  generateGreedy(prompt: Int32Array, steps: number, stopAt: readonly number[] = []): Int32Array {
+    const ids = Array.from(prompt);
+    for (let s = 0; s < steps && ids.length < this.config.maxSeqLen; s++) {
+      const logits = this.lastLogits(Int32Array.from(ids));
+      let best = 0;
+      for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+      if (stopAt.includes(best)) break;
+      ids.push(best);
+    }
+    return Int32Array.from(ids);
+  }
+
+  dispose(): void {
+    for (const b of this.blocks) disposeBlock(b);
+    for (const t of this.tables.values()) disposeWindowTables(t);
+    this.tables.clear();
+    tf.dispose([this.embedding, this.finalNorm, this.classifierT]);
+  }
+}
+
+export { LINEAR_NAMES };

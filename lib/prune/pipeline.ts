@@ -1,0 +1,254 @@
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import { loadDataset, sampleCalibration, tokenizeDataset } from '../data/datasets';
+import { CrepeError } from '../errors';
+import { writeFileAtomic } from '../io/atomic';
+import { OpenedModel } from '../model/resolve';
+import {
+  BlockTensors,
+  INPUT_GROUPS,
+  disposeBlock,
+  disposeWindowTables,
+  forwardBlock,
+  makeBlockTensors,
+  makeWindowTables,
+} from '../model/runtime';
+import { writeSafetensors } from '../model/safetensors';
+import { BlockWeights, LINEAR_NAMES, LinearName, LlamaConfig, WeightSource, linearKey, linearKind, linearShape } from '../model/types';
+import { Structure, applyMask, selectMask, validateStructureFor } from './select';
+import { InputStats, StatsOptions, accumulateStats, emptyStats } from './stats';
+import { Params, getStrategy } from './strategy';
+import './strategies';
+
+export interface CalibrationSpec {
+  dataset: string;
+  nsamples: number;
+  seqlen: number;
+  seed: number;
+}
+
+export interface PruneSpec {
+  method: string;
+  params: Params;
+  structure: Structure;
+  calibration: CalibrationSpec;
+  /** Feed the next block the pruned block's outputs (Wanda/SparseGPT) or the dense ones. */
+  propagate: 'pruned' | 'dense';
+  /** Write calibration windows, statistics and masks here. */
+  dumpDir?: string;
+}
+
+export interface LayerReport {
+  key: string;
+  shape: [number, number];
+  total: number;
+  pruned: number;
+  sparsity: number;
+}
+
+export interface SparsityReport {
+  layers: LayerReport[];
+  total: number;
+  pruned: number;
+  sparsity: number;
+}
+
+export interface CalibrationRecord {
+  dataset: string;
+  slice: string;
+  starts: number[];
+  nsamples: number;
+  seqlen: number;
+  seed: number;
+}
+
+export interface PruneOutcome {
+  /** The pruned model: the original source with every block replaced. */
+  source: WeightSource;
+  report: SparsityReport;
+  seconds: number;
+  calibration: CalibrationRecord | null;
+}
+
+/** Per-block hooks for add-ons (progress, custom per-layer processing). */
+export interface PruneHooks {
+  onBlock?: (done: number, total: number) => void;
+  /** Extra statistics a caller needs (e.g. a reconstruction proxy keeps inputs). */
+  statsOptions?: StatsOptions;
+  /** Called with every layer's statistics, scores and mask after selection. */
+  onLayer?: (info: { block: number; name: LinearName; stats: InputStats; weight: Float32Array; scores: Float32Array; mask: Uint8Array }) => void;
+}
+
+/** A WeightSource that serves replaced blocks from memory and everything else from `base`. */
+export class OverlaySource implements WeightSource {
+  readonly blocks = new Map<number, BlockWeights>();
+  constructor(readonly base: WeightSource) {}
+  get config(): LlamaConfig {
+    return this.base.config;
+  }
+  get format(): 'llama2c' | 'hf' {
+    return this.base.format;
+  }
+  get origin(): string {
+    return this.base.origin;
+  }
+  readEmbedding(): Float32Array {
+    return this.base.readEmbedding();
+  }
+  readBlock(i: number): BlockWeights {
+    return this.blocks.get(i) ?? this.base.readBlock(i);
+  }
+  readFinalNorm(): Float32Array {
+    return this.base.readFinalNorm();
+  }
+  readClassifier(): Float32Array {
+    return this.base.readClassifier();
+  }
+  close(): void {
+    this.base.close();
+  }
+}
+
+/** Gather rows of the embedding on the host: block 0's inputs, kept off the wasm heap. */
+function embedWindows(src: WeightSource, windows: Int32Array[]): Float32Array[] {
+  const { dim } = src.config;
+  const emb = src.readEmbedding();
+  return windows.map((w) => {
+    const x = new Float32Array(w.length * dim);
+    for (let t = 0; t < w.length; t++) x.set(emb.subarray(w[t] * dim, (w[t] + 1) * dim), t * dim);
+    return x;
+  });
+}
+
+/** Run one block over every window; inputs and outputs live on the host between blocks. */
+function runBlock(
+  cfg: LlamaConfig,
+  bt: BlockTensors,
+  tables: ReturnType<typeof makeWindowTables>,
+  inputs: Float32Array[],
+  capture?: (names: readonly LinearName[], x: tf.Tensor2D) => void,
+): Float32Array[] {
+  return inputs.map((data) => {
+    const x = tf.tensor2d(data, [tables.length, cfg.dim]);
+    const y = forwardBlock(cfg, bt, tables, x, capture);
+    const out = y.dataSync() as Float32Array;
+    tf.dispose([x, y]);
+    return out;
+  });
+}
+
+/**
+ * The layer-by-layer pruning pipeline (Wanda / SparseGPT "sequential calibration"): capture
+ * block 0's inputs for the calibration windows; for each block, one forward collects the
+ * statistics of all seven linears, every linear is scored and masked, and the pruned block
+ * produces the next block's inputs. Only one block's weights are on the device at a time.
+ */
+export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHooks = {}): PruneOutcome {
+  const t0 = process.hrtime.bigint();
+  const src = model.source;
+  const cfg = src.config;
+  const strategy = getStrategy(spec.method);
+  for (const name of LINEAR_NAMES) {
+    const [o, i] = linearShape(cfg, name);
+    validateStructureFor(spec.structure, o, i);
+  }
+  const cal = spec.calibration;
+  if (cal.seqlen > cfg.maxSeqLen) {
+    throw new CrepeError(`calibration seqlen ${cal.seqlen} exceeds the model context ${cfg.maxSeqLen}`);
+  }
+  const needCalibration = strategy.usesActivations || !!hooks.statsOptions;
+  let calibration: CalibrationRecord | null = null;
+  let inputs: Float32Array[] = [];
+  let windows: Int32Array[] = [];
+  if (needCalibration) {
+    const ds = loadDataset(cal.dataset, 'calib');
+    const tokens = tokenizeDataset(ds, model.tokenizer, model.tokenizerPath);
+    const sample = sampleCalibration(tokens, cal.nsamples, cal.seqlen, cal.seed);
+    windows = sample.windows;
+    calibration = { dataset: cal.dataset, slice: ds.slice, starts: sample.starts, nsamples: cal.nsamples, seqlen: cal.seqlen, seed: cal.seed };
+    inputs = embedWindows(src, windows);
+  }
+  if (spec.dumpDir) {
+    fs.mkdirSync(spec.dumpDir, { recursive: true });
+    writeFileAtomic(
+      path.join(spec.dumpDir, 'calibration.json'),
+      JSON.stringify({ ...calibration, windows: windows.map((w) => Array.from(w)) }),
+    );
+  }
+  const tables = makeWindowTables(cfg, cal.seqlen);
+  const overlay = new OverlaySource(src);
+  const layers: LayerReport[] = [];
+  try {
+    for (let b = 0; b < cfg.nLayers; b++) {
+      const dense = src.readBlock(b);
+      const bt = makeBlockTensors(cfg, dense);
+      // One statistics object per input group: q/k/v share one, gate/up another.
+      const statsOf = new Map<LinearName, InputStats>();
+      let denseOut: Float32Array[] = [];
+      if (needCalibration) {
+        for (const group of INPUT_GROUPS) {
+          const [, inF] = linearShape(cfg, group[0]);
+          const s = emptyStats(inF, hooks.statsOptions);
+          for (const n of group) statsOf.set(n, s);
+        }
+        denseOut = runBlock(cfg, bt, tables, inputs, (names, x) => accumulateStats(statsOf.get(names[0])!, x, hooks.statsOptions));
+      }
+      disposeBlock(bt);
+      const pruned: BlockWeights = { attnNorm: dense.attnNorm, ffnNorm: dense.ffnNorm, linears: { ...dense.linears } };
+      const dumpTensors: { name: string; shape: number[]; data: Float32Array }[] = [];
+      for (const name of LINEAR_NAMES) {
+        const [o, i] = linearShape(cfg, name);
+        const w = dense.linears[name];
+        const stats = statsOf.get(name) ?? emptyStats(i);
+        const key = linearKey(b, name);
+        const weight = tf.tensor2d(w, [o, i]);
+        const scoreT = strategy.score({ weight, weightData: w, shape: [o, i], stats, name, block: b, kind: linearKind(name), key }, spec.params);
+        const scores = scoreT.dataSync() as Float32Array;
+        tf.dispose([weight, scoreT]);
+        const mask = selectMask(scores, o, i, spec.structure);
+        hooks.onLayer?.({ block: b, name, stats, weight: w, scores, mask });
+        pruned.linears[name] = applyMask(w, mask);
+        let kept = 0;
+        for (let k = 0; k < mask.length; k++) kept += mask[k];
+        layers.push({ key, shape: [o, i], total: mask.length, pruned: mask.length - kept, sparsity: 1 - kept / mask.length });
+        if (spec.dumpDir) {
+          dumpTensors.push({ name: `${key}.mask`, shape: [o, i], data: Float32Array.from(mask) });
+          if (name === 'q' || name === 'o' || name === 'gate' || name === 'down') {
+            dumpTensors.push({ name: `${key}.input.sumsq`, shape: [i], data: Float32Array.from(stats.sumSq) });
+            dumpTensors.push({ name: `${key}.input.sum`, shape: [i], data: Float32Array.from(stats.sum) });
+          }
+        }
+      }
+      if (spec.dumpDir) {
+        const s = statsOf.get('q');
+        writeSafetensors(path.join(spec.dumpDir, `blocks.${b}.safetensors`), dumpTensors, 'F32', {
+          block: String(b),
+          samples: String(s?.samples ?? 0),
+          tokens: String(s?.tokens ?? 0),
+          note: 'q/k/v share the q input statistics, gate/up share gate',
+        });
+      }
+      overlay.blocks.set(b, pruned);
+      if (needCalibration && b < cfg.nLayers - 1) {
+        if (spec.propagate === 'dense') inputs = denseOut;
+        else {
+          const pbt = makeBlockTensors(cfg, pruned);
+          inputs = runBlock(cfg, pbt, tables, inputs);
+          disposeBlock(pbt);
+        }
+      }
+      hooks.onBlock?.(b + 1, cfg.nLayers);
+    }
+  } finally {
+    disposeWindowTables(tables);
+  }
+  const total = layers.reduce((a, l) => a + l.total, 0);
+  const prunedCount = layers.reduce((a, l) => a + l.pruned, 0);
+  return {
+    source: overlay,
+    report: { layers, total, pruned: prunedCount, sparsity: prunedCount / total },
+    seconds: Number(process.hrtime.bigint() - t0) / 1e9,
+    calibration,
+  };
+}

@@ -1,0 +1,127 @@
+import * as tf from '@tensorflow/tfjs';
+import { CrepeError } from '../errors';
+import { LinearName } from '../model/types';
+import { InputStats } from './stats';
+
+/** What a scoring strategy sees of one linear layer. */
+export interface LayerContext {
+  /** The weight [out, in] on the device. Owned by the caller: do not dispose. */
+  weight: tf.Tensor2D;
+  /** The same weight on the host. */
+  weightData: Float32Array;
+  shape: [number, number];
+  /** Calibration statistics of the layer's input (shared by linears with the same input). */
+  stats: InputStats;
+  name: LinearName;
+  block: number;
+  kind: 'attn' | 'mlp';
+  /** Canonical key, e.g. `blocks.0.attn.q`. */
+  key: string;
+}
+
+/** A numeric parameter: typed, bounded, with a default; `log` marks it for log-space search. */
+export interface ParamSpec {
+  default: number;
+  min: number;
+  max: number;
+  integer?: boolean;
+  odd?: boolean;
+  /** Strictly greater than min. */
+  exclusiveMin?: boolean;
+  log?: boolean;
+  description: string;
+}
+
+export type ParamSpecs = Record<string, ParamSpec>;
+export type Params = Record<string, number>;
+
+/**
+ * A scoring strategy: a tfjs function from a layer to a score tensor of the weight's shape
+ * (higher = more important). Mask selection, structures, the pipeline, sweeps and search all
+ * work through this interface, so a new strategy is one file plus one `registerStrategy` line.
+ */
+export interface Strategy {
+  name: string;
+  description: string;
+  params: ParamSpecs;
+  /** Comparison group the reference implementation uses for unstructured sparsity. */
+  defaultGroup: 'row' | 'matrix';
+  /** Whether the score uses calibration activations (false: calibration can be skipped). */
+  usesActivations: boolean;
+  score(ctx: LayerContext, params: Params): tf.Tensor2D;
+}
+
+const registry = new Map<string, Strategy>();
+
+export function registerStrategy(s: Strategy): void {
+  if (registry.has(s.name)) throw new Error(`strategy '${s.name}' registered twice`);
+  for (const [k, spec] of Object.entries(s.params)) {
+    const err = checkParam(s.name, k, spec.default, spec);
+    if (err) throw new Error(`default of ${err}`);
+  }
+  registry.set(s.name, s);
+}
+
+export function getStrategy(name: string): Strategy {
+  const s = registry.get(name);
+  if (!s) throw new CrepeError(`unknown method '${name}' (known: ${listStrategies().join(', ')})`);
+  return s;
+}
+
+export function listStrategies(): string[] {
+  return [...registry.keys()];
+}
+
+function checkParam(method: string, key: string, v: number, spec: ParamSpec): string | null {
+  const what = `parameter ${key}=${v} of ${method}`;
+  if (!Number.isFinite(v)) return `${what} is not a finite number`;
+  if (spec.integer && !Number.isInteger(v)) return `${what} must be an integer`;
+  if (spec.odd && Math.abs(v % 2) !== 1) return `${what} must be odd`;
+  const lowOk = spec.exclusiveMin ? v > spec.min : v >= spec.min;
+  if (!lowOk || v > spec.max) {
+    return `${what} is out of range ${spec.exclusiveMin ? '(' : '['}${spec.min}, ${spec.max}]`;
+  }
+  return null;
+}
+
+/**
+ * Merge user parameters (strings from the CLI or numbers from a config) over the defaults,
+ * rejecting unknown names and out-of-range values with one-line messages.
+ */
+export function resolveParams(s: Strategy, given: Record<string, string | number> = {}): Params {
+  const out: Params = {};
+  for (const [k, spec] of Object.entries(s.params)) out[k] = spec.default;
+  for (const [k, raw] of Object.entries(given)) {
+    const spec = s.params[k];
+    if (!spec) {
+      const known = Object.keys(s.params);
+      throw new CrepeError(
+        `unknown parameter '${k}' for method ${s.name} (${known.length ? `known: ${known.join(', ')}` : 'it takes none'})`,
+      );
+    }
+    const v = typeof raw === 'number' ? raw : Number(raw);
+    if (typeof raw === 'string' && raw.trim() === '') throw new CrepeError(`parameter ${k} of ${s.name} has no value`);
+    const err = checkParam(s.name, k, v, spec);
+    if (err) throw new CrepeError(err);
+    out[k] = v;
+  }
+  return out;
+}
+
+/** Parse `k=v` pairs from the command line; `kernel=3x5` is shorthand for kh=3, kw=5. */
+export function parseParamPairs(pairs: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const p of pairs) {
+    const eq = p.indexOf('=');
+    if (eq <= 0) throw new CrepeError(`bad --param '${p}' (expected name=value)`);
+    const k = p.slice(0, eq).trim();
+    const v = p.slice(eq + 1).trim();
+    if (k === 'kernel') {
+      const m = /^(\d+)(?:x(\d+))?$/.exec(v);
+      if (!m) throw new CrepeError(`bad kernel '${v}' (expected K or KHxKW, e.g. 3x3)`);
+      out.kh = m[1];
+      out.kw = m[2] ?? m[1];
+    } else out[k] = v;
+  }
+  return out;
+}

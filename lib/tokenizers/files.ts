@@ -1,0 +1,21 @@
+import * as fs from 'fs';
+import { CrepeError } from '../errors';
+
+/** Read a tokenizer file whole, turning a missing or unreadable file into a CrepeError. */
+export function readTokenizerFile(path: string): Buffer {
+  try {
+    return fs.readFileSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new CrepeError(`tokenizer file not found: ${path}`);
+    if (code === 'EISDIR') throw new CrepeError(`tokenizer path is a folder, not a file: ${path}`);
+    throw new CrepeError(`cannot read tokenizer file ${path}: ${(e as Error).message}`);
+  }
+}
+
+/** Throw a CrepeError unless `id` is a valid token id. */
+export function checkId(id: number, vocabSize: number, path: string): void {
+  if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
+    throw new CrepeError(`token id ${id} is outside the vocabulary (size ${vocabSize}) of ${path}`);
+  }
+}

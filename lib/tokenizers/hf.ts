@@ -1,0 +1,86 @@
+import * as fs from 'fs';
+import * as path from 'path';
+// The package is ESM-first but ships a CommonJS build under its "node"/"require" export
+// condition, so a plain require() from crepe's CommonJS output works without network or bundler.
+import { Tokenizer as HfTokenizerImpl } from '@huggingface/tokenizers';
+import { CrepeError } from '../errors';
+import { checkId, readTokenizerFile } from './files';
+import type { Tokenizer } from './types';
+
+/** Names models commonly give their BOS / EOS, tried when tokenizer_config.json does not say. */
+const BOS_NAMES = ['<s>', '<|begin_of_text|>', '<bos>', '<|startoftext|>'];
+const EOS_NAMES = ['</s>', '<|end_of_text|>', '<|eot_id|>', '<eos>', '<|endoftext|>'];
+
+/** A Hugging Face `tokenizer.json`, run by @huggingface/tokenizers (pure JS). */
+export class HfTokenizer implements Tokenizer {
+  readonly vocabSize: number;
+  readonly bosId: number;
+  readonly eosId: number;
+
+  constructor(readonly path: string, private readonly impl: HfTokenizerImpl, config: Record<string, unknown>) {
+    let maxId = -1;
+    for (const id of impl.get_vocab(true).values()) maxId = Math.max(maxId, id);
+    this.vocabSize = maxId + 1;
+    this.bosId = this.specialId(config.bos_token, BOS_NAMES);
+    this.eosId = this.specialId(config.eos_token, EOS_NAMES);
+  }
+
+  /** The id of the configured token (a string or {content}), else of the first known name, else -1. */
+  private specialId(configured: unknown, names: string[]): number {
+    const content = typeof configured === 'string' ? configured : (configured as { content?: unknown } | null)?.content;
+    const candidates = typeof content === 'string' ? [content] : names;
+    for (const name of candidates) {
+      const id = this.impl.token_to_id(name);
+      if (id !== undefined) return id;
+    }
+    return -1;
+  }
+
+  /**
+   * The tokenizer's own normalizer, pre-tokenizer and model, but no post-processor: its
+   * template would add BOS on its own, and crepe decides that with `bos`.
+   */
+  encode(text: string, opts: { bos?: boolean } = {}): Int32Array {
+    const { ids } = this.impl.encode(text, { add_special_tokens: false });
+    if (ids.some((id) => id === undefined)) {
+      throw new CrepeError(`text has characters that ${this.path} cannot encode (no unk token)`);
+    }
+    if (!opts.bos) return Int32Array.from(ids);
+    if (this.bosId < 0) throw new CrepeError(`tokenizer ${this.path} has no BOS token`);
+    return Int32Array.from([this.bosId, ...ids]);
+  }
+
+  /** Special tokens (BOS, EOS, ...) decode to nothing, as in the other crepe tokenizers. */
+  decode(ids: ArrayLike<number>): string {
+    const list = Array.from(ids);
+    for (const id of list) checkId(id, this.vocabSize, this.path);
+    if (list.length === 0) return ''; // the library rejects an empty list
+    return this.impl.decode(list, { skip_special_tokens: true });
+  }
+}
+
+function readJson(file: string): Record<string, unknown> {
+  const text = readTokenizerFile(file).toString('utf8');
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new CrepeError(`bad JSON in ${file}: ${(e as Error).message}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new CrepeError(`bad tokenizer file ${file}: not a JSON object`);
+  return value as Record<string, unknown>;
+}
+
+/** Load `tokenizer.json`, plus `tokenizer_config.json` beside it when present (BOS/EOS names, cleanup flags). */
+export function loadHfTokenizer(file: string): HfTokenizer {
+  const json = readJson(file);
+  const configFile = path.join(path.dirname(file), 'tokenizer_config.json');
+  const config = fs.existsSync(configFile) ? readJson(configFile) : {};
+  let impl: HfTokenizerImpl;
+  try {
+    impl = new HfTokenizerImpl(json, config);
+  } catch (e) {
+    throw new CrepeError(`bad tokenizer file ${file}: ${(e as Error).message.split('\n')[0]}`);
+  }
+  return new HfTokenizer(file, impl, config);
+}

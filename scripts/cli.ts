@@ -1,0 +1,108 @@
+#!/usr/bin/env node
+import yargs, { Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { BACKEND_CHOICES, BackendChoice } from '../lib/backend';
+import { convertCommand } from '../lib/cli/convert';
+import { runCommand } from '../lib/cli/common';
+import { evalCommand } from '../lib/cli/eval';
+import { generateCommand } from '../lib/cli/generate';
+import { pruneCommand } from '../lib/cli/prune';
+import { tokenizeCommand } from '../lib/cli/tokenize';
+import { DATASET_HELP } from '../lib/data/datasets';
+import { listStrategies } from '../lib/prune/strategy';
+import '../lib/prune/strategies';
+
+const MODEL_HELP = 'stories260K, babyllama-char (in $CREPE_ASSETS, default ../shared/assets), a HF directory, or a llama2.c .bin';
+
+function common<T>(y: Argv<T>) {
+  return y
+    .option('backend', { choices: BACKEND_CHOICES, default: 'auto' as BackendChoice, describe: 'tfjs backend (auto: tfjs-node(-gpu) if installed, else wasm+SIMD)' })
+    .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' });
+}
+
+function modelOpts<T>(y: Argv<T>) {
+  return common(y)
+    .option('model', { type: 'string', demandOption: true, describe: MODEL_HELP })
+    .option('tokenizer', { type: 'string', describe: 'tokenizer file (default: found beside the model)' });
+}
+
+void yargs(hideBin(process.argv))
+  .scriptName('crepe')
+  .usage('$0 <command> [options]\n\nPost-training pruning of LLaMA-family models in TensorFlow.js.')
+  .command(
+    'eval',
+    'perplexity of a model on a dataset (Wanda/SparseGPT protocol)',
+    (y) =>
+      modelOpts(y)
+        .option('dataset', { type: 'string', demandOption: true, describe: DATASET_HELP })
+        .option('seqlen', { type: 'number', describe: "window length (default: the model's context)" })
+        .option('max-windows', { type: 'number', describe: 'evaluate only the first N windows' })
+        .example('$0 eval --model stories260K --dataset tinystories', 'dense PPL on the TinyStories evaluation split')
+        .example('$0 eval --model babyllama-char --dataset wikitext2 --max-windows 20 --json', 'a quick look, as JSON'),
+    (a) => runCommand(() => evalCommand(a as never)),
+  )
+  .command(
+    'tokenize',
+    'print the token ids of a text',
+    (y) =>
+      modelOpts(y)
+        .option('text', { type: 'string', demandOption: true })
+        .option('bos', { type: 'boolean', default: true, describe: 'prepend BOS' })
+        .example('$0 tokenize --model stories260K --text "Once upon a time" --json', '{"ids":[1,403,407,261,378]}'),
+    (a) => runCommand(() => tokenizeCommand(a as never)),
+  )
+  .command(
+    'generate',
+    'greedy decoding',
+    (y) =>
+      modelOpts(y)
+        .option('prompt', { type: 'string', default: '', describe: 'prompt text (default: start from BOS)' })
+        .option('steps', { type: 'number', default: 64 })
+        .example('$0 generate --model stories260K --steps 60', 'Once upon a time, there was a little girl named Lily...'),
+    (a) => runCommand(() => generateCommand(a as never)),
+  )
+  .command(
+    'convert',
+    'write a model in another format',
+    (y) =>
+      modelOpts(y)
+        .option('to', { choices: ['hf', 'llama2c'] as const, default: 'hf' as const })
+        .option('out', { type: 'string', demandOption: true, describe: 'output directory (hf) or .bin file (llama2c)' })
+        .option('dtype', { choices: ['F32', 'BF16', 'F16'] as const, default: 'F32' as const })
+        .example('$0 convert --model stories260K --to hf --out /tmp/stories-hf --dtype BF16', 'HF directory (config.json + model.safetensors), rotary q/k rows permuted'),
+    (a) => runCommand(() => convertCommand(a as never)),
+  )
+  .command(
+    'prune',
+    'prune a model layer by layer, optionally evaluate, save and dump artefacts',
+    (y) =>
+      modelOpts(y)
+        .option('method', { type: 'string', demandOption: true, describe: `scoring strategy: ${listStrategies().join(', ')}` })
+        .option('param', { type: 'string', array: true, default: [] as string[], describe: 'strategy parameter k=v (repeatable); kernel=KHxKW for crepe' })
+        .option('sparsity', { type: 'number', default: 0.5, describe: 'fraction pruned, in [0, 1) (unstructured)' })
+        .option('structure', { type: 'string', default: 'unstructured', describe: "'unstructured' or N:M = KEEP N of every M input weights (2:4 keeps 2; the Wanda/RIA code reads N:M as prune N)" })
+        .option('group', { choices: ['row', 'matrix'] as const, describe: "unstructured comparison group (default: the method's reference: row for wanda, matrix for magnitude/ri/ria/crepe)" })
+        .option('calib', { type: 'string', default: 'tinystories', describe: `calibration dataset: ${DATASET_HELP}` })
+        .option('nsamples', { type: 'number', default: 128, describe: 'calibration windows' })
+        .option('calib-seqlen', { type: 'number', describe: "calibration window length (default: the model's context)" })
+        .option('seed', { type: 'number', default: 0, describe: 'calibration sampling seed' })
+        .option('propagate', { choices: ['pruned', 'dense'] as const, default: 'pruned' as const, describe: 'next block inputs from the pruned or the dense block' })
+        .option('eval', { type: 'string', array: true, describe: 'evaluate dense and pruned PPL on these datasets' })
+        .option('seqlen', { type: 'number', describe: "evaluation window length (default: the model's context)" })
+        .option('max-windows', { type: 'number', describe: 'evaluate only the first N windows' })
+        .option('save', { type: 'string', describe: 'save the pruned model: a .bin path (llama2.c) or a directory (HF)' })
+        .option('dump', { type: 'string', describe: 'write calibration windows, statistics, masks and run.json here' })
+        .example('$0 prune --model stories260K --method wanda --sparsity 0.5 --eval tinystories', 'Wanda 50% per row, with dense and pruned PPL')
+        .example('$0 prune --model stories260K --method crepe --param gamma=0.05 --param kernel=3x3 --structure 2:4 --eval tinystories --dump /tmp/run', 'CRePE at 2:4 with audit artefacts'),
+    (a) => runCommand(() => pruneCommand(a as never)),
+  )
+  .demandCommand(1, 'name a command (see --help)')
+  .strict()
+  .fail((msg, err) => {
+    if (err) throw err;
+    process.stderr.write(`crepe: ${msg}\n`);
+    process.exit(2);
+  })
+  .help()
+  .wrap(Math.min(120, process.stdout.columns ?? 100))
+  .parseAsync();
