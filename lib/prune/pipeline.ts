@@ -37,6 +37,17 @@ export interface PruneSpec {
   propagate: 'pruned' | 'dense';
   /** Write calibration windows, statistics and masks here. */
   dumpDir?: string;
+  /**
+   * Statistics computed once (collectDenseStats): no calibration forward runs at all, which is
+   * what hyperparameter search needs (many configurations, one calibration).
+   */
+  precomputed?: CalibrationStats;
+}
+
+/** Every block's input statistics, keyed by block then linear. */
+export interface CalibrationStats {
+  blocks: Map<LinearName, InputStats>[];
+  calibration: CalibrationRecord;
 }
 
 export interface LayerReport {
@@ -110,6 +121,49 @@ export class OverlaySource implements WeightSource {
   }
 }
 
+/** Draw the calibration windows (seeded) from the calibration split of a dataset. */
+export function drawCalibration(model: OpenedModel, cal: CalibrationSpec): { windows: Int32Array[]; record: CalibrationRecord } {
+  const ds = loadDataset(cal.dataset, 'calib');
+  const tokens = tokenizeDataset(ds, model.tokenizer, model.tokenizerPath);
+  const sample = sampleCalibration(tokens, cal.nsamples, cal.seqlen, cal.seed);
+  return {
+    windows: sample.windows,
+    record: { dataset: cal.dataset, slice: ds.slice, starts: sample.starts, nsamples: cal.nsamples, seqlen: cal.seqlen, seed: cal.seed },
+  };
+}
+
+/**
+ * Statistics of every block's linears from the DENSE model's block inputs, computed in one
+ * pass. Pruning with them (spec.precomputed) needs no further forward passes; the price is that
+ * later blocks see dense rather than pruned inputs (the `--propagate dense` variant).
+ */
+export function collectDenseStats(model: OpenedModel, cal: CalibrationSpec, opts: StatsOptions = {}): CalibrationStats {
+  const cfg = model.source.config;
+  if (cal.seqlen > cfg.maxSeqLen) {
+    throw new CrepeError(`calibration seqlen ${cal.seqlen} exceeds the model context ${cfg.maxSeqLen}`);
+  }
+  const { windows, record } = drawCalibration(model, cal);
+  let inputs = embedWindows(model.source, windows);
+  const tables = makeWindowTables(cfg, cal.seqlen);
+  const blocks: Map<LinearName, InputStats>[] = [];
+  try {
+    for (let b = 0; b < cfg.nLayers; b++) {
+      const bt = makeBlockTensors(cfg, model.source.readBlock(b));
+      const statsOf = new Map<LinearName, InputStats>();
+      for (const group of INPUT_GROUPS) {
+        const s = emptyStats(linearShape(cfg, group[0])[1], opts);
+        for (const n of group) statsOf.set(n, s);
+      }
+      inputs = runBlock(cfg, bt, tables, inputs, (names, x) => accumulateStats(statsOf.get(names[0])!, x, opts));
+      disposeBlock(bt);
+      blocks.push(statsOf);
+    }
+  } finally {
+    disposeWindowTables(tables);
+  }
+  return { blocks, calibration: record };
+}
+
 /** Gather rows of the embedding on the host: block 0's inputs, kept off the wasm heap. */
 function embedWindows(src: WeightSource, windows: Int32Array[]): Float32Array[] {
   const { dim } = src.config;
@@ -157,16 +211,14 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
   if (cal.seqlen > cfg.maxSeqLen) {
     throw new CrepeError(`calibration seqlen ${cal.seqlen} exceeds the model context ${cfg.maxSeqLen}`);
   }
-  const needCalibration = strategy.usesActivations || !!hooks.statsOptions;
-  let calibration: CalibrationRecord | null = null;
+  const needCalibration = !spec.precomputed && (strategy.usesActivations || !!hooks.statsOptions);
+  let calibration: CalibrationRecord | null = spec.precomputed?.calibration ?? null;
   let inputs: Float32Array[] = [];
   let windows: Int32Array[] = [];
   if (needCalibration) {
-    const ds = loadDataset(cal.dataset, 'calib');
-    const tokens = tokenizeDataset(ds, model.tokenizer, model.tokenizerPath);
-    const sample = sampleCalibration(tokens, cal.nsamples, cal.seqlen, cal.seed);
-    windows = sample.windows;
-    calibration = { dataset: cal.dataset, slice: ds.slice, starts: sample.starts, nsamples: cal.nsamples, seqlen: cal.seqlen, seed: cal.seed };
+    const drawn = drawCalibration(model, cal);
+    windows = drawn.windows;
+    calibration = drawn.record;
     inputs = embedWindows(src, windows);
   }
   if (spec.dumpDir) {
@@ -184,7 +236,7 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
       const dense = src.readBlock(b);
       const bt = makeBlockTensors(cfg, dense);
       // One statistics object per input group: q/k/v share one, gate/up another.
-      const statsOf = new Map<LinearName, InputStats>();
+      const statsOf = spec.precomputed?.blocks[b] ?? new Map<LinearName, InputStats>();
       let denseOut: Float32Array[] = [];
       if (needCalibration) {
         for (const group of INPUT_GROUPS) {

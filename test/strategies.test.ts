@@ -1,0 +1,227 @@
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../lib/backend';
+import { BUILTIN_MODELS, openModel } from '../lib/model/resolve';
+import { LinearName } from '../lib/model/types';
+import { pruneModel } from '../lib/prune/pipeline';
+import { Structure, selectMask } from '../lib/prune/select';
+import { InputStats, emptyStats } from '../lib/prune/stats';
+import { LayerContext, getStrategy, listStrategies, parseParamPairs, resolveParams } from '../lib/prune/strategy';
+import '../lib/prune/strategies';
+import { Rng } from '../lib/search/random';
+import { CrepeError } from '../lib/errors';
+
+beforeAll(async () => {
+  await initBackend('wasm');
+});
+
+function statsFrom(sumSq: number[], samples = 4): InputStats {
+  const s = emptyStats(sumSq.length);
+  sumSq.forEach((v, j) => (s.sumSq[j] = v));
+  s.samples = samples;
+  s.tokens = samples * 16;
+  return s;
+}
+
+function context(w: number[][], stats: InputStats, name: LinearName = 'q'): LayerContext {
+  const rows = w.length;
+  const cols = w[0].length;
+  const data = Float32Array.from(w.flat());
+  return {
+    weight: tf.tensor2d(data, [rows, cols]),
+    weightData: data,
+    shape: [rows, cols],
+    stats,
+    name,
+    block: 0,
+    kind: 'attn',
+    key: `blocks.0.attn.${name}`,
+  };
+}
+
+function scoreOf(method: string, ctx: LayerContext, given: Record<string, number> = {}): number[] {
+  const s = getStrategy(method);
+  const t = s.score(ctx, resolveParams(s, given));
+  const out = Array.from(t.dataSync());
+  t.dispose();
+  return out;
+}
+
+const W = [
+  [1, -2, 0.5],
+  [-4, 1, 2],
+];
+// sumSq / samples = [4, 1, 16] → ||X_j|| = [2, 1, 4]
+const STATS = statsFrom([16, 4, 64], 4);
+
+describe('built-in strategies on a hand-computed 2x3 layer', () => {
+  test('magnitude is |W|', () => {
+    const ctx = context(W, STATS);
+    expect(scoreOf('magnitude', ctx)).toEqual([1, 2, 0.5, 4, 1, 2]);
+    ctx.weight.dispose();
+  });
+
+  test('wanda is |W| * sqrt(sumSq / samples)', () => {
+    const ctx = context(W, STATS);
+    expect(scoreOf('wanda', ctx)).toEqual([2, 2, 2, 8, 1, 8]);
+    ctx.weight.dispose();
+  });
+
+  test('ri is |W|/rowsum + |W|/colsum; ria multiplies by norm^a', () => {
+    const ctx = context(W, STATS);
+    // row sums 3.5, 7; column sums 5, 3, 2.5
+    const ri = [1 / 3.5 + 1 / 5, 2 / 3.5 + 2 / 3, 0.5 / 3.5 + 0.5 / 2.5, 4 / 7 + 4 / 5, 1 / 7 + 1 / 3, 2 / 7 + 2 / 2.5];
+    scoreOf('ri', ctx).forEach((v, k) => expect(v).toBeCloseTo(ri[k], 6));
+    const norm = [2, 1, 4, 2, 1, 4];
+    scoreOf('ria', ctx).forEach((v, k) => expect(v).toBeCloseTo(ri[k] * Math.sqrt(norm[k]), 6));
+    scoreOf('ria', ctx, { a: 1 }).forEach((v, k) => expect(v).toBeCloseTo(ri[k] * norm[k], 5));
+    ctx.weight.dispose();
+  });
+
+  test('crepe neighbourhood term uses exact zero-padded window sums', () => {
+    const ctx = context(W, STATS);
+    // 3x3 windows on a 2x3 matrix: window of (i, j) = all rows, columns j-1..j+1
+    const A = W.map((r) => r.map(Math.abs));
+    const box = (i: number, j: number) => {
+      let s = 0;
+      for (let r = i - 1; r <= i + 1; r++) for (let c = j - 1; c <= j + 1; c++) if (r >= 0 && r < 2 && c >= 0 && c < 3) s += A[r][c];
+      return s;
+    };
+    const p = { alpha: 0.5, beta: 2, gamma: 3, a: 0 };
+    const expected: number[] = [];
+    const rs = [3.5, 7];
+    const cs = [5, 3, 2.5];
+    for (let i = 0; i < 2; i++) for (let j = 0; j < 3; j++) expected.push(p.alpha * A[i][j] / rs[i] + p.beta * A[i][j] / cs[j] + p.gamma * A[i][j] / box(i, j));
+    scoreOf('crepe', ctx, p).forEach((v, k) => expect(v).toBeCloseTo(expected[k], 5));
+    // a 1x3 window only looks along the row
+    const wide = scoreOf('crepe', ctx, { alpha: 0, beta: 0, gamma: 1, kh: 1, kw: 3, a: 0 });
+    const rowBox = (i: number, j: number) => A[i].slice(Math.max(0, j - 1), j + 2).reduce((x, y) => x + y, 0);
+    wide.forEach((v, k) => expect(v).toBeCloseTo(A[Math.floor(k / 3)][k % 3] / rowBox(Math.floor(k / 3), k % 3), 6));
+    ctx.weight.dispose();
+  });
+
+  test('all-zero rows and windows score 0, not NaN', () => {
+    const ctx = context([[0, 0, 0], [0, 1, 0]], STATS);
+    for (const m of listStrategies()) for (const v of scoreOf(m, ctx)) expect(Number.isFinite(v)).toBe(true);
+    ctx.weight.dispose();
+  });
+
+  test('CRePE(alpha=1, beta=1, gamma=0, a=0.5) equals RIA bit for bit on a random layer', () => {
+    const rng = new Rng(3);
+    const w = Array.from({ length: 40 }, () => Array.from({ length: 24 }, () => rng.normal()));
+    const ctx = context(w, statsFrom(Array.from({ length: 24 }, () => rng.next() * 10), 7));
+    expect(scoreOf('crepe', ctx, { alpha: 1, beta: 1, gamma: 0, a: 0.5 })).toEqual(scoreOf('ria', ctx));
+    ctx.weight.dispose();
+  });
+});
+
+describe('contract: every registered strategy', () => {
+  const rows = 48;
+  const cols = 64;
+  const rng = new Rng(11);
+  const data = Float32Array.from({ length: rows * cols }, () => rng.normal());
+  const stats = statsFrom(Array.from({ length: cols }, () => 1 + rng.next() * 50), 8);
+  const structures: Structure[] = [
+    { kind: 'unstructured', group: 'row', sparsity: 0.5 },
+    { kind: 'unstructured', group: 'matrix', sparsity: 0.37 },
+    { kind: 'nm', n: 2, m: 4 },
+    { kind: 'nm', n: 3, m: 8 },
+  ];
+
+  for (const method of listStrategies()) {
+    test(`${method}: shape, finiteness, determinism, exact sparsity, no leaks`, () => {
+      const s = getStrategy(method);
+      const params = resolveParams(s);
+      const weight = tf.tensor2d(data, [rows, cols]);
+      const ctx: LayerContext = { weight, weightData: data, shape: [rows, cols], stats, name: 'gate', block: 1, kind: 'mlp', key: 'blocks.1.mlp.gate' };
+      const before = tf.memory().numTensors;
+      const t1 = s.score(ctx, params);
+      const t2 = s.score(ctx, params);
+      expect(t1.shape).toEqual([rows, cols]);
+      const a = t1.dataSync() as Float32Array;
+      const b = t2.dataSync() as Float32Array;
+      tf.dispose([t1, t2]);
+      expect(tf.memory().numTensors).toBe(before);
+      weight.dispose();
+      expect(a.every((v) => Number.isFinite(v))).toBe(true);
+      expect(Buffer.compare(Buffer.from(a.buffer), Buffer.from(b.buffer))).toBe(0);
+      for (const st of structures) {
+        const mask = selectMask(a, rows, cols, st);
+        let pruned = 0;
+        for (const v of mask) pruned += 1 - v;
+        const expected =
+          st.kind === 'nm' ? (rows * cols * (st.m - st.n)) / st.m : st.group === 'row' ? rows * Math.floor(cols * st.sparsity) : Math.floor(rows * cols * st.sparsity);
+        expect(pruned).toBe(expected);
+      }
+    });
+  }
+});
+
+describe('parameters', () => {
+  test('unknown parameter, out-of-range value and even kernels are rejected with one-line messages', () => {
+    const crepe = getStrategy('crepe');
+    expect(() => resolveParams(crepe, { delta: 1 })).toThrow(CrepeError);
+    expect(() => resolveParams(crepe, { delta: 1 })).toThrow(/unknown parameter 'delta' for method crepe/);
+    expect(() => resolveParams(crepe, { kh: 4 })).toThrow(/must be odd/);
+    expect(() => resolveParams(crepe, { alpha: -1 })).toThrow(/out of range/);
+    expect(() => resolveParams(crepe, { a: 'x' })).toThrow(/not a finite number/);
+    expect(() => resolveParams(getStrategy('wanda'), { a: 1 })).toThrow(/it takes none/);
+    expect(() => getStrategy('sparsegpt2')).toThrow(/unknown method 'sparsegpt2'/);
+  });
+
+  test('kernel=KHxKW shorthand', () => {
+    expect(parseParamPairs(['kernel=3x5', 'gamma=0.1'])).toEqual({ kh: '3', kw: '5', gamma: '0.1' });
+    expect(parseParamPairs(['kernel=7'])).toEqual({ kh: '7', kw: '7' });
+    expect(() => parseParamPairs(['kernel=3by3'])).toThrow(CrepeError);
+    expect(() => parseParamPairs(['gamma'])).toThrow(CrepeError);
+  });
+});
+
+describe('on the real model', () => {
+  const calibration = { dataset: 'tinystories', nsamples: 8, seqlen: 128, seed: 0 };
+
+  function masksOf(method: string, params: Record<string, number>, structure: Structure): Map<string, Uint8Array> {
+    const model = openModel('stories260K');
+    const masks = new Map<string, Uint8Array>();
+    const s = getStrategy(method);
+    const out = pruneModel(
+      model,
+      { method, params: resolveParams(s, params), structure, calibration, propagate: 'pruned' },
+      { onLayer: (l) => masks.set(`${l.block}.${l.name}`, l.mask) },
+    );
+    // exact counts: per row floor(in * s), per matrix floor(numel * s), N:M (m - n)/m
+    for (const l of out.report.layers) {
+      const [o, i] = l.shape;
+      const expected =
+        structure.kind === 'nm'
+          ? (o * i * (structure.m - structure.n)) / structure.m
+          : structure.group === 'row'
+            ? o * Math.floor(i * structure.sparsity)
+            : Math.floor(o * i * structure.sparsity);
+      expect(l.pruned).toBe(expected);
+    }
+    expect(out.report.pruned).toBe(out.report.layers.reduce((a, l) => a + l.pruned, 0));
+    model.source.close();
+    return masks;
+  }
+
+  test.each([
+    [{ kind: 'unstructured', group: 'matrix', sparsity: 0.5 } as Structure],
+    [{ kind: 'nm', n: 2, m: 4 } as Structure],
+  ])('CRePE(1, 1, 0, a=0.5) == RIA mask for mask (%j)', (structure) => {
+    const crepe = masksOf('crepe', { alpha: 1, beta: 1, gamma: 0, a: 0.5 }, structure);
+    const ria = masksOf('ria', {}, structure);
+    expect(crepe.size).toBe(35);
+    for (const [k, m] of ria) expect(Buffer.compare(Buffer.from(crepe.get(k)!), Buffer.from(m))).toBe(0);
+  });
+
+  test('uniform sparsity is exact per layer and in total, and the same seed gives the same masks', () => {
+    const st: Structure = { kind: 'unstructured', group: 'row', sparsity: 0.3 };
+    const a = masksOf('crepe', {}, st);
+    const b = masksOf('crepe', {}, st);
+    for (const [k, m] of a) expect(Buffer.compare(Buffer.from(b.get(k)!), Buffer.from(m))).toBe(0);
+  });
+
+  test('the built-in model names resolve', () => {
+    expect(Object.keys(BUILTIN_MODELS)).toEqual(['stories260K', 'babyllama-char']);
+  });
+});
