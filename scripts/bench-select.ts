@@ -3,6 +3,7 @@
  * Not a test. Run: npx tsc -p tsconfig.json && node dist/scripts/bench-select.js [--permute]
  * --permute also times RIA's channel permutation (lib/prune/permute.ts) on 4096 x 4096, 2:4.
  */
+import { loadavg } from 'os';
 import { permuteForNM } from '../lib/prune/permute';
 import { selectMask, Structure } from '../lib/prune/select';
 
@@ -13,7 +14,7 @@ const STRUCTURES: [string, Structure][] = [
   ['2:4', { kind: 'nm', n: 2, m: 4 }],
   ['4:8', { kind: 'nm', n: 4, m: 8 }],
 ];
-const REPEATS = 3;
+const REPEATS = 5;
 
 /** Positive scores with per-column scales, like |W| * ||X_j|| (xorshift32: fast and repeatable). */
 function randomScores(rows: number, cols: number, seed: number): Float32Array {
@@ -30,8 +31,11 @@ function randomScores(rows: number, cols: number, seed: number): Float32Array {
   return out;
 }
 
-/** Median wall time in ms of `REPEATS` runs after one warm-up run. */
-function time(run: () => void, repeats = REPEATS): number {
+/**
+ * Wall times in ms of `repeats` runs after one warm-up run: the minimum (the cost without
+ * interference: other processes share these small machines) and the median.
+ */
+function time(run: () => void, repeats = REPEATS): { min: number; median: number } {
   run();
   const ms: number[] = [];
   for (let i = 0; i < repeats; i++) {
@@ -39,24 +43,28 @@ function time(run: () => void, repeats = REPEATS): number {
     run();
     ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
-  return ms.sort((a, b) => a - b)[repeats >> 1];
+  ms.sort((a, b) => a - b);
+  return { min: ms[0], median: ms[repeats >> 1] };
 }
 
+const fmt = (t: { min: number; median: number }) =>
+  `min ${t.min.toFixed(0).padStart(6)} ms   median ${t.median.toFixed(0).padStart(6)} ms`;
+
 function main(): void {
-  console.log(`selectMask, median of ${REPEATS} after a warm-up (node ${process.version})`);
+  console.log(`selectMask, ${REPEATS} runs after a warm-up, one core (node ${process.version}, load average ${loadavg()[0].toFixed(1)})`);
   for (const [rows, cols] of SHAPES) {
     const scores = randomScores(rows, cols, rows + cols);
     for (const [name, structure] of STRUCTURES) {
-      const ms = time(() => selectMask(scores, rows, cols, structure));
-      console.log(`${`${rows}x${cols}`.padEnd(11)} ${name.padEnd(11)} ${ms.toFixed(1).padStart(8)} ms`);
+      const t = time(() => selectMask(scores, rows, cols, structure));
+      console.log(`${`${rows}x${cols}`.padEnd(11)} ${name.padEnd(11)} ${fmt(t)}`);
     }
   }
   if (process.argv.includes('--permute')) {
     const [rows, cols] = [4096, 4096];
     const scores = randomScores(rows, cols, 7);
     for (const refine of [false, true]) {
-      const ms = time(() => permuteForNM(scores, rows, cols, 2, 4, { refine }), 1);
-      console.log(`${rows}x${cols} permute 2:4 refine=${refine} ${ms.toFixed(0).padStart(8)} ms`);
+      const t = time(() => permuteForNM(scores, rows, cols, 2, 4, { refine }), 1);
+      console.log(`${rows}x${cols} permute 2:4 refine=${refine}: ${t.min.toFixed(0)} ms`);
     }
   }
 }

@@ -162,7 +162,7 @@ describe('N:M on random matrices', () => {
   }
 });
 
-describe('quickselect edge cases', () => {
+describe('orders and value layouts that stress the selection', () => {
   const n = 20000;
   const orders: [string, (i: number) => number][] = [
     ['ascending', (i) => i],
@@ -171,6 +171,9 @@ describe('quickselect edge cases', () => {
     ['organ pipe', (i) => Math.min(i, n - i)],
     ['two values', (i) => i % 2],
     ['sawtooth', (i) => i % 100],
+    // Many distinct values sharing their top bits (one radix bucket), in scrambled order.
+    ['one bucket', (i) => 1 + ((i * 7919) % n) * 2 ** -23],
+    ['mixed signs, zeros, denormals, huge', (i) => [-(i % 13), 0, -0, 1e-42 * (i % 5), 3e38 - i * 1e32, -1e-39 * (i % 3)][i % 6]],
   ];
   for (const [name, f] of orders) {
     test(`${name}: equal to the reference`, () => {
@@ -187,6 +190,16 @@ test('deterministic: same input, same mask', () => {
   const scores = randomScores(64, 256, 5, 4);
   for (const s of [row(0.5), matrix(0.6), nm(2, 4), nm(4, 8)]) {
     expect(firstDifference(selectMask(scores, 64, 256, s), selectMask(scores.slice(), 64, 256, s))).toBe(-1);
+  }
+});
+
+test('a view into a larger buffer selects from its own entries', () => {
+  const scores = randomScores(64, 256, 6, 5);
+  const padded = new Float32Array(scores.length + 7).fill(-1);
+  padded.set(scores, 3);
+  const view = padded.subarray(3, 3 + scores.length);
+  for (const s of [row(0.5), matrix(0.3), nm(2, 4), nm(5, 16)]) {
+    expect(firstDifference(selectMask(view, 64, 256, s), selectMask(scores, 64, 256, s))).toBe(-1);
   }
 });
 
@@ -245,11 +258,12 @@ describe('helpers', () => {
   });
 
   test('applyMask zeroes pruned weights (NaN and Infinity too) and returns a new array', () => {
-    const weight = f32([1, NaN, -2, Infinity]);
-    const out = applyMask(weight, Uint8Array.from([1, 0, 1, 0]));
-    expect(Array.from(out)).toEqual([1, 0, -2, 0]);
+    const weight = f32([1, NaN, -2, Infinity, -3, -0]);
+    const out = applyMask(weight, Uint8Array.from([1, 0, 1, 0, 0, 1]));
+    expect(Array.from(out)).toEqual([1, 0, -2, 0, 0, -0]); // toEqual tells +0 from -0: pruned is +0
     expect(out).not.toBe(weight);
     expect(Number.isNaN(weight[1])).toBe(true);
     expect(() => applyMask(weight, new Uint8Array(3))).toThrow();
+    expect(Array.from(applyMask(weight.subarray(2, 4), Uint8Array.from([1, 1])))).toEqual([-2, Infinity]); // views work
   });
 });

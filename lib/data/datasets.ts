@@ -130,6 +130,7 @@ export function evaluationWindows(tokens: Int32Array, seqlen: number, maxWindows
   if (n === 0) {
     throw new CrepeError(`evaluation text has ${tokens.length} tokens, fewer than one window of ${seqlen}`);
   }
+  if (maxWindows !== undefined && !(Number.isInteger(maxWindows) && maxWindows > 0)) throw new CrepeError(`max-windows must be a positive integer, got ${maxWindows}`);
   const count = maxWindows !== undefined ? Math.min(n, maxWindows) : n;
   const out: Int32Array[] = [];
   for (let w = 0; w < count; w++) out.push(tokens.subarray(w * seqlen, (w + 1) * seqlen));

@@ -81,11 +81,16 @@ export function permuteForNM(
   for (let r = 0; r < rows; r++) {
     const off = r * cols;
     for (let j = 0; j < cols; j++) {
-      if (permutedMask[off + j] === 0) continue;
+      const keep = permutedMask[off + j];
       const i = off + perm[j];
-      mask[i] = 1;
-      keptScore += scores[i];
+      mask[i] = keep;
+      keptScore += keep * work[i]; // a multiply, not a branch on a random mask (~5x faster)
     }
+  }
+  if (work !== scores) {
+    // Some scores are not finite: report the sum of the real ones (NaN or Infinity if kept).
+    keptScore = 0;
+    for (let i = 0; i < mask.length; i++) if (mask[i] === 1) keptScore += scores[i];
   }
   return { perm, mask, keptScore };
 }
@@ -227,12 +232,13 @@ function reassignPosition(
     const t = threshold.subarray(g * rows, (g + 1) * rows);
     for (let c = 0; c < size; c++) {
       const x = candidate.subarray(c * rows, (c + 1) * rows);
-      let sum = 0;
+      // d + |d| = 2 max(d, 0) without a branch (an if on random data here is ~10x slower).
+      let twiceGain = 0;
       for (let r = 0; r < rows; r++) {
         const d = x[r] - t[r];
-        if (d > 0) sum += d;
+        twiceGain += d + Math.abs(d);
       }
-      gain[g * size + c] = sum;
+      gain[g * size + c] = 0.5 * twiceGain;
     }
   }
   const assign = maxWeightAssignment(gain, size);

@@ -92,15 +92,20 @@ export function selectMask(scores: Float32Array, rows: number, cols: number, s: 
 /** Fraction of zeros in a mask (0 for an empty mask). */
 export function maskSparsity(mask: Uint8Array): number {
   let pruned = 0;
-  for (let i = 0; i < mask.length; i++) if (mask[i] === 0) pruned++;
+  for (let i = 0; i < mask.length; i++) pruned += bit(mask[i] === 0);
   return mask.length === 0 ? 0 : pruned / mask.length;
 }
 
-/** A new array with the pruned weights set to 0 (set, not multiplied, so NaN/Inf weights go too). */
+/**
+ * A new array with the pruned weights set to +0. The bits are masked rather than the values
+ * multiplied, so NaN/Infinity weights are zeroed too, and there is no branch on the mask.
+ */
 export function applyMask(weight: Float32Array, mask: Uint8Array): Float32Array {
   if (weight.length !== mask.length) throw new Error(`applyMask: ${weight.length} weights, ${mask.length} mask entries`);
   const out = new Float32Array(weight.length);
-  for (let i = 0; i < weight.length; i++) out[i] = mask[i] === 0 ? 0 : weight[i];
+  const weightBits = new Int32Array(weight.buffer, weight.byteOffset, weight.length);
+  const outBits = new Int32Array(out.buffer);
+  for (let i = 0; i < weight.length; i++) outBits[i] = weightBits[i] & -bit(mask[i] !== 0);
   return out;
 }
 

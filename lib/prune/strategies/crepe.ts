@@ -1,16 +1,16 @@
 import * as tf from '@tensorflow/tfjs';
 import { Strategy } from '../strategy';
-import { TINY, activationFactor, boxAverage, colSums, inBoundsCounts, rowSums } from './terms';
+import { TINY, activationFactor, boxMean, relativeImportance } from './terms';
 
 /**
  * CRePE (arXiv 2606.01544), as RECONSTRUCTED from the paper's abstract (the full text is not
  * available; see DESIGN.md section 1). With A = |W| and n_j the input-channel norm:
  *
- *   R = A / rowsum(A),  C = A / colsum(A),  N = A / (k_h x k_w window sum of A, zero padding)
+ *   R = A / rowsum(A),  C = A / colsum(A),  N = A / (kh x kw window sum of A, zero padding)
  *   score = (alpha R + beta C + gamma N) * n_j^a
  *
- * alpha = beta = 1, gamma = 0, a = 0.5 is RIA, bit for bit: the coefficients are folded into the
- * denominators (x / (s/1) == x / s exactly) and the terms are added in RIA's order.
+ * Computed as A * (alpha/rowsum + beta/colsum + (gamma/(kh kw)) / windowMean) * n^a, which with
+ * gamma = 0 is exactly the expression RIA uses, so CRePE(1, 1, 0, a=0.5) == RIA bit for bit.
  */
 export const crepe: Strategy = {
   name: 'crepe',
@@ -27,18 +27,14 @@ export const crepe: Strategy = {
   usesActivations: true,
   score: (ctx, p) =>
     tf.tidy(() => {
-      const a = tf.abs(ctx.weight) as tf.Tensor2D;
-      const [o, i] = a.shape;
-      let s = tf.add(tf.div(a, tf.div(rowSums(a), p.alpha)), tf.div(a, tf.div(colSums(a), p.beta)));
+      const { a, coef } = relativeImportance(tf.abs(ctx.weight) as tf.Tensor2D, p.alpha, p.beta);
+      let c: tf.Tensor2D = coef;
       if (p.gamma > 0) {
-        // window sum = avg * rowCount_i * colCount_j; fold gamma into the row factor
-        const rowF = inBoundsCounts(o, p.kh).map((c) => c / p.gamma);
-        const box = tf.mul(
-          tf.mul(tf.maximum(boxAverage(a, p.kh, p.kw), TINY), tf.tensor2d(rowF, [o, 1])),
-          tf.tensor2d(inBoundsCounts(i, p.kw), [1, i]),
-        );
-        s = tf.add(s, tf.div(a, box));
+        // an all-zero window has mean 0 but then A = 0 too: TINY keeps the score 0, not NaN
+        const inv = tf.div(p.gamma / (p.kh * p.kw), tf.add(boxMean(a, p.kh, p.kw), TINY));
+        c = tf.add(c, inv) as tf.Tensor2D;
       }
+      const s = tf.mul(a, c) as tf.Tensor2D;
       return (p.a === 0 ? s : tf.mul(s, activationFactor(ctx.stats, p.a))) as tf.Tensor2D;
     }),
 };

@@ -1,12 +1,12 @@
 import { registerStrategy } from '../strategy';
 import { crepe } from './crepe';
 import { magnitude } from './magnitude';
-import { ri, ria } from './ria';
+import { ria, riStrategy } from './ria';
 import { wanda } from './wanda';
 
 /** Built-in strategies. A new strategy is one file in this folder and one line here. */
 registerStrategy(magnitude);
 registerStrategy(wanda);
-registerStrategy(ri);
+registerStrategy(riStrategy);
 registerStrategy(ria);
 registerStrategy(crepe);

@@ -35,33 +35,28 @@ export function activationFactor(stats: InputStats, a: number): tf.Tensor2D {
   return tf.tensor2d(f, [1, f.length]);
 }
 
-/** Number of in-bounds positions of a centred window of size k at each index of a length-n axis. */
-export function inBoundsCounts(n: number, k: number): Float32Array {
-  const r = (k - 1) / 2;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.min(n - 1, i + r) - Math.max(0, i - r) + 1;
-  return out;
+/**
+ * Exact window sums of A over the kh x kw window centred on each element, zero padding outside,
+ * divided by kh*kw: zero-pad then average with 'valid' padding (avgPool with 'same' padding would
+ * average over in-bounds elements only). kh and kw must be odd. Returns [out, in].
+ */
+export function boxMean(a: tf.Tensor2D, kh: number, kw: number): tf.Tensor2D {
+  const [o, i] = a.shape;
+  if (kh === 1 && kw === 1) return a.clone();
+  return tf.tidy(() => {
+    const ph = (kh - 1) / 2;
+    const pw = (kw - 1) / 2;
+    const padded = tf.reshape(tf.pad(a, [[ph, ph], [pw, pw]]), [1, o + 2 * ph, i + 2 * pw, 1]) as tf.Tensor4D;
+    return tf.reshape(tf.avgPool(padded, [kh, kw], 1, 'valid'), [o, i]) as tf.Tensor2D;
+  });
 }
 
 /**
- * Exact sums of A over the kh x kw window centred on each element, zero padding outside:
- * avgPool with 'same' padding averages over in-bounds elements only, so multiplying by the
- * per-row and per-column in-bounds counts recovers the sum. kh and kw must be odd.
- * Returns the average and the [out,1], [1,in] count factors so callers can fold them.
+ * Relative importance with coefficients: A * (alpha / rowsum_i + beta / colsum_j), the form RIA's
+ * A/rowsum + A/colsum takes with alpha = beta = 1 (one broadcast add and one multiply instead of
+ * two full divisions). RI, RIA and CRePE all go through this one function.
  */
-export function boxAverage(a: tf.Tensor2D, kh: number, kw: number): tf.Tensor2D {
-  const [o, i] = a.shape;
-  if (kh === 1 && kw === 1) return a.clone();
-  const avg = tf.avgPool(tf.reshape(a, [1, o, i, 1]) as tf.Tensor4D, [kh, kw], 1, 'same');
-  return tf.reshape(avg, [o, i]) as tf.Tensor2D;
-}
-
-export function boxSums(a: tf.Tensor2D, kh: number, kw: number): tf.Tensor2D {
-  const [o, i] = a.shape;
-  return tf.tidy(() =>
-    tf.mul(
-      tf.mul(boxAverage(a, kh, kw), tf.tensor2d(inBoundsCounts(o, kh), [o, 1])),
-      tf.tensor2d(inBoundsCounts(i, kw), [1, i]),
-    ),
-  ) as tf.Tensor2D;
+export function relativeImportance(a: tf.Tensor2D, alpha: number, beta: number): { a: tf.Tensor2D; coef: tf.Tensor2D } {
+  const coef = tf.add(tf.div(alpha, rowSums(a)), tf.div(beta, colSums(a))) as tf.Tensor2D;
+  return { a, coef };
 }

@@ -1,0 +1,261 @@
+/**
+ * What a hyperparameter search evaluates: calibrate once, then, per configuration, prune from
+ * the stored statistics (no calibration forward) and measure proxies and/or perplexity on a
+ * small search subset. Final numbers come from `fullEvaluation`, which prunes with the standard
+ * pipeline (exactly what `crepe prune` does) and evaluates every window.
+ */
+import { EvalRecord, evaluateSource } from '../eval/evaluate';
+import { OpenedModel } from '../model/resolve';
+import { LinearName, linearShape } from '../model/types';
+import { CalibrationSpec, CalibrationStats, collectDenseStats, pruneModel } from '../prune/pipeline';
+import { Structure } from '../prune/select';
+import { InputStats } from '../prune/stats';
+import { Params, Strategy, resolveParams } from '../prune/strategy';
+import { PROXIES, ProxyAccumulator, ProxyName } from './proxies';
+
+/** The search subset and the final evaluation both use this dataset's evaluation split. */
+export const SEARCH_DATASET = 'tinystories';
+
+/**
+ * Where the statistics come from: 'dense' = every block's input in the dense model (one pass);
+ * 'pruned' = the inputs seen by a sequential pruning pass with the method's default parameters,
+ * closer to what the final pipeline sees but one default-specific pass.
+ */
+export type StatsKind = 'dense' | 'pruned';
+
+export interface SearchSetup {
+  model: OpenedModel;
+  strategy: Strategy;
+  structure: Structure;
+  calibration: CalibrationSpec;
+  statsKind: StatsKind;
+  stats: CalibrationStats;
+  /** Wall seconds spent collecting the statistics (paid once per search). */
+  calibrationSeconds: number;
+  dataset: string;
+}
+
+export interface SetupOptions {
+  statsKind: StatsKind;
+  /** Raw calibration windows kept per layer input, for the 'recon' proxy (0: none). */
+  keepInputs: number;
+  dataset?: string;
+}
+
+/** Collect the statistics every configuration of the search will reuse. */
+export function calibrateOnce(
+  model: OpenedModel,
+  strategy: Strategy,
+  structure: Structure,
+  calibration: CalibrationSpec,
+  opts: SetupOptions,
+): SearchSetup {
+  const t0 = process.hrtime.bigint();
+  const statsOptions = { keepInputs: opts.keepInputs };
+  let stats: CalibrationStats;
+  if (opts.statsKind === 'dense') {
+    stats = collectDenseStats(model, calibration, statsOptions);
+  } else {
+    const blocks: Map<LinearName, InputStats>[] = [];
+    const outcome = pruneModel(
+      model,
+      { method: strategy.name, params: resolveParams(strategy), structure, calibration, propagate: 'pruned' },
+      {
+        statsOptions,
+        onLayer: ({ block, name, stats: s }) => {
+          blocks[block] ??= new Map();
+          blocks[block].set(name, s);
+        },
+      },
+    );
+    stats = { blocks, calibration: outcome.calibration! };
+  }
+  return {
+    model,
+    strategy,
+    structure,
+    calibration,
+    statsKind: opts.statsKind,
+    stats,
+    calibrationSeconds: secondsSince(t0),
+    dataset: opts.dataset ?? SEARCH_DATASET,
+  };
+}
+
+export interface ConfigurationResult {
+  proxies: Partial<Record<ProxyName, number>>;
+  /** PPL on the search subset; undefined when not asked for. */
+  ppl?: number;
+  /** Wall seconds for pruning + proxies + PPL. */
+  seconds: number;
+}
+
+/**
+ * Prune with `params` from the stored statistics, computing the requested proxies from each
+ * layer's scores and mask as the pipeline produces them, and (when `windows` is given) the
+ * perplexity of the pruned model on the first `windows` evaluation windows ('all' = every one).
+ */
+export function evaluateConfiguration(
+  setup: SearchSetup,
+  params: Params,
+  opts: { proxies?: readonly ProxyName[]; windows?: number | 'all' },
+): ConfigurationResult {
+  const t0 = process.hrtime.bigint();
+  const names = opts.proxies ?? [];
+  const acc = names.length ? new ProxyAccumulator(names) : null;
+  const cfg = setup.model.source.config;
+  const outcome = pruneModel(
+    setup.model,
+    {
+      method: setup.strategy.name,
+      params,
+      structure: setup.structure,
+      calibration: setup.calibration,
+      propagate: 'pruned',
+      precomputed: setup.stats,
+    },
+    acc
+      ? {
+          onLayer: ({ name, stats, weight, scores, mask }) => {
+            const [rows, cols] = linearShape(cfg, name);
+            acc.add({ weight, scores, mask, stats, rows, cols });
+          },
+        }
+      : {},
+  );
+  const proxies = acc ? acc.values() : {};
+  let ppl: number | undefined;
+  if (opts.windows !== undefined) {
+    const maxWindows = opts.windows === 'all' ? undefined : opts.windows;
+    ppl = evaluateSource(setup.model, outcome.source, [setup.dataset], { maxWindows })[0].ppl;
+  }
+  return { proxies, ppl, seconds: secondsSince(t0) };
+}
+
+export interface FullEvaluation {
+  params: Params;
+  ppl: number;
+  record: EvalRecord;
+  pruneSeconds: number;
+  evalSeconds: number;
+}
+
+/**
+ * The number to report for a configuration: prune with the standard sequential pipeline (fresh
+ * calibration forward, pruned propagation, as `crepe prune` does by default) and evaluate every
+ * window of the dataset's evaluation split.
+ */
+export function fullEvaluation(
+  model: OpenedModel,
+  method: string,
+  params: Params,
+  structure: Structure,
+  calibration: CalibrationSpec,
+  dataset = SEARCH_DATASET,
+): FullEvaluation {
+  const pruned = pruneModel(model, { method, params, structure, calibration, propagate: 'pruned' });
+  const record = evaluateSource(model, pruned.source, [dataset])[0];
+  return { params, ppl: record.ppl, record, pruneSeconds: pruned.seconds, evalSeconds: record.seconds };
+}
+
+// ------------------------------------------------------------------------------------------------
+// The evaluation log every search writes.
+
+export type EvalKind = 'ppl' | 'proxy';
+
+export interface EvalEntry {
+  index: number;
+  kind: EvalKind;
+  params: Params;
+  /** The search coordinates (see space.ts). */
+  x: number[];
+  /** Raw measured value: search-subset PPL, or the proxy. */
+  value: number;
+  /** What the search minimizes: the PPL, or sign * proxy. */
+  objective: number;
+  bestObjective: number;
+  seconds: number;
+  /** Wall seconds since the search began (calibration excluded). */
+  elapsed: number;
+}
+
+/** Records evaluations in order, with timings. */
+export class EvalLog {
+  readonly entries: EvalEntry[] = [];
+  private readonly t0 = process.hrtime.bigint();
+  private best = Infinity;
+
+  add(kind: EvalKind, params: Params, x: readonly number[], value: number, objective: number, seconds: number): EvalEntry {
+    if (objective < this.best) this.best = objective;
+    const e: EvalEntry = {
+      index: this.entries.length,
+      kind,
+      params: { ...params },
+      x: [...x],
+      value,
+      objective,
+      bestObjective: this.best,
+      seconds,
+      elapsed: secondsSince(this.t0),
+    };
+    this.entries.push(e);
+    return e;
+  }
+}
+
+/** The log as CSV: one row per evaluation, one column per parameter. */
+export function evalLogCsv(entries: readonly EvalEntry[]): string {
+  const names = entries.length ? Object.keys(entries[0].params) : [];
+  const header = ['index', 'kind', ...names, 'value', 'objective', 'best_objective', 'seconds', 'elapsed_seconds'];
+  const rows = entries.map((e) => [
+    e.index,
+    e.kind,
+    ...names.map((n) => e.params[n]),
+    e.value,
+    e.objective,
+    e.bestObjective,
+    e.seconds.toFixed(4),
+    e.elapsed.toFixed(4),
+  ]);
+  return csvText(header, rows);
+}
+
+/** RFC 4180 CSV; numbers are written in full precision. */
+export function csvText(header: readonly string[], rows: readonly (readonly (string | number | null | undefined)[])[]): string {
+  const cell = (v: string | number | null | undefined): string => {
+    const s = v === null || v === undefined ? '' : String(v);
+    return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  return [header, ...rows].map((r) => r.map(cell).join(',')).join('\n') + '\n';
+}
+
+/** Outcome shared by both searches (before the final full evaluation). */
+export interface SearchOutcome {
+  search: 'hillclimb' | 'pho';
+  best: Params;
+  /** Best objective value: search-subset PPL (hillclimb) or sign * proxy (pho). */
+  bestObjective: number;
+  /** The raw value at the best point (PPL, or the proxy). */
+  bestValue: number;
+  pplEvals: number;
+  proxyEvals: number;
+  /** Wall and CPU seconds of the search loop, calibration excluded. */
+  seconds: number;
+  cpuSeconds: number;
+  stopReason: string;
+  log: EvalEntry[];
+}
+
+export function proxySign(name: ProxyName, override?: number): 1 | -1 {
+  return override === undefined ? PROXIES[name].sign : override < 0 ? -1 : 1;
+}
+
+export function secondsSince(t0: bigint): number {
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+/** CPU seconds (user + system) of this process since `start` (from process.cpuUsage()). */
+export function cpuSecondsSince(start: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(start);
+  return (d.user + d.system) / 1e6;
+}
