@@ -16,6 +16,7 @@ import {
 } from '../model/runtime';
 import { writeSafetensors } from '../model/safetensors';
 import { BlockWeights, LINEAR_NAMES, LinearName, LlamaConfig, WeightSource, linearKey, linearKind, linearShape } from '../model/types';
+import { permuteForNM } from './permute';
 import { Structure, applyMask, selectMask, validateStructureFor } from './select';
 import { InputStats, StatsOptions, accumulateStats, emptyStats } from './stats';
 import { Params, getStrategy } from './strategy';
@@ -42,7 +43,24 @@ export interface PruneSpec {
    * what hyperparameter search needs (many configurations, one calibration).
    */
   precomputed?: CalibrationStats;
+  /** Per-block structure (non-uniform allocation such as OWL); default `structure` everywhere. */
+  blockStructures?: Structure[];
+  /** RIA's channel permutation before N:M selection. */
+  permute?: { refine: boolean };
+  /** Mask refinement after selection (re-pruning such as DSnoT). */
+  refine?: MaskRefiner;
 }
+
+/** Everything a mask refiner sees of one linear; it returns the new keep mask. */
+export interface RefineInput {
+  weight: Float32Array;
+  shape: [number, number];
+  stats: InputStats;
+  scores: Float32Array;
+  mask: Uint8Array;
+  structure: Structure;
+}
+export type MaskRefiner = (layer: RefineInput) => Uint8Array;
 
 /** Every block's input statistics, keyed by block then linear. */
 export interface CalibrationStats {
@@ -203,15 +221,23 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
   const src = model.source;
   const cfg = src.config;
   const strategy = getStrategy(spec.method);
-  for (const name of LINEAR_NAMES) {
-    const [o, i] = linearShape(cfg, name);
-    validateStructureFor(spec.structure, o, i);
+  if (spec.blockStructures && spec.blockStructures.length !== cfg.nLayers) {
+    throw new CrepeError(`${spec.blockStructures.length} per-block structures for ${cfg.nLayers} blocks`);
   }
+  const structureOf = (b: number): Structure => spec.blockStructures?.[b] ?? spec.structure;
+  for (let b = 0; b < cfg.nLayers; b++) {
+    for (const name of LINEAR_NAMES) {
+      const [o, i] = linearShape(cfg, name);
+      validateStructureFor(structureOf(b), o, i);
+    }
+  }
+  if (spec.permute && spec.structure.kind !== 'nm') throw new CrepeError('channel permutation applies to N:M structures only');
+  const statsOptions: StatsOptions = { ...strategy.statsNeeds, ...hooks.statsOptions };
   const cal = spec.calibration;
   if (cal.seqlen > cfg.maxSeqLen) {
     throw new CrepeError(`calibration seqlen ${cal.seqlen} exceeds the model context ${cfg.maxSeqLen}`);
   }
-  const needCalibration = !spec.precomputed && (strategy.usesActivations || !!hooks.statsOptions);
+  const needCalibration = !spec.precomputed && (strategy.usesActivations || !!hooks.statsOptions || !!spec.refine);
   let calibration: CalibrationRecord | null = spec.precomputed?.calibration ?? null;
   let inputs: Float32Array[] = [];
   let windows: Int32Array[] = [];
@@ -241,12 +267,13 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
       if (needCalibration) {
         for (const group of INPUT_GROUPS) {
           const [, inF] = linearShape(cfg, group[0]);
-          const s = emptyStats(inF, hooks.statsOptions);
+          const s = emptyStats(inF, statsOptions);
           for (const n of group) statsOf.set(n, s);
         }
-        denseOut = runBlock(cfg, bt, tables, inputs, (names, x) => accumulateStats(statsOf.get(names[0])!, x, hooks.statsOptions));
+        denseOut = runBlock(cfg, bt, tables, inputs, (names, x) => accumulateStats(statsOf.get(names[0])!, x, statsOptions));
       }
       disposeBlock(bt);
+      const structure = structureOf(b);
       const pruned: BlockWeights = { attnNorm: dense.attnNorm, ffnNorm: dense.ffnNorm, linears: { ...dense.linears } };
       const dumpTensors: { name: string; shape: number[]; data: Float32Array }[] = [];
       for (const name of LINEAR_NAMES) {
@@ -255,12 +282,24 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
         const stats = statsOf.get(name) ?? emptyStats(i);
         const key = linearKey(b, name);
         const weight = tf.tensor2d(w, [o, i]);
-        const scoreT = strategy.score({ weight, weightData: w, shape: [o, i], stats, name, block: b, kind: linearKind(name), key }, spec.params);
+        const ctx = { weight, weightData: w, shape: [o, i] as [number, number], stats, name, block: b, kind: linearKind(name), key };
+        const scoreT = strategy.score(ctx, spec.params);
         const scores = scoreT.dataSync() as Float32Array;
-        tf.dispose([weight, scoreT]);
-        const mask = selectMask(scores, o, i, spec.structure);
+        scoreT.dispose();
+        let mask: Uint8Array;
+        if (strategy.pruneLayer) {
+          const r = strategy.pruneLayer(ctx, structure, spec.params);
+          mask = r.mask;
+          pruned.linears[name] = r.weight;
+        } else {
+          if (spec.permute && structure.kind === 'nm') {
+            mask = permuteForNM(scores, o, i, structure.n, structure.m, { refine: spec.permute.refine }).mask;
+          } else mask = selectMask(scores, o, i, structure);
+          if (spec.refine) mask = spec.refine({ weight: w, shape: [o, i], stats, scores, mask, structure });
+          pruned.linears[name] = applyMask(w, mask);
+        }
+        weight.dispose();
         hooks.onLayer?.({ block: b, name, stats, weight: w, scores, mask });
-        pruned.linears[name] = applyMask(w, mask);
         let kept = 0;
         for (let k = 0; k < mask.length; k++) kept += mask[k];
         layers.push({ key, shape: [o, i], total: mask.length, pruned: mask.length - kept, sparsity: 1 - kept / mask.length });

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { CrepeError } from '../errors';
 import { LinearName } from '../model/types';
-import { InputStats } from './stats';
+import { Structure } from './select';
+import { InputStats, StatsOptions } from './stats';
 
 /** What a scoring strategy sees of one linear layer. */
 export interface LayerContext {
@@ -49,6 +50,13 @@ export interface Strategy {
   /** Whether the score uses calibration activations (false: calibration can be skipped). */
   usesActivations: boolean;
   score(ctx: LayerContext, params: Params): tf.Tensor2D;
+  /** Statistics needed beyond per-channel sums (SparseGPT: the Gram matrix X^T X). */
+  statsNeeds?: StatsOptions;
+  /**
+   * Methods that also update the kept weights (SparseGPT) replace score-then-select with this;
+   * `score` then serves proxies and reports only.
+   */
+  pruneLayer?(ctx: LayerContext, structure: Structure, params: Params): { weight: Float32Array; mask: Uint8Array };
 }
 
 const registry = new Map<string, Strategy>();
