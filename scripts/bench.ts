@@ -26,6 +26,8 @@ import { assetPath, projectRoot } from '../lib/assets';
 import { BACKEND_CHOICES, BackendChoice, backendDescription, initBackend } from '../lib/backend';
 import { datasetWindows } from '../lib/eval/evaluate';
 import { perplexity } from '../lib/eval/perplexity';
+import { windowNllsParallel } from '../lib/eval/pool';
+import { benchLayers, benchModels } from './bench-prune';
 import { BUILTIN_MODELS, openModel } from '../lib/model/resolve';
 import { LlamaModel } from '../lib/model/runtime';
 
@@ -113,35 +115,41 @@ export interface ThroughputResult {
   tokensPerSecond: number;
   /** Every measurement, tokens/s. */
   samples: number[];
-  seconds: number;
-  tokens: number;
+}
+
+export function summarize(samples: number[]): ThroughputResult {
+  return { tokensPerSecond: median(samples), samples };
+}
+
+/** A model ready to be timed pass after pass; dispose when done. */
+export interface CrepeEvalRunner {
+  seqlen: number;
+  /** One timed pass over the windows: predicted tokens/s and the mean NLL. */
+  pass(): { tokensPerSecond: number; nll: number };
+  dispose(): void;
 }
 
 /**
- * crepe's evaluation throughput on `windows` TinyStories evaluation windows of `seqlen` tokens:
- * one warm-up window (XNNPACK packs each weight on first use), then `repeats` timed passes.
+ * crepe's evaluation on `windows` TinyStories evaluation windows of `seqlen` tokens (default:
+ * the model's context), after one warm-up window (XNNPACK packs each weight on first use).
  */
-export function crepeEvalThroughput(model: string, seqlen: number, windows: number, repeats: number): ThroughputResult & { nll: number } {
+export function crepeEvalRunner(model: string, windows: number, seqlen?: number): CrepeEvalRunner {
   const m = openModel(model);
   try {
-    const all = datasetWindows(m, 'tinystories', { seqlen, maxWindows: windows + 1 }).windows;
-    if (all.length < windows + 1) throw new Error(`only ${all.length} windows of ${seqlen} tokens available`);
+    const len = seqlen ?? m.source.config.maxSeqLen;
+    const all = datasetWindows(m, 'tinystories', { seqlen: len, maxWindows: windows + 1 }).windows;
+    if (all.length < windows + 1) throw new Error(`only ${all.length} windows of ${len} tokens available`);
     const runtime = LlamaModel.fromSource(m.source);
-    try {
-      runtime.windowLogProbs(all[0]);
-      const timed = all.slice(1);
-      const runs = Array.from({ length: repeats }, () => perplexity(runtime, timed));
-      const samples = runs.map((r) => r.tokensPerSecond);
-      return {
-        tokensPerSecond: median(samples),
-        samples,
-        seconds: runs.reduce((a, r) => a + r.seconds, 0),
-        tokens: runs[0].tokens,
-        nll: runs[0].nll,
-      };
-    } finally {
-      runtime.dispose();
-    }
+    runtime.windowLogProbs(all[0]);
+    const timed = all.slice(1);
+    return {
+      seqlen: len,
+      pass: () => {
+        const r = perplexity(runtime, timed);
+        return { tokensPerSecond: r.tokensPerSecond, nll: r.nll };
+      },
+      dispose: () => runtime.dispose(),
+    };
   } finally {
     m.source.close();
   }
@@ -159,35 +167,41 @@ export function findNumpyPython(candidates: string[] = ['python3', 'python']): s
 export const NUMPY_REFERENCE = path.join('scripts', 'reference', 'llama2c_numpy.py');
 
 /**
- * The numpy reference's throughput (`llama2c_numpy.py bench MODEL SEQLEN WINDOWS`: one warm-up,
- * then `windows` windows of random ids), run `repeats` times in fresh processes.
+ * One run of the numpy reference (`llama2c_numpy.py bench MODEL SEQLEN WINDOWS`: a warm-up
+ * window, then `windows` windows of random ids) in a fresh process.
  */
-export function numpyEvalThroughput(
+export function numpyEvalPass(
   python: string,
   modelBin: string,
   seqlen: number,
   windows: number,
-  repeats: number,
   threads?: number,
-): ThroughputResult & { numpy: string } {
+): { tokensPerSecond: number; numpy: string } {
   const env = { ...process.env };
   if (threads !== undefined) {
     for (const k of ['OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS']) env[k] = String(threads);
   }
-  const runs = Array.from({ length: repeats }, () => {
-    const script = path.join(projectRoot(), NUMPY_REFERENCE);
-    const r = spawnSync(python, [script, 'bench', modelBin, String(seqlen), String(windows)], { encoding: 'utf8', env, timeout: 600_000 });
-    if (r.status !== 0) throw new Error(`${python} ${NUMPY_REFERENCE} bench failed: ${(r.stderr || String(r.error)).trim().split('\n').pop()}`);
-    return JSON.parse(r.stdout.trim().split('\n').pop() as string) as { tokens_per_second: number; seconds: number; numpy: string };
-  });
-  const samples = runs.map((r) => r.tokens_per_second);
-  return {
-    tokensPerSecond: median(samples),
-    samples,
-    seconds: runs.reduce((a, r) => a + r.seconds, 0),
-    tokens: windows * (seqlen - 1),
-    numpy: runs[0].numpy,
-  };
+  const script = path.join(projectRoot(), NUMPY_REFERENCE);
+  const r = spawnSync(python, [script, 'bench', modelBin, String(seqlen), String(windows)], { encoding: 'utf8', env, timeout: 600_000 });
+  if (r.status !== 0) throw new Error(`${python} ${NUMPY_REFERENCE} bench failed: ${(r.stderr || String(r.error)).trim().split('\n').pop()}`);
+  const out = JSON.parse(r.stdout.trim().split('\n').pop() as string) as { tokens_per_second: number; numpy: string };
+  return { tokensPerSecond: out.tokens_per_second, numpy: out.numpy };
+}
+
+/** Windows for the two-process measurement: enough that worker start-up is a small part. */
+const PARALLEL_WINDOWS = 96;
+
+/** Tokens/s of evaluating `windows` windows with `jobs` worker processes, end to end. */
+export async function crepeParallelPass(model: string, windows: number, seqlen: number, jobs: number): Promise<number> {
+  const m = openModel(model);
+  try {
+    const ws = datasetWindows(m, 'tinystories', { seqlen, maxWindows: windows }).windows;
+    const t0 = process.hrtime.bigint();
+    await windowNllsParallel(m.source.origin, m.tokenizerPath, ws, jobs, 'wasm');
+    return (ws.length * (seqlen - 1)) / (Number(process.hrtime.bigint() - t0) / 1e9);
+  } finally {
+    m.source.close();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -196,61 +210,106 @@ export function numpyEvalThroughput(
 /** The requirement of the Foundation issue. */
 export const EVAL_REQUIREMENT = { model: 'stories260K', seqlen: 512, minRatio: 1.5 } as const;
 
+/** numpy configurations compared with crepe: BLAS threads as installed, and one thread like crepe's wasm. */
+function numpyConfigs(opts: BenchOptions): { key: string; header: string; threads?: number }[] {
+  if (!opts.python) return [];
+  if (opts.numpyThreads !== undefined) return [{ key: 'numpy', header: `numpy ${opts.numpyThreads}T tok/s`, threads: opts.numpyThreads }];
+  return [
+    { key: 'numpy', header: 'numpy tok/s' },
+    { key: 'numpy_1t', header: 'numpy 1T tok/s', threads: 1 },
+  ];
+}
+
 export const evalSection: BenchSection = {
   name: 'eval',
   description: 'teacher-forced evaluation throughput at the context length, crepe vs the numpy reference',
   async run(opts) {
     const rows: BenchTable['rows'] = [];
     const checks: BenchCheck[] = [];
+    const configs = numpyConfigs(opts);
     let numpyVersion: string | null = null;
     for (const model of Object.keys(BUILTIN_MODELS)) {
       const bin = assetPath(...BUILTIN_MODELS[model].weights);
       const m = openModel(model);
       const seqlen = m.source.config.maxSeqLen;
       m.source.close();
-      opts.log(`eval: ${model} crepe, ${opts.repeats} x ${opts.windows} windows of ${seqlen}`);
-      const crepe = crepeEvalThroughput(model, seqlen, opts.windows, opts.repeats);
-      let numpy: (ThroughputResult & { numpy: string }) | null = null;
-      if (opts.python) {
-        opts.log(`eval: ${model} numpy, ${opts.repeats} x ${opts.windows} windows of ${seqlen}`);
-        numpy = numpyEvalThroughput(opts.python, bin, seqlen, opts.windows, opts.repeats, opts.numpyThreads);
-        numpyVersion = numpy.numpy;
+      // crepe and numpy passes alternate, so that all see the same machine load.
+      opts.log(`eval: ${model}, ${opts.repeats} x ${opts.windows} windows of ${seqlen}, crepe${configs.length ? ' and numpy alternately' : ''}`);
+      const runner = crepeEvalRunner(model, opts.windows, seqlen);
+      const crepeSamples: number[] = [];
+      const numpySamples: number[][] = configs.map(() => []);
+      let nll = NaN;
+      try {
+        for (let r = 0; r < opts.repeats; r++) {
+          const p = runner.pass();
+          crepeSamples.push(p.tokensPerSecond);
+          nll = p.nll;
+          configs.forEach((c, i) => {
+            const q = numpyEvalPass(opts.python as string, bin, seqlen, opts.windows, c.threads);
+            numpySamples[i].push(q.tokensPerSecond);
+            numpyVersion = q.numpy;
+          });
+        }
+      } finally {
+        runner.dispose();
       }
-      const ratio = numpy ? crepe.tokensPerSecond / numpy.tokensPerSecond : null;
-      rows.push({
+      // Both cores: `crepe eval --jobs 2`, end to end (worker start and model load included).
+      const parallelSamples: number[] = [];
+      for (let r = 0; r < opts.repeats; r++) parallelSamples.push(await crepeParallelPass(model, PARALLEL_WINDOWS, seqlen, 2));
+      const parallel = summarize(parallelSamples);
+      const crepe = summarize(crepeSamples);
+      const numpy = numpySamples.map(summarize);
+      // The comparison is with the faster numpy configuration.
+      const best = numpy.length ? Math.max(...numpy.map((n) => n.tokensPerSecond)) : null;
+      const ratio = best === null ? null : Math.max(crepe.tokensPerSecond, parallel.tokensPerSecond) / best;
+      const row: BenchTable['rows'][number] = {
         model,
         seqlen,
         windows: opts.windows,
         crepe_tokens_per_second: crepe.tokensPerSecond,
-        numpy_tokens_per_second: numpy?.tokensPerSecond ?? null,
+        crepe_jobs2_tokens_per_second: parallel.tokensPerSecond,
         ratio,
-        crepe_nll: crepe.nll,
+        crepe_nll: nll,
+        crepe_samples: crepe.samples.map((x) => Math.round(x)).join(' '),
+      };
+      configs.forEach((c, i) => {
+        row[`${c.key}_tokens_per_second`] = numpy[i].tokensPerSecond;
+        row[`${c.key}_samples`] = numpy[i].samples.map((x) => Math.round(x)).join(' ');
       });
+      rows.push(row);
       if (model === EVAL_REQUIREMENT.model && seqlen === EVAL_REQUIREMENT.seqlen) {
         checks.push({
-          name: `${model} eval at seqlen ${seqlen}: crepe >= ${EVAL_REQUIREMENT.minRatio}x numpy`,
+          name: `${model} eval at seqlen ${seqlen}: crepe >= ${EVAL_REQUIREMENT.minRatio}x numpy (the faster configuration)`,
           pass: ratio === null ? null : ratio >= EVAL_REQUIREMENT.minRatio,
           detail: ratio === null ? 'numpy not available: not measured' : `${ratio.toFixed(2)}x`,
         });
       }
     }
-    const threads = opts.numpyThreads === undefined ? 'numpy BLAS threads as installed' : `numpy BLAS threads ${opts.numpyThreads}`;
     return {
       tables: [
         {
-          title: `[eval] predicted tokens/s, median of ${opts.repeats} passes over ${opts.windows} windows at the model's context (crepe: TinyStories eval windows after one warm-up window; numpy: random ids, ${threads})`,
+          title: `[eval] predicted tokens/s, median of ${opts.repeats} passes over ${opts.windows} windows at the model's context`,
           columns: [
             { key: 'model', header: 'model' },
             { key: 'seqlen', header: 'seqlen' },
             { key: 'windows', header: 'windows' },
             { key: 'crepe_tokens_per_second', header: 'crepe tok/s' },
-            { key: 'numpy_tokens_per_second', header: 'numpy tok/s' },
+            { key: 'crepe_jobs2_tokens_per_second', header: 'crepe --jobs 2 tok/s' },
+            ...configs.map((c) => ({ key: `${c.key}_tokens_per_second`, header: c.header })),
             { key: 'ratio', header: 'crepe/numpy', digits: 2 },
           ],
           rows,
-          notes: opts.python
-            ? [`numpy ${numpyVersion} via ${opts.python} ${NUMPY_REFERENCE} bench`]
-            : ['numpy reference skipped (no python3 with numpy, or --no-numpy)'],
+          notes: [
+            'crepe: TinyStories evaluation windows, one warm-up window first, one thread (tfjs runs wasm single-threaded in Node)',
+            `crepe --jobs 2: ${PARALLEL_WINDOWS} windows over two worker processes, end to end (process start and model load included)`,
+            ...(configs.length
+              ? [
+                  `numpy ${numpyVersion}: ${opts.python} ${NUMPY_REFERENCE} bench (random ids, one warm-up window)` +
+                    (configs.length > 1 ? '; numpy = BLAS threads as installed, 1T = OPENBLAS/OMP/MKL_NUM_THREADS=1' : ''),
+                  'crepe/numpy: the faster crepe column against the faster numpy column (both may use both cores)',
+                ]
+              : ['numpy reference skipped (no python3 with numpy, or --no-numpy)']),
+          ],
         },
       ],
       checks,
@@ -261,6 +320,61 @@ export const evalSection: BenchSection = {
 registerSection(evalSection);
 
 // ---------------------------------------------------------------------------------------------
+// section: prune
+
+/** The requirement of the pruning-core issue. */
+export const PRUNE_REQUIREMENT = { method: 'crepe', shape: '4096x4096', structure: 'row 50%', maxMs: 600 } as const;
+
+export const pruneSection: BenchSection = {
+  name: 'prune',
+  description: 'score + select time per strategy on 7B-sized layers, and whole-model pruning time per method',
+  async run(opts) {
+    opts.log('prune: score + select on 4096x4096 and 11008x4096 random layers');
+    const layers = benchLayers(undefined, opts.repeats);
+    opts.log('prune: whole asset models, 128 calibration windows');
+    const models = benchModels();
+    const req = layers.find((l) => l.method === PRUNE_REQUIREMENT.method && l.shape === PRUNE_REQUIREMENT.shape && l.structure === PRUNE_REQUIREMENT.structure);
+    return {
+      tables: [
+        {
+          title: `[prune] score + select on one core, median of ${opts.repeats} after a warm-up (ms)`,
+          columns: [
+            { key: 'shape', header: 'shape' },
+            { key: 'method', header: 'method' },
+            { key: 'structure', header: 'structure' },
+            { key: 'score_ms', header: 'score ms' },
+            { key: 'select_ms', header: 'select ms' },
+            { key: 'total_ms', header: 'total ms' },
+          ],
+          rows: layers.map((l) => ({ ...l })),
+          notes: ['score includes uploading the weight and downloading the scores; default parameters (crepe 3x3)'],
+        },
+        {
+          title: '[prune] whole-model pruning time (calibration forwards + scoring + selection, no evaluation), seconds',
+          columns: [
+            { key: 'model', header: 'model' },
+            { key: 'method', header: 'method' },
+            { key: 'structure', header: 'structure' },
+            { key: 'prune_seconds', header: 'seconds', digits: 2 },
+          ],
+          rows: models.map((m) => ({ ...m })),
+          notes: ['128 TinyStories calibration windows at the model context, seed 0, propagate pruned'],
+        },
+      ],
+      checks: [
+        {
+          name: `${PRUNE_REQUIREMENT.method} 3x3 at 50% per row on ${PRUNE_REQUIREMENT.shape} under ${PRUNE_REQUIREMENT.maxMs} ms`,
+          pass: req ? req.total_ms < PRUNE_REQUIREMENT.maxMs : null,
+          detail: req ? `${req.total_ms.toFixed(0)} ms` : 'not measured',
+        },
+      ],
+    };
+  },
+};
+
+registerSection(pruneSection);
+
+// ---------------------------------------------------------------------------------------------
 // main
 
 export interface BenchReport {
@@ -269,6 +383,8 @@ export interface BenchReport {
   backend: string;
   cpus: number;
   cpu_model: string;
+  /** 1-minute load average at the start and the end: other work on the machine skews timings. */
+  loadavg: [number, number];
   options: { windows: number; repeats: number; python: string | null; numpy_threads: number | null };
   sections: Record<string, SectionResult>;
   checks: BenchCheck[];
@@ -324,6 +440,7 @@ export async function runBench(argv: string[]): Promise<number> {
     backend: backendDescription(),
     cpus: os.cpus().length,
     cpu_model: os.cpus()[0]?.model ?? 'unknown',
+    loadavg: [os.loadavg()[0], NaN],
     options: { windows: opts.windows, repeats: opts.repeats, python, numpy_threads: opts.numpyThreads ?? null },
     sections: {},
     checks: [],
@@ -333,12 +450,16 @@ export async function runBench(argv: string[]): Promise<number> {
     report.sections[s.name] = r;
     report.checks.push(...r.checks);
   }
+  report.loadavg[1] = os.loadavg()[0];
 
   if (args.json) {
     process.stdout.write(`${JSON.stringify(report)}\n`);
   } else {
     const out = [`crepe bench, ${report.date}: node ${report.node}, backend ${report.backend}, ${report.cpus} x ${report.cpu_model}`, ''];
     for (const r of Object.values(report.sections)) for (const t of r.tables) out.push(renderTable(t), '');
+    const [l0, l1] = report.loadavg;
+    out.push(`load average ${l0.toFixed(2)} at the start, ${l1.toFixed(2)} at the end (${report.cpus} CPUs)`);
+    if (Math.max(l0, l1) > report.cpus / 2) out.push('  warning: the machine was busy; timings (numpy with threaded BLAS most of all) may be skewed');
     for (const c of report.checks) out.push(`check ${c.pass === null ? 'SKIP' : c.pass ? 'PASS' : 'FAIL'}: ${c.name} (${c.detail})`);
     process.stdout.write(`${out.join('\n').trimEnd()}\n`);
   }

@@ -6,7 +6,11 @@ import { convertCommand } from '../lib/cli/convert';
 import { runCommand } from '../lib/cli/common';
 import { evalCommand } from '../lib/cli/eval';
 import { generateCommand } from '../lib/cli/generate';
+import { proxyStudyCommand } from '../lib/cli/proxy-study';
 import { pruneCommand } from '../lib/cli/prune';
+import { reportCommand } from '../lib/cli/report';
+import { sweepCommand } from '../lib/cli/sweep';
+import { PROXY_HELP, searchCommand, spaceOptions } from '../lib/cli/search';
 import { tokenizeCommand } from '../lib/cli/tokenize';
 import { DATASET_HELP } from '../lib/data/datasets';
 import { listStrategies } from '../lib/prune/strategy';
@@ -37,7 +41,9 @@ void yargs(hideBin(process.argv))
         .option('dataset', { type: 'string', demandOption: true, describe: DATASET_HELP })
         .option('seqlen', { type: 'number', describe: "window length (default: the model's context)" })
         .option('max-windows', { type: 'number', describe: 'evaluate only the first N windows' })
+        .option('jobs', { type: 'number', default: 1, describe: 'worker processes (wasm is single-threaded: use one per core)' })
         .example('$0 eval --model stories260K --dataset tinystories', 'dense PPL on the TinyStories evaluation split')
+        .example('$0 eval --model stories260K --dataset tinystories --jobs 2', 'the same on both cores, bit-identical PPL')
         .example('$0 eval --model babyllama-char --dataset wikitext2 --max-windows 20 --json', 'a quick look, as JSON'),
     (a) => runCommand(() => evalCommand(a as never)),
   )
@@ -92,15 +98,76 @@ void yargs(hideBin(process.argv))
         .option('max-windows', { type: 'number', describe: 'evaluate only the first N windows' })
         .option('save', { type: 'string', describe: 'save the pruned model: a .bin path (llama2.c) or a directory (HF)' })
         .option('dump', { type: 'string', describe: 'write calibration windows, statistics, masks and run.json here' })
+        .option('allocation', { type: 'string', default: 'uniform', describe: "per-block sparsity: 'uniform' or 'owl' (OWL: outlier-rich blocks pruned less, mean sparsity kept)" })
+        .option('owl-m', { type: 'number', default: 5, describe: 'OWL outlier threshold: scores above M x the block mean' })
+        .option('owl-lambda', { type: 'number', describe: 'OWL lambda: block sparsities span S +- lambda (default 0.08); for N:M the range of the rounded shift of N (default 2)' })
+        .option('refine', { type: 'string', default: 'none', describe: "re-pruning after selection: 'none' or 'dsnot' (prune-and-grow swaps per row, count kept)" })
+        .option('dsnot-cycles', { type: 'number', default: 50, describe: 'DSnoT: most swaps per row' })
+        .option('dsnot-threshold', { type: 'number', default: 0.1, describe: 'DSnoT: stop a row once |expected error| <= this (absolute, as the reference)' })
+        .option('permute', { type: 'boolean', default: false, describe: "RIA's channel permutation before N:M selection (N:M only)" })
+        .option('permute-refine', { type: 'boolean', default: false, describe: 'refine the permutation with linear sum assignments (implies --permute)' })
         .example('$0 prune --model stories260K --method wanda --sparsity 0.5 --eval tinystories', 'Wanda 50% per row, with dense and pruned PPL')
-        .example('$0 prune --model stories260K --method crepe --param gamma=0.05 --param kernel=3x3 --structure 2:4 --eval tinystories --dump /tmp/run', 'CRePE at 2:4 with audit artefacts'),
+        .example('$0 prune --model stories260K --method crepe --param gamma=0.05 --param kernel=3x3 --structure 2:4 --eval tinystories --dump /tmp/run', 'CRePE at 2:4 with audit artefacts')
+        .example('$0 prune --model stories260K --method wanda --allocation owl --refine dsnot --eval tinystories', 'Wanda with OWL block sparsities and DSnoT re-pruning'),
     (a) => runCommand(() => pruneCommand(a as never)),
+  )
+  .command(
+    'search',
+    'search a method\'s hyperparameters: PPL hill climbing or PHO (proxy + CMA-ES), then one full evaluation',
+    (y) =>
+      spaceOptions(modelOpts(y))
+        .option('search', { choices: ['hillclimb', 'pho'], demandOption: true, describe: 'hillclimb: PPL on the search subset; pho: CMA-ES on a proxy' })
+        .option('proxy', { type: 'string', describe: PROXY_HELP })
+        .option('sign', { type: 'number', describe: "+1 minimizes the proxy, -1 maximizes it (default: the proxy's measured direction)" })
+        .option('budget', { type: 'number', describe: 'evaluations: PPL for hillclimb, proxy for pho (default 40)' })
+        .option('seconds', { type: 'number', describe: 'hillclimb: also stop after this many seconds' })
+        .option('full-eval', { type: 'boolean', default: true, describe: 'prune the best configuration with the standard pipeline and evaluate every window' })
+        .option('out', { type: 'string', describe: 'write the evaluation log (CSV) here' })
+        .example('$0 search --model stories260K --search pho --budget 40 --out results/search-stories260K-pho.csv', 'PHO on the recon proxy, 50% unstructured')
+        .example('$0 search --model stories260K --search hillclimb --budget 40 --search-windows 16', 'PPL hill climbing from RIA'),
+    (a) => runCommand(() => searchCommand(a as never)),
+  )
+  .command(
+    'proxy-study',
+    'rank correlation of every search proxy with PPL over seeded random configurations',
+    (y) =>
+      spaceOptions(modelOpts(y))
+        .option('samples', { type: 'number', demandOption: true, describe: 'configurations drawn uniformly in the search space' })
+        .option('full', { type: 'boolean', default: false, describe: 'PPL on every evaluation window instead of --search-windows' })
+        .option('proxies', { type: 'string', array: true, describe: 'proxies to study (default all)' })
+        .option('out', { type: 'string', default: 'results', describe: 'folder for proxy-study-*.csv, .md and .svg' })
+        .example('$0 proxy-study --model stories260K --samples 40 --seed 1', 'Spearman / Kendall per proxy, CSV + Markdown + SVG in results/'),
+    (a) => runCommand(() => proxyStudyCommand(a as never)),
+  )
+  .command(
+    'sweep',
+    'run a grid of pruning experiments from a JSON config on worker processes, appending one CSV row per cell (resumable)',
+    (y) =>
+      common(y)
+        .option('config', { type: 'string', demandOption: true, describe: 'sweep config (JSON): models x methods x sparsities x structures x groups, calibration, eval' })
+        .option('jobs', { type: 'number', default: 1, describe: 'worker processes (one per core; the wasm backend is single-threaded)' })
+        .option('out', { type: 'string', describe: 'results CSV (default results/<config name>.csv); cells already in it are skipped' })
+        .option('dry-run', { type: 'boolean', default: false, describe: 'list the cells (done / to do) and exit' })
+        .example('$0 sweep --config experiments/smoke.json --out /tmp/smoke.csv', 'a 5-cell sweep in seconds')
+        .example('$0 sweep --config experiments/main.json --jobs 2 --out results/main.csv', 'the main job; rerun the same command to resume after a crash'),
+    (a) => runCommand(() => sweepCommand(a as never)),
+  )
+  .command(
+    'report <csv>',
+    'paper-style Markdown tables and SVG plots from a sweep CSV',
+    (y) =>
+      common(y)
+        .positional('csv', { type: 'string', demandOption: true, describe: 'results CSV written by crepe sweep' })
+        .option('out', { type: 'string', describe: "output folder (default: the CSV's folder); writes <csv name>.md and <csv name>_*.svg" })
+        .example('$0 report results/main.csv --out results', 'results/main.md, results/main_tinystories_unstructured.svg, ...'),
+    (a) => runCommand(() => reportCommand(a as never)),
   )
   .demandCommand(1, 'name a command (see --help)')
   .strict()
   .fail((msg, err) => {
     if (err) throw err;
-    process.stderr.write(`crepe: ${msg}\n`);
+    // yargs messages can span lines; the contract is one line
+    process.stderr.write(`crepe: ${msg.replace(/\s*\n\s*/g, ' ')}\n`);
     process.exit(2);
   })
   .help()

@@ -153,21 +153,6 @@ export class MemorySource implements WeightSource {
     });
   }
 
-  /** A source that reads every piece from another source (e.g. a file) into memory. */
-  static copyOf(src: WeightSource): MemorySource {
-    const m = Object.create(MemorySource.prototype) as MemorySource;
-    Object.assign(m, {
-      format: 'llama2c',
-      origin: `memory copy of ${src.origin}`,
-      config: { ...src.config },
-      embedding: src.readEmbedding(),
-      classifier: src.readClassifier(),
-      finalNorm: src.readFinalNorm(),
-      blocks: Array.from({ length: src.config.nLayers }, (_, i) => src.readBlock(i)),
-    });
-    return m;
-  }
-
   readEmbedding(): Float32Array {
     return this.embedding.slice();
   }

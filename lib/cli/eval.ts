@@ -1,6 +1,6 @@
-import { evaluateSource } from '../eval/evaluate';
+import { evaluateSourceJobs } from '../eval/evaluate';
 import { openModel } from '../model/resolve';
-import { CommonArgs, emit, progressBar, startBackend } from './common';
+import { CommonArgs, emit, positiveIntFlag, progressBar, startBackend } from './common';
 
 export interface EvalArgs extends CommonArgs {
   model: string;
@@ -8,6 +8,7 @@ export interface EvalArgs extends CommonArgs {
   dataset: string;
   seqlen?: number;
   maxWindows?: number;
+  jobs: number;
 }
 
 export async function evalCommand(args: EvalArgs): Promise<void> {
@@ -15,7 +16,10 @@ export async function evalCommand(args: EvalArgs): Promise<void> {
   const model = openModel(args.model, args.tokenizer);
   const bar = progressBar('eval', 'windows');
   let started = false;
-  const [r] = evaluateSource(model, model.source, [args.dataset], {
+  const jobs = positiveIntFlag('jobs', args.jobs);
+  const [r] = await evaluateSourceJobs(model, model.source, [args.dataset], {
+    jobs,
+    backend: args.backend,
     seqlen: args.seqlen,
     maxWindows: args.maxWindows,
     onProgress: (done, total, tps) => {
@@ -38,6 +42,7 @@ export async function evalCommand(args: EvalArgs): Promise<void> {
       slice: r.slice,
       model: args.model,
       backend,
+      jobs,
       seconds: r.seconds,
       tokens_per_second: r.tokensPerSecond,
     },

@@ -3,7 +3,9 @@ import { CrepeError } from '../errors';
 import { OpenedModel } from '../model/resolve';
 import { LlamaModel } from '../model/runtime';
 import { WeightSource } from '../model/types';
-import { PerplexityResult, ProgressFn, perplexity } from './perplexity';
+import { BackendChoice } from '../backend';
+import { PerplexityResult, ProgressFn, combineWindows, perplexity } from './perplexity';
+import { sourceForWorkers, windowNllsParallel } from './pool';
 
 export interface EvalOptions {
   /** Window length; default the model's context. */
@@ -45,5 +47,34 @@ export function evaluateSource(
     return inputs.map(({ dataset, windows, slice }) => ({ dataset, slice, ...perplexity(runtime, windows, opts.onProgress) }));
   } finally {
     runtime.dispose();
+  }
+}
+
+/**
+ * evaluateSource spread over `jobs` worker processes (wasm is single-threaded per process).
+ * Per-window sums are combined in window order, so the perplexity is bit-identical to jobs = 1.
+ * A source other than the model's own checkpoint (e.g. pruned weights) is written to a
+ * temporary file for the workers first.
+ */
+export async function evaluateSourceJobs(
+  model: OpenedModel,
+  source: WeightSource,
+  datasets: readonly string[],
+  opts: EvalOptions & { jobs: number; backend: BackendChoice },
+): Promise<EvalRecord[]> {
+  if (opts.jobs <= 1) return evaluateSource(model, source, datasets, opts);
+  const inputs = datasets.map((d) => ({ dataset: d, ...datasetWindows(model, d, opts) }));
+  const shared = sourceForWorkers(source, model.source.origin, source === model.source);
+  try {
+    const out: EvalRecord[] = [];
+    for (const { dataset, windows, slice } of inputs) {
+      const t0 = process.hrtime.bigint();
+      const nlls = await windowNllsParallel(shared.path, model.tokenizerPath, windows, opts.jobs, opts.backend, opts.onProgress);
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      out.push({ dataset, slice, ...combineWindows(nlls, windows[0].length, seconds) });
+    }
+    return out;
+  } finally {
+    shared.cleanup();
   }
 }

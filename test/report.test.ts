@@ -1,0 +1,122 @@
+/**
+ * `crepe report`: paper-style Markdown tables (dense first, best pruned PPL per column in bold)
+ * and headless vega SVG plots, from a small hand-made results CSV.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { Row, csvHeader, csvLine, resultColumns } from '../lib/experiments/cell';
+import { buildTables, readResults, tableMarkdown, writeReport } from '../lib/experiments/report';
+import { lines, makeTmp, rmTmp, runCli } from './helpers';
+
+let tmp: string;
+beforeAll(() => {
+  tmp = makeTmp('crepe-report-');
+});
+afterAll(() => rmTmp(tmp));
+
+const columns = resultColumns(['tinystories', 'wikitext2']);
+
+/** A row of the sweep CSV; PPLs for tinystories and wikitext2. */
+function row(key: string, model: string, label: string, structure: string, group: string, sparsity: number, ts: number, wt: number, dense: [number, number]): Row {
+  return {
+    key, model, method: label === 'dense' ? 'dense' : label.split('(')[0], label, params: '{}', structure, group, sparsity,
+    achieved_sparsity: sparsity, calib_dataset: label === 'dense' ? '' : 'tinystories', calib_nsamples: 16, calib_seqlen: 128, calib_seed: 0,
+    propagate: 'pruned', tinystories_seqlen: 128, tinystories_windows: 8, tinystories_dense_ppl: dense[0], tinystories_ppl: ts,
+    wikitext2_seqlen: 128, wikitext2_windows: 4, wikitext2_dense_ppl: dense[1], wikitext2_ppl: wt, prune_seconds: 1, eval_seconds: 2,
+    backend: 'wasm+simd', code_version: 'abc123', config: 'experiments/hand.json', timestamp: '2026-01-01T00:00:00.000Z',
+  };
+}
+
+function writeCsv(file: string, rows: Row[], tail = ''): void {
+  fs.writeFileSync(file, csvHeader(columns) + rows.map((r) => csvLine(columns, r)).join('') + tail);
+}
+
+const d1: [number, number] = [4, 100];
+const d2: [number, number] = [2, 20];
+const handRows: Row[] = [
+  row('d1', 'tiny', 'dense', 'dense', '', 0, 4, 100, d1),
+  row('m5', 'tiny', 'magnitude', 'unstructured', 'matrix', 0.5, 12.5, 300, d1),
+  row('m7', 'tiny', 'magnitude', 'unstructured', 'matrix', 0.7, 90, 3000, d1),
+  row('w5', 'tiny', 'wanda', 'unstructured', 'row', 0.5, 8.25, 200, d1),
+  row('w7', 'tiny', 'wanda', 'unstructured', 'row', 0.7, 40, 4000, d1),
+  row('m24', 'tiny', 'magnitude', '2:4', '', 0.5, 20, 500, d1),
+  row('w24', 'tiny', 'wanda', '2:4', '', 0.5, 20, 400, d1), // a tie: both bold
+  row('c5', 'tiny', 'crepe(gamma=0.1)', 'unstructured', 'matrix', 0.5, 7.5, 250, d1), // no 0.7, no 2:4
+  row('d2', 'other', 'dense', 'dense', '', 0, 2, 20, d2),
+  row('o5', 'other', 'wanda', 'unstructured', 'row', 0.5, 3, 30, d2),
+  row('o48', 'other', 'wanda', '4:8', '', 0.5, 5, 50, d2),
+];
+
+test('tables: per model and dataset, dense first, sparsities then N:M, best in bold, gaps as dashes', () => {
+  const csv = path.join(tmp, 'hand.csv');
+  // An unfinished last line (a sweep still running) is ignored.
+  writeCsv(csv, handRows, 'zz,tiny,wan');
+  const results = readResults(csv);
+  expect(results.datasets).toEqual(['tinystories', 'wikitext2']);
+  const tables = buildTables(results);
+  expect(tables.map((t) => `${t.model}/${t.dataset}`)).toEqual(['tiny/tinystories', 'tiny/wikitext2', 'other/tinystories', 'other/wikitext2']);
+  const md = tableMarkdown(tables[0]).split('\n');
+  expect(md).toEqual([
+    '| Method | Group | 50% | 70% | 2:4 |',
+    '|:--|:--|--:|--:|--:|',
+    '| Dense | – | 4.00 | 4.00 | 4.00 |',
+    '| magnitude | matrix | 12.50 | 90.00 | **20.00** |',
+    '| wanda | row | 8.25 | **40.00** | **20.00** |',
+    '| crepe(gamma=0.1) | matrix | **7.50** | – | – |',
+  ]);
+  const wiki = tableMarkdown(tables[1]).split('\n');
+  expect(wiki[3]).toBe('| magnitude | matrix | 300.00 | **3000.00** | 500.00 |');
+  expect(wiki[4]).toBe('| wanda | row | **200.00** | 4000.00 | **400.00** |');
+  expect(tableMarkdown(tables[2]).split('\n')[0]).toBe('| Method | Group | 50% | 4:8 |');
+});
+
+test('writeReport: markdown with tables, settings and plots; SVGs with text, written atomically', async () => {
+  const csv = path.join(tmp, 'hand.csv');
+  writeCsv(csv, handRows);
+  const out = path.join(tmp, 'report');
+  const files = await writeReport(csv, out);
+  expect(files.markdown).toBe(path.join(out, 'hand.md'));
+  expect(files.svgs.map((f) => path.basename(f)).sort()).toEqual([
+    'hand_tinystories_nm.svg', 'hand_tinystories_unstructured.svg', 'hand_wikitext2_nm.svg', 'hand_wikitext2_unstructured.svg',
+  ]);
+  const md = fs.readFileSync(files.markdown, 'utf8');
+  expect(md).toContain('### tiny on tinystories (8 windows x 128 tokens)');
+  expect(md).toContain('| wanda | row | 8.25 | **40.00** | **20.00** |');
+  expect(md).toContain('![tinystories unstructured](hand_tinystories_unstructured.svg)');
+  expect(md).toContain('crepe sweep --config experiments/hand.json');
+  expect(md).toMatch(/tiny: calibration tinystories, 16 samples x 128 tokens, seed 0/);
+  expect(md).toMatch(/eval wikitext2: 4 windows x 128 tokens; dense PPL 100\.00/);
+  expect(md).toMatch(/Backend: wasm\+simd; code version: abc123/);
+  for (const f of files.svgs) {
+    const svg = fs.readFileSync(f, 'utf8');
+    expect(svg.startsWith('<svg')).toBe(true);
+    expect(svg).toContain('</svg>');
+    expect(svg).toMatch(/<text[^>]*>perplexity<\/text>/);
+    expect(svg).toMatch(/<text[^>]*>tiny<\/text>/); // one panel per model
+    expect(svg).toMatch(/<text[^>]*>other<\/text>/);
+  }
+  const line = fs.readFileSync(path.join(out, 'hand_tinystories_unstructured.svg'), 'utf8');
+  expect(line).toMatch(/<text[^>]*>wanda<\/text>/); // legend
+  expect(line).toMatch(/<text[^>]*>50%<\/text>/); // sparsity axis
+  expect(fs.readdirSync(out).filter((f) => f.includes('.tmp'))).toEqual([]);
+});
+
+test('crepe report CLI writes next to the CSV by default; bad input exits 2 with one line', () => {
+  const dir = path.join(tmp, 'cli');
+  fs.mkdirSync(dir);
+  const csv = path.join(dir, 'res.csv');
+  writeCsv(csv, handRows.slice(0, 5));
+  const r = runCli(['report', csv]);
+  expect(r.code).toBe(0);
+  expect(fs.readdirSync(dir).sort()).toEqual(['res.csv', 'res.md', 'res_tinystories_unstructured.svg', 'res_wikitext2_unstructured.svg']);
+  expect(fs.readFileSync(path.join(dir, 'res.md'), 'utf8')).toContain('| wanda | row | **8.25** | **40.00** |');
+
+  const missing = runCli(['report', path.join(dir, 'nope.csv')]);
+  expect(missing.code).toBe(2);
+  expect(lines(missing.stderr)).toEqual([expect.stringMatching(/^crepe: results file not found: .*nope\.csv$/)]);
+  const empty = path.join(dir, 'empty.csv');
+  fs.writeFileSync(empty, csvHeader(columns));
+  const e = runCli(['report', empty]);
+  expect(e.code).toBe(2);
+  expect(lines(e.stderr)).toEqual([expect.stringMatching(/holds no results yet/)]);
+});

@@ -1,0 +1,257 @@
+/**
+ * Sweep configs and the sweep runner: config validation and expansion in-process, then real
+ * `crepe sweep` child processes on experiments/smoke.json (end to end, resume after kill -9,
+ * --jobs 2 = --jobs 1, bad configs).
+ */
+import { spawn } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import {
+  Cell, ModelInfo, canonicalJson, csvHeader, csvLine, expandCells, parseCsv, parseCsvLine, resultColumns,
+} from '../lib/experiments/cell';
+import { SweepConfig, parseSweepConfig } from '../lib/experiments/config';
+import { planSweep } from '../lib/experiments/sweep';
+import { CLI, ROOT, lines, makeTmp, rmTmp, runCli } from './helpers';
+
+const SMOKE = path.join(ROOT, 'experiments', 'smoke.json');
+const MAIN = path.join(ROOT, 'experiments', 'main.json');
+let tmp: string;
+beforeAll(() => {
+  tmp = makeTmp('crepe-sweep-');
+});
+afterAll(() => rmTmp(tmp));
+
+function readRows(file: string): Record<string, string>[] {
+  return parseCsv(fs.readFileSync(file, 'utf8'), file).rows;
+}
+
+// ---------------------------------------------------------------------------------------------
+// config and expansion (in-process)
+
+const baseJson = {
+  models: ['stories260K'],
+  methods: [{ name: 'magnitude' }, { name: 'wanda' }],
+  sparsities: [0.5, 0.6],
+  structures: ['unstructured', '2:4'],
+  eval: [{ dataset: 'tinystories', maxWindows: 4 }],
+};
+const stories: ModelInfo = {
+  name: 'stories260K',
+  maxSeqLen: 512,
+  shapes: [[64, 64], [32, 64], [32, 64], [64, 64], [172, 64], [172, 64], [64, 172]],
+};
+const expand = (json: object, models = [stories]) => expandCells(parseSweepConfig(json, 'x.json'), models);
+
+describe('config', () => {
+  test('defaults: groups = method default, calibration 128 x context seed 0, propagate pruned', () => {
+    const cfg = parseSweepConfig(baseJson, 'x.json');
+    expect(cfg.groups).toEqual(['default']);
+    expect(cfg.calibration).toEqual({ dataset: 'tinystories', nsamples: 128, seed: 0 });
+    expect(cfg.propagate).toBe('pruned');
+    expect(cfg.methods[1]).toEqual({ name: 'wanda', params: {}, label: 'wanda' });
+    const crepe = parseSweepConfig({ ...baseJson, methods: [{ name: 'crepe', params: { gamma: 0.1 } }] }, 'x.json').methods[0];
+    expect(crepe.label).toBe('crepe(gamma=0.1)');
+    expect(crepe.params.gamma).toBe(0.1);
+    expect(crepe.params.alpha).toBe(1); // defaults filled in
+  });
+
+  test.each<[string, object, RegExp]>([
+    ['unknown method', { methods: [{ name: 'wanda' }, { name: 'foo' }] }, /^x\.json: methods\[1\]\.name: unknown method 'foo' \(known: .*wanda/],
+    ['misspelled key', { sparsites: [0.5] }, /^x\.json: unknown key 'sparsites' \(did you mean 'sparsities'\?\)$/],
+    ['misspelled nested key', { calibration: { nsample: 8 } }, /^x\.json: calibration: unknown key 'nsample' \(did you mean 'nsamples'\?\)/],
+    ['sparsity 1.5', { sparsities: [0.5, 1.5] }, /^x\.json: sparsities\[1\]: sparsity must be in \[0, 1\), got 1\.5$/],
+    ['unknown parameter', { methods: [{ name: 'crepe', params: { delta: 1 } }] }, /methods\[0\]\.params: unknown parameter 'delta' for method crepe/],
+    ['bad structure', { structures: ['2-4'] }, /structures\[0\]: structure must be 'unstructured' or N:M/],
+    ['bad group', { groups: ['column'] }, /groups\[0\]: must be one of 'row', 'matrix', 'default', got 'column'/],
+    ['missing models', { models: undefined }, /^x\.json: models: missing$/],
+    ['no eval', { eval: [] }, /eval: list at least one evaluation dataset/],
+    ['duplicate eval dataset', { eval: [{ dataset: 'tinystories' }, { dataset: 'tinystories', seqlen: 64 }] }, /eval\[1\]\.dataset: 'tinystories' is listed twice/],
+    ['duplicate label', { methods: [{ name: 'wanda' }, { name: 'wanda' }] }, /methods\[1\]\.label: duplicate label 'wanda'/],
+  ])('%s', (_name, patch, message) => {
+    expect(() => parseSweepConfig({ ...baseJson, ...patch }, 'x.json')).toThrow(message);
+  });
+
+  test('expansion: N:M ignores sparsities and groups; default groups per method; dense first', () => {
+    const { cells, skipped } = expand(baseJson);
+    expect(skipped).toEqual([]);
+    const desc = cells.map((c) => (c.prune ? `${c.prune.method} ${c.prune.structure} ${c.prune.group} ${c.prune.sparsity}` : 'dense'));
+    expect(desc).toEqual([
+      'dense',
+      'magnitude unstructured matrix 0.5', 'magnitude unstructured matrix 0.6', 'magnitude 2:4 null 0.5',
+      'wanda unstructured row 0.5', 'wanda unstructured row 0.6', 'wanda 2:4 null 0.5',
+    ]);
+    // Every cell resolves its windows against the model context.
+    expect(cells.every((c) => c.eval[0].seqlen === 512 && c.eval[0].maxWindows === 4)).toBe(true);
+    expect(cells[1].prune!.calibration).toEqual({ dataset: 'tinystories', nsamples: 128, seqlen: 512, seed: 0 });
+    // 'default' and 'row' coincide for Wanda: one cell each, not two.
+    const both = expand({ ...baseJson, structures: ['unstructured'], groups: ['default', 'row'] }).cells;
+    expect(both.filter((c) => c.prune?.method === 'wanda')).toHaveLength(2);
+    expect(both.filter((c) => c.prune?.method === 'magnitude')).toHaveLength(4);
+  });
+
+  test('keys: stable, independent of key order and label, sensitive to every setting', () => {
+    const key = (json: object) => expand(json).cells.map((c) => c.key);
+    const k0 = key(baseJson);
+    expect(new Set(k0).size).toBe(k0.length);
+    expect(k0.every((k) => /^[0-9a-f]{16}$/.test(k))).toBe(true);
+    expect(key(JSON.parse(JSON.stringify(baseJson)))).toEqual(k0);
+    expect(key({ ...baseJson, methods: [{ name: 'magnitude', label: 'mag' }, { name: 'wanda', label: 'W' }] })).toEqual(k0);
+    expect(key({ ...baseJson, calibration: { seed: 1 } }).slice(1)).not.toContain(k0[1]);
+    expect(key({ ...baseJson, eval: [{ dataset: 'tinystories', maxWindows: 5 }] })[0]).not.toBe(k0[0]);
+    expect(canonicalJson({ b: 1, a: [{ d: 2, c: 3 }] })).toBe(canonicalJson({ a: [{ c: 3, d: 2 }], b: 1 }));
+  });
+
+  test('an N:M that fits one model but not another is skipped there; fitting none is an error', () => {
+    const baby: ModelInfo = { ...stories, name: 'babyllama-char', maxSeqLen: 256, shapes: [[128, 128], [64, 128], [64, 128], [128, 128], [352, 128], [352, 128], [128, 352]] };
+    const { cells, skipped } = expand({ ...baseJson, models: ['stories260K', 'babyllama-char'], structures: ['4:8'] }, [stories, baby]);
+    expect(skipped).toEqual([expect.stringMatching(/^stories260K 4:8: .*172.*multiple of 8/)]);
+    expect(cells.filter((c) => c.prune).map((c) => c.model)).toEqual(['babyllama-char', 'babyllama-char']);
+    expect(() => expand({ ...baseJson, structures: ['unstructured', '4:8'] })).toThrow(/^x\.json: structures\[1\]: N:M 4:8 needs the input width 172/);
+  });
+
+  test('empty sweeps and windows longer than the context are errors', () => {
+    expect(() => expand({ ...baseJson, methods: [] })).toThrow(/empty sweep.*'methods' is empty/);
+    expect(() => expand({ ...baseJson, sparsities: [], structures: ['unstructured'] })).toThrow(/empty sweep.*'sparsities' is empty/);
+    expect(() => expand({ ...baseJson, eval: [{ dataset: 'tinystories', seqlen: 1024 }] })).toThrow(/eval\[0\]\.seqlen: seqlen 1024 is larger than the model's context 512/);
+  });
+
+  test('the shipped configs are valid; main covers 2 models x 4 methods x (8 sparsities + 2:4 + 4:8)', () => {
+    const smoke = planSweep(SMOKE);
+    expect(smoke.cells).toHaveLength(5);
+    const main = planSweep(MAIN);
+    expect(main.skipped).toEqual([expect.stringMatching(/^stories260K 4:8/)]);
+    expect(main.cells).toHaveLength(2 + 4 * 9 + 4 * 10);
+  });
+
+  test('CSV lines: quoting round-trips through parseCsvLine', () => {
+    const columns = resultColumns(['tinystories', 'text:/a b/c.txt']);
+    expect(columns).toContain('text_a_b_c_txt_dense_ppl');
+    const row = { key: 'k', model: 'a "quoted", model', params: JSON.stringify({ a: 1, b: 2 }), tinystories_ppl: 1.5 };
+    const line = csvLine(columns, row);
+    expect(line.endsWith('\n')).toBe(true);
+    expect(line.slice(0, -1)).not.toContain('\n');
+    const fields = parseCsvLine(line.slice(0, -1));
+    expect(fields).toHaveLength(columns.length);
+    expect(fields[columns.indexOf('model')]).toBe(row.model);
+    expect(fields[columns.indexOf('params')]).toBe(row.params);
+    expect(parseCsvLine(csvHeader(columns).trim())).toEqual(columns);
+    expect(() => csvLine(columns, { key: 'a\nb' })).toThrow(/line break/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// real sweeps on the smoke config
+
+describe('crepe sweep (child processes, smoke config)', () => {
+  let plannedKeys: string[];
+  let cells: Cell[];
+  const csv1 = () => path.join(tmp, 'smoke-j1.csv');
+  beforeAll(() => {
+    cells = planSweep(SMOKE).cells;
+    plannedKeys = cells.map((c) => c.key);
+  });
+
+  test('end to end: one row per cell, dense PPL reused, rerun skips everything', () => {
+    const r = runCli(['sweep', '--config', SMOKE, '--out', csv1(), '--json'], { timeoutMs: 110_000 });
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ total: 5, ran: 5, skipped: 0 });
+    const rows = readRows(csv1());
+    expect(rows.map((x) => x.key).sort()).toEqual([...plannedKeys].sort());
+    const dense = rows.find((x) => x.method === 'dense')!;
+    expect(rows[0]).toBe(dense); // dense runs first
+    const densePpl = Number(dense.tinystories_ppl);
+    expect(densePpl).toBeGreaterThan(1);
+    for (const x of rows.filter((y) => y.method !== 'dense')) {
+      expect(Number(x.tinystories_dense_ppl)).toBe(densePpl);
+      expect(Number(x.tinystories_ppl)).toBeGreaterThan(densePpl);
+      expect(Number(x.achieved_sparsity)).toBeCloseTo(0.5, 2);
+      expect(x).toMatchObject({ tinystories_seqlen: '128', tinystories_windows: '8', calib_nsamples: '8', calib_seqlen: '128', calib_seed: '0' });
+      expect(x.backend).toMatch(/^wasm|tensorflow|cpu/);
+      expect(x.code_version).not.toBe('');
+      expect(Number.isNaN(Date.parse(x.timestamp))).toBe(false);
+    }
+    expect(rows.find((x) => x.method === 'wanda' && x.structure === '2:4')!.group).toBe('');
+    expect(rows.find((x) => x.method === 'wanda' && x.structure === 'unstructured')!.group).toBe('row');
+    const before = fs.readFileSync(csv1(), 'utf8');
+    const again = runCli(['sweep', '--config', SMOKE, '--out', csv1(), '--json']);
+    expect(again.code).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ total: 5, ran: 0, skipped: 5 });
+    expect(fs.readFileSync(csv1(), 'utf8')).toBe(before);
+  });
+
+  test('--jobs 2 gives the same PPL values as --jobs 1', () => {
+    const csv2 = path.join(tmp, 'smoke-j2.csv');
+    const r = runCli(['sweep', '--config', SMOKE, '--out', csv2, '--jobs', '2'], { timeoutMs: 110_000 });
+    expect(r.code).toBe(0);
+    const ppl = (file: string) => Object.fromEntries(readRows(file).map((x) => [x.key, [x.tinystories_ppl, x.tinystories_dense_ppl, x.achieved_sparsity]]));
+    if (!fs.existsSync(csv1())) runCli(['sweep', '--config', SMOKE, '--out', csv1()], { timeoutMs: 110_000 });
+    expect(ppl(csv2)).toEqual(ppl(csv1()));
+  });
+
+  test('kill -9 mid-run, then rerun: every cell exactly once, no broken line', async () => {
+    const csv = path.join(tmp, 'smoke-killed.csv');
+    const child = spawn(process.execPath, [CLI, 'sweep', '--config', SMOKE, '--out', csv], { cwd: ROOT, stdio: 'ignore' });
+    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+    const dataRows = () => (fs.existsSync(csv) ? lines(fs.readFileSync(csv, 'utf8')).length - 1 : 0);
+    const deadline = Date.now() + 100_000;
+    while (dataRows() < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    child.kill('SIGKILL');
+    await exited;
+    const atKill = dataRows();
+    expect(atKill).toBeGreaterThanOrEqual(1);
+    expect(atKill).toBeLessThan(plannedKeys.length); // really killed mid-run
+    // A kill inside write() could leave a torn last line; simulate one (half a real row).
+    const text = fs.readFileSync(csv, 'utf8');
+    const lastRow = lines(text)[atKill];
+    fs.appendFileSync(csv, lastRow.slice(0, Math.floor(lastRow.length / 2)));
+
+    const r = runCli(['sweep', '--config', SMOKE, '--out', csv], { timeoutMs: 110_000 });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/cut off an interrupted last line/);
+    const all = lines(fs.readFileSync(csv, 'utf8'));
+    const header = parseCsvLine(all[0]);
+    for (const l of all) expect(parseCsvLine(l)).toHaveLength(header.length);
+    const keys = readRows(csv).map((x) => x.key);
+    expect([...keys].sort()).toEqual([...plannedKeys].sort()); // each exactly once
+    expect(fs.readFileSync(csv, 'utf8').startsWith(text)).toBe(true); // earlier rows untouched
+  });
+
+  describe('bad input: one line on stderr, exit 2, nothing written', () => {
+    const smoke = JSON.parse(fs.readFileSync(SMOKE, 'utf8'));
+    const cases: [string, object | null, string | null, RegExp][] = [
+      ['unknown method', { methods: [{ name: 'wanda' }, { name: 'foo' }] }, null, /methods\[1\]\.name: unknown method 'foo' \(known: /],
+      ['misspelled key', { sparsites: [0.5] }, null, /unknown key 'sparsites' \(did you mean 'sparsities'\?\)/],
+      ['empty sweep', { sparsities: [], structures: ['unstructured'] }, null, /empty sweep/],
+      ['sparsity 1.5', { sparsities: [1.5] }, null, /sparsities\[0\]: sparsity must be in \[0, 1\), got 1\.5/],
+      ['unknown model', { models: ['nope'] }, null, /models\[0\]: unknown model 'nope'/],
+      ['unknown dataset', { eval: [{ dataset: 'imagenet' }] }, null, /eval\[0\]\.dataset: unknown dataset 'imagenet'/],
+      ['calibration on wikitext2', { calibration: { dataset: 'wikitext2' } }, null, /calibration\.dataset: wikitext2 holds only the test split/],
+      ['output folder missing', null, 'no-such-dir/out.csv', /cannot write .*no-such-dir\/out\.csv: folder .* does not exist/],
+      ['output is a folder', null, '.', /cannot write .*: it is not a regular file/],
+    ];
+    test.each(cases)('%s', (name, patch, outRel, message) => {
+      const dir = path.join(tmp, name.replace(/\W+/g, '_'));
+      fs.mkdirSync(dir);
+      const config = path.join(dir, 'config.json');
+      fs.writeFileSync(config, JSON.stringify({ ...smoke, ...patch }));
+      const out = path.join(dir, outRel ?? 'out.csv');
+      const r = runCli(['sweep', '--config', config, '--out', out]);
+      expect(r.code).toBe(2);
+      expect(lines(r.stderr)).toHaveLength(1);
+      expect(r.stderr).toMatch(/^crepe: /);
+      expect(r.stderr).toMatch(message);
+      expect(r.stdout).toBe('');
+      expect(fs.readdirSync(dir)).toEqual(['config.json']); // no CSV, no temporary files
+    });
+
+    test('a CSV written for other evaluation datasets is refused, untouched', () => {
+      const csv = path.join(tmp, 'other-columns.csv');
+      const content = csvHeader(resultColumns(['wikitext2']));
+      fs.writeFileSync(csv, content);
+      const r = runCli(['sweep', '--config', SMOKE, '--out', csv]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/other columns/);
+      expect(fs.readFileSync(csv, 'utf8')).toBe(content);
+    });
+  });
+});
