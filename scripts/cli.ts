@@ -104,10 +104,11 @@ void yargs(hideBin(process.argv))
         .option('refine', { type: 'string', default: 'none', describe: "re-pruning after selection: 'none' or 'dsnot' (prune-and-grow swaps per row, count kept)" })
         .option('dsnot-cycles', { type: 'number', default: 50, describe: 'DSnoT: most swaps per row' })
         .option('dsnot-threshold', { type: 'number', default: 0.1, describe: 'DSnoT: stop a row once |expected error| <= this (absolute, as the reference)' })
+        .option('dsnot-skip', { choices: ['mlp', 'attn', 'none'] as const, default: 'mlp' as const, describe: "DSnoT: layers left as selected (the reference's --skip_layer; default mlp = attention only)" })
         .option('permute', { type: 'boolean', default: false, describe: "RIA's channel permutation before N:M selection (N:M only)" })
         .option('permute-refine', { type: 'boolean', default: false, describe: 'refine the permutation with linear sum assignments (implies --permute)' })
         .example('$0 prune --model stories260K --method wanda --sparsity 0.5 --eval tinystories', 'Wanda 50% per row, with dense and pruned PPL')
-        .example('$0 prune --model stories260K --method crepe --param gamma=0.05 --param kernel=3x3 --structure 2:4 --eval tinystories --dump /tmp/run', 'CRePE at 2:4 with audit artefacts')
+        .example('$0 prune --model stories260K --method crepe --param gamma=0.03 --param kernel=3x3 --structure 2:4 --eval tinystories --dump /tmp/run', 'CRePE at 2:4 with audit artefacts')
         .example('$0 prune --model stories260K --method wanda --allocation owl --refine dsnot --eval tinystories', 'Wanda with OWL block sparsities and DSnoT re-pruning'),
     (a) => runCommand(() => pruneCommand(a as never)),
   )
@@ -123,7 +124,7 @@ void yargs(hideBin(process.argv))
         .option('seconds', { type: 'number', describe: 'hillclimb: also stop after this many seconds' })
         .option('full-eval', { type: 'boolean', default: true, describe: 'prune the best configuration with the standard pipeline and evaluate every window' })
         .option('out', { type: 'string', describe: 'write the evaluation log (CSV) here' })
-        .example('$0 search --model stories260K --search pho --budget 40 --out results/search-stories260K-pho.csv', 'PHO on the recon proxy, 50% unstructured')
+        .example('$0 search --model stories260K --search pho --budget 40 --out results/search-stories260K-pho.csv', 'PHO on the default proxy (energy-row), 50% unstructured, evaluation log as CSV')
         .example('$0 search --model stories260K --search hillclimb --budget 40 --search-windows 16', 'PPL hill climbing from RIA'),
     (a) => runCommand(() => searchCommand(a as never)),
   )

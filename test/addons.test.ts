@@ -5,7 +5,7 @@
 import { initBackend } from '../lib/backend';
 import { CrepeError } from '../lib/errors';
 import { openModel } from '../lib/model/resolve';
-import { dsnot, expectedRowErrors } from '../lib/prune/addons/dsnot';
+import { dsnot, dsnotRefiner, expectedRowErrors } from '../lib/prune/addons/dsnot';
 import { outlierRatio, owlAllocation, owlKeepCounts, owlSparsities, roundHalfEven } from '../lib/prune/addons/owl';
 import { RefineInput } from '../lib/prune/pipeline';
 import { Structure, selectMask } from '../lib/prune/select';
@@ -74,7 +74,7 @@ function channelStats(mean: number[], variance: number[], tokens: number, sample
 
 function refineInput(w: number[], rows: number, mask: number[], stats: InputStats, structure: Structure): RefineInput {
   const weight = Float32Array.from(w);
-  return { weight, shape: [rows, w.length / rows], stats, scores: weight.map(Math.abs), mask: Uint8Array.from(mask), structure };
+  return { name: 'q', kind: 'attn', weight, shape: [rows, w.length / rows], stats, scores: weight.map(Math.abs), mask: Uint8Array.from(mask), structure };
 }
 
 const UNSTRUCTURED_HALF: Structure = { kind: 'unstructured', group: 'row', sparsity: 0.5 };
@@ -329,6 +329,7 @@ describe('prune CLI with add-ons', () => {
     ['unknown --allocation', ['--method', 'wanda', '--allocation', 'nonuniform'], /--allocation must be 'uniform' or 'owl', got 'nonuniform'/],
     ['unknown --refine', ['--method', 'wanda', '--refine', 'sparsegpt'], /--refine must be 'none' or 'dsnot'/],
     ['--refine with a weight-updating method', ['--method', 'sparsegpt', '--refine', 'dsnot'], /sparsegpt updates weights itself/],
+    ['--refine dsnot after --permute', ['--method', 'ria', '--structure', '2:4', '--permute', '--refine', 'dsnot'], /cannot follow --permute/],
     ['negative --owl-lambda', ['--method', 'wanda', '--allocation', 'owl', '--owl-lambda', '-1'], /--owl-lambda must be a number >= 0/],
   ];
   test.each(bad)('%s: exit 2 with one line', (_name, extra, message) => {
@@ -339,5 +340,26 @@ describe('prune CLI with add-ons', () => {
     expect(l[0]).toMatch(/^crepe: /);
     expect(l[0]).toMatch(message);
     expect(r.stdout).toBe('');
+  });
+});
+
+describe('DSnoT layer selection', () => {
+  test("skips MLP layers by default (the reference's --skip_layer mlp) and refines them when asked", () => {
+    const rng = { s: 7, next() { this.s = (this.s * 1103515245 + 12345) % 2147483648; return this.s / 2147483648 - 0.5; } };
+    const rows = 4;
+    const cols = 16;
+    const w = Array.from({ length: rows * cols }, () => rng.next());
+    const stats = emptyStats(cols);
+    for (let j = 0; j < cols; j++) {
+      stats.sum[j] = 40 * (1 + rng.next());
+      stats.sumSq[j] = 100;
+    }
+    stats.tokens = 100;
+    stats.samples = 4;
+    const mask = Array.from({ length: rows * cols }, (_, k) => (k % 2 === 0 ? 1 : 0));
+    const attn = refineInput(w, rows, mask, stats, UNSTRUCTURED_HALF);
+    const mlp: RefineInput = { ...attn, name: 'down', kind: 'mlp' };
+    expect(dsnotRefiner()(mlp)).toBe(mlp.mask);
+    expect(Array.from(dsnotRefiner({ skip: 'none' })(mlp))).toEqual(Array.from(dsnotRefiner()(attn)));
   });
 });

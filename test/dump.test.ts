@@ -37,7 +37,7 @@ const scorers: Record<string, Scorer> = {
     const { rs, cs } = sums(a, rows, cols);
     return a.map((v, k) => (v / rs[Math.floor(k / cols)] + v / cs[k % cols]) * Math.pow(norm2[k % cols], 0.25));
   },
-  // crepe defaults: alpha 1, beta 1, gamma 0.05, 3x3, a 0.5
+  // crepe defaults: alpha 1, beta 1, gamma 0.03, 3x3, a 0.5
   crepe: (w, rows, cols, norm2) => {
     const a = abs(w);
     const { rs, cs } = sums(a, rows, cols);
@@ -47,7 +47,7 @@ const scorers: Record<string, Scorer> = {
       let box = 0;
       for (let r = Math.max(0, i - 1); r <= Math.min(rows - 1, i + 1); r++)
         for (let c = Math.max(0, j - 1); c <= Math.min(cols - 1, j + 1); c++) box += a[r * cols + c];
-      return (v / rs[i] + v / cs[j] + (0.05 * v) / box) * Math.pow(norm2[j], 0.25);
+      return (v / rs[i] + v / cs[j] + (0.03 * v) / box) * Math.pow(norm2[j], 0.25);
     });
   },
 };

@@ -22,7 +22,7 @@ function row(key: string, model: string, label: string, structure: string, group
     key, model, method: label === 'dense' ? 'dense' : label.split('(')[0], label, params: '{}', structure, group, sparsity,
     achieved_sparsity: sparsity, calib_dataset: label === 'dense' ? '' : 'tinystories', calib_nsamples: 16, calib_seqlen: 128, calib_seed: 0,
     propagate: 'pruned', tinystories_seqlen: 128, tinystories_windows: 8, tinystories_dense_ppl: dense[0], tinystories_ppl: ts,
-    wikitext2_seqlen: 128, wikitext2_windows: 4, wikitext2_dense_ppl: dense[1], wikitext2_ppl: wt, prune_seconds: 1, eval_seconds: 2,
+    wikitext2_seqlen: 128, wikitext2_windows: 4, wikitext2_dense_ppl: dense[1], wikitext2_ppl: wt, prune_seconds: 1, eval_seconds: 2, cpu_seconds: 3,
     backend: 'wasm+simd', code_version: 'abc123', config: 'experiments/hand.json', timestamp: '2026-01-01T00:00:00.000Z',
   };
 }

@@ -5,6 +5,8 @@ import { writeFileAtomic } from '../io/atomic';
 import { EvalRecord, checkSeqlen, evaluateSource } from '../eval/evaluate';
 import { openModel } from '../model/resolve';
 import { saveModel } from '../model/save';
+import { DsnotRowStats, dsnotRefiner } from '../prune/addons/dsnot';
+import { OwlAllocation, OWL_DEFAULTS, checkOwlOptions, owlAllocation } from '../prune/addons/owl';
 import { PruneOutcome, pruneModel } from '../prune/pipeline';
 import { parseStructure } from '../prune/select';
 import { getStrategy, parseParamPairs, resolveParams } from '../prune/strategy';
@@ -28,6 +30,16 @@ export interface PruneArgs extends CommonArgs {
   maxWindows?: number;
   save?: string;
   dump?: string;
+  /** Add-ons: OWL allocation, DSnoT re-pruning, RIA channel permutation. */
+  allocation?: string;
+  owlM?: number;
+  owlLambda?: number;
+  refine?: string;
+  dsnotCycles?: number;
+  dsnotThreshold?: number;
+  dsnotSkip?: 'mlp' | 'attn' | 'none';
+  permute?: boolean;
+  permuteRefine?: boolean;
 }
 
 function fmtPpl(r: EvalRecord): string {
@@ -43,6 +55,24 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
   const structure = parseStructure(args.structure, sparsity, group);
   const nsamples = positiveIntFlag('nsamples', args.nsamples);
   const seed = numberFlag('seed', args.seed);
+  const allocation = args.allocation ?? 'uniform';
+  if (allocation !== 'uniform' && allocation !== 'owl') throw new CrepeError(`--allocation must be 'uniform' or 'owl', got '${allocation}'`);
+  const owlM = numberFlag('owl-m', args.owlM ?? OWL_DEFAULTS.m);
+  const owlLambda = numberFlag('owl-lambda', args.owlLambda ?? (structure.kind === 'nm' ? OWL_DEFAULTS.lambdaNM : OWL_DEFAULTS.lambda));
+  checkOwlOptions(owlM, owlLambda);
+  const refine = args.refine ?? 'none';
+  if (refine !== 'none' && refine !== 'dsnot') throw new CrepeError(`--refine must be 'none' or 'dsnot', got '${refine}'`);
+  const dsnotCycles = numberFlag('dsnot-cycles', args.dsnotCycles ?? 50);
+  const dsnotThreshold = numberFlag('dsnot-threshold', args.dsnotThreshold ?? 0.1);
+  if (!Number.isInteger(dsnotCycles) || dsnotCycles < 0) throw new CrepeError(`--dsnot-cycles must be a whole number >= 0, got ${dsnotCycles}`);
+  if (dsnotThreshold < 0) throw new CrepeError(`--dsnot-threshold must be >= 0, got ${dsnotThreshold}`);
+  const permute = !!(args.permute || args.permuteRefine);
+  if (permute && structure.kind !== 'nm') throw new CrepeError('--permute applies to N:M structures only (e.g. --structure 2:4)');
+  // DSnoT's N:M swaps stay inside groups of m consecutive columns; a permuted mask has its groups elsewhere.
+  if (permute && refine !== 'none') throw new CrepeError('--refine dsnot cannot follow --permute (its N:M groups are in the original column order)');
+  if (strategy.pruneLayer && (permute || refine !== 'none')) {
+    throw new CrepeError(`${args.method} updates weights itself: --permute and --refine do not apply to it`);
+  }
   if (args.save && fs.existsSync(args.save) && fs.statSync(args.save).isDirectory() && args.save.endsWith('.bin')) {
     throw new CrepeError(`--save ${args.save} is a directory`);
   }
@@ -57,6 +87,10 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
   const evalSets = args.eval ?? [];
   if (args.seqlen !== undefined) checkSeqlen(args.seqlen, cfg.maxSeqLen);
 
+  const calibration = { dataset: args.calib, nsamples, seqlen: calibSeqlen, seed };
+  // OWL measures its outlier ratios on the dense model first (one extra calibration pass).
+  const owl: OwlAllocation | null = allocation === 'owl' ? owlAllocation(model, calibration, structure, { m: owlM, lambda: owlLambda }) : null;
+  const dsnotTotals: DsnotRowStats = { swaps: 0, errorBefore: 0, errorAfter: 0 };
   const dense = evalSets.length ? evaluateSource(model, model.source, evalSets, { seqlen: args.seqlen, maxWindows: args.maxWindows }) : [];
   const bar = progressBar(`prune ${args.method}`, 'blocks');
   bar.start(cfg.nLayers, 0, { rate: '' });
@@ -69,9 +103,19 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
         method: args.method,
         params,
         structure,
-        calibration: { dataset: args.calib, nsamples, seqlen: calibSeqlen, seed },
+        calibration,
         propagate: args.propagate,
         dumpDir: dumpTmp,
+        blockStructures: owl?.structures,
+        permute: permute ? { refine: !!args.permuteRefine } : undefined,
+        refine:
+          refine === 'dsnot'
+            ? dsnotRefiner({ maxCycles: dsnotCycles, threshold: dsnotThreshold, skip: args.dsnotSkip ?? 'mlp' }, (t) => {
+                dsnotTotals.swaps += t.swaps;
+                dsnotTotals.errorBefore += t.errorBefore;
+                dsnotTotals.errorAfter += t.errorAfter;
+              })
+            : undefined,
       },
       { onBlock: (done) => bar.update(done, { rate: '' }) },
     );
@@ -93,6 +137,9 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
     sparsity: structure.kind === 'unstructured' ? sparsity : 1 - structure.n / structure.m,
     calibration: outcome.calibration && { ...outcome.calibration, starts: undefined },
     propagate: args.propagate,
+    allocation: owl ? { method: 'owl', m: owlM, lambda: owlLambda, outlier_ratios: owl.outlierRatios, block_targets: owl.blockSparsities } : { method: 'uniform' },
+    refine: refine === 'dsnot' ? { method: 'dsnot', max_cycles: dsnotCycles, threshold: dsnotThreshold, skip: args.dsnotSkip ?? 'mlp' } : null,
+    permute: permute ? { refine: !!args.permuteRefine } : null,
     backend,
     code_version: versionInfo(),
   };
@@ -109,6 +156,8 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
     pruned_params: outcome.report.pruned,
     prunable_params: outcome.report.total,
     prune_seconds: outcome.seconds,
+    block_sparsities: blockSparsities(outcome.report.layers),
+    dsnot: refine === 'dsnot' ? { swaps: dsnotTotals.swaps, abs_error_before: dsnotTotals.errorBefore, abs_error_after: dsnotTotals.errorAfter } : null,
     layers: outcome.report.layers,
     eval: evalSets.map((d, k) => ({
       dataset: d,
@@ -128,10 +177,35 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
       `${args.model} pruned with ${args.method} ${JSON.stringify(params)}, ${args.structure}${structure.kind === 'unstructured' ? ` ${sparsity} per ${group}` : ''}; backend ${backend}`,
       `sparsity ${(outcome.report.sparsity * 100).toFixed(4)}% of ${outcome.report.total} prunable weights; pruning took ${outcome.seconds.toFixed(2)} s`,
     ];
+    if (owl) {
+      lines.push(`OWL allocation (M ${owlM}, lambda ${owlLambda}); target mean ${(mean(owl.blockSparsities) * 100).toFixed(4)}%:`);
+      blockSparsities(outcome.report.layers).forEach((s, b) =>
+        lines.push(`  block ${b}: outlier ratio ${owl.outlierRatios[b].toFixed(3)}%, target ${(owl.blockSparsities[b] * 100).toFixed(3)}%, achieved ${(s * 100).toFixed(3)}%`),
+      );
+    }
+    if (refine === 'dsnot') {
+      lines.push(`DSnoT: ${dsnotTotals.swaps} swaps; sum over rows of |expected error| ${dsnotTotals.errorBefore.toPrecision(5)} -> ${dsnotTotals.errorAfter.toPrecision(5)}`);
+    }
     for (const l of outcome.report.layers) lines.push(`  ${l.key.padEnd(22)} [${l.shape.join(' x ')}] ${(l.sparsity * 100).toFixed(2)}%`);
     evalSets.forEach((_, k) => lines.push(`dense  ${fmtPpl(dense[k])}`, `pruned ${fmtPpl(pruned[k])}`));
     if (args.save) lines.push(`saved to ${args.save}`);
     if (args.dump) lines.push(`artefacts in ${args.dump}`);
     return lines.join('\n');
   });
+}
+
+/** Achieved sparsity per decoder block, from the per-layer report (keys `blocks.<b>.…`). */
+function blockSparsities(layers: PruneOutcome['report']['layers']): number[] {
+  const pruned: number[] = [];
+  const total: number[] = [];
+  for (const l of layers) {
+    const b = Number(l.key.split('.')[1]);
+    pruned[b] = (pruned[b] ?? 0) + l.pruned;
+    total[b] = (total[b] ?? 0) + l.total;
+  }
+  return total.map((t, b) => pruned[b] / t);
+}
+
+function mean(v: readonly number[]): number {
+  return v.reduce((a, b) => a + b, 0) / v.length;
 }

@@ -53,6 +53,8 @@ export interface PruneSpec {
 
 /** Everything a mask refiner sees of one linear; it returns the new keep mask. */
 export interface RefineInput {
+  name: LinearName;
+  kind: 'attn' | 'mlp';
   weight: Float32Array;
   shape: [number, number];
   stats: InputStats;
@@ -295,7 +297,7 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
           if (spec.permute && structure.kind === 'nm') {
             mask = permuteForNM(scores, o, i, structure.n, structure.m, { refine: spec.permute.refine }).mask;
           } else mask = selectMask(scores, o, i, structure);
-          if (spec.refine) mask = spec.refine({ weight: w, shape: [o, i], stats, scores, mask, structure });
+          if (spec.refine) mask = spec.refine({ name, kind: linearKind(name), weight: w, shape: [o, i], stats, scores, mask, structure });
           pruned.linears[name] = applyMask(w, mask);
         }
         weight.dispose();

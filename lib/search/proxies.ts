@@ -22,7 +22,7 @@ export interface LayerSample {
   cols: number;
 }
 
-export const PROXY_NAMES = ['gini-pruned-scores', 'gini-pooled', 'gini-ref', 'energy', 'recon'] as const;
+export const PROXY_NAMES = ['gini-pruned-scores', 'gini-pooled', 'gini-ref', 'energy', 'energy-row', 'recon', 'recon-row'] as const;
 export type ProxyName = (typeof PROXY_NAMES)[number];
 
 export interface ProxyDef {
@@ -30,7 +30,10 @@ export interface ProxyDef {
   description: string;
   /**
    * +1: a lower proxy predicts a lower PPL, so searches minimize the proxy; -1: maximize it.
-   * Defaults are the directions MEASURED by `crepe proxy-study` (results/proxy-study-*.md).
+   * Defaults are the directions MEASURED by `crepe proxy-study` (results/proxy-study-*.md: 40
+   * uniform configurations each, stories260K and babyllama-char, 50% unstructured and 2:4).
+   * The Gini proxies correlate negatively in three of the four studies (positively on
+   * stories260K 2:4), so they default to -1 (maximize); all others correlate positively.
    */
   sign: 1 | -1;
   /** Needs raw calibration inputs (statistics collected with keepInputs). */
@@ -41,13 +44,13 @@ export const PROXIES: Record<ProxyName, ProxyDef> = {
   'gini-pruned-scores': {
     name: 'gini-pruned-scores',
     description: "mean over layers of the Gini coefficient of the pruned weights' scores (the paper's proxy as we read it)",
-    sign: 1,
+    sign: -1,
     needsInputs: false,
   },
   'gini-pooled': {
     name: 'gini-pooled',
     description: "one Gini over all layers' pruned scores, each divided by its layer's mean score",
-    sign: 1,
+    sign: -1,
     needsInputs: false,
   },
   'gini-ref': {
@@ -62,9 +65,21 @@ export const PROXIES: Record<ProxyName, ProxyDef> = {
     sign: 1,
     needsInputs: false,
   },
+  'energy-row': {
+    name: 'energy-row',
+    description: 'mean over layers and output rows of the pruned share of the row energy sum_j W_ij^2 ||X_j||^2',
+    sign: 1,
+    needsInputs: false,
+  },
   recon: {
     name: 'recon',
     description: 'mean over layers of ||W X - (W*M) X||^2 / ||W X||^2 on the kept calibration windows',
+    sign: 1,
+    needsInputs: true,
+  },
+  'recon-row': {
+    name: 'recon-row',
+    description: 'mean over layers and output rows of the relative reconstruction error of each output (kept windows)',
     sign: 1,
     needsInputs: true,
   },
@@ -77,13 +92,49 @@ export function parseProxy(name: string): ProxyName {
   return name as ProxyName;
 }
 
-/** Scores of the pruned weights (mask 0). */
-function prunedValues(values: ArrayLike<number>, mask: Uint8Array): Float64Array {
+/** Values at the pruned positions (mask 0), as float32 (plenty for a proxy, and half the memory). */
+function prunedValues(values: ArrayLike<number>, mask: Uint8Array): Float32Array {
   let n = 0;
   for (let k = 0; k < mask.length; k++) if (mask[k] === 0) n++;
-  const out = new Float64Array(n);
+  const out = new Float32Array(n);
   for (let k = 0, p = 0; k < mask.length; k++) if (mask[k] === 0) out[p++] = values[k];
   return out;
+}
+
+/**
+ * Gini coefficient (as rank.ts `gini`) of non-negative float32 values in O(n). A proxy is
+ * evaluated once per configuration on up to millions of pruned scores, where a comparison sort
+ * costs more than the pruning itself; the bit patterns of non-negative IEEE-754 floats order like
+ * their values, so a 3-pass LSD radix sort (11 bits per pass) of those patterns sorts them.
+ * Anything negative or NaN goes to `gini`, which rejects it.
+ */
+export function giniNonNegative(values: Float32Array): number {
+  const n = values.length;
+  if (n === 0 || values.some((v) => !(v >= 0))) return gini(values);
+  let keys: Uint32Array = new Uint32Array(Float32Array.from(values).buffer);
+  for (let k = 0; k < n; k++) if (keys[k] === 0x80000000) keys[k] = 0; // -0 sorts as +0
+  let scratch: Uint32Array = new Uint32Array(n);
+  const counts = new Uint32Array(2048);
+  for (let shift = 0; shift < 32; shift += 11) {
+    counts.fill(0);
+    for (let k = 0; k < n; k++) counts[(keys[k] >>> shift) & 2047]++;
+    for (let d = 0, at = 0; d < 2048; d++) {
+      const c = counts[d];
+      counts[d] = at;
+      at += c;
+    }
+    for (let k = 0; k < n; k++) scratch[counts[(keys[k] >>> shift) & 2047]++] = keys[k];
+    [keys, scratch] = [scratch, keys];
+  }
+  const sorted = new Float32Array(keys.buffer);
+  if (sorted[0] === sorted[n - 1]) return 0;
+  let weighted = 0;
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    weighted += (2 * (i + 1) - n - 1) * sorted[i];
+    total += sorted[i];
+  }
+  return weighted / (n * total);
 }
 
 /**
@@ -92,16 +143,16 @@ function prunedValues(values: ArrayLike<number>, mask: Uint8Array): Float64Array
  */
 export function giniPrunedScores(layer: LayerSample): number {
   const pruned = prunedValues(layer.scores, layer.mask);
-  return pruned.length ? gini(pruned) : NaN;
+  return pruned.length ? giniNonNegative(pruned) : NaN;
 }
 
 /** Gini, over the pruned weights, of |W_ij| * ||X_j||, an importance that does not depend on the configuration. */
 export function giniReference(layer: LayerSample): number {
   const norms = channelNorms(layer.stats);
-  const ref = new Float64Array(layer.weight.length);
+  const ref = new Float32Array(layer.weight.length);
   for (let r = 0, k = 0; r < layer.rows; r++) for (let c = 0; c < layer.cols; c++, k++) ref[k] = Math.abs(layer.weight[k]) * norms[c];
   const pruned = prunedValues(ref, layer.mask);
-  return pruned.length ? gini(pruned) : NaN;
+  return pruned.length ? giniNonNegative(pruned) : NaN;
 }
 
 /**
@@ -121,6 +172,30 @@ export function prunedEnergyShare(layer: LayerSample): number {
     }
   }
   return total > 0 ? pruned / total : 0;
+}
+
+/**
+ * The same share per output row, averaged over the rows with non-zero energy: every output
+ * neuron counts equally, however large its weights.
+ */
+export function prunedEnergyShareByRow(layer: LayerSample): number {
+  const sq = layer.stats.sumSq;
+  let sum = 0;
+  let rowsCounted = 0;
+  for (let r = 0, k = 0; r < layer.rows; r++) {
+    let pruned = 0;
+    let total = 0;
+    for (let c = 0; c < layer.cols; c++, k++) {
+      const e = layer.weight[k] * layer.weight[k] * sq[c];
+      total += e;
+      if (layer.mask[k] === 0) pruned += e;
+    }
+    if (total > 0) {
+      sum += pruned / total;
+      rowsCounted++;
+    }
+  }
+  return rowsCounted ? sum / rowsCounted : 0;
 }
 
 const gramCache = new WeakMap<InputStats, Float32Array>();
@@ -147,26 +222,44 @@ export function keptInputGram(stats: InputStats): Float32Array {
 }
 
 /**
- * ||W X - (W*M) X||^2 / ||W X||^2 over the kept windows. With D = W*(1 - M) and G = X^T X,
- * ||D X^T||^2 = sum((D G) * D), so the cost is one [out, in] x [in, in] product per term, not
- * one per calibration token.
+ * Relative output reconstruction error over the kept windows: `total` = ||W X - (W*M) X||^2 /
+ * ||W X||^2, `byRow` = the same ratio per output row, averaged over rows with non-zero output.
+ * With D = W*(1 - M) and G = X^T X, row i's error is (D G D^T)_ii = sum_j (D G)_ij D_ij, so the
+ * cost is one [out, in] x [in, in] product per term, not one per calibration token.
  */
-export function reconstructionError(layer: LayerSample): number {
+export function reconstructionErrors(layer: LayerSample): { total: number; byRow: number } {
   const g = keptInputGram(layer.stats);
   const dropped = new Float32Array(layer.weight.length);
   for (let k = 0; k < dropped.length; k++) if (layer.mask[k] === 0) dropped[k] = layer.weight[k];
-  const [err, ref] = tf.tidy(() => {
+  const [errT, refT] = tf.tidy(() => {
     const gt = tf.tensor2d(g, [layer.cols, layer.cols]);
-    const quad = (m: Float32Array): tf.Tensor => {
+    const rowQuadratic = (m: Float32Array): tf.Tensor => {
       const t = tf.tensor2d(m, [layer.rows, layer.cols]);
-      return tf.sum(tf.mul(tf.matMul(t, gt), t));
+      return tf.sum(tf.mul(tf.matMul(t, gt), t), 1);
     };
-    return [quad(dropped), quad(layer.weight)];
+    return [rowQuadratic(dropped), rowQuadratic(layer.weight)];
   });
-  const e = err.dataSync()[0];
-  const r = ref.dataSync()[0];
-  tf.dispose([err, ref]);
-  return r > 0 ? e / r : 0;
+  const err = errT.dataSync();
+  const ref = refT.dataSync();
+  tf.dispose([errT, refT]);
+  let errSum = 0;
+  let refSum = 0;
+  let ratioSum = 0;
+  let rowsCounted = 0;
+  for (let r = 0; r < layer.rows; r++) {
+    errSum += err[r];
+    refSum += ref[r];
+    if (ref[r] > 0) {
+      ratioSum += err[r] / ref[r];
+      rowsCounted++;
+    }
+  }
+  return { total: refSum > 0 ? errSum / refSum : 0, byRow: rowsCounted ? ratioSum / rowsCounted : 0 };
+}
+
+/** ||W X - (W*M) X||^2 / ||W X||^2 over the kept windows. */
+export function reconstructionError(layer: LayerSample): number {
+  return reconstructionErrors(layer).total;
 }
 
 function channelNorms(stats: InputStats): Float64Array {
@@ -179,13 +272,13 @@ const PER_LAYER: Partial<Record<ProxyName, (l: LayerSample) => number>> = {
   'gini-pruned-scores': giniPrunedScores,
   'gini-ref': giniReference,
   energy: prunedEnergyShare,
-  recon: reconstructionError,
+  'energy-row': prunedEnergyShareByRow,
 };
 
 /** Collects the requested proxies layer by layer (feed it from PruneHooks.onLayer). */
 export class ProxyAccumulator {
   private readonly perLayer = new Map<ProxyName, number[]>();
-  private readonly pooled: Float64Array[] = [];
+  private readonly pooled: Float32Array[] = [];
 
   constructor(readonly names: readonly ProxyName[]) {
     for (const n of names) this.perLayer.set(n, []);
@@ -195,6 +288,11 @@ export class ProxyAccumulator {
     for (const [name, values] of this.perLayer) {
       const f = PER_LAYER[name];
       if (f) values.push(f(layer));
+    }
+    if (this.perLayer.has('recon') || this.perLayer.has('recon-row')) {
+      const r = reconstructionErrors(layer); // one computation serves both
+      this.perLayer.get('recon')?.push(r.total);
+      this.perLayer.get('recon-row')?.push(r.byRow);
     }
     if (this.perLayer.has('gini-pooled')) {
       let total = 0;
@@ -212,13 +310,13 @@ export class ProxyAccumulator {
     for (const [name, values] of this.perLayer) {
       if (name === 'gini-pooled') {
         const n = this.pooled.reduce((a, p) => a + p.length, 0);
-        const all = new Float64Array(n);
+        const all = new Float32Array(n);
         let at = 0;
         for (const p of this.pooled) {
           all.set(p, at);
           at += p.length;
         }
-        out[name] = n ? gini(all) : NaN;
+        out[name] = n ? giniNonNegative(all) : NaN;
       } else {
         const defined = values.filter((v) => !Number.isNaN(v));
         out[name] = defined.length ? defined.reduce((a, v) => a + v, 0) / defined.length : NaN;

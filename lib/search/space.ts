@@ -34,6 +34,8 @@ export interface SearchSpace {
   dims: SearchDim[];
   /** Values of the parameters that are not searched. */
   fixed: Params;
+  /** The strategy's defaults of the searched parameters. */
+  defaults: Params;
 }
 
 /** Parameters searched by default, per method; other methods search all their parameters. */
@@ -84,7 +86,8 @@ export function buildSpace(strategy: Strategy, opts: SpaceOptions = {}): SearchS
   const fixed = resolveParams(strategy, opts.fixed ?? {});
   for (const name of searched) delete fixed[name];
   const dims = searched.map((name) => makeDim(strategy, name, strategy.params[name], opts.bounds?.[name]));
-  return { method: strategy.name, dims, fixed };
+  const defaults = Object.fromEntries(searched.map((name) => [name, strategy.params[name].default]));
+  return { method: strategy.name, dims, fixed, defaults };
 }
 
 function makeDim(strategy: Strategy, name: string, spec: ParamSpec, given?: readonly [number, number]): SearchDim {
@@ -180,11 +183,9 @@ export const SEARCH_START: Record<string, Params> = {
   crepe: { alpha: 1, beta: 1, gamma: 0, kh: 3, kw: 3, a: 0.5 },
 };
 
-export function searchStart(space: SearchSpace, strategy?: Strategy): Params {
+export function searchStart(space: SearchSpace): Params {
   const start: Params = { ...space.fixed };
-  for (const d of space.dims) {
-    start[d.name] = SEARCH_START[space.method]?.[d.name] ?? strategy?.params[d.name]?.default ?? d.min;
-  }
+  for (const d of space.dims) start[d.name] = SEARCH_START[space.method]?.[d.name] ?? space.defaults[d.name];
   return clampParams(space, start);
 }
 

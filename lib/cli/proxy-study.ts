@@ -1,0 +1,101 @@
+import * as fs from 'fs';
+import * as path from 'path';
+import { CrepeError } from '../errors';
+import { writeFileAtomic } from '../io/atomic';
+import { openModel } from '../model/resolve';
+import { Structure } from '../prune/select';
+import { calibrateOnce } from '../search/objective';
+import { PROXY_NAMES, PROXIES, ProxyName, parseProxy } from '../search/proxies';
+import { correlations, runProxyStudy, scatterSvg, studyCsv, studyMarkdown } from '../search/study';
+import { formatParams } from '../search/space';
+import { CommonArgs, emit, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
+import { DEFAULT_KEEP_INPUTS, SpaceArgs, calibrationSpec, spaceSettings, structureLabel } from './search';
+
+export interface ProxyStudyArgs extends SpaceArgs, CommonArgs {
+  samples: number;
+  full: boolean;
+  proxies?: string[];
+  out: string;
+}
+
+/** File-name stem of a study: proxy-study-<model>-<method>-<structure>. */
+function studyStem(model: string, method: string, s: Structure): string {
+  const structure = s.kind === 'unstructured' ? `u${Math.round(s.sparsity * 100)}` : `${s.n}of${s.m}`;
+  return `proxy-study-${path.basename(model).replace(/[^\w.-]+/g, '_')}-${method}-${structure}`;
+}
+
+export async function proxyStudyCommand(args: ProxyStudyArgs): Promise<void> {
+  const settings = spaceSettings(args);
+  const { strategy, space, structure } = settings;
+  const samples = positiveIntFlag('samples', args.samples);
+  if (samples < 3) throw new CrepeError(`--samples must be at least 3 to rank anything, got ${samples}`);
+  const proxies: ProxyName[] = (args.proxies?.flatMap((p) => p.split(',')).filter((p) => p) ?? [...PROXY_NAMES]).map(parseProxy);
+  if (!fs.existsSync(args.out) || !fs.statSync(args.out).isDirectory()) throw new CrepeError(`--out ${args.out} is not an existing folder`);
+  const needInputs = proxies.some((p) => PROXIES[p].needsInputs);
+  const keepInputs = needInputs ? positiveIntFlag('keep-inputs', args.keepInputs ?? DEFAULT_KEEP_INPUTS) : 0;
+
+  const backend = await startBackend(args.backend);
+  const model = openModel(args.model, args.tokenizer);
+  const calibration = calibrationSpec(args, model);
+  const setup = calibrateOnce(model, strategy, structure, calibration, { statsKind: settings.statsKind, keepInputs });
+  const windows = args.full ? 'all' : settings.searchWindows;
+  const bar = progressBar('proxy study', 'configurations');
+  bar.start(samples, 0, { rate: '' });
+  let rows;
+  try {
+    rows = runProxyStudy(setup, space, { samples, seed: settings.seed, windows, proxies, onSample: (d) => bar.update(d, { rate: '' }) });
+  } finally {
+    bar.stop();
+  }
+  model.source.close();
+  const corr = correlations(rows, proxies);
+  const stem = path.join(args.out, studyStem(args.model, strategy.name, structure));
+  const pplOn = windows === 'all' ? `every ${setup.dataset} evaluation window` : `the first ${windows} ${setup.dataset} evaluation windows`;
+  const spaceText = space.dims.map((d) => `${d.name} ${d.scale} [${d.min}, ${d.max}]`).join(', ');
+  const ctx = {
+    model: args.model,
+    method: strategy.name,
+    structure: args.structure,
+    sparsity: settings.sparsity,
+    statsKind: settings.statsKind,
+    pplOn,
+    seed: settings.seed,
+    space: `${spaceText}${Object.keys(space.fixed).length ? `; fixed ${formatParams(space.fixed)}` : ''}`,
+  };
+  writeFileAtomic(`${stem}.csv`, studyCsv(rows, proxies));
+  writeFileAtomic(`${stem}.md`, studyMarkdown(ctx, corr, rows));
+  const svgs: string[] = [];
+  for (const p of proxies) {
+    const file = `${stem}-${p}.svg`;
+    const title = `${args.model} ${structureLabel(args, structure)}: ${p} vs PPL (n=${corr.find((c) => c.proxy === p)!.n})`;
+    writeFileAtomic(file, await scatterSvg(rows, p, title));
+    svgs.push(file);
+  }
+  const result = {
+    model: args.model,
+    method: strategy.name,
+    structure: args.structure,
+    sparsity: settings.sparsity,
+    group: structure.kind === 'unstructured' ? settings.group : null,
+    samples,
+    seed: settings.seed,
+    stats: settings.statsKind,
+    keep_inputs: keepInputs,
+    ppl_on: pplOn,
+    calibration_seconds: setup.calibrationSeconds,
+    correlations: corr,
+    files: [`${stem}.csv`, `${stem}.md`, ...svgs],
+    backend,
+    code_version: versionInfo(),
+  };
+  emit(args.json, result, () =>
+    [
+      `${args.model} ${strategy.name} ${structureLabel(args, structure)}: ${samples} configurations (seed ${settings.seed}), PPL on ${pplOn}; backend ${backend}`,
+      'proxy                 n   Spearman   Kendall  sign',
+      ...corr.map(
+        (c) => `${c.proxy.padEnd(20)} ${String(c.n).padStart(3)}  ${c.spearman.toFixed(3).padStart(8)}  ${c.kendall.toFixed(3).padStart(8)}  ${c.sign > 0 ? '+1' : '-1'}`,
+      ),
+      `wrote ${stem}.{csv,md} and ${svgs.length} SVG plots`,
+    ].join('\n'),
+  );
+}

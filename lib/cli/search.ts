@@ -1,0 +1,238 @@
+import * as fs from 'fs';
+import * as path from 'path';
+import { Argv } from 'yargs';
+import { CrepeError } from '../errors';
+import { writeFileAtomic } from '../io/atomic';
+import { checkSeqlen } from '../eval/evaluate';
+import { OpenedModel, openModel } from '../model/resolve';
+import { CalibrationSpec } from '../prune/pipeline';
+import { Structure, parseStructure } from '../prune/select';
+import { Strategy, getStrategy, parseParamPairs } from '../prune/strategy';
+import { hillClimbSearch } from '../search/hillclimb';
+import { FullEvaluation, SearchOutcome, StatsKind, calibrateOnce, evalLogCsv, fullEvaluation, proxySign } from '../search/objective';
+import { phoSearch } from '../search/pho';
+import { PROXIES, PROXY_NAMES, ProxyName, parseProxy } from '../search/proxies';
+import { SearchSpace, buildSpace, formatParams, paramFlags, parseBounds } from '../search/space';
+import { CommonArgs, emit, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
+
+export const SEARCHES = ['hillclimb', 'pho'] as const;
+export type SearchName = (typeof SEARCHES)[number];
+export const STATS_KINDS: readonly StatsKind[] = ['dense', 'pruned'];
+
+/**
+ * The proxy PHO uses unless told otherwise. In our proxy studies (stories260K and
+ * babyllama-char, 50% unstructured and 2:4, 40 configurations each) energy-row, energy and recon
+ * tie on the mean Spearman correlation with PPL (0.68), within sampling noise; energy-row has the
+ * best worst case (0.63; energy 0.52, recon 0.55; the paper's Gini of pruned scores 0.15 with an
+ * unstable sign), so it is the default. See results/search-comparison.md for what it finds.
+ */
+export const DEFAULT_PROXY: ProxyName = 'energy-row';
+export const PROXY_HELP = `PHO proxy: ${PROXY_NAMES.join(', ')} (default ${DEFAULT_PROXY}: the most consistently PPL-correlated in our proxy studies)`;
+/** Default budgets: hill climbing in PPL evaluations, PHO in proxy evaluations. */
+export const DEFAULT_BUDGET: Record<SearchName, number> = { hillclimb: 40, pho: 40 };
+/** Raw calibration windows kept per layer input for the 'recon' proxy. */
+export const DEFAULT_KEEP_INPUTS = 4;
+
+/** Options shared by `search` and `proxy-study`. */
+export interface SpaceArgs extends CommonArgs {
+  model: string;
+  tokenizer?: string;
+  method: string;
+  param: string[];
+  searched?: string[];
+  bound: string[];
+  sparsity: number;
+  structure: string;
+  group?: 'row' | 'matrix';
+  calib: string;
+  nsamples: number;
+  calibSeqlen?: number;
+  calibSeed: number;
+  stats: string;
+  keepInputs?: number;
+  searchWindows: number;
+  seed: number;
+}
+
+export interface SearchArgs extends SpaceArgs {
+  search: string;
+  proxy?: string;
+  sign?: number;
+  budget?: number;
+  seconds?: number;
+  fullEval: boolean;
+  out?: string;
+}
+
+/** What `search` and `proxy-study` validate before any work. */
+export interface SpaceSettings {
+  strategy: Strategy;
+  space: SearchSpace;
+  structure: Structure;
+  group: 'row' | 'matrix';
+  sparsity: number;
+  statsKind: StatsKind;
+  searchWindows: number;
+  seed: number;
+}
+
+export function spaceSettings(args: SpaceArgs): SpaceSettings {
+  const strategy = getStrategy(args.method);
+  const space = buildSpace(strategy, {
+    searched: args.searched?.flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s),
+    bounds: parseBounds(args.bound ?? []),
+    fixed: parseParamPairs(args.param ?? []),
+  });
+  const sparsity = numberFlag('sparsity', args.sparsity);
+  const group = args.group ?? strategy.defaultGroup;
+  const structure = parseStructure(args.structure, sparsity, group);
+  if (!STATS_KINDS.includes(args.stats as StatsKind)) throw new CrepeError(`--stats must be dense or pruned, got '${args.stats}'`);
+  return {
+    strategy,
+    space,
+    structure,
+    group,
+    sparsity,
+    statsKind: args.stats as StatsKind,
+    searchWindows: positiveIntFlag('search-windows', args.searchWindows),
+    seed: integerFlag('seed', args.seed),
+  };
+}
+
+function integerFlag(name: string, v: unknown): number {
+  const n = numberFlag(name, v);
+  if (!Number.isSafeInteger(n)) throw new CrepeError(`--${name} must be an integer, got ${String(v)}`);
+  return n;
+}
+
+export function calibrationSpec(args: SpaceArgs, model: OpenedModel): CalibrationSpec {
+  const seqlen = args.calibSeqlen ?? model.source.config.maxSeqLen;
+  checkSeqlen(seqlen, model.source.config.maxSeqLen);
+  return { dataset: args.calib, nsamples: positiveIntFlag('nsamples', args.nsamples), seqlen, seed: integerFlag('calib-seed', args.calibSeed) };
+}
+
+export function structureLabel(args: { structure: string }, s: Structure): string {
+  return s.kind === 'unstructured' ? `unstructured ${s.sparsity} per ${s.group}` : args.structure;
+}
+
+export async function searchCommand(args: SearchArgs): Promise<void> {
+  // Validate everything before any work.
+  const settings = spaceSettings(args);
+  const { strategy, space, structure } = settings;
+  if (!(SEARCHES as readonly string[]).includes(args.search)) {
+    throw new CrepeError(`unknown search '${args.search}' (known: ${SEARCHES.join(', ')})`);
+  }
+  const search = args.search as SearchName;
+  const proxy = parseProxy(args.proxy ?? DEFAULT_PROXY);
+  if (args.proxy !== undefined && search !== 'pho') throw new CrepeError('--proxy only applies to --search pho');
+  if (args.sign !== undefined && args.sign !== 1 && args.sign !== -1) throw new CrepeError(`--sign must be 1 or -1, got ${args.sign}`);
+  const sign = proxySign(proxy, args.sign);
+  const budget = positiveIntFlag('budget', args.budget ?? DEFAULT_BUDGET[search]);
+  if (args.seconds !== undefined && !(numberFlag('seconds', args.seconds) > 0)) throw new CrepeError(`--seconds must be positive, got ${args.seconds}`);
+  if (args.seconds !== undefined && search === 'pho') throw new CrepeError('--seconds only applies to --search hillclimb (PHO is bounded by --budget)');
+  if (args.out && !fs.existsSync(path.dirname(path.resolve(args.out)))) throw new CrepeError(`cannot write ${args.out}: its folder does not exist`);
+  const keepInputs = search === 'pho' && PROXIES[proxy].needsInputs ? positiveIntFlag('keep-inputs', args.keepInputs ?? DEFAULT_KEEP_INPUTS) : 0;
+
+  const t0 = process.hrtime.bigint();
+  const backend = await startBackend(args.backend);
+  const model = openModel(args.model, args.tokenizer);
+  const calibration = calibrationSpec(args, model);
+  const setup = calibrateOnce(model, strategy, structure, calibration, { statsKind: settings.statsKind, keepInputs });
+
+  const bar = progressBar(`search ${search}`, search === 'pho' ? 'proxy evals' : 'PPL evals');
+  bar.start(budget, 0, { rate: '' });
+  let outcome: SearchOutcome;
+  try {
+    const onEval = (done: number, v: number): void => bar.update(done, { rate: `last ${v.toPrecision(5)}` });
+    outcome =
+      search === 'pho'
+        ? phoSearch(setup, space, { proxy, sign, budget, seed: settings.seed, onEval })
+        : hillClimbSearch(setup, space, { budget, seconds: args.seconds, windows: settings.searchWindows, seed: settings.seed, onEval });
+  } finally {
+    bar.stop();
+  }
+  if (args.out) writeFileAtomic(args.out, evalLogCsv(outcome.log));
+  const full: FullEvaluation | null = args.fullEval ? fullEvaluation(model, strategy.name, outcome.best, structure, calibration) : null;
+  model.source.close();
+  const searchWall = setup.calibrationSeconds + outcome.seconds;
+  const reproduce = `crepe prune --model ${args.model} --method ${strategy.name} ${paramFlags(outcome.best)} --structure ${args.structure}${
+    structure.kind === 'unstructured' ? ` --sparsity ${settings.sparsity} --group ${settings.group}` : ''
+  } --calib ${calibration.dataset} --nsamples ${calibration.nsamples} --seed ${calibration.seed} --eval ${setup.dataset}`;
+  const result = {
+    model: args.model,
+    method: strategy.name,
+    structure: args.structure,
+    group: structure.kind === 'unstructured' ? settings.group : null,
+    sparsity: structure.kind === 'unstructured' ? settings.sparsity : 1 - structure.n / structure.m,
+    search,
+    proxy: search === 'pho' ? proxy : null,
+    proxy_sign: search === 'pho' ? sign : null,
+    seed: settings.seed,
+    budget,
+    seconds_budget: args.seconds ?? null,
+    search_windows: search === 'hillclimb' ? settings.searchWindows : null,
+    stats: settings.statsKind,
+    keep_inputs: keepInputs,
+    space: space.dims.map((d) => ({ name: d.name, scale: d.scale, min: d.min, max: d.max })),
+    fixed: space.fixed,
+    calibration: { ...setup.stats.calibration, starts: undefined },
+    best: outcome.best,
+    best_proxy: search === 'pho' ? outcome.bestValue : null,
+    best_search_ppl: search === 'hillclimb' ? outcome.bestValue : null,
+    proxy_evals: outcome.proxyEvals,
+    ppl_evals: outcome.pplEvals,
+    stop_reason: outcome.stopReason,
+    calibration_seconds: setup.calibrationSeconds,
+    search_loop_seconds: outcome.seconds,
+    search_loop_cpu_seconds: outcome.cpuSeconds,
+    search_wall_seconds: searchWall,
+    full_eval: full && {
+      dataset: full.record.dataset,
+      windows: full.record.windows,
+      seqlen: full.record.seqlen,
+      ppl: full.ppl,
+      prune_seconds: full.pruneSeconds,
+      eval_seconds: full.evalSeconds,
+      pipeline: 'sequential calibration, pruned propagation (as crepe prune)',
+    },
+    total_wall_seconds: Number(process.hrtime.bigint() - t0) / 1e9,
+    reproduce,
+    log: args.out ?? null,
+    backend,
+    code_version: versionInfo(),
+  };
+  emit(args.json, result, () =>
+    [
+      `${args.model} ${strategy.name} ${structureLabel(args, structure)}: ${search}${search === 'pho' ? ` on proxy ${proxy} (sign ${sign > 0 ? '+1' : '-1'})` : ` on PPL of ${settings.searchWindows} ${setup.dataset} windows`}, seed ${settings.seed}; backend ${backend}`,
+      `statistics: ${settings.statsKind}, ${calibration.nsamples} x ${calibration.seqlen} ${calibration.dataset} tokens, ${setup.calibrationSeconds.toFixed(2)} s`,
+      `best: ${formatParams(outcome.best)}`,
+      search === 'pho' ? `best proxy ${proxy} = ${outcome.bestValue.toPrecision(6)}` : `best search PPL = ${outcome.bestValue.toFixed(4)}`,
+      `evaluations: ${outcome.proxyEvals} proxy, ${outcome.pplEvals} PPL (stopped: ${outcome.stopReason}); search ${outcome.seconds.toFixed(2)} s wall (${outcome.cpuSeconds.toFixed(2)} s CPU), ${searchWall.toFixed(2)} s with calibration`,
+      full
+        ? `full evaluation: ${full.record.dataset} PPL ${full.ppl.toFixed(4)} (${full.record.windows} x ${full.record.seqlen}; prune ${full.pruneSeconds.toFixed(2)} s + eval ${full.evalSeconds.toFixed(2)} s)`
+        : 'full evaluation skipped (--no-full-eval)',
+      `reproduce: ${reproduce}`,
+      ...(args.out ? [`evaluation log: ${args.out}`] : []),
+    ].join('\n'),
+  );
+}
+
+/** yargs options shared by `search` and `proxy-study` (the model options come from the CLI). */
+export function spaceOptions<T>(y: Argv<T>) {
+  return y
+    .option('method', { type: 'string', default: 'crepe', describe: 'scoring strategy whose numeric parameters are searched' })
+    .option('param', { type: 'string', array: true, default: [] as string[], describe: 'fix a parameter that is not searched, k=v (repeatable)' })
+    .option('searched', { type: 'string', array: true, describe: 'parameters to search, comma separated (default crepe: alpha,beta,gamma,kh,kw; add a to search the exponent)' })
+    .option('bound', { type: 'string', array: true, default: [] as string[], describe: 'search bounds name=lo:hi in parameter units (default alpha/beta/gamma 1e-3:1e3 in log10, kh/kw 1:9 odd, a 0:1)' })
+    .option('sparsity', { type: 'number', default: 0.5, describe: 'fraction pruned, in [0, 1) (unstructured)' })
+    .option('structure', { type: 'string', default: 'unstructured', describe: "'unstructured' or N:M = KEEP N of every M (2:4 keeps 2)" })
+    .option('group', { choices: ['row', 'matrix'] as const, describe: "unstructured comparison group (default: the method's reference)" })
+    .option('calib', { type: 'string', default: 'tinystories', describe: 'calibration dataset' })
+    .option('nsamples', { type: 'number', default: 128, describe: 'calibration windows' })
+    .option('calib-seqlen', { type: 'number', describe: "calibration window length (default: the model's context)" })
+    .option('calib-seed', { type: 'number', default: 0, describe: 'calibration sampling seed' })
+    .option('stats', { choices: STATS_KINDS, default: 'dense' as StatsKind, describe: 'statistics computed once: dense block inputs, or inputs of one sequential pruned pass with default parameters' })
+    .option('keep-inputs', { type: 'number', describe: `raw calibration windows kept per layer for the recon proxy (default ${DEFAULT_KEEP_INPUTS})` })
+    .option('search-windows', { type: 'number', default: 16, describe: 'search-subset PPL on the first N tinystories evaluation windows' })
+    .option('seed', { type: 'number', default: 0, describe: 'search seed (sampling, CMA-ES, hill-climbing order)' });
+}

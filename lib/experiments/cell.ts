@@ -1,0 +1,360 @@
+/**
+ * Sweep cells: one (model, method, structure, group, sparsity, calibration, evaluation) setting,
+ * its stable key, and its row in the results CSV. A config expands into cells here; the dense
+ * baseline of each model is a cell too (prune = null), so its PPL is computed once, stored as a
+ * row, and read back on resume.
+ */
+import { createHash } from 'crypto';
+import { createObjectCsvStringifier } from 'csv-writer';
+import { loadDataset } from '../data/datasets';
+import { CrepeError } from '../errors';
+import { checkSeqlen } from '../eval/evaluate';
+import { openModel } from '../model/resolve';
+import { LINEAR_NAMES, linearShape } from '../model/types';
+import { CalibrationSpec } from '../prune/pipeline';
+import { nmSparsity, parseStructure, validateStructureFor } from '../prune/select';
+import { Params, getStrategy } from '../prune/strategy';
+import { SweepConfig, atField, fieldError } from './config';
+
+/** One evaluation, with the window length resolved against the model's context. */
+export interface EvalSpec {
+  dataset: string;
+  seqlen: number;
+  /** null = every window of the split. */
+  maxWindows: number | null;
+}
+
+export interface PruneSettings {
+  method: string;
+  params: Params;
+  /** 'unstructured' or 'N:M' (keep N of every M). */
+  structure: string;
+  /** Comparison group for unstructured sparsity; null for N:M. */
+  group: 'row' | 'matrix' | null;
+  /** Target sparsity (1 - N/M for N:M). */
+  sparsity: number;
+  calibration: CalibrationSpec;
+  propagate: 'pruned' | 'dense';
+}
+
+export interface Cell {
+  /** Short sha256 of the canonical settings (model, eval, prune); label excluded. */
+  key: string;
+  model: string;
+  label: string;
+  eval: EvalSpec[];
+  /** null: the dense baseline. */
+  prune: PruneSettings | null;
+}
+
+/** The method name and label of dense baseline rows. */
+export const DENSE = 'dense';
+
+/** What the parent needs to know about a model to expand and validate a sweep. */
+export interface ModelInfo {
+  name: string;
+  maxSeqLen: number;
+  /** [out, in] of each prunable linear. */
+  shapes: [number, number][];
+}
+
+/** JSON with object keys sorted, so equal settings always hash alike. */
+export function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    const entries = Object.entries(v as Record<string, unknown>)
+      .filter(([, x]) => x !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+export function cellKey(settings: { model: string; eval: EvalSpec[]; prune: PruneSettings | null }): string {
+  return createHash('sha256').update(canonicalJson(settings)).digest('hex').slice(0, 16);
+}
+
+function makeCell(model: string, label: string, evals: EvalSpec[], prune: PruneSettings | null): Cell {
+  return { key: cellKey({ model, eval: evals, prune }), model, label, eval: evals, prune };
+}
+
+export interface Expansion {
+  cells: Cell[];
+  /** (model, structure) pairs left out because the model's widths do not allow them. */
+  skipped: string[];
+}
+
+/**
+ * Expand a config into cells: per model, the dense baseline first, then methods x structures x
+ * groups x sparsities. N:M structures ignore the sparsity and group axes (one cell each).
+ * Settings a model cannot take are errors naming the config field (a window longer than its
+ * context), except an N:M structure whose M does not divide some width of one model but fits
+ * another: that pair is skipped (stories260K's 172-wide down projection rules out 4:8, while
+ * babyllama-char takes it) and listed in `skipped`. Duplicates (e.g. groups 'default' and 'row'
+ * for Wanda) collapse to one cell.
+ */
+export function expandCells(config: SweepConfig, models: ModelInfo[]): Expansion {
+  const err = (path: (string | number)[], fn: () => void) => atField(config.file, path, fn);
+  const skipped: string[] = [];
+  const fitsSomeModel = new Set<string>();
+  const firstReason = new Map<string, string>();
+  const fits = (model: ModelInfo, structure: string): string | null => {
+    try {
+      for (const [o, i] of model.shapes) validateStructureFor(parseStructure(structure, 0, 'row'), o, i);
+      return null;
+    } catch (e) {
+      if (e instanceof CrepeError) return e.message;
+      throw e;
+    }
+  };
+  const dense: Cell[] = [];
+  const pruned: Cell[] = [];
+  for (const model of models) {
+    const ctx = model.maxSeqLen;
+    const evals: EvalSpec[] = config.eval.map((e, i) => {
+      const seqlen = e.seqlen ?? ctx;
+      err(['eval', i, 'seqlen'], () => checkSeqlen(seqlen, ctx));
+      return { dataset: e.dataset, seqlen, maxWindows: e.maxWindows ?? null };
+    });
+    const cal = config.calibration;
+    const calibration: CalibrationSpec = { dataset: cal.dataset, nsamples: cal.nsamples, seqlen: cal.seqlen ?? ctx, seed: cal.seed };
+    err(['calibration', 'seqlen'], () => checkSeqlen(calibration.seqlen, ctx));
+    const structures = config.structures.filter((structure) => {
+      const why = fits(model, structure);
+      if (why) {
+        skipped.push(`${model.name} ${structure}: ${why}`);
+        if (!firstReason.has(structure)) firstReason.set(structure, `${why} (model ${model.name})`);
+      } else fitsSomeModel.add(structure);
+      return !why;
+    });
+    dense.push(makeCell(model.name, DENSE, evals, null));
+    for (const m of config.methods) {
+      const base = { method: m.name, params: m.params, calibration, propagate: config.propagate };
+      for (const structure of structures) {
+        const parsed = parseStructure(structure, 0, 'row');
+        if (parsed.kind === 'nm') {
+          pruned.push(makeCell(model.name, m.label, evals, { ...base, structure, group: null, sparsity: nmSparsity(parsed.n, parsed.m) }));
+          continue;
+        }
+        for (const g of config.groups) {
+          const group = g === 'default' ? getStrategy(m.name).defaultGroup : g;
+          for (const sparsity of config.sparsities) {
+            pruned.push(makeCell(model.name, m.label, evals, { ...base, structure, group, sparsity }));
+          }
+        }
+      }
+    }
+  }
+  config.structures.forEach((structure, i) => {
+    const reason = firstReason.get(structure);
+    if (reason && !fitsSomeModel.has(structure)) throw fieldError(config.file, ['structures', i], reason);
+  });
+  if (pruned.length === 0) {
+    const empty = (['models', 'methods', 'groups'] as const).find((k) => config[k].length === 0);
+    const why = empty ? `'${empty}' is empty` : `'sparsities' is empty and 'structures' has no N:M entry`;
+    throw new CrepeError(`${config.file}: empty sweep: no cells to run (${why})`);
+  }
+  const seen = new Set<string>();
+  const cells = [...dense, ...pruned].filter((c) => !seen.has(c.key) && seen.add(c.key));
+  return { cells, skipped };
+}
+
+/**
+ * Open every model of the config (header and tokenizer only) and check the datasets, then
+ * expand. All of this runs before any work, so a bad config never leaves partial output.
+ */
+export function planCells(config: SweepConfig): Expansion {
+  const check = (path: (string | number)[], fn: () => void) => atField(config.file, path, fn);
+  const models: ModelInfo[] = config.models.map((name, i) =>
+    atField(config.file, ['models', i], () => {
+      const m = openModel(name);
+      const cfg = m.source.config;
+      m.source.close();
+      return { name, maxSeqLen: cfg.maxSeqLen, shapes: LINEAR_NAMES.map((l) => linearShape(cfg, l)) };
+    }),
+  );
+  if (config.models.length > 0) {
+    config.eval.forEach((e, i) => check(['eval', i, 'dataset'], () => loadDataset(e.dataset, 'eval')));
+    check(['calibration', 'dataset'], () => loadDataset(config.calibration.dataset, 'calib'));
+  }
+  return expandCells(config, models);
+}
+
+/** One line per cell, for logs and --dry-run. */
+export function describeCell(c: Cell): string {
+  if (!c.prune) return `${c.model} dense`;
+  const p = c.prune;
+  const what = p.group ? `${p.structure} ${p.sparsity} per ${p.group}` : p.structure;
+  return `${c.model} ${c.label} ${what}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// results
+
+/** One perplexity measurement. */
+export interface EvalOutcome {
+  dataset: string;
+  seqlen: number;
+  windows: number;
+  ppl: number;
+  seconds: number;
+}
+
+/** What a worker returns for a cell. */
+export interface CellResult {
+  key: string;
+  /** Fraction of prunable weights set to zero (0 for dense). */
+  achievedSparsity: number;
+  evals: EvalOutcome[];
+  pruneSeconds: number;
+  evalSeconds: number;
+  /** CPU time of the worker for the whole cell: the work, independent of machine load. */
+  cpuSeconds: number;
+  backend: string;
+}
+
+/** Column-name form of a dataset spec ('text:/a/b.txt' -> 'text_a_b_txt'). */
+export function datasetColumn(dataset: string): string {
+  return dataset.replace(/[^A-Za-z0-9]+/g, '_').replace(/^_|_$/g, '');
+}
+
+const LEADING = [
+  'key', 'model', 'method', 'label', 'params', 'structure', 'group', 'sparsity', 'achieved_sparsity',
+  'calib_dataset', 'calib_nsamples', 'calib_seqlen', 'calib_seed', 'propagate',
+] as const;
+const TRAILING = ['prune_seconds', 'eval_seconds', 'cpu_seconds', 'backend', 'code_version', 'config', 'timestamp'] as const;
+
+/** The CSV columns for a list of evaluation datasets (four per dataset). */
+export function resultColumns(evalDatasets: readonly string[]): string[] {
+  const perDataset = evalDatasets.flatMap((d) => {
+    const c = datasetColumn(d);
+    return [`${c}_seqlen`, `${c}_windows`, `${c}_dense_ppl`, `${c}_ppl`];
+  });
+  return [...LEADING, ...perDataset, ...TRAILING];
+}
+
+export type Row = Record<string, string | number>;
+
+export interface RowContext {
+  codeVersion: string;
+  config: string;
+  timestamp: string;
+}
+
+/** The CSV row of a finished cell; `dense` holds the model's dense results (the same for dense cells). */
+export function resultRow(cell: Cell, result: CellResult, dense: readonly EvalOutcome[], ctx: RowContext): Row {
+  const p = cell.prune;
+  const row: Row = {
+    key: cell.key,
+    model: cell.model,
+    method: p ? p.method : DENSE,
+    label: cell.label,
+    params: JSON.stringify(p ? p.params : {}),
+    structure: p ? p.structure : DENSE,
+    group: p?.group ?? '',
+    sparsity: p ? p.sparsity : 0,
+    achieved_sparsity: result.achievedSparsity,
+    calib_dataset: p?.calibration.dataset ?? '',
+    calib_nsamples: p?.calibration.nsamples ?? '',
+    calib_seqlen: p?.calibration.seqlen ?? '',
+    calib_seed: p?.calibration.seed ?? '',
+    propagate: p?.propagate ?? '',
+  };
+  for (const e of result.evals) {
+    const d = dense.find((x) => x.dataset === e.dataset);
+    if (!d) throw new Error(`no dense result for ${cell.model} on ${e.dataset}`);
+    const c = datasetColumn(e.dataset);
+    Object.assign(row, { [`${c}_seqlen`]: e.seqlen, [`${c}_windows`]: e.windows, [`${c}_dense_ppl`]: d.ppl, [`${c}_ppl`]: e.ppl });
+  }
+  return {
+    ...row,
+    prune_seconds: round(result.pruneSeconds, 3),
+    eval_seconds: round(result.evalSeconds, 3),
+    cpu_seconds: round(result.cpuSeconds, 3),
+    backend: result.backend,
+    code_version: ctx.codeVersion,
+    config: ctx.config,
+    timestamp: ctx.timestamp,
+  };
+}
+
+function round(x: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+/** The dense results stored in a dense row, for reuse on resume. */
+export function denseFromRow(row: Record<string, string>, evals: readonly EvalSpec[]): EvalOutcome[] {
+  return evals.map((e) => {
+    const c = datasetColumn(e.dataset);
+    return { dataset: e.dataset, seqlen: Number(row[`${c}_seqlen`]), windows: Number(row[`${c}_windows`]), ppl: Number(row[`${c}_ppl`]), seconds: 0 };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSV text
+
+export function csvHeader(columns: readonly string[]): string {
+  return createObjectCsvStringifier({ header: columns.map((id) => ({ id, title: id })) }).getHeaderString() ?? '';
+}
+
+/** One CSV line (with its newline). Rows are single lines, which crash recovery relies on. */
+export function csvLine(columns: readonly string[], row: Row): string {
+  for (const c of columns) {
+    if (String(row[c] ?? '').includes('\n')) throw new CrepeError(`value of column ${c} contains a line break: ${JSON.stringify(row[c])}`);
+  }
+  return createObjectCsvStringifier({ header: columns.map((id) => ({ id, title: id })) }).stringifyRecords([row]);
+}
+
+/** Split one CSV line (RFC 4180 quoting, no embedded line breaks). */
+export function parseCsvLine(line: string): string[] {
+  const out: string[] = [];
+  let i = 0;
+  for (;;) {
+    let field = '';
+    if (line[i] === '"') {
+      i++;
+      for (;;) {
+        const q = line.indexOf('"', i);
+        if (q < 0) throw new CrepeError(`unterminated quote in CSV line: ${line.slice(0, 80)}`);
+        field += line.slice(i, q);
+        if (line[q + 1] === '"') {
+          field += '"';
+          i = q + 2;
+        } else {
+          i = q + 1;
+          break;
+        }
+      }
+    } else {
+      const comma = line.indexOf(',', i);
+      const end = comma < 0 ? line.length : comma;
+      field = line.slice(i, end);
+      i = end;
+    }
+    out.push(field);
+    if (i >= line.length) return out;
+    if (line[i] !== ',') throw new CrepeError(`malformed CSV line: ${line.slice(0, 80)}`);
+    i++;
+  }
+}
+
+export interface CsvTable {
+  columns: string[];
+  rows: Record<string, string>[];
+}
+
+/** Parse complete CSV text (header + rows); rows with the wrong field count are errors. */
+export function parseCsv(text: string, file: string): CsvTable {
+  const lines = text.split('\n').filter((l) => l.length > 0);
+  if (lines.length === 0) return { columns: [], rows: [] };
+  const columns = parseCsvLine(lines[0]);
+  const rows = lines.slice(1).map((l, i) => {
+    const fields = parseCsvLine(l);
+    if (fields.length !== columns.length) {
+      throw new CrepeError(`${file}: line ${i + 2} has ${fields.length} fields, the header ${columns.length}`);
+    }
+    return Object.fromEntries(columns.map((c, k) => [c, fields[k]]));
+  });
+  return { columns, rows };
+}

@@ -1,0 +1,220 @@
+/**
+ * Sweep configuration files: a JSON grid of models x methods x sparsities x structures x groups,
+ * one calibration setting and a list of evaluation datasets. Everything a user can get wrong is
+ * rejected here with one line that names the file and the field (`methods[1].name: ...`).
+ */
+import * as fs from 'fs';
+import { z } from 'zod';
+import { CrepeError } from '../errors';
+import { parseStructure } from '../prune/select';
+import { Params, getStrategy, resolveParams } from '../prune/strategy';
+import '../prune/strategies';
+
+const sparsity = z.number().refine((v) => v >= 0 && v < 1, (v) => ({ message: `sparsity must be in [0, 1), got ${v}` }));
+const positiveInt = z.number().int().positive();
+const seqlen = z.number().int().min(2);
+
+const methodSchema = z
+  .object({
+    name: z.string().min(1),
+    params: z.record(z.number()).optional(),
+    /** Row name in tables and legends (default: the method name, plus its params when given). */
+    label: z.string().min(1).optional(),
+  })
+  .strict();
+
+const evalSchema = z
+  .object({
+    dataset: z.string().min(1),
+    /** Window length; default the model's context. */
+    seqlen: seqlen.optional(),
+    /** Evaluate only the first N windows; default all. */
+    maxWindows: positiveInt.optional(),
+  })
+  .strict();
+
+const calibrationSchema = z
+  .object({
+    dataset: z.string().min(1).default('tinystories'),
+    nsamples: positiveInt.default(128),
+    /** Window length; default the model's context. */
+    seqlen: seqlen.optional(),
+    seed: z.number().int().min(0).default(0),
+  })
+  .strict();
+
+const configSchema = z
+  .object({
+    description: z.string().optional(),
+    models: z.array(z.string().min(1)),
+    methods: z.array(methodSchema),
+    sparsities: z.array(sparsity).default([]),
+    structures: z.array(z.string()).default(['unstructured']),
+    groups: z.array(z.enum(['row', 'matrix', 'default'])).default(['default']),
+    calibration: calibrationSchema.default({}),
+    eval: z.array(evalSchema).min(1, { message: 'list at least one evaluation dataset' }),
+    /** Next block's calibration inputs from the pruned block (Wanda/SparseGPT) or the dense one. */
+    propagate: z.enum(['pruned', 'dense']).default('pruned'),
+  })
+  .strict();
+
+type RawConfig = z.infer<typeof configSchema>;
+
+export interface MethodEntry {
+  name: string;
+  /** Every parameter, defaults filled in. */
+  params: Params;
+  label: string;
+}
+
+export interface EvalEntry {
+  dataset: string;
+  seqlen?: number;
+  maxWindows?: number;
+}
+
+export interface CalibrationEntry {
+  dataset: string;
+  nsamples: number;
+  seqlen?: number;
+  seed: number;
+}
+
+/** A validated sweep configuration (model contexts not yet known: seqlens may be unset). */
+export interface SweepConfig {
+  file: string;
+  description?: string;
+  models: string[];
+  methods: MethodEntry[];
+  sparsities: number[];
+  /** Canonical spelling: 'unstructured' or 'N:M'. */
+  structures: string[];
+  groups: ('row' | 'matrix' | 'default')[];
+  calibration: CalibrationEntry;
+  eval: EvalEntry[];
+  propagate: 'pruned' | 'dense';
+}
+
+/** `methods[1].name` from a zod path. */
+export function fieldPath(path: readonly (string | number)[]): string {
+  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`)).join('');
+}
+
+/** A CrepeError naming the config file and the field. */
+export function fieldError(file: string, path: readonly (string | number)[], message: string): CrepeError {
+  const where = fieldPath(path);
+  return new CrepeError(`${file}: ${where ? `${where}: ` : ''}${message}`);
+}
+
+/** Run `fn`, turning a CrepeError into one that names the config file and the field. */
+export function atField<T>(file: string, path: readonly (string | number)[], fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof CrepeError) throw fieldError(file, path, e.message);
+    throw e;
+  }
+}
+
+/** Levenshtein distance, for "did you mean" hints on misspelled keys. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur.push(Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1)));
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+/** The keys an object schema accepts at `path` (for hints), or [] when not an object. */
+function knownKeys(path: readonly (string | number)[]): string[] {
+  const objects: Record<string, z.AnyZodObject> = {
+    '': configSchema,
+    methods: methodSchema,
+    eval: evalSchema,
+    calibration: calibrationSchema,
+  };
+  const field = path.filter((p) => typeof p === 'string').join('.');
+  return objects[field] ? Object.keys(objects[field].shape) : [];
+}
+
+function describeIssue(issue: z.ZodIssue): string {
+  if (issue.code === 'unrecognized_keys') {
+    const key = issue.keys[0];
+    const known = knownKeys(issue.path);
+    const close = known.filter((k) => editDistance(k, key) <= 2);
+    const hint = close.length ? ` (did you mean '${close[0]}'?)` : known.length ? ` (known: ${known.join(', ')})` : '';
+    return `unknown key '${key}'${hint}`;
+  }
+  if (issue.code === 'invalid_type' && issue.received === 'undefined') return 'missing';
+  if (issue.code === 'invalid_enum_value') return `must be one of ${issue.options.map((o) => `'${String(o)}'`).join(', ')}, got '${String(issue.received)}'`;
+  return issue.message.charAt(0).toLowerCase() + issue.message.slice(1);
+}
+
+function defaultLabel(name: string, given: Record<string, number> | undefined): string {
+  const entries = Object.entries(given ?? {});
+  return entries.length ? `${name}(${entries.map(([k, v]) => `${k}=${v}`).join(',')})` : name;
+}
+
+/** Validate the parsed JSON of a config file. `file` is only used in messages. */
+export function parseSweepConfig(json: unknown, file: string): SweepConfig {
+  const parsed = configSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw fieldError(file, issue.path, describeIssue(issue));
+  }
+  const raw: RawConfig = parsed.data;
+  const methods: MethodEntry[] = [];
+  const labels = new Map<string, number>();
+  raw.methods.forEach((m, i) => {
+    const strategy = atField(file, ['methods', i, 'name'], () => getStrategy(m.name));
+    const params = atField(file, ['methods', i, 'params'], () => resolveParams(strategy, m.params));
+    const label = m.label ?? defaultLabel(m.name, m.params);
+    if (label === 'dense') throw fieldError(file, ['methods', i, 'label'], "'dense' is reserved for the unpruned baseline");
+    if (labels.has(label)) {
+      throw fieldError(file, ['methods', i, 'label'], `duplicate label '${label}' (also methods[${labels.get(label)}]); give each entry its own label`);
+    }
+    labels.set(label, i);
+    methods.push({ name: m.name, params, label });
+  });
+  const structures = raw.structures.map((s, i) => {
+    const st = atField(file, ['structures', i], () => parseStructure(s, 0, 'row'));
+    return st.kind === 'nm' ? `${st.n}:${st.m}` : 'unstructured';
+  });
+  const seen = new Set<string>();
+  raw.eval.forEach((e, i) => {
+    // One set of columns per dataset, so a dataset can be listed once.
+    if (seen.has(e.dataset)) throw fieldError(file, ['eval', i, 'dataset'], `'${e.dataset}' is listed twice`);
+    seen.add(e.dataset);
+  });
+  return {
+    file,
+    description: raw.description,
+    models: unique(raw.models),
+    methods,
+    sparsities: unique(raw.sparsities),
+    structures: unique(structures),
+    groups: unique(raw.groups),
+    calibration: raw.calibration,
+    eval: raw.eval,
+    propagate: raw.propagate,
+  };
+}
+
+function unique<T>(xs: T[]): T[] {
+  return [...new Set(xs)];
+}
+
+/** Read and validate a config file. */
+export function loadSweepConfig(file: string): SweepConfig {
+  if (!fs.existsSync(file)) throw new CrepeError(`config file not found: ${file}`);
+  if (fs.statSync(file).isDirectory()) throw new CrepeError(`config ${file} is a directory, not a JSON file`);
+  let json: unknown;
+  try {
+    json = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new CrepeError(`${file}: invalid JSON: ${(e as Error).message}`);
+  }
+  return parseSweepConfig(json, file);
+}
