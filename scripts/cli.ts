@@ -157,7 +157,8 @@ void yargs(hideBin(process.argv))
     'report <csv>',
     'paper-style Markdown tables and SVG plots from a sweep CSV',
     (y) =>
-      common(y)
+      y
+        .option('json', { type: 'boolean', default: false, describe: 'print the written files as one JSON object' })
         .positional('csv', { type: 'string', demandOption: true, describe: 'results CSV written by crepe sweep' })
         .option('out', { type: 'string', describe: "output folder (default: the CSV's folder); writes <csv name>.md and <csv name>_*.svg" })
         .example('$0 report results/main.csv --out results', 'results/main.md, results/main_tinystories_unstructured.svg, ...'),

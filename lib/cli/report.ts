@@ -1,8 +1,9 @@
 import { writeReport } from '../experiments/report';
-import { CommonArgs, emit } from './common';
+import { emit } from './common';
 
-export interface ReportArgs extends CommonArgs {
+export interface ReportArgs {
   csv: string;
+  json: boolean;
   out?: string;
 }
 

@@ -268,7 +268,8 @@ export function nmPlotSpec(dataset: string, points: PlotPoint[]): TopLevelSpec {
         denseRule,
       ],
     },
-    resolve: { scale: { y: 'independent' } },
+    // A model's panel shows only the structures it was pruned with (M must divide its widths).
+    resolve: { scale: { x: 'independent', y: 'independent' } },
   } as TopLevelSpec;
 }
 
