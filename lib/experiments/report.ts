@@ -311,7 +311,10 @@ function settingsMarkdown(results: Results, tables: PplTable[], csvArg: string, 
   lines.push(`- Methods (label: method params): ${methods.map((m) => `\`${m}\``).join(', ')}`);
   lines.push(`- Backend: ${distinct(rows, (r) => r.backend ?? '').join(', ')}; code version: ${distinct(rows, (r) => r.code_version ?? '').join(', ')}`);
   const times = distinct(rows, (r) => r.timestamp ?? '').sort();
-  if (times.length) lines.push(`- Results written ${times[0]} to ${times[times.length - 1]}`);
+  if (times.length) {
+    const minutes = (Date.parse(times[times.length - 1]) - Date.parse(times[0])) / 60000;
+    lines.push(`- Rows written ${times[0]} to ${times[times.length - 1]} (${minutes.toFixed(1)} min)`);
+  }
   const sum = (c: string) => rows.reduce((a, r) => a + (Number(r[c]) || 0), 0);
   lines.push(`- Compute: ${rows.length} cells; ${sum('prune_seconds').toFixed(0)} s pruning and ${sum('eval_seconds').toFixed(0)} s evaluating (wall, per worker), ${sum('cpu_seconds').toFixed(0)} s CPU`);
   return lines.join('\n');
