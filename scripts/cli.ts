@@ -149,6 +149,7 @@ void yargs(hideBin(process.argv))
         .option('jobs', { type: 'number', default: 1, describe: 'worker processes (one per core; the wasm backend is single-threaded)' })
         .option('out', { type: 'string', describe: 'results CSV (default results/<config name>.csv); cells already in it are skipped' })
         .option('dry-run', { type: 'boolean', default: false, describe: 'list the cells (done / to do) and exit' })
+        .option('fresh', { type: 'boolean', default: false, describe: 'discard an existing CSV and recompute every cell (default: resume)' })
         .example('$0 sweep --config experiments/smoke.json --out /tmp/smoke.csv', 'a 5-cell sweep in seconds')
         .example('$0 sweep --config experiments/main.json --jobs 2 --out results/main.csv', 'the main job; rerun the same command to resume after a crash'),
     (a) => runCommand(() => sweepCommand(a as never)),

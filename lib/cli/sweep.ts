@@ -1,3 +1,4 @@
+import * as fs from 'fs';
 import { describeCell, datasetColumn } from '../experiments/cell';
 import { doneKeys, planSweep, runSweep } from '../experiments/sweep';
 import { CommonArgs, emit, positiveIntFlag, progressBar } from './common';
@@ -7,6 +8,7 @@ export interface SweepArgs extends CommonArgs {
   jobs: number;
   out?: string;
   dryRun: boolean;
+  fresh: boolean;
 }
 
 /** `crepe sweep`: run every cell of a config on worker processes, appending rows to a CSV. */
@@ -14,6 +16,8 @@ export async function sweepCommand(args: SweepArgs): Promise<void> {
   // Everything is validated (config, models, datasets, output file) before a worker starts.
   const jobs = positiveIntFlag('jobs', args.jobs);
   const plan = planSweep(args.config, args.out);
+  // --fresh recomputes every cell (npm run reproduce); without it a rerun resumes.
+  if (args.fresh && !args.dryRun && fs.existsSync(plan.out)) fs.rmSync(plan.out);
   for (const s of plan.skipped) process.stderr.write(`crepe: skipping ${s}\n`);
   if (args.dryRun) {
     const done = doneKeys(plan.out);
