@@ -3,13 +3,16 @@ import { projectRoot } from './assets';
 
 let cached: string | null = null;
 
-/** The code version recorded with every result: git commit (+ "-dirty" when modified). */
+/** The code version recorded with every result: git commit (+ "-dirty" when code is modified). */
 export function gitVersion(): string {
   if (cached !== null) return cached;
   try {
     const opts = { cwd: projectRoot(), stdio: ['ignore', 'pipe', 'ignore'] as ('ignore' | 'pipe')[] };
     const head = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], opts).toString().trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], opts).toString().trim();
+    // results/ holds outputs, not code: a run rewriting them must not mark itself dirty
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', '.', ':(exclude)results'], opts)
+      .toString()
+      .trim();
     cached = dirty ? `${head}-dirty` : head;
   } catch {
     cached = 'unknown';
