@@ -17,10 +17,87 @@ function workerScript(): string {
   return p;
 }
 
+interface PoolWorker {
+  child: ChildProcess;
+  /** Settles the request in flight on this worker. */
+  onReply: (m: WorkerReply) => void;
+}
+
 /**
- * Per-window NLL sums computed by `jobs` worker processes, each holding the model. Windows are
- * dealt round-robin; results come back by index, so the order of the sums is fixed.
+ * Worker processes that each hold the model (wasm is single-threaded per process). Start once,
+ * `run` any number of window batches, `close`. Windows are dealt round-robin and results come
+ * back by index, so the order of the sums is fixed whatever the number of workers.
  */
+export class EvalPool {
+  private constructor(private readonly workers: PoolWorker[]) {}
+
+  static async start(modelPath: string, tokenizerPath: string, jobs: number, backend: BackendChoice): Promise<EvalPool> {
+    const workers: PoolWorker[] = [];
+    const pool = new EvalPool(workers);
+    try {
+      await Promise.all(
+        Array.from({ length: jobs }, () => {
+          const child = fork(workerScript(), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+          const w: PoolWorker = { child, onReply: () => {} };
+          workers.push(w);
+          child.on('message', (m: WorkerReply) => w.onReply(m));
+          return new Promise<void>((resolve, reject) => {
+            w.onReply = (m) => (m.type === 'ready' ? resolve() : reject(replyError(m)));
+            child.on('exit', (code) => reject(new Error(`evaluation worker exited with code ${code}`)));
+            const init: WorkerRequest = { type: 'init', model: modelPath, tokenizer: tokenizerPath, backend };
+            child.send(init);
+          });
+        }),
+      );
+    } catch (e) {
+      pool.close();
+      throw e;
+    }
+    return pool;
+  }
+
+  get size(): number {
+    return this.workers.length;
+  }
+
+  /** Per-window NLL sums of `windows`, in window order. */
+  async run(windows: Int32Array[], onProgress?: ProgressFn): Promise<number[]> {
+    const nlls = new Array<number>(windows.length).fill(NaN);
+    const n = this.workers.length;
+    const t0 = process.hrtime.bigint();
+    let done = 0;
+    await Promise.all(
+      this.workers.map((w, k) => {
+        const indices = windows.map((_, i) => i).filter((i) => i % n === k);
+        if (indices.length === 0) return Promise.resolve();
+        return new Promise<void>((resolve, reject) => {
+          let remaining = indices.length;
+          w.onReply = (m) => {
+            if (m.type !== 'result') return reject(replyError(m));
+            nlls[m.index] = m.nll;
+            done++;
+            onProgress?.(done, windows.length, (done * (windows[0].length - 1)) / (Number(process.hrtime.bigint() - t0) / 1e9));
+            if (--remaining === 0) resolve();
+          };
+          const req: WorkerRequest = { type: 'windows', indices, windows: indices.map((i) => Array.from(windows[i])) };
+          w.child.send(req);
+        });
+      }),
+    );
+    return nlls;
+  }
+
+  close(): void {
+    for (const w of this.workers) if (w.child.connected) w.child.disconnect();
+  }
+}
+
+function replyError(m: WorkerReply): Error {
+  if (m.type === 'error') return m.user ? new CrepeError(m.message) : new Error(m.message);
+  return new Error(`unexpected reply from evaluation worker: ${m.type}`);
+}
+
+/** Per-window NLL sums computed by `jobs` worker processes started for this call. */
 export async function windowNllsParallel(
   modelPath: string,
   tokenizerPath: string,
@@ -29,43 +106,12 @@ export async function windowNllsParallel(
   backend: BackendChoice,
   onProgress?: ProgressFn,
 ): Promise<number[]> {
-  const n = Math.min(jobs, windows.length);
-  const nlls = new Array<number>(windows.length).fill(NaN);
-  const workers: ChildProcess[] = [];
-  const t0 = process.hrtime.bigint();
-  let done = 0;
+  const pool = await EvalPool.start(modelPath, tokenizerPath, Math.min(jobs, windows.length), backend);
   try {
-    await Promise.all(
-      Array.from({ length: n }, (_, k) => {
-        const indices = windows.map((_, i) => i).filter((i) => i % n === k);
-        const child = fork(workerScript(), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-        workers.push(child);
-        return new Promise<void>((resolve, reject) => {
-          let remaining = indices.length;
-          child.on('message', (m: WorkerReply) => {
-            if (m.type === 'ready') {
-              const req: WorkerRequest = { type: 'windows', indices, windows: indices.map((i) => Array.from(windows[i])) };
-              child.send(req);
-            } else if (m.type === 'result') {
-              nlls[m.index] = m.nll;
-              done++;
-              const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-              onProgress?.(done, windows.length, (done * (windows[0].length - 1)) / secs);
-              if (--remaining === 0) resolve();
-            } else reject(m.user ? new CrepeError(m.message) : new Error(m.message));
-          });
-          child.on('exit', (code) => {
-            if (remaining > 0) reject(new Error(`evaluation worker exited with code ${code}`));
-          });
-          const init: WorkerRequest = { type: 'init', model: modelPath, tokenizer: tokenizerPath, backend };
-          child.send(init);
-        });
-      }),
-    );
+    return await pool.run(windows, onProgress);
   } finally {
-    for (const w of workers) if (w.connected) w.disconnect();
+    pool.close();
   }
-  return nlls;
 }
 
 /**
