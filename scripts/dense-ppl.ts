@@ -1,11 +1,11 @@
 /**
  * Dense perplexity of the asset models on the evaluation datasets, full protocol (every window
  * at the model's context), written to results/dense.{json,md}.
- * Run: npm run build && node dist/scripts/dense-ppl.js [--out results]
+ * Run: npm run build && node dist/scripts/dense-ppl.js [--out results] (two evaluation workers)
  */
 import * as path from 'path';
 import { backendDescription, initBackend } from '../lib/backend';
-import { evaluateSource } from '../lib/eval/evaluate';
+import { evaluateSourceJobs } from '../lib/eval/evaluate';
 import { writeFileAtomic } from '../lib/io/atomic';
 import { openModel } from '../lib/model/resolve';
 import { gitVersion } from '../lib/version';
@@ -21,7 +21,7 @@ async function main(): Promise<void> {
   const rows = [];
   for (const name of MODELS) {
     const model = openModel(name);
-    for (const r of evaluateSource(model, model.source, DATASETS)) {
+    for (const r of await evaluateSourceJobs(model, model.source, DATASETS, { jobs: 2, backend: 'wasm' })) {
       rows.push({ model: name, dataset: r.dataset, slice: r.slice, seqlen: r.seqlen, windows: r.windows, tokens: r.tokens, ppl: r.ppl, nll: r.nll, seconds: r.seconds, tokens_per_second: r.tokensPerSecond });
       process.stderr.write(`${name} ${r.dataset}: PPL ${r.ppl.toFixed(4)} (${r.windows} x ${r.seqlen}, ${r.seconds.toFixed(1)} s)\n`);
     }
