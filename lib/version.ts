@@ -9,8 +9,8 @@ export function gitVersion(): string {
   try {
     const opts = { cwd: projectRoot(), stdio: ['ignore', 'pipe', 'ignore'] as ('ignore' | 'pipe')[] };
     const head = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], opts).toString().trim();
-    // results/ holds outputs, not code: a run rewriting them must not mark itself dirty
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', '.', ':(exclude)results'], opts)
+    // results/ and Markdown are outputs and prose, not code: editing them must not mark a run dirty
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', '.', ':(exclude)results', ':(exclude)*.md'], opts)
       .toString()
       .trim();
     cached = dirty ? `${head}-dirty` : head;

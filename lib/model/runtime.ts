@@ -335,13 +335,23 @@ export class LlamaModel {
       const len = Math.min(chunk, T - 1 - start);
       const idx = new Int32Array(len);
       for (let t = 0; t < len; t++) idx[t] = t * V + tokens[start + t + 1];
-      const lp = tf.tidy(() => {
+      const logits = tf.tidy(() => {
         const xs = len === T ? x : tf.slice(x, [start, 0], [len, this.config.dim]);
-        const logits = tf.matMul(rmsNorm(xs, this.finalNorm, this.config.normEps), this.classifierT);
-        return tf.gather(tf.reshape(tf.logSoftmax(logits), [-1]), tf.tensor1d(idx, 'int32'));
+        return tf.matMul(rmsNorm(xs, this.finalNorm, this.config.normEps), this.classifierT);
       });
-      out.set(lp.dataSync() as Float32Array, start);
-      lp.dispose();
+      // The native softmax kernel is several times faster than tfjs's composite logSoftmax;
+      // log p is exact to float32 rounding unless p underflows, and then (p = 0) the chunk is
+      // recomputed with the stable log-softmax.
+      const flatIdx = tf.tensor1d(idx, 'int32');
+      const picked = tf.tidy(() => tf.log(tf.gather(tf.reshape(tf.softmax(logits), [-1]), flatIdx)));
+      let lp = picked.dataSync() as Float32Array;
+      if (lp.some((v) => !Number.isFinite(v))) {
+        const stable = tf.tidy(() => tf.gather(tf.reshape(tf.logSoftmax(logits), [-1]), flatIdx));
+        lp = stable.dataSync() as Float32Array;
+        stable.dispose();
+      }
+      out.set(lp, start);
+      tf.dispose([logits, flatIdx, picked]);
     }
     x.dispose();
     return out;
