@@ -3,6 +3,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { assetPath } from '../lib/assets';
 
 const CLI = path.resolve(__dirname, '..', 'dist', 'scripts', 'cli.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'crepe-prune-cli-'));
@@ -50,7 +51,7 @@ test('a valid run saves a llama2.c file that loads and has the reported sparsity
   expect(r.status).toBe(0);
   const out = JSON.parse(r.stdout);
   expect(out.achieved_sparsity).toBeCloseTo(0.6, 3);
-  const e = spawnSync('node', [CLI, 'eval', '--model', save, '--tokenizer', path.join(path.dirname(require.resolve('../lib/assets')), '..', '..', 'shared', 'assets', 'models', 'stories260K', 'tok512.bin'), '--dataset', 'tinystories', '--max-windows', '2', '--json'], { encoding: 'utf8' });
+  const e = spawnSync('node', [CLI, 'eval', '--model', save, '--tokenizer', assetPath('models', 'stories260K', 'tok512.bin'), '--dataset', 'tinystories', '--max-windows', '2', '--json'], { encoding: 'utf8' });
   expect(e.stderr).toBe('');
   expect(JSON.parse(e.stdout).ppl).toBeGreaterThan(1);
 });
