@@ -6,6 +6,7 @@ import { adjacentToHalfOrder, halfToAdjacentOrder, permuteRows, writeHfModel } f
 import { hfName, openHfModel, parseHfConfig } from '../lib/model/hf';
 import { SafetensorsFile, writeSafetensors } from '../lib/model/safetensors';
 import { BlockWeights, LINEAR_NAMES, LinearName, LlamaConfig, WeightSource, linearShape } from '../lib/model/types';
+import { mulberry32 } from './helpers';
 
 // ---------------------------------------------------------------------------------------------
 // a tiny random model held in memory
@@ -33,16 +34,6 @@ function random(n: number, rng: () => number): Float32Array {
   return Float32Array.from({ length: n }, () => rng() * 2 - 1);
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** An in-memory WeightSource that records which blocks were read. */
 class MemorySource implements WeightSource {

@@ -1,18 +1,8 @@
 import { CrepeError } from '../lib/errors';
 import { maxWeightAssignment, permuteColumns, permuteForNM } from '../lib/prune/permute';
 import { selectMask } from '../lib/prune/select';
+import { mulberry32 as rng } from './helpers';
 
-/** Deterministic uniform [0, 1) generator (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Scores like |W| * ||X_j||: positive, with per-column scales spread over two decades. */
 function layerLikeScores(rows: number, cols: number, seed: number): Float32Array {

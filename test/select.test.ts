@@ -2,18 +2,8 @@ import { CrepeError } from '../lib/errors';
 import {
   applyMask, maskSparsity, nmSparsity, parseStructure, selectMask, Structure, validateStructureFor,
 } from '../lib/prune/select';
+import { mulberry32 as rng } from './helpers';
 
-/** Deterministic uniform [0, 1) generator (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Random scores; `levels` > 0 quantizes them so that ties are common; some NaN if asked. */
 function randomScores(rows: number, cols: number, seed: number, levels = 0, nanRate = 0): Float32Array {
