@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { CrepeError } from '../errors';
 import { InputStats } from '../prune/stats';
-import { gini } from './rank';
+import { gini, giniOfSorted } from './rank';
 
 /** One pruned layer as the pipeline's onLayer hook reports it. */
 export interface LayerSample {
@@ -126,15 +126,7 @@ export function giniNonNegative(values: Float32Array): number {
     for (let k = 0; k < n; k++) scratch[counts[(keys[k] >>> shift) & 2047]++] = keys[k];
     [keys, scratch] = [scratch, keys];
   }
-  const sorted = new Float32Array(keys.buffer);
-  if (sorted[0] === sorted[n - 1]) return 0;
-  let weighted = 0;
-  let total = 0;
-  for (let i = 0; i < n; i++) {
-    weighted += (2 * (i + 1) - n - 1) * sorted[i];
-    total += sorted[i];
-  }
-  return weighted / (n * total);
+  return giniOfSorted(new Float32Array(keys.buffer));
 }
 
 /**

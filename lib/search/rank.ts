@@ -67,6 +67,12 @@ export function gini(values: ArrayLike<number>): number {
   const sorted = Float64Array.from(values).sort(); // typed-array sort is numeric, NaN last
   if (Number.isNaN(sorted[n - 1])) throw new CrepeError('gini of values containing NaN');
   if (sorted[0] < 0) throw new CrepeError(`gini needs non-negative values, got ${sorted[0]}`);
+  return giniOfSorted(sorted);
+}
+
+/** Gini of values already sorted ascending and checked non-negative (shared with the O(n) proxy path). */
+export function giniOfSorted(sorted: ArrayLike<number>): number {
+  const n = sorted.length;
   // Exact 0 for equal values (all zeros included), which the sum below only reaches up to rounding.
   if (sorted[0] === sorted[n - 1]) return 0;
   let weighted = 0;
