@@ -11,6 +11,7 @@ import { pruneCommand } from '../lib/cli/prune';
 import { reportCommand } from '../lib/cli/report';
 import { sweepCommand } from '../lib/cli/sweep';
 import { PROXY_HELP, searchCommand, spaceOptions } from '../lib/cli/search';
+import { searchCompareCommand } from '../lib/cli/search-compare';
 import { tokenizeCommand } from '../lib/cli/tokenize';
 import { DATASET_HELP } from '../lib/data/datasets';
 import { listStrategies } from '../lib/prune/strategy';
@@ -127,6 +128,19 @@ void yargs(hideBin(process.argv))
         .example('$0 search --model stories260K --search pho --budget 40 --out results/search-stories260K-pho.csv', 'PHO on the default proxy (energy-row), 50% unstructured, evaluation log as CSV')
         .example('$0 search --model stories260K --search hillclimb --budget 40 --search-windows 16', 'PPL hill climbing from RIA'),
     (a) => runCommand(() => searchCommand(a as never)),
+  )
+  .command(
+    'search-compare',
+    'the search cost comparison of a config: hill climbing vs PHO per model and structure, baselines, transfer, PHO with every proxy; CSV + Markdown',
+    (y) =>
+      common(y)
+        .option('config', { type: 'string', demandOption: true, describe: 'comparison config (JSON), e.g. experiments/search.json' })
+        .option('out', { type: 'string', demandOption: true, describe: 'existing folder for search-comparison.{csv,md} and the search-*.csv evaluation logs' })
+        .option('models', { type: 'string', array: true, describe: "only these of the config's models (comma separated or repeated)" })
+        .option('structures', { type: 'string', array: true, describe: "only these of the config's structures, by name (e.g. u50)" })
+        .example('$0 search-compare --config experiments/search.json --out results', 'every table of results/search-comparison.md (npm run search-compare)')
+        .example('$0 search-compare --config experiments/search.json --out /tmp/cmp --models stories260K --structures u50', 'one model and structure'),
+    (a) => runCommand(() => searchCompareCommand(a as never)),
   )
   .command(
     'proxy-study',

@@ -4,12 +4,12 @@ import { CrepeError } from '../errors';
 import { writeFileAtomic } from '../io/atomic';
 import { openModel } from '../model/resolve';
 import { Structure } from '../prune/select';
-import { calibrateOnce } from '../search/objective';
-import { PROXY_NAMES, PROXIES, ProxyName, parseProxy } from '../search/proxies';
+import { calibrateOnce, setupOptionsFor } from '../search/objective';
+import { PROXY_NAMES, ProxyName, parseProxy } from '../search/proxies';
 import { correlations, runProxyStudy, scatterSvg, studyCsv, studyMarkdown } from '../search/study';
 import { formatParams } from '../search/space';
 import { CommonArgs, emit, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
-import { DEFAULT_KEEP_INPUTS, SpaceArgs, calibrationSpec, spaceSettings, structureLabel } from './search';
+import { SpaceArgs, calibrationSpec, setupOverrides, spaceSettings, structureLabel } from './search';
 
 export interface ProxyStudyArgs extends SpaceArgs, CommonArgs {
   samples: number;
@@ -31,13 +31,13 @@ export async function proxyStudyCommand(args: ProxyStudyArgs): Promise<void> {
   if (samples < 3) throw new CrepeError(`--samples must be at least 3 to rank anything, got ${samples}`);
   const proxies: ProxyName[] = (args.proxies?.flatMap((p) => p.split(',')).filter((p) => p) ?? [...PROXY_NAMES]).map(parseProxy);
   if (!fs.existsSync(args.out) || !fs.statSync(args.out).isDirectory()) throw new CrepeError(`--out ${args.out} is not an existing folder`);
-  const needInputs = proxies.some((p) => PROXIES[p].needsInputs);
-  const keepInputs = needInputs ? positiveIntFlag('keep-inputs', args.keepInputs ?? DEFAULT_KEEP_INPUTS) : 0;
+  const setupOptions = setupOptionsFor(settings.statsKind, proxies, setupOverrides(args));
+  const keepInputs = setupOptions.keepInputs;
 
   const backend = await startBackend(args.backend);
   const model = openModel(args.model, args.tokenizer);
   const calibration = calibrationSpec(args, model);
-  const setup = calibrateOnce(model, strategy, structure, calibration, { statsKind: settings.statsKind, keepInputs });
+  const setup = calibrateOnce(model, strategy, structure, calibration, setupOptions);
   const windows = args.full ? 'all' : settings.searchWindows;
   const bar = progressBar('proxy study', 'configurations');
   bar.start(samples, 0, { rate: '' });
@@ -81,6 +81,8 @@ export async function proxyStudyCommand(args: ProxyStudyArgs): Promise<void> {
     seed: settings.seed,
     stats: settings.statsKind,
     keep_inputs: keepInputs,
+    fisher_windows: setupOptions.fisherWindows ?? 0,
+    fisher_seconds: setup.fisherSeconds,
     ppl_on: pplOn,
     calibration_seconds: setup.calibrationSeconds,
     correlations: corr,

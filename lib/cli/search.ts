@@ -9,7 +9,7 @@ import { CalibrationSpec } from '../prune/pipeline';
 import { Structure, parseStructure } from '../prune/select';
 import { Strategy, getStrategy, parseParamPairs } from '../prune/strategy';
 import { hillClimbSearch } from '../search/hillclimb';
-import { FullEvaluation, SearchOutcome, StatsKind, calibrateOnce, evalLogCsv, fullEvaluation, proxySign } from '../search/objective';
+import { DEFAULT_FISHER_WINDOWS, DEFAULT_KEEP_INPUTS, FullEvaluation, SearchOutcome, StatsKind, calibrateOnce, evalLogCsv, fullEvaluation, proxySign, setupOptionsFor } from '../search/objective';
 import { phoSearch } from '../search/pho';
 import { PROXIES, PROXY_NAMES, ProxyName, parseProxy } from '../search/proxies';
 import { SearchSpace, buildSpace, formatParams, paramFlags, parseBounds } from '../search/space';
@@ -21,17 +21,17 @@ export const STATS_KINDS: readonly StatsKind[] = ['dense', 'pruned'];
 
 /**
  * The proxy PHO uses unless told otherwise. In our proxy studies (stories260K and
- * babyllama-char, 50% unstructured and 2:4, 40 configurations each) energy-row, energy and recon
- * tie on the mean Spearman correlation with PPL (0.68), within sampling noise; energy-row has the
- * best worst case (0.63; energy 0.52, recon 0.55; the paper's Gini of pruned scores 0.15 with an
- * unstable sign), so it is the default. See results/search-comparison.md for what it finds.
+ * babyllama-char, 50% unstructured and 2:4, 40 configurations each; results/proxy-study-*.md)
+ * energy-row has the best worst-case Spearman correlation with PPL (0.63); fisher-row has the
+ * best mean (0.72 vs 0.68) but a slightly lower worst case (0.62) and needs a backward pass per
+ * Fisher window; the paper's Gini of pruned scores has an unstable sign (min 0.15). So the
+ * default is energy-row. See results/search-comparison.md for what each proxy finds.
  */
 export const DEFAULT_PROXY: ProxyName = 'energy-row';
 export const PROXY_HELP = `PHO proxy: ${PROXY_NAMES.join(', ')} (default ${DEFAULT_PROXY}: the most consistently PPL-correlated in our proxy studies)`;
 /** Default budgets: hill climbing in PPL evaluations, PHO in proxy evaluations. */
 export const DEFAULT_BUDGET: Record<SearchName, number> = { hillclimb: 40, pho: 40 };
-/** Raw calibration windows kept per layer input for the 'recon' proxy. */
-export const DEFAULT_KEEP_INPUTS = 4;
+export { DEFAULT_KEEP_INPUTS };
 
 /** Options shared by `search` and `proxy-study`. */
 export interface SpaceArgs extends CommonArgs {
@@ -50,6 +50,7 @@ export interface SpaceArgs extends CommonArgs {
   calibSeed: number;
   stats: string;
   keepInputs?: number;
+  fisherWindows?: number;
   searchWindows: number;
   seed: number;
 }
@@ -105,6 +106,14 @@ function integerFlag(name: string, v: unknown): number {
   return n;
 }
 
+/** --keep-inputs / --fisher-windows, validated (calibrateOnce uses them only when a proxy needs them). */
+export function setupOverrides(args: SpaceArgs): { keepInputs?: number; fisherWindows?: number } {
+  return {
+    keepInputs: args.keepInputs === undefined ? undefined : positiveIntFlag('keep-inputs', args.keepInputs),
+    fisherWindows: args.fisherWindows === undefined ? undefined : positiveIntFlag('fisher-windows', args.fisherWindows),
+  };
+}
+
 export function calibrationSpec(args: SpaceArgs, model: OpenedModel): CalibrationSpec {
   const seqlen = args.calibSeqlen ?? model.source.config.maxSeqLen;
   checkSeqlen(seqlen, model.source.config.maxSeqLen);
@@ -131,13 +140,14 @@ export async function searchCommand(args: SearchArgs): Promise<void> {
   if (args.seconds !== undefined && !(numberFlag('seconds', args.seconds) > 0)) throw new CrepeError(`--seconds must be positive, got ${args.seconds}`);
   if (args.seconds !== undefined && search === 'pho') throw new CrepeError('--seconds only applies to --search hillclimb (PHO is bounded by --budget)');
   if (args.out && !fs.existsSync(path.dirname(path.resolve(args.out)))) throw new CrepeError(`cannot write ${args.out}: its folder does not exist`);
-  const keepInputs = search === 'pho' && PROXIES[proxy].needsInputs ? positiveIntFlag('keep-inputs', args.keepInputs ?? DEFAULT_KEEP_INPUTS) : 0;
+  const setupOptions = setupOptionsFor(settings.statsKind, search === 'pho' ? [proxy] : [], setupOverrides(args));
+  const keepInputs = setupOptions.keepInputs;
 
   const t0 = process.hrtime.bigint();
   const backend = await startBackend(args.backend);
   const model = openModel(args.model, args.tokenizer);
   const calibration = calibrationSpec(args, model);
-  const setup = calibrateOnce(model, strategy, structure, calibration, { statsKind: settings.statsKind, keepInputs });
+  const setup = calibrateOnce(model, strategy, structure, calibration, setupOptions);
 
   const bar = progressBar(`search ${search}`, search === 'pho' ? 'proxy evals' : 'PPL evals');
   bar.start(budget, 0, { rate: '' });
@@ -154,7 +164,7 @@ export async function searchCommand(args: SearchArgs): Promise<void> {
   if (args.out) writeFileAtomic(args.out, evalLogCsv(outcome.log));
   const full: FullEvaluation | null = args.fullEval ? fullEvaluation(model, strategy.name, outcome.best, structure, calibration) : null;
   model.source.close();
-  const searchWall = setup.calibrationSeconds + outcome.seconds;
+  const searchWall = setup.calibrationSeconds + setup.fisherSeconds + outcome.seconds;
   const reproduce = `crepe prune --model ${args.model} --method ${strategy.name} ${paramFlags(outcome.best)} --structure ${args.structure}${
     structure.kind === 'unstructured' ? ` --sparsity ${settings.sparsity} --group ${settings.group}` : ''
   } --calib ${calibration.dataset} --nsamples ${calibration.nsamples} --seed ${calibration.seed} --eval ${setup.dataset}`;
@@ -173,6 +183,7 @@ export async function searchCommand(args: SearchArgs): Promise<void> {
     search_windows: search === 'hillclimb' ? settings.searchWindows : null,
     stats: settings.statsKind,
     keep_inputs: keepInputs,
+    fisher_windows: setupOptions.fisherWindows ?? 0,
     space: space.dims.map((d) => ({ name: d.name, scale: d.scale, min: d.min, max: d.max })),
     fixed: space.fixed,
     calibration: { ...setup.stats.calibration, starts: undefined },
@@ -183,6 +194,7 @@ export async function searchCommand(args: SearchArgs): Promise<void> {
     ppl_evals: outcome.pplEvals,
     stop_reason: outcome.stopReason,
     calibration_seconds: setup.calibrationSeconds,
+    fisher_seconds: setup.fisherSeconds,
     search_loop_seconds: outcome.seconds,
     search_loop_cpu_seconds: outcome.cpuSeconds,
     search_wall_seconds: searchWall,
@@ -204,10 +216,12 @@ export async function searchCommand(args: SearchArgs): Promise<void> {
   emit(args.json, result, () =>
     [
       `${args.model} ${strategy.name} ${structureLabel(args, structure)}: ${search}${search === 'pho' ? ` on proxy ${proxy} (sign ${sign > 0 ? '+1' : '-1'})` : ` on PPL of ${settings.searchWindows} ${setup.dataset} windows`}, seed ${settings.seed}; backend ${backend}`,
-      `statistics: ${settings.statsKind}, ${calibration.nsamples} x ${calibration.seqlen} ${calibration.dataset} tokens, ${setup.calibrationSeconds.toFixed(2)} s`,
+      `statistics: ${settings.statsKind}, ${calibration.nsamples} x ${calibration.seqlen} ${calibration.dataset} tokens, ${setup.calibrationSeconds.toFixed(2)} s${
+        setup.fisher ? `; Fisher diagonal from ${setup.fisher.windows} windows, ${setup.fisherSeconds.toFixed(2)} s` : ''
+      }`,
       `best: ${formatParams(outcome.best)}`,
       search === 'pho' ? `best proxy ${proxy} = ${outcome.bestValue.toPrecision(6)}` : `best search PPL = ${outcome.bestValue.toFixed(4)}`,
-      `evaluations: ${outcome.proxyEvals} proxy, ${outcome.pplEvals} PPL (stopped: ${outcome.stopReason}); search ${outcome.seconds.toFixed(2)} s wall (${outcome.cpuSeconds.toFixed(2)} s CPU), ${searchWall.toFixed(2)} s with calibration`,
+      `evaluations: ${outcome.proxyEvals} proxy, ${outcome.pplEvals} PPL (stopped: ${outcome.stopReason}); search ${outcome.seconds.toFixed(2)} s wall (${outcome.cpuSeconds.toFixed(2)} s CPU), ${searchWall.toFixed(2)} s with calibration${setup.fisher ? ' and Fisher' : ''}`,
       full
         ? `full evaluation: ${full.record.dataset} PPL ${full.ppl.toFixed(4)} (${full.record.windows} x ${full.record.seqlen}; prune ${full.pruneSeconds.toFixed(2)} s + eval ${full.evalSeconds.toFixed(2)} s)`
         : 'full evaluation skipped (--no-full-eval)',
@@ -233,6 +247,7 @@ export function spaceOptions<T>(y: Argv<T>) {
     .option('calib-seed', { type: 'number', default: 0, describe: 'calibration sampling seed' })
     .option('stats', { choices: STATS_KINDS, default: 'dense' as StatsKind, describe: 'statistics computed once: dense block inputs, or inputs of one sequential pruned pass with default parameters' })
     .option('keep-inputs', { type: 'number', describe: `raw calibration windows kept per layer for the recon proxy (default ${DEFAULT_KEEP_INPUTS})` })
+    .option('fisher-windows', { type: 'number', describe: `calibration windows for the fisher proxy's backward passes (default ${DEFAULT_FISHER_WINDOWS})` })
     .option('search-windows', { type: 'number', default: 16, describe: 'search-subset PPL on the first N tinystories evaluation windows' })
     .option('seed', { type: 'number', default: 0, describe: 'search seed (sampling, CMA-ES, hill-climbing order)' });
 }

@@ -27,7 +27,7 @@ export function transpose(a: Float32Array, rows: number, cols: number): Float32A
 }
 
 /** For rotary index a within a head: its partner index and the sign of the partner's term. */
-function rotaryPartner(layout: LlamaConfig['ropeLayout'], headDim: number, a: number): [number, number] {
+export function rotaryPartner(layout: LlamaConfig['ropeLayout'], headDim: number, a: number): [number, number] {
   if (layout === 'adjacent') return a % 2 === 0 ? [a + 1, -1] : [a - 1, 1];
   const half = headDim / 2;
   return a < half ? [a + half, -1] : [a - half, 1];

@@ -11,6 +11,7 @@ import { CalibrationSpec, CalibrationStats, collectDenseStats, pruneModel } from
 import { Structure } from '../prune/select';
 import { InputStats } from '../prune/stats';
 import { Params, Strategy, resolveParams } from '../prune/strategy';
+import { WeightFisher, collectWeightFisher } from './fisher';
 import { PROXIES, ProxyAccumulator, ProxyName } from './proxies';
 
 /** The search subset and the final evaluation both use this dataset's evaluation split. */
@@ -32,6 +33,10 @@ export interface SearchSetup {
   stats: CalibrationStats;
   /** Wall seconds spent collecting the statistics (paid once per search). */
   calibrationSeconds: number;
+  /** The weights' Fisher diagonal, for the 'fisher' proxy (only PHO with that proxy pays for it). */
+  fisher?: WeightFisher;
+  /** Wall seconds spent on the Fisher pass (0 without it); NOT included in calibrationSeconds. */
+  fisherSeconds: number;
   dataset: string;
 }
 
@@ -39,7 +44,33 @@ export interface SetupOptions {
   statsKind: StatsKind;
   /** Raw calibration windows kept per layer input, for the 'recon' proxy (0: none). */
   keepInputs: number;
+  /** Calibration windows for the Fisher diagonal (0: none). */
+  fisherWindows?: number;
   dataset?: string;
+}
+
+/** Raw calibration windows kept per layer input when a proxy needs them ('recon', 'recon-row'). */
+export const DEFAULT_KEEP_INPUTS = 4;
+
+/** Calibration windows the Fisher diagonal is measured on (the first of the statistics' windows). */
+export const DEFAULT_FISHER_WINDOWS = 8;
+
+/**
+ * What calibrateOnce must collect so that every proxy in `proxies` can be computed: raw inputs
+ * for the reconstruction proxies, the Fisher diagonal for 'fisher', nothing extra otherwise.
+ */
+export function setupOptionsFor(
+  statsKind: StatsKind,
+  proxies: readonly ProxyName[],
+  overrides: { keepInputs?: number; fisherWindows?: number } = {},
+): SetupOptions {
+  const needInputs = proxies.some((p) => PROXIES[p].needsInputs);
+  const needFisher = proxies.some((p) => PROXIES[p].needsFisher);
+  return {
+    statsKind,
+    keepInputs: needInputs ? overrides.keepInputs ?? DEFAULT_KEEP_INPUTS : 0,
+    fisherWindows: needFisher ? overrides.fisherWindows ?? DEFAULT_FISHER_WINDOWS : 0,
+  };
 }
 
 /** Collect the statistics every configuration of the search will reuse. */
@@ -70,6 +101,9 @@ export function calibrateOnce(
     );
     stats = { blocks, calibration: outcome.calibration! };
   }
+  const calibrationSeconds = secondsSince(t0);
+  const t1 = process.hrtime.bigint();
+  const fisher = opts.fisherWindows ? collectWeightFisher(model, calibration, opts.fisherWindows) : undefined;
   return {
     model,
     strategy,
@@ -77,7 +111,9 @@ export function calibrateOnce(
     calibration,
     statsKind: opts.statsKind,
     stats,
-    calibrationSeconds: secondsSince(t0),
+    calibrationSeconds,
+    fisher,
+    fisherSeconds: fisher ? secondsSince(t1) : 0,
     dataset: opts.dataset ?? SEARCH_DATASET,
   };
 }
@@ -116,9 +152,11 @@ export function evaluateConfiguration(
     },
     acc
       ? {
-          onLayer: ({ name, stats, weight, scores, mask }) => {
+          onLayer: ({ block, name, stats, weight, scores, mask }) => {
             const [rows, cols] = linearShape(cfg, name);
-            acc.add({ weight, scores, mask, stats, rows, cols });
+            acc.add({ weight, scores, mask, stats, rows, cols, fisher: setup.fisher?.blocks[block]?.get(name), outputFisher: setup.fisher?.outputs[block]?.get(name),
+              fisherTokens: setup.fisher && { ...setup.fisher.kept[block].get(name)!, count: setup.fisher.keptTokens },
+            });
           },
         }
       : {},

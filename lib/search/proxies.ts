@@ -3,7 +3,8 @@
  * weight, calibration statistics, scores and mask): no forward pass through the model.
  *
  * Every proxy is a per-layer number averaged over the layers with equal weight (except the pooled
- * Gini, which is one Gini over all layers). Whether lower or higher predicts lower perplexity is
+ * Gini, which is one Gini over all layers, and 'fisher', whose per-layer values are already in
+ * loss units and are summed). Whether lower or higher predicts lower perplexity is
  * not assumed: the proxy study measures it, and `sign` records the measured direction, so
  * searches minimize `sign * proxy`.
  */
@@ -20,9 +21,15 @@ export interface LayerSample {
   stats: InputStats;
   rows: number;
   cols: number;
+  /** The layer's Fisher diagonal [rows, cols] (fisher.ts), when the setup collected it. */
+  fisher?: Float32Array;
+  /** Its output channels' sensitivity mean_t g_ti^2 [rows] (fisher.ts). */
+  outputFisher?: Float32Array;
+  /** Kept tokens' output gradients [S, rows] and inputs [S, cols] (fisher.ts). */
+  fisherTokens?: { g: Float32Array; x: Float32Array; count: number };
 }
 
-export const PROXY_NAMES = ['gini-pruned-scores', 'gini-pooled', 'gini-ref', 'energy', 'energy-row', 'recon', 'recon-row'] as const;
+export const PROXY_NAMES = ['gini-pruned-scores', 'gini-pooled', 'gini-ref', 'energy', 'energy-row', 'recon', 'recon-row', 'fisher', 'fisher-row', 'fisher-output'] as const;
 export type ProxyName = (typeof PROXY_NAMES)[number];
 
 export interface ProxyDef {
@@ -38,6 +45,10 @@ export interface ProxyDef {
   sign: 1 | -1;
   /** Needs raw calibration inputs (statistics collected with keepInputs). */
   needsInputs: boolean;
+  /** Needs the weights' Fisher diagonal (one backward pass per calibration window, fisher.ts). */
+  needsFisher?: boolean;
+  /** How layers combine: 'mean' of per-layer values (scale-free shares), or 'sum' (already in loss units). */
+  aggregate?: 'mean' | 'sum';
 }
 
 export const PROXIES: Record<ProxyName, ProxyDef> = {
@@ -82,6 +93,30 @@ export const PROXIES: Record<ProxyName, ProxyDef> = {
     description: 'mean over layers and output rows of the relative reconstruction error of each output (kept windows)',
     sign: 1,
     needsInputs: true,
+  },
+  fisher: {
+    name: 'fisher',
+    description: 'sum over layers of ½ sum_pruned F_ij W_ij^2, F = token-level Fisher diagonal of the weights: the estimated calibration-loss increase (nats/token)',
+    sign: 1,
+    needsInputs: false,
+    needsFisher: true,
+    aggregate: 'sum',
+  },
+  'fisher-row': {
+    name: 'fisher-row',
+    description: "sum over layers of ½ sum_pruned s_i W_ij^2 E[x_j^2]: 'fisher' with F_ij factored into output sensitivity s_i = E[g_i^2] times input energy (less noisy)",
+    sign: 1,
+    needsInputs: false,
+    needsFisher: true,
+    aggregate: 'sum',
+  },
+  'fisher-output': {
+    name: 'fisher-output',
+    description: 'sum over layers of ½ mean_t (g_t · (W - W*M) x_t)^2 on the kept Fisher tokens: the Fisher quadratic form with output correlations',
+    sign: 1,
+    needsInputs: false,
+    needsFisher: true,
+    aggregate: 'sum',
   },
 };
 
@@ -254,6 +289,46 @@ export function reconstructionError(layer: LayerSample): number {
   return reconstructionErrors(layer).total;
 }
 
+/** ½ sum over pruned weights of F_ij W_ij^2: OBD's estimate of the loss increase from this layer alone. */
+export function fisherLoss(layer: LayerSample): number {
+  const f = layer.fisher;
+  if (!f) throw new CrepeError("proxy 'fisher' needs the Fisher diagonal: calibrate with fisherWindows > 0");
+  let sum = 0;
+  for (let k = 0; k < layer.mask.length; k++) if (layer.mask[k] === 0) sum += f[k] * layer.weight[k] * layer.weight[k];
+  return sum / 2;
+}
+
+/** ½ sum over pruned weights of s_i W_ij^2 E[x_j^2], the rank-one factorisation of fisherLoss's F. */
+export function fisherRowLoss(layer: LayerSample): number {
+  const s = layer.outputFisher;
+  if (!s) throw new CrepeError("proxy 'fisher-row' needs the Fisher diagonal: calibrate with fisherWindows > 0");
+  const sq = layer.stats.sumSq;
+  const tokens = Math.max(layer.stats.tokens, 1);
+  let sum = 0;
+  for (let r = 0, k = 0; r < layer.rows; r++) {
+    let row = 0;
+    for (let c = 0; c < layer.cols; c++, k++) if (layer.mask[k] === 0) row += layer.weight[k] * layer.weight[k] * sq[c];
+    sum += s[r] * row;
+  }
+  return sum / tokens / 2;
+}
+
+/** ½ mean over kept tokens of (g_t · D x_t)^2 with D = W*(1 - M): one [S, in] x [in, out] product. */
+export function fisherOutputLoss(layer: LayerSample): number {
+  const k = layer.fisherTokens;
+  if (!k) throw new CrepeError("proxy 'fisher-output' needs the Fisher tokens: calibrate with fisherWindows > 0");
+  if (k.count === 0) return 0;
+  const dropped = new Float32Array(layer.weight.length);
+  for (let e = 0; e < dropped.length; e++) if (layer.mask[e] === 0) dropped[e] = layer.weight[e];
+  const total = tf.tidy(() => {
+    const dy = tf.matMul(tf.tensor2d(k.x, [k.count, layer.cols]), tf.tensor2d(dropped, [layer.rows, layer.cols]), false, true);
+    return tf.sum(tf.square(tf.sum(tf.mul(dy, tf.tensor2d(k.g, [k.count, layer.rows])), 1)));
+  });
+  const v = total.dataSync()[0];
+  total.dispose();
+  return v / k.count / 2;
+}
+
 function channelNorms(stats: InputStats): Float64Array {
   const out = new Float64Array(stats.inFeatures);
   for (let j = 0; j < out.length; j++) out[j] = Math.sqrt(stats.sumSq[j]);
@@ -265,6 +340,9 @@ const PER_LAYER: Partial<Record<ProxyName, (l: LayerSample) => number>> = {
   'gini-ref': giniReference,
   energy: prunedEnergyShare,
   'energy-row': prunedEnergyShareByRow,
+  fisher: fisherLoss,
+  'fisher-row': fisherRowLoss,
+  'fisher-output': fisherOutputLoss,
 };
 
 /** Collects the requested proxies layer by layer (feed it from PruneHooks.onLayer). */
@@ -311,7 +389,8 @@ export class ProxyAccumulator {
         out[name] = n ? giniNonNegative(all) : NaN;
       } else {
         const defined = values.filter((v) => !Number.isNaN(v));
-        out[name] = defined.length ? defined.reduce((a, v) => a + v, 0) / defined.length : NaN;
+        const sum = defined.reduce((a, v) => a + v, 0);
+        out[name] = !defined.length ? NaN : PROXIES[name].aggregate === 'sum' ? sum : sum / defined.length;
       }
     }
     return out;

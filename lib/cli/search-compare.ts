@@ -1,0 +1,52 @@
+import { comparisonJson, planComparison, runComparison } from '../experiments/search-compare';
+import { CommonArgs, emit, progressBar, startBackend, versionInfo } from './common';
+
+export interface SearchCompareArgs extends CommonArgs {
+  config: string;
+  out: string;
+  models?: string[];
+  structures?: string[];
+}
+
+/** `--models a,b --models c` -> [a, b, c]; undefined when not given. */
+function listFlag(values: string[] | undefined): string[] | undefined {
+  const out = values?.flatMap((v) => String(v).split(',')).map((v) => v.trim()).filter((v) => v);
+  return out && out.length ? out : undefined;
+}
+
+/** The command line as typed again: crepe plus the arguments, quoted where the shell needs it. */
+function commandLine(argv: readonly string[]): string {
+  const quote = (a: string): string => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
+  return ['crepe', ...argv.map(quote)].join(' ');
+}
+
+/** `crepe search-compare`: the whole search cost comparison of a config, in this process. */
+export async function searchCompareCommand(args: SearchCompareArgs): Promise<void> {
+  // Config, subset, output folder, datasets and models are all checked before any work.
+  const plan = planComparison(args.config, { out: args.out, models: listFlag(args.models), structures: listFlag(args.structures) });
+  const backend = await startBackend(args.backend);
+  const result = runComparison(
+    plan,
+    { backend, codeVersion: versionInfo(), command: commandLine(process.argv.slice(2)) },
+    {
+      progress: (label, unit, total) => {
+        const bar = progressBar(label, unit);
+        bar.start(total, 0, { rate: '' });
+        return {
+          update: (done, v) => bar.update(done, { rate: `last ${v.toPrecision(5)}` }),
+          stop: () => bar.stop(),
+        };
+      },
+      log: (line) => process.stderr.write(`${line}\n`),
+    },
+  );
+  emit(args.json, comparisonJson(result), () =>
+    [
+      ...result.costs.map(
+        (c) =>
+          `${c.model} ${c.structure}: hillclimb ${c.hillclimbPpl.toFixed(4)}, PHO ${c.phoPpl.toFixed(4)} (${c.phoVsHillclimbPct >= 0 ? '+' : ''}${c.phoVsHillclimbPct.toFixed(2)}%), loop ${c.loopWallRatio.toFixed(1)}x wall, ${c.loopCpuRatio.toFixed(1)}x CPU, ${c.withCalibrationRatio.toFixed(1)}x with calibration`,
+      ),
+      `${result.rows.length} runs in ${result.totalWallSeconds.toFixed(1)} s (backend ${backend}); wrote ${result.files.length} files: ${result.files.slice(-2).join(', ')} and the evaluation logs`,
+    ].join('\n'),
+  );
+}

@@ -1,0 +1,309 @@
+/**
+ * The search cost comparison's configuration (experiments/search.json): which models and
+ * structures, one calibration setting, the two searches' budgets and seeds, the baselines, and
+ * which extra runs (transfer between models, PHO with every proxy) to make. Everything a user can
+ * get wrong is rejected here, before any work, with one line naming the file and the field, in
+ * the style of the sweep config (lib/experiments/config.ts).
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { z } from 'zod';
+import { DEFAULT_BUDGET, DEFAULT_PROXY } from '../cli/search';
+import { CrepeError } from '../errors';
+import { BUILTIN_MODELS } from '../model/resolve';
+import { Structure, nmSparsity, parseStructure } from '../prune/select';
+import { Params, getStrategy, resolveParams } from '../prune/strategy';
+import '../prune/strategies';
+import { StatsKind, proxySign } from '../search/objective';
+import { ProxyName, parseProxy } from '../search/proxies';
+import { SearchSpace, buildSpace, parseBounds } from '../search/space';
+import { atField, fieldError } from './config';
+
+const positiveInt = z.number().int().positive();
+const seed = z.number().int().min(0);
+/** Structure and run names become parts of file names and table cells. */
+const fileSafeName = z.string().regex(/^[A-Za-z0-9_.-]+$/, { message: 'must be letters, digits, _, . or - (it is part of file names)' });
+
+const structureSchema = z
+  .object({
+    name: fileSafeName,
+    /** 'unstructured' or N:M (keep N of every M). */
+    structure: z.string().min(1),
+    /** Fraction pruned, unstructured only (default 0.5). */
+    sparsity: z.number().optional(),
+  })
+  .strict();
+
+const calibrationSchema = z
+  .object({
+    dataset: z.string().min(1).default('tinystories'),
+    nsamples: positiveInt.default(128),
+    seed: seed.default(0),
+    stats: z.enum(['dense', 'pruned']).default('dense'),
+  })
+  .strict();
+
+const hillclimbSchema = z
+  .object({
+    budget: positiveInt.default(DEFAULT_BUDGET.hillclimb),
+    search_windows: positiveInt.default(16),
+    seed: seed.default(0),
+  })
+  .strict();
+
+const phoSchema = z
+  .object({
+    /** A proxy name, or 'default' for the search CLI's default proxy. */
+    proxy: z.string().min(1).default('default'),
+    budget: positiveInt.default(DEFAULT_BUDGET.pho),
+    seed: seed.default(0),
+  })
+  .strict();
+
+const baselineSchema = z
+  .object({
+    name: z.string().min(1),
+    method: z.string().min(1),
+    params: z.record(z.number()).optional(),
+  })
+  .strict();
+
+const spaceSchema = z
+  .object({
+    /** Parameters to search (as the search CLI's --searched). */
+    searched: z.array(z.string().min(1)).optional(),
+    /** Bounds `name=lo:hi` in parameter units (as --bound). */
+    bounds: z.array(z.string()).optional(),
+    /** Values of parameters that are not searched (as --param). */
+    fixed: z.record(z.number()).optional(),
+  })
+  .strict();
+
+const configSchema = z
+  .object({
+    description: z.string().optional(),
+    models: z.array(z.string().min(1)).min(1, { message: 'list at least one model' }),
+    method: z.string().min(1).default('crepe'),
+    structures: z.array(structureSchema).min(1, { message: 'list at least one structure' }),
+    calibration: calibrationSchema.default({}),
+    hillclimb: hillclimbSchema.default({}),
+    pho: phoSchema.default({}),
+    baselines: z.array(baselineSchema).default([]),
+    /** true: every structure; a list: these structure names; false: none. */
+    transfer: z.union([z.boolean(), z.array(z.string())]).default(false),
+    /** Structure names for which PHO is run once per proxy. */
+    pho_every_proxy: z.array(z.string()).default([]),
+    space: spaceSchema.default({}),
+  })
+  .strict();
+
+/** Unstructured sparsity when a structure gives none (the CLI's default). */
+export const DEFAULT_SPARSITY = 0.5;
+
+/** Names a baseline may not take: they are the searches' run names. */
+export const SEARCH_RUN_NAMES = ['hillclimb', 'pho'] as const;
+
+export interface StructureEntry {
+  name: string;
+  /** Canonical spelling: 'unstructured' or 'N:M'. */
+  structure: string;
+  /** Fraction pruned: given (unstructured) or 1 - N/M. */
+  sparsity: number;
+  /** Table label: '50% unstructured', '2:4'. */
+  label: string;
+}
+
+export interface BaselineEntry {
+  name: string;
+  method: string;
+  /** Every parameter: the method's defaults overridden by the given ones. */
+  params: Params;
+}
+
+export interface SearchCompareConfig {
+  file: string;
+  description?: string;
+  models: string[];
+  /** The searched method. */
+  method: string;
+  structures: StructureEntry[];
+  calibration: { dataset: string; nsamples: number; seed: number; stats: StatsKind };
+  hillclimb: { budget: number; searchWindows: number; seed: number };
+  pho: { proxy: ProxyName; /** as written: 'default' or the name */ proxyGiven: string; sign: 1 | -1; budget: number; seed: number };
+  baselines: BaselineEntry[];
+  /** Structure names whose best configurations are applied to every other model. */
+  transfer: string[];
+  /** Structure names for which PHO runs with every proxy. */
+  phoEveryProxy: string[];
+  space: SearchSpace;
+  /** The space overrides as written (for the settings paragraph and --json). */
+  spaceGiven: { searched?: string[]; bounds?: string[]; fixed?: Record<string, number> };
+}
+
+/** Keys each object schema accepts, by field path (for "did you mean" hints). */
+const OBJECT_SCHEMAS: Record<string, z.AnyZodObject> = {
+  '': configSchema,
+  structures: structureSchema,
+  calibration: calibrationSchema,
+  hillclimb: hillclimbSchema,
+  pho: phoSchema,
+  baselines: baselineSchema,
+  space: spaceSchema,
+};
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur.push(Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1)));
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+function describeIssue(issue: z.ZodIssue): string {
+  if (issue.code === 'unrecognized_keys') {
+    const key = issue.keys[0];
+    const schema = OBJECT_SCHEMAS[issue.path.filter((p) => typeof p === 'string').join('.')];
+    const known = schema ? Object.keys(schema.shape) : [];
+    const close = known.filter((k) => editDistance(k, key) <= 2);
+    const hint = close.length ? ` (did you mean '${close[0]}'?)` : known.length ? ` (known: ${known.join(', ')})` : '';
+    return `unknown key '${key}'${hint}`;
+  }
+  if (issue.code === 'invalid_type' && issue.received === 'undefined') return 'missing';
+  if (issue.code === 'invalid_type') return `expected ${issue.expected}, got ${issue.received}`;
+  if (issue.code === 'invalid_union') {
+    // transfer: report the union as one expectation rather than zod's first branch
+    return 'expected true, false or a list of structure names';
+  }
+  if (issue.code === 'invalid_enum_value') return `must be one of ${issue.options.map((o) => `'${String(o)}'`).join(', ')}, got '${String(issue.received)}'`;
+  return issue.message.charAt(0).toLowerCase() + issue.message.slice(1);
+}
+
+/** File-name form of a model: its base name with anything unusual replaced (as proxy-study does). */
+export function modelStem(model: string): string {
+  return path.basename(model).replace(/[^\w.-]+/g, '_');
+}
+
+/** The structure of `entry` as a method prunes it (unstructured: the method's reference group). */
+export function structureFor(entry: StructureEntry, method: string): Structure {
+  return parseStructure(entry.structure, entry.structure === 'unstructured' ? entry.sparsity : 0, getStrategy(method).defaultGroup);
+}
+
+function structureLabel(s: Structure): string {
+  return s.kind === 'unstructured' ? `${Number((s.sparsity * 100).toPrecision(6))}% unstructured` : `${s.n}:${s.m}`;
+}
+
+/** Validate the parsed JSON of a config file. `file` is only used in messages. */
+export function parseSearchCompareConfig(json: unknown, file: string): SearchCompareConfig {
+  const parsed = configSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw fieldError(file, issue.path, describeIssue(issue));
+  }
+  const raw = parsed.data;
+
+  const models = raw.models;
+  const stems = new Map<string, number>();
+  models.forEach((m, i) => {
+    if (!BUILTIN_MODELS[m] && !fs.existsSync(m)) {
+      throw fieldError(file, ['models', i], `unknown model '${m}': not a built-in name (${Object.keys(BUILTIN_MODELS).join(', ')}) nor an existing path`);
+    }
+    const stem = modelStem(m);
+    // Two models with one file-name stem would overwrite each other's evaluation logs.
+    if (stems.has(stem)) throw fieldError(file, ['models', i], `'${m}' is listed twice (or shares the file name '${stem}' with models[${stems.get(stem)}])`);
+    stems.set(stem, i);
+  });
+
+  const strategy = atField(file, ['method'], () => getStrategy(raw.method));
+  const spaceGiven = raw.space;
+  const bounds = atField(file, ['space', 'bounds'], () => parseBounds(spaceGiven.bounds ?? []));
+  const space = atField(file, ['space'], () => buildSpace(strategy, { searched: spaceGiven.searched, bounds, fixed: spaceGiven.fixed }));
+
+  const structureNames = new Map<string, number>();
+  const structures = raw.structures.map((s, i): StructureEntry => {
+    if (structureNames.has(s.name)) throw fieldError(file, ['structures', i, 'name'], `'${s.name}' is also the name of structures[${structureNames.get(s.name)}]`);
+    structureNames.set(s.name, i);
+    const shape = atField(file, ['structures', i, 'structure'], () => parseStructure(s.structure, 0, 'row'));
+    if (shape.kind === 'nm' && s.sparsity !== undefined) {
+      throw fieldError(file, ['structures', i, 'sparsity'], `sparsity applies to unstructured only (${s.structure} fixes it)`);
+    }
+    if (shape.kind === 'nm') return { name: s.name, structure: `${shape.n}:${shape.m}`, sparsity: nmSparsity(shape.n, shape.m), label: structureLabel(shape) };
+    const st = atField(file, ['structures', i, 'sparsity'], () => parseStructure('unstructured', s.sparsity ?? DEFAULT_SPARSITY, 'row'));
+    return { name: s.name, structure: 'unstructured', sparsity: s.sparsity ?? DEFAULT_SPARSITY, label: structureLabel(st) };
+  });
+
+  const proxy = atField(file, ['pho', 'proxy'], () => parseProxy(raw.pho.proxy === 'default' ? DEFAULT_PROXY : raw.pho.proxy));
+
+  const baselineNames = new Map<string, number>();
+  const baselines = raw.baselines.map((b, i): BaselineEntry => {
+    if ((SEARCH_RUN_NAMES as readonly string[]).includes(b.name)) throw fieldError(file, ['baselines', i, 'name'], `'${b.name}' is the name of a search run; choose another`);
+    if (baselineNames.has(b.name)) throw fieldError(file, ['baselines', i, 'name'], `'${b.name}' is also the name of baselines[${baselineNames.get(b.name)}]`);
+    baselineNames.set(b.name, i);
+    const s = atField(file, ['baselines', i, 'method'], () => getStrategy(b.method));
+    const params = atField(file, ['baselines', i, 'params'], () => resolveParams(s, b.params ?? {}));
+    return { name: b.name, method: s.name, params };
+  });
+
+  const checkNames = (field: string, names: string[]): string[] => {
+    names.forEach((n, i) => {
+      if (!structureNames.has(n)) throw fieldError(file, [field, i], `unknown structure name '${n}' (structures: ${[...structureNames.keys()].join(', ')})`);
+    });
+    return [...new Set(names)];
+  };
+  const transfer = raw.transfer === true ? structures.map((s) => s.name) : raw.transfer === false ? [] : checkNames('transfer', raw.transfer);
+  const phoEveryProxy = checkNames('pho_every_proxy', raw.pho_every_proxy);
+
+  return {
+    file,
+    description: raw.description,
+    models,
+    method: strategy.name,
+    structures,
+    calibration: { ...raw.calibration, stats: raw.calibration.stats as StatsKind },
+    hillclimb: { budget: raw.hillclimb.budget, searchWindows: raw.hillclimb.search_windows, seed: raw.hillclimb.seed },
+    pho: { proxy, proxyGiven: raw.pho.proxy, sign: proxySign(proxy), budget: raw.pho.budget, seed: raw.pho.seed },
+    baselines,
+    transfer,
+    phoEveryProxy,
+    space,
+    spaceGiven,
+  };
+}
+
+/** Read and validate a config file. */
+export function loadSearchCompareConfig(file: string): SearchCompareConfig {
+  if (!fs.existsSync(file)) throw new CrepeError(`config file not found: ${file}`);
+  if (fs.statSync(file).isDirectory()) throw new CrepeError(`config ${file} is a directory, not a JSON file`);
+  let json: unknown;
+  try {
+    json = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new CrepeError(`${file}: invalid JSON: ${(e as Error).message}`);
+  }
+  return parseSearchCompareConfig(json, file);
+}
+
+/**
+ * Restrict a config to some of its models and structures (the CLI's --models / --structures),
+ * keeping the config's order. Transfer and every-proxy lists keep only the chosen structures.
+ */
+export function selectSubset(config: SearchCompareConfig, models?: readonly string[], structures?: readonly string[]): SearchCompareConfig {
+  const pick = <T>(flag: string, all: T[], nameOf: (t: T) => string, wanted?: readonly string[]): T[] => {
+    if (!wanted || wanted.length === 0) return all;
+    const names = all.map(nameOf);
+    for (const w of wanted) {
+      if (!names.includes(w)) throw new CrepeError(`--${flag}: '${w}' is not in ${config.file} (${names.join(', ')})`);
+    }
+    return all.filter((t) => wanted.includes(nameOf(t)));
+  };
+  const chosenStructures = pick('structures', config.structures, (s) => s.name, structures);
+  const kept = new Set(chosenStructures.map((s) => s.name));
+  return {
+    ...config,
+    models: pick('models', config.models, (m) => m, models),
+    structures: chosenStructures,
+    transfer: config.transfer.filter((n) => kept.has(n)),
+    phoEveryProxy: config.phoEveryProxy.filter((n) => kept.has(n)),
+  };
+}
