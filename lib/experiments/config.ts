@@ -117,7 +117,7 @@ export function atField<T>(file: string, path: readonly (string | number)[], fn:
 }
 
 /** Levenshtein distance, for "did you mean" hints on misspelled keys. */
-function editDistance(a: string, b: string): number {
+export function editDistance(a: string, b: string): number {
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const cur = [i];
@@ -206,15 +206,18 @@ function unique<T>(xs: T[]): T[] {
   return [...new Set(xs)];
 }
 
-/** Read and validate a config file. */
-export function loadSweepConfig(file: string): SweepConfig {
+/** A config file's JSON, or a one-line CrepeError (missing, a directory, not JSON). */
+export function readJsonConfig(file: string): unknown {
   if (!fs.existsSync(file)) throw new CrepeError(`config file not found: ${file}`);
   if (fs.statSync(file).isDirectory()) throw new CrepeError(`config ${file} is a directory, not a JSON file`);
-  let json: unknown;
   try {
-    json = JSON.parse(fs.readFileSync(file, 'utf8'));
+    return JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
     throw new CrepeError(`${file}: invalid JSON: ${(e as Error).message}`);
   }
-  return parseSweepConfig(json, file);
+}
+
+/** Read and validate a config file. */
+export function loadSweepConfig(file: string): SweepConfig {
+  return parseSweepConfig(readJsonConfig(file), file);
 }

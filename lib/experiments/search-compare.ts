@@ -227,6 +227,18 @@ export function evalLogName(model: string, structure: string, search: string): s
 export const RESULTS_CSV = 'search-comparison.csv';
 export const RESULTS_MD = 'search-comparison.md';
 
+/** The search columns of a row that is a plain full evaluation (a baseline or a transfer). */
+const NO_SEARCH = {
+  vsHillclimbPct: null,
+  pplEvals: null,
+  proxyEvals: null,
+  bestSearchValue: null,
+  stopReason: null,
+  calibrationSeconds: null,
+  loopWallSeconds: null,
+  loopCpuSeconds: null,
+} as const;
+
 /** Run every search and evaluation of `plan`, then write the CSV and the Markdown report. */
 export function runComparison(plan: ComparePlan, ctx: CompareContext, hooks: CompareHooks = {}): ComparisonResult {
   const t0 = process.hrtime.bigint();
@@ -426,14 +438,7 @@ function runModel(plan: ComparePlan, name: string, hooks: CompareHooks, rows: Ru
           sign: null,
           fromModel: null,
           ...fullRow(evaluated.full, b.method),
-          vsHillclimbPct: null,
-          pplEvals: null,
-          proxyEvals: null,
-          bestSearchValue: null,
-          stopReason: null,
-          calibrationSeconds: null,
-          loopWallSeconds: null,
-          loopCpuSeconds: null,
+          ...NO_SEARCH,
           evalLog: null,
           note: sharedNote(evaluated, b.name),
         };
@@ -491,14 +496,7 @@ function runTransfer(plan: ComparePlan, hooks: CompareHooks, rows: RunRow[]): vo
               fromModel: source,
               params: inStrategyOrder(config.method, full.params),
               fullPpl: full.ppl,
-              vsHillclimbPct: null,
-              pplEvals: null,
-              proxyEvals: null,
-              bestSearchValue: null,
-              stopReason: null,
-              calibrationSeconds: null,
-              loopWallSeconds: null,
-              loopCpuSeconds: null,
+              ...NO_SEARCH,
               pruneSeconds: full.pruneSeconds,
               evalSeconds: full.evalSeconds,
               evalWindows: full.record.windows,

@@ -17,7 +17,7 @@ import '../prune/strategies';
 import { StatsKind, proxySign } from '../search/objective';
 import { ProxyName, parseProxy } from '../search/proxies';
 import { SearchSpace, buildSpace, parseBounds } from '../search/space';
-import { atField, fieldError } from './config';
+import { atField, editDistance, fieldError, readJsonConfig } from './config';
 
 const positiveInt = z.number().int().positive();
 const seed = z.number().int().min(0);
@@ -151,16 +151,6 @@ const OBJECT_SCHEMAS: Record<string, z.AnyZodObject> = {
   space: spaceSchema,
 };
 
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) cur.push(Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1)));
-    prev = cur;
-  }
-  return prev[b.length];
-}
-
 function describeIssue(issue: z.ZodIssue): string {
   if (issue.code === 'unrecognized_keys') {
     const key = issue.keys[0];
@@ -273,15 +263,7 @@ export function parseSearchCompareConfig(json: unknown, file: string): SearchCom
 
 /** Read and validate a config file. */
 export function loadSearchCompareConfig(file: string): SearchCompareConfig {
-  if (!fs.existsSync(file)) throw new CrepeError(`config file not found: ${file}`);
-  if (fs.statSync(file).isDirectory()) throw new CrepeError(`config ${file} is a directory, not a JSON file`);
-  let json: unknown;
-  try {
-    json = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new CrepeError(`${file}: invalid JSON: ${(e as Error).message}`);
-  }
-  return parseSearchCompareConfig(json, file);
+  return parseSearchCompareConfig(readJsonConfig(file), file);
 }
 
 /**
