@@ -9,6 +9,20 @@ export interface CommonArgs {
   json: boolean;
 }
 
+/** The flags that say what to prune and how to calibrate, shared by `prune`, `search` and `proxy-study`. */
+export interface PruneTargetArgs extends CommonArgs {
+  model: string;
+  tokenizer?: string;
+  method: string;
+  param: string[];
+  sparsity: number;
+  structure: string;
+  group?: 'row' | 'matrix';
+  calib: string;
+  nsamples: number;
+  calibSeqlen?: number;
+}
+
 /**
  * Run a command body with crepe's error contract: a CrepeError prints one line and exits with
  * its code (2); anything else is a bug and prints one line too (the stack only with CREPE_DEBUG).

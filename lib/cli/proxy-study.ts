@@ -8,10 +8,10 @@ import { calibrateOnce, setupOptionsFor } from '../search/objective';
 import { PROXY_NAMES, ProxyName, parseProxy } from '../search/proxies';
 import { correlations, runProxyStudy, scatterSvg, studyCsv, studyMarkdown } from '../search/study';
 import { formatParams } from '../search/space';
-import { CommonArgs, emit, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
+import { emit, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
 import { SpaceArgs, calibrationSpec, setupOverrides, spaceSettings, structureLabel } from './search';
 
-export interface ProxyStudyArgs extends SpaceArgs, CommonArgs {
+export interface ProxyStudyArgs extends SpaceArgs {
   samples: number;
   full: boolean;
   proxies?: string[];

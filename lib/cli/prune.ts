@@ -10,19 +10,9 @@ import { OwlAllocation, OWL_DEFAULTS, checkOwlOptions, owlAllocation } from '../
 import { PruneOutcome, pruneModel } from '../prune/pipeline';
 import { parseStructure } from '../prune/select';
 import { getStrategy, parseParamPairs, resolveParams } from '../prune/strategy';
-import { CommonArgs, emit, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
+import { PruneTargetArgs, emit, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
 
-export interface PruneArgs extends CommonArgs {
-  model: string;
-  tokenizer?: string;
-  method: string;
-  param: string[];
-  sparsity: number;
-  structure: string;
-  group?: 'row' | 'matrix';
-  calib: string;
-  nsamples: number;
-  calibSeqlen?: number;
+export interface PruneArgs extends PruneTargetArgs {
   seed: number;
   propagate: 'pruned' | 'dense';
   eval?: string[];

@@ -13,7 +13,7 @@ import { DEFAULT_FISHER_WINDOWS, DEFAULT_KEEP_INPUTS, FullEvaluation, SearchOutc
 import { phoSearch } from '../search/pho';
 import { PROXIES, PROXY_NAMES, ProxyName, parseProxy } from '../search/proxies';
 import { SearchSpace, buildSpace, formatParams, paramFlags, parseBounds } from '../search/space';
-import { CommonArgs, emit, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
+import { PruneTargetArgs, emit, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
 
 export const SEARCHES = ['hillclimb', 'pho'] as const;
 export type SearchName = (typeof SEARCHES)[number];
@@ -31,22 +31,11 @@ export const DEFAULT_PROXY: ProxyName = 'energy-row';
 export const PROXY_HELP = `PHO proxy: ${PROXY_NAMES.join(', ')} (default ${DEFAULT_PROXY}: the most consistently PPL-correlated in our proxy studies)`;
 /** Default budgets: hill climbing in PPL evaluations, PHO in proxy evaluations. */
 export const DEFAULT_BUDGET: Record<SearchName, number> = { hillclimb: 40, pho: 40 };
-export { DEFAULT_KEEP_INPUTS };
 
 /** Options shared by `search` and `proxy-study`. */
-export interface SpaceArgs extends CommonArgs {
-  model: string;
-  tokenizer?: string;
-  method: string;
-  param: string[];
+export interface SpaceArgs extends PruneTargetArgs {
   searched?: string[];
   bound: string[];
-  sparsity: number;
-  structure: string;
-  group?: 'row' | 'matrix';
-  calib: string;
-  nsamples: number;
-  calibSeqlen?: number;
   calibSeed: number;
   stats: string;
   keepInputs?: number;

@@ -214,63 +214,62 @@ const denseRule = {
   encoding: { y: { field: 'ppl', type: 'quantitative' } },
 } as const;
 
-/** Vega-lite spec: PPL (log) vs unstructured sparsity, one line per method, one panel per model. */
-export function sparsityPlotSpec(dataset: string, points: PlotPoint[]): TopLevelSpec {
+/**
+ * One panel per model: the pruned points drawn by `pruned` (a vega-lite layer), the dense model as
+ * a dashed rule, each panel with its own y scale (perplexities differ by orders of magnitude).
+ */
+function perModelPanels(title: string, points: PlotPoint[], pruned: object, resolve: object): TopLevelSpec {
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title: { text: `${dataset}: perplexity vs unstructured sparsity`, subtitle: 'log scale; dashed line = dense model' },
+    title: { text: title, subtitle: 'log scale; dashed line = dense model' },
     data: { values: points },
     facet: { column: { field: 'model', type: 'nominal', title: null } },
     spec: {
       width: 300,
       height: 220,
-      layer: [
-        {
-          transform: [{ filter: "datum.kind === 'pruned'" }],
-          mark: { type: 'line', point: true },
-          encoding: {
-            x: { field: 'sparsity', type: 'quantitative', title: 'sparsity', axis: { format: '.0%' } },
-            y: { field: 'ppl', type: 'quantitative', title: 'perplexity', scale: { type: 'log' } },
-            color: { field: 'method', type: 'nominal', title: 'method' },
-          },
-        },
-        denseRule,
-      ],
+      layer: [{ transform: [{ filter: "datum.kind === 'pruned'" }], ...pruned }, denseRule],
     },
-    resolve: { scale: { y: 'independent' } },
+    resolve: { scale: resolve },
   } as TopLevelSpec;
+}
+
+/** Vega-lite spec: PPL (log) vs unstructured sparsity, one line per method, one panel per model. */
+export function sparsityPlotSpec(dataset: string, points: PlotPoint[]): TopLevelSpec {
+  return perModelPanels(
+    `${dataset}: perplexity vs unstructured sparsity`,
+    points,
+    {
+      mark: { type: 'line', point: true },
+      encoding: {
+        x: { field: 'sparsity', type: 'quantitative', title: 'sparsity', axis: { format: '.0%' } },
+        y: { field: 'ppl', type: 'quantitative', title: 'perplexity', scale: { type: 'log' } },
+        color: { field: 'method', type: 'nominal', title: 'method' },
+      },
+    },
+    { y: 'independent' },
+  );
 }
 
 /** Vega-lite spec: grouped bars of PPL (log) per N:M structure and method, one panel per model. */
 export function nmPlotSpec(dataset: string, points: PlotPoint[]): TopLevelSpec {
   const base = 10 ** Math.floor(Math.log10(Math.min(...points.map((p) => p.ppl))));
-  return {
-    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title: { text: `${dataset}: perplexity at N:M sparsity (keep N of every M)`, subtitle: 'log scale; dashed line = dense model' },
-    data: { values: points },
-    facet: { column: { field: 'model', type: 'nominal', title: null } },
-    spec: {
-      width: 300,
-      height: 220,
-      layer: [
-        {
-          transform: [{ filter: "datum.kind === 'pruned'" }],
-          mark: { type: 'bar' },
-          encoding: {
-            x: { field: 'structure', type: 'nominal', title: 'structure', axis: { labelAngle: 0 } },
-            xOffset: { field: 'method', type: 'nominal' },
-            // Bars on a log axis need an explicit positive base (the default starts at 0).
-            y: { field: 'ppl', type: 'quantitative', title: 'perplexity', scale: { type: 'log' }, stack: null },
-            y2: { datum: base },
-            color: { field: 'method', type: 'nominal', title: 'method' },
-          },
-        },
-        denseRule,
-      ],
+  return perModelPanels(
+    `${dataset}: perplexity at N:M sparsity (keep N of every M)`,
+    points,
+    {
+      mark: { type: 'bar' },
+      encoding: {
+        x: { field: 'structure', type: 'nominal', title: 'structure', axis: { labelAngle: 0 } },
+        xOffset: { field: 'method', type: 'nominal' },
+        // Bars on a log axis need an explicit positive base (the default starts at 0).
+        y: { field: 'ppl', type: 'quantitative', title: 'perplexity', scale: { type: 'log' }, stack: null },
+        y2: { datum: base },
+        color: { field: 'method', type: 'nominal', title: 'method' },
+      },
     },
     // A model's panel shows only the structures it was pruned with (M must divide its widths).
-    resolve: { scale: { x: 'independent', y: 'independent' } },
-  } as TopLevelSpec;
+    { x: 'independent', y: 'independent' },
+  );
 }
 
 /** Render a vega-lite spec to SVG text, headless. */

@@ -204,7 +204,7 @@ export type CaptureFn = (names: readonly LinearName[], input: tf.Tensor2D) => vo
 
 export const INPUT_GROUPS: readonly (readonly LinearName[])[] = [['q', 'k', 'v'], ['o'], ['gate', 'up'], ['down']];
 
-function rmsNorm(x: tf.Tensor2D, w: tf.Tensor1D, eps: number): tf.Tensor2D {
+export function rmsNorm(x: tf.Tensor2D, w: tf.Tensor1D, eps: number): tf.Tensor2D {
   const ms = tf.mean(tf.square(x), -1, true);
   return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), w) as tf.Tensor2D;
 }

@@ -2,21 +2,23 @@
  * Loss sensitivity of every linear layer's weights, measured once per model for the Fisher
  * proxies: F_ij = sum over calibration tokens t of g_ti^2 x_tj^2, where g_t = dLoss/dy_t is the
  * gradient of the window's next-token loss with respect to the layer's OUTPUT at token t and x_t
- * its input. That is the diagonal of the empirical Fisher information of the weights with the
- * tokens treated as independent samples, so ½ sum_pruned F_ij W_ij^2 estimates how much the
- * calibration loss rises when those weights are removed (OBD's second-order term), in the same
+ * its input. With the next tokens sampled from the dense model (the default; see sampleTargets)
+ * that is the diagonal of the Fisher information of the weights with the tokens treated as
+ * independent samples (labels 'data' gives the empirical Fisher instead), so ½ sum_pruned
+ * F_ij W_ij^2 estimates how much the calibration loss (KL to the dense model) rises when those
+ * weights are removed (OBD's second-order term), in the same
  * units (nats) for every layer: unlike the per-layer error shares, it needs no arbitrary weighting
  * of layers or rows against each other.
  *
  * The gradient comes from tfjs autodiff over a plain differentiable LLaMA forward written here
- * (explicit projections, RoPE by gather) rather than the runtime's folded fast path, whose fused
+ * (explicit projections, RoPE as a signed-permutation matMul) rather than the runtime's folded fast path, whose fused
  * per-head projections never materialise a linear's output. The test checks that both forwards
  * give the same log-probabilities. All blocks are resident during this pass: fine for the models
  * searched here; a 70B model would need a block-checkpointed backward, which is not written.
  */
 import * as tf from '@tensorflow/tfjs';
 import { OpenedModel } from '../model/resolve';
-import { disposeWindowTables, makeWindowTables, rotaryPartner } from '../model/runtime';
+import { disposeWindowTables, makeWindowTables, rmsNorm, rotaryPartner } from '../model/runtime';
 import { LINEAR_NAMES, LinearName, LlamaConfig, linearShape } from '../model/types';
 import { CalibrationSpec, drawCalibration } from '../prune/pipeline';
 import { Rng } from './random';
@@ -71,10 +73,6 @@ function ropeTables(cfg: LlamaConfig, T: number): RopeTables {
   };
   disposeWindowTables(t);
   return out;
-}
-
-function rmsNorm(x: tf.Tensor2D, w: tf.Tensor1D, eps: number): tf.Tensor2D {
-  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))), w) as tf.Tensor2D;
 }
 
 function rotate(x: tf.Tensor2D, rope: RopeTables): tf.Tensor2D {
@@ -217,12 +215,14 @@ function sampleTargets(cfg: LlamaConfig, m: GradModel, rope: RopeTables, tokens:
   return out;
 }
 
-/**
- * The Fisher diagonal of every linear from the first `windows` calibration windows of `cal`
- * (the same windows the statistics use, drawn with the same seed).
- */
+/** Next-token labels for the backward pass: the text's own ('data') or sampled from the dense model. */
 export type FisherLabels = 'data' | 'model';
 
+/**
+ * The Fisher diagonal of every linear from the first `windows` calibration windows of `cal`
+ * (the same windows the statistics use, drawn with the same seed), keeping the first
+ * `keepTokens` tokens' output gradients and inputs for the 'fisher-output' proxy.
+ */
 export function collectWeightFisher(
   model: OpenedModel,
   cal: CalibrationSpec,
