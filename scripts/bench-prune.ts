@@ -11,7 +11,7 @@ import { Structure, selectMask } from '../lib/prune/select';
 import { emptyStats } from '../lib/prune/stats';
 import { getStrategy, listStrategies, resolveParams } from '../lib/prune/strategy';
 import '../lib/prune/strategies';
-import { Rng } from '../lib/search/random';
+import { Rng } from '../lib/util/random';
 
 const LAYER_SHAPES: [number, number][] = [
   [4096, 4096],

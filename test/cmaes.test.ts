@@ -1,6 +1,6 @@
 import { CrepeError } from '../lib/errors';
 import { cmaes, cmaesAsync, CmaesEval, symmetricEigen } from '../lib/search/cmaes';
-import { Rng } from '../lib/search/random';
+import { Rng } from '../lib/util/random';
 
 const sphere = (x: number[]) => x.reduce((s, xi) => s + xi * xi, 0);
 

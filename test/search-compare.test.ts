@@ -12,7 +12,7 @@ import {
   ComparePlan, ComparisonResult, RESULTS_CSV, RESULTS_MD, evalLogName, planComparison, readProxyStudies, runComparison,
 } from '../lib/experiments/search-compare';
 import { loadSearchCompareConfig, parseSearchCompareConfig, selectSubset } from '../lib/experiments/search-config';
-import { DEFAULT_PROXY } from '../lib/cli/search';
+import { DEFAULT_PROXY } from '../lib/search/defaults';
 import { CrepeError } from '../lib/errors';
 import { openModel } from '../lib/model/resolve';
 import { fullEvaluation } from '../lib/search/objective';

@@ -15,7 +15,7 @@ import '../lib/prune/strategies';
 import { hillClimb, hillClimbSearch } from '../lib/search/hillclimb';
 import { SearchSetup, calibrateOnce, evalLogCsv } from '../lib/search/objective';
 import { phoSearch } from '../lib/search/pho';
-import { Rng } from '../lib/search/random';
+import { Rng } from '../lib/util/random';
 import { buildSpace, clampParams, parseBounds, sampleUniform, searchStart, toParams, toVector } from '../lib/search/space';
 
 const crepe = getStrategy('crepe');

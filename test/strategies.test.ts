@@ -7,7 +7,7 @@ import { Structure, selectMask } from '../lib/prune/select';
 import { InputStats, emptyStats } from '../lib/prune/stats';
 import { LayerContext, getStrategy, listStrategies, parseParamPairs, resolveParams } from '../lib/prune/strategy';
 import '../lib/prune/strategies';
-import { Rng } from '../lib/search/random';
+import { Rng } from '../lib/util/random';
 import { CrepeError } from '../lib/errors';
 
 beforeAll(async () => {

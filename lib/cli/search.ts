@@ -8,6 +8,7 @@ import { OpenedModel, openModel } from '../model/resolve';
 import { CalibrationSpec } from '../prune/pipeline';
 import { Structure, parseStructure } from '../prune/select';
 import { Strategy, getStrategy, parseParamPairs } from '../prune/strategy';
+import { DEFAULT_BUDGET, DEFAULT_PROXY, SEARCHES, SearchName } from '../search/defaults';
 import { hillClimbSearch } from '../search/hillclimb';
 import { DEFAULT_FISHER_WINDOWS, DEFAULT_KEEP_INPUTS, FullEvaluation, SearchOutcome, StatsKind, calibrateOnce, evalLogCsv, fullEvaluation, proxySign, setupOptionsFor } from '../search/objective';
 import { phoSearch } from '../search/pho';
@@ -15,22 +16,9 @@ import { PROXIES, PROXY_NAMES, ProxyName, parseProxy } from '../search/proxies';
 import { SearchSpace, buildSpace, formatParams, paramFlags, parseBounds } from '../search/space';
 import { PruneTargetArgs, emit, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
 
-export const SEARCHES = ['hillclimb', 'pho'] as const;
-export type SearchName = (typeof SEARCHES)[number];
 export const STATS_KINDS: readonly StatsKind[] = ['dense', 'pruned'];
 
-/**
- * The proxy PHO uses unless told otherwise. In our proxy studies (stories260K and
- * babyllama-char, 50% unstructured and 2:4, 40 configurations each; results/proxy-study-*.md)
- * energy-row has the best worst-case Spearman correlation with PPL (0.63); fisher-row has the
- * best mean (0.72 vs 0.68) but a slightly lower worst case (0.62) and needs a backward pass per
- * Fisher window; the paper's Gini of pruned scores has an unstable sign (min 0.15). So the
- * default is energy-row. See results/search-comparison.md for what each proxy finds.
- */
-export const DEFAULT_PROXY: ProxyName = 'energy-row';
 export const PROXY_HELP = `PHO proxy: ${PROXY_NAMES.join(', ')} (default ${DEFAULT_PROXY}: the most consistently PPL-correlated in our proxy studies)`;
-/** Default budgets: hill climbing in PPL evaluations, PHO in proxy evaluations. */
-export const DEFAULT_BUDGET: Record<SearchName, number> = { hillclimb: 40, pho: 40 };
 
 /** Options shared by `search` and `proxy-study`. */
 export interface SpaceArgs extends PruneTargetArgs {

@@ -2,7 +2,7 @@ import * as fs from 'fs';
 import * as zlib from 'zlib';
 import { assetPath } from '../assets';
 import { CrepeError } from '../errors';
-import { Rng } from '../search/random';
+import { Rng } from '../util/random';
 import { Tokenizer } from '../tokenizers/types';
 
 /** Which use a text is for: perplexity evaluation, or drawing calibration windows. */

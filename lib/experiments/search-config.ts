@@ -8,7 +8,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { z } from 'zod';
-import { DEFAULT_BUDGET, DEFAULT_PROXY } from '../cli/search';
+import { DEFAULT_BUDGET, DEFAULT_PROXY } from '../search/defaults';
 import { CrepeError } from '../errors';
 import { BUILTIN_MODELS } from '../model/resolve';
 import { Structure, nmSparsity, parseStructure } from '../prune/select';

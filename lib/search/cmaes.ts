@@ -16,7 +16,7 @@
  * the box; the distribution keeps the continuous value.
  */
 import { CrepeError } from '../errors';
-import { Rng } from './random';
+import { Rng } from '../util/random';
 
 export interface CmaesEval {
   /** The point the objective saw (inside the bounds, integer coordinates rounded). */

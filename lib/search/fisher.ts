@@ -21,7 +21,7 @@ import { OpenedModel } from '../model/resolve';
 import { disposeWindowTables, makeWindowTables, rmsNorm, rotaryPartner } from '../model/runtime';
 import { LINEAR_NAMES, LinearName, LlamaConfig, linearShape } from '../model/types';
 import { CalibrationSpec, drawCalibration } from '../prune/pipeline';
-import { Rng } from './random';
+import { Rng } from '../util/random';
 
 /** Per block, per linear: F [out, in] row-major (float32), summed over tokens and divided by the token count. */
 export interface WeightFisher {

@@ -8,7 +8,7 @@
 import { CrepeError } from '../errors';
 import { Params } from '../prune/strategy';
 import { EvalLog, SearchOutcome, SearchSetup, cpuSecondsSince, evaluateConfiguration, secondsSince } from './objective';
-import { Rng } from './random';
+import { Rng } from '../util/random';
 import { SearchSpace, searchStart, toParams, toVector } from './space';
 
 export interface HillClimbOptions {

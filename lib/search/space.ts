@@ -13,7 +13,7 @@
  */
 import { CrepeError } from '../errors';
 import { ParamSpec, Params, Strategy, resolveParams } from '../prune/strategy';
-import { Rng } from './random';
+import { Rng } from '../util/random';
 
 export type Scale = 'log10' | 'odd-index' | 'integer' | 'linear';
 

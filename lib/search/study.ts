@@ -9,7 +9,7 @@ import * as vl from 'vega-lite';
 import { Params } from '../prune/strategy';
 import { SearchSetup, csvText, evaluateConfiguration } from './objective';
 import { PROXY_NAMES, ProxyName } from './proxies';
-import { Rng } from './random';
+import { Rng } from '../util/random';
 import { kendallTau, spearman } from './rank';
 import { SearchSpace, formatParams, sampleUniform, toParams } from './space';
 
