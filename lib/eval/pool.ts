@@ -18,17 +18,35 @@ function workerScript(): string {
 }
 
 interface PoolWorker {
+  /** 1-based, as named in messages. */
+  number: number;
   child: ChildProcess;
+  /** What the worker is doing, for the message when it dies. */
+  task: string;
   /** Settles the request in flight on this worker. */
   onReply: (m: WorkerReply) => void;
+  /** Called once if the worker process ends while a request is in flight. */
+  onDeath: (e: Error) => void;
+}
+
+/** Contiguous window ranges [start, end) for `workers` workers, as even as possible. */
+export function windowRanges(count: number, workers: number): [number, number][] {
+  const out: [number, number][] = [];
+  for (let k = 0; k < workers; k++) out.push([Math.floor((k * count) / workers), Math.floor(((k + 1) * count) / workers)]);
+  return out;
 }
 
 /**
  * Worker processes that each hold the model (wasm is single-threaded per process). Start once,
- * `run` any number of window batches, `close`. Windows are dealt round-robin and results come
- * back by index, so the order of the sums is fixed whatever the number of workers.
+ * `run` any number of window batches, `close`. Each worker gets a contiguous range of windows
+ * and results come back by index, so the order of the sums is fixed whatever the number of
+ * workers. A worker that dies (killed, out of memory) fails the run at once with a message naming
+ * it and its windows; the other workers are stopped. Workers exit by themselves when this
+ * process dies (they watch the IPC channel between windows).
  */
 export class EvalPool {
+  private closed = false;
+
   private constructor(private readonly workers: PoolWorker[]) {}
 
   static async start(modelPath: string, tokenizerPath: string, jobs: number, backend: BackendChoice): Promise<EvalPool> {
@@ -36,14 +54,25 @@ export class EvalPool {
     const pool = new EvalPool(workers);
     try {
       await Promise.all(
-        Array.from({ length: jobs }, () => {
-          const child = fork(workerScript(), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-          const w: PoolWorker = { child, onReply: () => {} };
+        Array.from({ length: jobs }, (_, k) => {
+          // stderr is piped, not inherited: a dying worker's engine output (V8's out-of-memory
+          // report, XNNPACK messages) must not reach the user; CREPE_DEBUG passes it through.
+          const child = fork(workerScript(), [], { stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
+          child.stderr?.on('data', (d: Buffer) => {
+            if (process.env.CREPE_DEBUG) process.stderr.write(d);
+          });
+          const w: PoolWorker = { number: k + 1, child, task: 'loading the model', onReply: () => {}, onDeath: () => {} };
           workers.push(w);
           child.on('message', (m: WorkerReply) => w.onReply(m));
+          child.on('exit', (code, signal) => {
+            if (pool.closed) return;
+            w.onDeath(new CrepeError(`evaluation worker ${w.number} of ${jobs} (pid ${child.pid}) died (${deathCause(code, signal)}) while ${w.task}`, 1));
+          });
+          // A failed send (the worker already gone) is reported by the exit handler.
+          child.on('error', () => undefined);
           return new Promise<void>((resolve, reject) => {
             w.onReply = (m) => (m.type === 'ready' ? resolve() : reject(replyError(m)));
-            child.on('exit', (code) => reject(new Error(`evaluation worker exited with code ${code}`)));
+            w.onDeath = reject;
             const init: WorkerRequest = { type: 'init', model: modelPath, tokenizer: tokenizerPath, backend };
             child.send(init);
           });
@@ -63,33 +92,56 @@ export class EvalPool {
   /** Per-window NLL sums of `windows`, in window order. */
   async run(windows: Int32Array[], onProgress?: ProgressFn): Promise<number[]> {
     const nlls = new Array<number>(windows.length).fill(NaN);
-    const n = this.workers.length;
+    const ranges = windowRanges(windows.length, this.workers.length);
     const t0 = process.hrtime.bigint();
     let done = 0;
-    await Promise.all(
-      this.workers.map((w, k) => {
-        const indices = windows.map((_, i) => i).filter((i) => i % n === k);
-        if (indices.length === 0) return Promise.resolve();
-        return new Promise<void>((resolve, reject) => {
-          let remaining = indices.length;
-          w.onReply = (m) => {
-            if (m.type !== 'result') return reject(replyError(m));
-            nlls[m.index] = m.nll;
-            done++;
-            onProgress?.(done, windows.length, (done * (windows[0].length - 1)) / (Number(process.hrtime.bigint() - t0) / 1e9));
-            if (--remaining === 0) resolve();
-          };
-          const req: WorkerRequest = { type: 'windows', indices, windows: indices.map((i) => Array.from(windows[i])) };
-          w.child.send(req);
-        });
-      }),
-    );
+    try {
+      await Promise.all(
+        this.workers.map((w, k) => {
+          const [start, end] = ranges[k];
+          if (start === end) return Promise.resolve();
+          return new Promise<void>((resolve, reject) => {
+            let remaining = end - start;
+            w.task = `evaluating windows ${start}-${end - 1} of ${windows.length}`;
+            w.onDeath = reject;
+            w.onReply = (m) => {
+              if (m.type !== 'result') return reject(replyError(m));
+              nlls[m.index] = m.nll;
+              done++;
+              onProgress?.(done, windows.length, (done * (windows[0].length - 1)) / (Number(process.hrtime.bigint() - t0) / 1e9));
+              if (--remaining === 0) {
+                w.task = 'idle';
+                w.onDeath = () => {};
+                resolve();
+              }
+            };
+            const indices = Array.from({ length: end - start }, (_, i) => start + i);
+            const req: WorkerRequest = { type: 'windows', indices, windows: indices.map((i) => Array.from(windows[i])) };
+            w.child.send(req);
+          });
+        }),
+      );
+    } catch (e) {
+      // One worker failed: the others' results are useless, stop them now rather than at the end of their batch.
+      this.close(true);
+      throw e;
+    }
     return nlls;
   }
 
-  close(): void {
-    for (const w of this.workers) if (w.child.connected) w.child.disconnect();
+  /** Let the workers exit (they leave when the channel closes); `kill` also signals them. */
+  close(kill = false): void {
+    this.closed = true;
+    for (const w of this.workers) {
+      if (w.child.connected) w.child.disconnect();
+      if (kill && w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGKILL');
+    }
   }
+}
+
+function deathCause(code: number | null, signal: NodeJS.Signals | null): string {
+  if (signal === 'SIGKILL') return 'SIGKILL, e.g. killed or out of memory';
+  return signal ?? `exit code ${code}`;
 }
 
 function replyError(m: WorkerReply): Error {

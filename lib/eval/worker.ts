@@ -1,6 +1,10 @@
 /**
  * Evaluation worker process: loads one model and returns per-window NLL sums for the windows it
  * is sent. wasm runs single-threaded in Node, so several of these use several cores.
+ *
+ * The worker must not outlive its parent: it yields to the event loop between windows, so the
+ * IPC channel's 'disconnect' (the parent exited, was killed, or closed the pool) is seen within
+ * one window, and it also checks that its parent process is still the one that started it.
  */
 import { BackendChoice, initBackend } from '../backend';
 import { CrepeError } from '../errors';
@@ -18,10 +22,18 @@ export type WorkerReply =
   | { type: 'error'; message: string; user: boolean };
 
 let runtime: LlamaModel | null = null;
+const parentPid = process.ppid;
+
+/** The parent is gone: the channel closed, or this process was re-parented (the parent died). */
+function orphaned(): boolean {
+  return !process.connected || process.ppid !== parentPid;
+}
 
 function reply(m: WorkerReply): void {
-  process.send!(m);
+  if (!orphaned()) process.send!(m, undefined, {}, () => undefined);
 }
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 process.on('message', (msg: WorkerRequest) => {
   void (async () => {
@@ -34,7 +46,11 @@ process.on('message', (msg: WorkerRequest) => {
         reply({ type: 'ready' });
       } else {
         if (!runtime) throw new Error('worker not initialised');
-        msg.windows.forEach((w, k) => reply({ type: 'result', index: msg.indices[k], nll: windowNll(runtime!, Int32Array.from(w)) }));
+        for (let k = 0; k < msg.windows.length; k++) {
+          await nextTurn();
+          if (orphaned()) process.exit(0);
+          reply({ type: 'result', index: msg.indices[k], nll: windowNll(runtime, Int32Array.from(msg.windows[k])) });
+        }
       }
     } catch (e) {
       reply({ type: 'error', message: (e as Error).message, user: e instanceof CrepeError });
@@ -42,3 +58,7 @@ process.on('message', (msg: WorkerRequest) => {
   })();
 });
 process.on('disconnect', () => process.exit(0));
+// Belt and braces for a parent killed while this worker is inside a long window: the timer fires between windows too.
+setInterval(() => {
+  if (orphaned()) process.exit(0);
+}, 1000).unref();
