@@ -8,6 +8,10 @@ import * as zlib from 'zlib';
 import { assetPath } from '../lib/assets';
 import {
   TINYSTORIES_SPLIT,
+  TINYSTORIES_TEST,
+  TINYSTORIES_VALIDATION,
+  assertNotTest,
+  datasetSplit,
   evaluationWindows,
   loadDataset,
   readC4,
@@ -20,6 +24,7 @@ import { datasetWindows } from '../lib/eval/evaluate';
 import { perplexity } from '../lib/eval/perplexity';
 import { openModel } from '../lib/model/resolve';
 import { LlamaModel } from '../lib/model/runtime';
+import { REPORT_DATASET, SEARCH_DATASET } from '../lib/search/objective';
 import { makeTmp, rmTmp } from './helpers';
 
 let tmp: string;
@@ -77,6 +82,68 @@ describe('tinystories split', () => {
     const paragraphs = ev.split('\n\n').filter((p) => p.length > 200);
     expect(paragraphs.length).toBeGreaterThan(100);
     for (const p of paragraphs.slice(0, 300)) expect(ca.includes(p)).toBe(false);
+  });
+});
+
+describe('three disjoint splits: calibration, validation, test', () => {
+  const raw = () => fs.readFileSync(assetPath('text', 'tinystories', 'tinystories_val_head.txt'), 'utf8');
+
+  test('test, validation and calibration tile the TinyStories file at paragraph boundaries, without overlap', () => {
+    const all = raw();
+    const test_ = loadDataset(TINYSTORIES_TEST, 'eval');
+    const val = loadDataset(TINYSTORIES_VALIDATION, 'eval');
+    const cal = loadDataset(TINYSTORIES_TEST, 'calib');
+    expect([test_.split, val.split, cal.split]).toEqual(['test', 'validation', 'calibration']);
+    // The recorded character ranges agree with the human-readable slice and with the text.
+    for (const ds of [test_, val, cal]) {
+      expect(ds.chars).toBeDefined();
+      expect(charRange(ds.slice)).toEqual([ds.chars!.start, ds.chars!.end]);
+      expect(ds.text).toBe(all.slice(ds.chars!.start, ds.chars!.end));
+    }
+    // Tiling: [0, a) [a, b) [b, end): every character in exactly one split.
+    expect(test_.chars!.start).toBe(0);
+    expect(val.chars!.start).toBe(test_.chars!.end);
+    expect(cal.chars!.start).toBe(val.chars!.end);
+    expect(cal.chars!.end).toBe(all.length);
+    // The validation slice is the unused middle (~200 KB to ~600 KB), cut at blank lines.
+    expect(val.chars!.end - val.chars!.start).toBeGreaterThan(390_000);
+    expect(val.text.startsWith('\n')).toBe(false);
+    expect(val.text.endsWith('\n\n')).toBe(true);
+    // No validation paragraph occurs in the test text (content-disjoint, not only by offsets).
+    const paragraphs = val.text.split('\n\n').filter((p) => p.length > 200);
+    expect(paragraphs.length).toBeGreaterThan(300);
+    for (const p of paragraphs.slice(0, 400)) {
+      expect(test_.text.includes(p)).toBe(false);
+      expect(cal.text.includes(p)).toBe(false);
+    }
+  });
+
+  test('the search measures on validation, disjoint from the split its final numbers are reported on', () => {
+    expect(datasetSplit(SEARCH_DATASET, 'eval')).toBe('validation');
+    expect(datasetSplit(REPORT_DATASET, 'eval')).toBe('test');
+    const search = loadDataset(SEARCH_DATASET, 'eval').chars!;
+    const report = loadDataset(REPORT_DATASET, 'eval').chars!;
+    const calib = loadDataset(REPORT_DATASET, 'calib').chars!;
+    expect(search.file).toBe(report.file);
+    // Disjoint byte ranges: search ends before the report split begins, or begins after it ends.
+    expect(search.end <= report.start || search.start >= report.end).toBe(true);
+    expect(search.end <= calib.start || search.start >= calib.end).toBe(true);
+    // The search's windows (first 16 x 512 tokens of stories260K) decode to text absent from the test split.
+    const m = openModel('stories260K');
+    m.source.close();
+    const ids = tokenizeDataset(loadDataset(SEARCH_DATASET, 'eval'), m.tokenizer, m.tokenizerPath);
+    const testText = loadDataset(REPORT_DATASET, 'eval').text;
+    for (const w of evaluationWindows(ids, 512, 16)) expect(testText.includes(m.tokenizer.decode(w.subarray(100, 200)))).toBe(false);
+  });
+
+  test('tuning on a test split is refused; calibrating on the validation split is refused', () => {
+    expect(assertNotTest(TINYSTORIES_VALIDATION, 'hill climbing')).toBe('validation');
+    for (const spec of [TINYSTORIES_TEST, 'wikitext2', 'text:/tmp/x.txt', 'c4:/tmp/x.json']) {
+      expect(() => assertNotTest(spec, 'hill climbing')).toThrow(CrepeError);
+      expect(() => assertNotTest(spec, 'hill climbing')).toThrow(/hill climbing may not tune on .* a test split/);
+    }
+    expect(() => loadDataset(TINYSTORIES_VALIDATION, 'calib')).toThrow(CrepeError);
+    expect(datasetSplit('c4:/x.json', 'calib')).toBe('calibration');
   });
 });
 

@@ -8,24 +8,63 @@ import { Tokenizer } from '../tokenizers/types';
 /** Which use a text is for: perplexity evaluation, or drawing calibration windows. */
 export type DatasetPart = 'eval' | 'calib';
 
+/**
+ * The research role of a text: calibration windows are drawn from 'calibration'; anything that
+ * is tuned (searches, proxy studies, picking defaults) is measured on 'validation'; every
+ * reported number is on 'test'. The three are disjoint for every dataset crepe tunes on.
+ */
+export type Split = 'calibration' | 'validation' | 'test';
+
 export interface TextDataset {
   /** The spec as given, e.g. 'tinystories' or 'text:/path/file.txt'. */
   spec: string;
   part: DatasetPart;
+  split: Split;
   text: string;
   /** Exactly which slice of which file: recorded with every result. */
   slice: string;
+  /** The slice as character offsets [start, end) of `file`, where it is a slice of one file. */
+  chars?: { file: string; start: number; end: number };
 }
 
 /**
- * The fixed TinyStories split (byte offsets in tinystories_val_head.txt, each moved to the next
- * paragraph boundary). Evaluation: the head of the file. Calibration: the tail, disjoint from
- * it and clear of the stretch near 400-440 KB whose quote characters are garbled.
+ * The fixed TinyStories split (character offsets in tinystories_val_head.txt, each moved to the
+ * next paragraph boundary): test = the head [0, evalEnd), validation = the middle [evalEnd,
+ * calibStart), calibration = the tail [calibStart, end). The three tile the file and are
+ * disjoint. (The middle and the tail carry some mojibake quotes, e.g. "â€œ", as the
+ * source file does; the head has none.)
  */
 export const TINYSTORIES_SPLIT = { evalEnd: 200_000, calibStart: 600_000 } as const;
 
+/** The TinyStories test split (every reported TinyStories number). */
+export const TINYSTORIES_TEST = 'tinystories';
+/** The TinyStories validation split: what searches, proxy studies and default-picking use. */
+export const TINYSTORIES_VALIDATION = 'tinystories-val';
+
 export const DATASET_HELP =
-  "tinystories (assets; eval = first ~200 KB, calib = from ~600 KB), wikitext2 (assets, raw test rows joined with '\\n\\n'; eval only), text:PATH (any UTF-8 file), c4:PATH (C4 .json or .json.gz shard, documents joined with '\\n\\n')";
+  "tinystories (assets; eval = test split, first ~200 KB; calib = calibration split, from ~600 KB), tinystories-val (validation split, the middle ~200-600 KB, for tuning; eval only), wikitext2 (assets, raw test rows joined with '\\n\\n'; test, eval only), text:PATH (any UTF-8 file; evaluated = test), c4:PATH (C4 .json or .json.gz shard, documents joined with '\\n\\n'; evaluated = test)";
+
+/**
+ * Which split `spec` read as `part` is. Calibration reads are 'calibration'; evaluation reads
+ * are 'test' except the named validation slices: a file given on the command line is taken to
+ * be reported on, so tuning on it is refused (see `assertNotTest`).
+ */
+export function datasetSplit(spec: string, part: DatasetPart): Split {
+  if (part === 'calib') return 'calibration';
+  return spec === TINYSTORIES_VALIDATION ? 'validation' : 'test';
+}
+
+/**
+ * Refuse to tune on a test split: `purpose` (e.g. "hill climbing") may only measure on a
+ * validation split. Returns the split for the record.
+ */
+export function assertNotTest(spec: string, purpose: string): Split {
+  const split = datasetSplit(spec, 'eval');
+  if (split === 'test') {
+    throw new CrepeError(`${purpose} may not tune on '${spec}', a test split (use ${TINYSTORIES_VALIDATION}, the validation split)`);
+  }
+  return split;
+}
 
 function readText(file: string): string {
   if (!fs.existsSync(file)) throw new CrepeError(`dataset file not found: ${file}`);
@@ -76,18 +115,25 @@ export function readC4(file: string): string[] {
 export function loadDataset(spec: string, part: DatasetPart): TextDataset {
   let text: string;
   let slice: string;
-  if (spec === 'tinystories') {
-    const file = assetPath('text', 'tinystories', 'tinystories_val_head.txt');
-    const all = readText(file);
-    if (part === 'eval') {
-      const end = nextParagraph(all, TINYSTORIES_SPLIT.evalEnd);
-      text = all.slice(0, end);
-      slice = `tinystories_val_head.txt chars [0, ${end})`;
+  let chars: TextDataset['chars'];
+  if (spec === TINYSTORIES_TEST || spec === TINYSTORIES_VALIDATION) {
+    const name = 'tinystories_val_head.txt';
+    const all = readText(assetPath('text', 'tinystories', name));
+    const evalEnd = nextParagraph(all, TINYSTORIES_SPLIT.evalEnd);
+    const calibStart = nextParagraph(all, TINYSTORIES_SPLIT.calibStart);
+    let start: number;
+    let end: number;
+    if (spec === TINYSTORIES_VALIDATION) {
+      if (part === 'calib') {
+        throw new CrepeError(`${TINYSTORIES_VALIDATION} is the validation split: calibrate on ${TINYSTORIES_TEST} (its calibration split) instead`);
+      }
+      [start, end] = [evalEnd, calibStart];
     } else {
-      const start = nextParagraph(all, TINYSTORIES_SPLIT.calibStart);
-      text = all.slice(start);
-      slice = `tinystories_val_head.txt chars [${start}, ${all.length})`;
+      [start, end] = part === 'eval' ? [0, evalEnd] : [calibStart, all.length];
     }
+    text = all.slice(start, end);
+    slice = `${name} chars [${start}, ${end})`;
+    chars = { file: name, start, end };
   } else if (spec === 'wikitext2') {
     if (part === 'calib') {
       throw new CrepeError('wikitext2 holds only the test split here: calibrating on it would leak the evaluation text');
@@ -108,7 +154,7 @@ export function loadDataset(spec: string, part: DatasetPart): TextDataset {
     throw new CrepeError(`unknown dataset '${spec}' (use ${DATASET_HELP})`);
   }
   if (text.trim().length === 0) throw new CrepeError(`dataset '${spec}' is empty`);
-  return { spec, part, text, slice };
+  return { spec, part, split: datasetSplit(spec, part), text, slice, ...(chars ? { chars } : {}) };
 }
 
 const tokenCache = new Map<string, Int32Array>();

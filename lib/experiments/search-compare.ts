@@ -23,7 +23,7 @@ import { Params, getStrategy } from '../prune/strategy';
 import '../prune/strategies';
 import { hillClimbSearch } from '../search/hillclimb';
 import {
-  FullEvaluation, SEARCH_DATASET, SearchOutcome, SearchSetup, SetupOptions, calibrateOnce, csvText, evalLogCsv, fullEvaluation, proxySign,
+  FullEvaluation, REPORT_DATASET, SEARCH_DATASET, SearchOutcome, SearchSetup, SetupOptions, calibrateOnce, csvText, evalLogCsv, fullEvaluation, proxySign,
   setupOptionsFor,
 } from '../search/objective';
 import { phoSearch } from '../search/pho';
@@ -708,10 +708,10 @@ function settingsParagraph(result: ComparisonResult): string {
     `every number below comes from that run. Method ${config.method}; models ${config.models.join(', ')};`,
     `structures ${config.structures.map((s) => `${s.name} = ${s.label}`).join(', ')}${hasUnstructured ? ` (unstructured compared per each method's default group: ${groups})` : ''}.`,
     `Calibration: ${c.nsamples} ${c.dataset} windows at the model's context (seed ${c.seed}); ${c.stats} statistics ${calibrationCount}${keep.length ? `, keeping ${keep.join('/')} raw windows per layer for the reconstruction proxies` : ''}.`,
-    `Hill climbing: ${config.hillclimb.budget} PPL evaluations on the first ${config.hillclimb.searchWindows} ${SEARCH_DATASET} evaluation windows, seed ${config.hillclimb.seed}, from ${formatParams(inStrategyOrder(config.method, searchStart(config.space)))}.`,
+    `Hill climbing: ${config.hillclimb.budget} PPL evaluations on the first ${config.hillclimb.searchWindows} ${SEARCH_DATASET} evaluation windows (validation split), seed ${config.hillclimb.seed}, from ${formatParams(inStrategyOrder(config.method, searchStart(config.space)))}.`,
     `PHO: ${config.pho.budget} evaluations of the ${config.pho.proxy} proxy (sign ${signText(config.pho.sign)}${proxyDefault}) with CMA-ES from the same start, seed ${config.pho.seed}.`,
     `Search space: ${spaceText(config.space)}.${baselines}${runs.length ? ` Also: ${runs.join('; ')}.` : ''}`,
-    `"full PPL" = the configuration pruned with the standard sequential pipeline (as \`crepe prune\`) and evaluated on every ${SEARCH_DATASET} evaluation window (${evaluationSizes(result.rows, config.models)}).`,
+    `"full PPL" = the configuration pruned with the standard sequential pipeline (as \`crepe prune\`) and evaluated on every ${REPORT_DATASET} evaluation window (test split) (${evaluationSizes(result.rows, config.models)}).`,
     `Times: calibration = collecting the statistics, plus the Fisher pass for a Fisher proxy (charged in full to each search in "search wall s" and in the ratio including calibration); loop = the search's evaluations;`,
     `CPU = user + system seconds of this process during the loop. Calibration per ${c.stats === 'dense' ? 'model' : 'model and structure'}: ${result.calibrations
       .map((k) => `${k.model}${k.structure === null ? '' : ` ${k.structure}`} ${k.seconds.toFixed(2)} s${k.setupSeconds - k.seconds >= 0.01 ? ` (${k.setupSeconds.toFixed(2)} s with the extras some proxies need)` : ''}`)

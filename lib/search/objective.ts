@@ -4,6 +4,7 @@
  * small search subset. Final numbers come from `fullEvaluation`, which prunes with the standard
  * pipeline (exactly what `crepe prune` does) and evaluates every window.
  */
+import { TINYSTORIES_TEST, TINYSTORIES_VALIDATION, assertNotTest } from '../data/datasets';
 import { EvalRecord, evaluateSource } from '../eval/evaluate';
 import { OpenedModel } from '../model/resolve';
 import { LinearName, linearShape } from '../model/types';
@@ -14,8 +15,10 @@ import { Params, Strategy, resolveParams } from '../prune/strategy';
 import { WeightFisher, collectWeightFisher } from './fisher';
 import { PROXIES, ProxyAccumulator, ProxyName } from './proxies';
 
-/** The search subset and the final evaluation both use this dataset's evaluation split. */
-export const SEARCH_DATASET = 'tinystories';
+/** Searches and proxy studies measure on the validation split; never on the test split. */
+export const SEARCH_DATASET = TINYSTORIES_VALIDATION;
+/** Final ("full PPL") numbers are reported on the test split, disjoint from SEARCH_DATASET. */
+export const REPORT_DATASET = TINYSTORIES_TEST;
 
 /**
  * Where the statistics come from: 'dense' = every block's input in the dense model (one pass);
@@ -81,6 +84,7 @@ export function calibrateOnce(
   calibration: CalibrationSpec,
   opts: SetupOptions,
 ): SearchSetup {
+  assertNotTest(opts.dataset ?? SEARCH_DATASET, 'a search');
   const t0 = process.hrtime.bigint();
   const statsOptions = { keepInputs: opts.keepInputs };
   let stats: CalibrationStats;
@@ -189,7 +193,7 @@ export function fullEvaluation(
   params: Params,
   structure: Structure,
   calibration: CalibrationSpec,
-  dataset = SEARCH_DATASET,
+  dataset = REPORT_DATASET,
 ): FullEvaluation {
   const pruned = pruneModel(model, { method, params, structure, calibration, propagate: 'pruned' });
   const record = evaluateSource(model, pruned.source, [dataset])[0];
