@@ -1,0 +1,13 @@
+/**
+ * Every bench section, registered in the order `npm run bench` runs and prints them. A new
+ * section is one file exporting a BenchSection plus one line here; `--only NAME` then selects
+ * it and `--list` shows it.
+ */
+import { evalSection } from './eval';
+import { registerSection } from './framework';
+import { pruneSection } from './prune';
+import { selectSection } from './select';
+
+registerSection(evalSection);
+registerSection(pruneSection);
+registerSection(selectSection);
