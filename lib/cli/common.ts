@@ -1,6 +1,8 @@
 import * as cliProgress from 'cli-progress';
 import { BackendChoice, backendDescription, initBackend } from '../backend';
 import { CrepeError } from '../errors';
+import { assetPath } from '../assets';
+import { BUILTIN_MODELS, OpenedModel } from '../model/resolve';
 import { gitVersion } from '../version';
 
 /** Options every command takes. */
@@ -81,4 +83,15 @@ export function positiveIntFlag(name: string, v: unknown): number {
   const n = numberFlag(name, v);
   if (!Number.isInteger(n) || n <= 0) throw new CrepeError(`--${name} must be a positive integer, got ${String(v)}`);
   return n;
+}
+
+/** The files a run reads: the model's weights and tokenizer and the datasets on disk (outputs must spare them). */
+export function inputPaths(model: OpenedModel, datasets: readonly string[] = []): string[] {
+  const builtin = BUILTIN_MODELS[model.name];
+  const paths = [builtin ? assetPath(...builtin.weights) : model.name, model.tokenizerPath];
+  for (const d of datasets) {
+    const m = /^(?:text|c4):(.+)$/.exec(d);
+    if (m) paths.push(m[1]);
+  }
+  return paths;
 }

@@ -2,7 +2,8 @@ import { openModel } from '../model/resolve';
 import { FloatDtype } from '../model/safetensors';
 import { SaveFormat, saveModel } from '../model/save';
 import { CrepeError } from '../errors';
-import { CommonArgs, emit } from './common';
+import { checkOutputs } from '../io/outputs';
+import { CommonArgs, emit, inputPaths } from './common';
 
 export interface ConvertArgs extends CommonArgs {
   model: string;
@@ -10,13 +11,17 @@ export interface ConvertArgs extends CommonArgs {
   to: SaveFormat;
   out: string;
   dtype: FloatDtype;
+  /** Replace an existing output crepe did not write. */
+  force?: boolean;
 }
 
 export async function convertCommand(args: ConvertArgs): Promise<void> {
   if (args.to === 'llama2c' && args.dtype !== 'F32') throw new CrepeError('llama2.c files are float32 only (--dtype F32)');
   const model = openModel(args.model, args.tokenizer);
   try {
-    saveModel(model.source, args.out, { format: args.to, dtype: args.dtype, tokenizer: model.tokenizerPath });
+    const isDir = args.to === 'hf';
+    checkOutputs([{ flag: '--out', path: args.out, kind: isDir ? 'hf-model' : 'llama2c-model', isDir }], inputPaths(model), { force: args.force });
+    saveModel(model.source, args.out, { format: args.to, dtype: args.dtype, tokenizer: model.tokenizerPath, force: args.force });
   } finally {
     model.source.close();
   }

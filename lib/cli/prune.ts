@@ -1,7 +1,9 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { CrepeError } from '../errors';
-import { writeFileAtomic } from '../io/atomic';
+import { StagedDir, stageDir, writeFileAtomic } from '../io/atomic';
+import { OutputTarget, checkOutputs } from '../io/outputs';
+import { formatForPath } from '../model/save';
 import { EvalRecord, checkSeqlen, evaluateSource } from '../eval/evaluate';
 import { openModel } from '../model/resolve';
 import { saveModel } from '../model/save';
@@ -10,7 +12,7 @@ import { OwlAllocation, OWL_DEFAULTS, checkOwlOptions, owlAllocation } from '../
 import { PruneOutcome, pruneModel } from '../prune/pipeline';
 import { parseStructure } from '../prune/select';
 import { getStrategy, parseParamPairs, resolveParams } from '../prune/strategy';
-import { PruneTargetArgs, emit, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
+import { PruneTargetArgs, emit, inputPaths, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
 
 export interface PruneArgs extends PruneTargetArgs {
   seed: number;
@@ -20,6 +22,8 @@ export interface PruneArgs extends PruneTargetArgs {
   maxWindows?: number;
   save?: string;
   dump?: string;
+  /** Replace existing outputs crepe did not write. */
+  force?: boolean;
   /** Add-ons: OWL allocation, DSnoT re-pruning, RIA channel permutation. */
   allocation?: string;
   owlM?: number;
@@ -63,15 +67,14 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
   if (strategy.pruneLayer && (permute || refine !== 'none')) {
     throw new CrepeError(`${args.method} updates weights itself: --permute and --refine do not apply to it`);
   }
-  if (args.save && fs.existsSync(args.save) && fs.statSync(args.save).isDirectory() && args.save.endsWith('.bin')) {
-    throw new CrepeError(`--save ${args.save} is a directory`);
-  }
-  if (args.save && !fs.existsSync(path.dirname(path.resolve(args.save)))) {
-    throw new CrepeError(`cannot save to ${args.save}: its folder does not exist`);
-  }
   const backend = await startBackend(args.backend);
   const model = openModel(args.model, args.tokenizer);
   const cfg = model.source.config;
+  // Outputs are checked before any work: never an input, the working directory or each other.
+  const outputs: OutputTarget[] = [];
+  if (args.save) outputs.push({ flag: '--save', path: args.save, kind: formatForPath(args.save) === 'hf' ? 'hf-model' : 'llama2c-model', isDir: formatForPath(args.save) === 'hf' });
+  if (args.dump) outputs.push({ flag: '--dump', path: args.dump, kind: 'prune-dump', isDir: true });
+  checkOutputs(outputs, inputPaths(model, [args.calib, ...(args.eval ?? [])]), { force: args.force });
   const calibSeqlen = args.calibSeqlen ?? cfg.maxSeqLen;
   checkSeqlen(calibSeqlen, cfg.maxSeqLen);
   const evalSets = args.eval ?? [];
@@ -85,7 +88,8 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
   const bar = progressBar(`prune ${args.method}`, 'blocks');
   bar.start(cfg.nLayers, 0, { rate: '' });
   let outcome: PruneOutcome;
-  const dumpTmp = args.dump ? `${path.resolve(args.dump)}.${process.pid}.tmp` : undefined;
+  const dump: StagedDir | undefined = args.dump ? stageDir(args.dump, 'prune-dump', { force: args.force }) : undefined;
+  const dumpTmp = dump?.tmp;
   try {
     outcome = pruneModel(
       model,
@@ -110,7 +114,7 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
       { onBlock: (done) => bar.update(done, { rate: '' }) },
     );
   } catch (e) {
-    if (dumpTmp) fs.rmSync(dumpTmp, { recursive: true, force: true });
+    dump?.abort();
     throw e;
   } finally {
     bar.stop();
@@ -133,12 +137,11 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
     backend,
     code_version: versionInfo(),
   };
-  if (dumpTmp && args.dump) {
-    writeFileAtomic(path.join(dumpTmp, 'run.json'), JSON.stringify({ ...settings, report: outcome.report, argv: process.argv.slice(2) }, null, 2));
-    if (fs.existsSync(args.dump)) fs.rmSync(args.dump, { recursive: true, force: true });
-    fs.renameSync(dumpTmp, args.dump);
+  if (dump) {
+    writeFileAtomic(path.join(dump.tmp, 'run.json'), JSON.stringify({ ...settings, report: outcome.report, argv: process.argv.slice(2) }, null, 2));
+    dump.commit();
   }
-  if (args.save) saveModel(outcome.source, args.save, { tokenizer: model.tokenizerPath });
+  if (args.save) saveModel(outcome.source, args.save, { tokenizer: model.tokenizerPath, force: args.force });
   model.source.close();
   const result = {
     ...settings,

@@ -9,7 +9,7 @@ import * as path from 'path';
 import * as vega from 'vega';
 import { compile, TopLevelSpec } from 'vega-lite';
 import { CrepeError } from '../errors';
-import { writeFileAtomic } from '../io/atomic';
+import { makeDirs, writeFileAtomic } from '../io/atomic';
 import { DENSE, parseCsv } from './cell';
 
 export type ResultRow = Record<string, string>;
@@ -329,7 +329,7 @@ export async function writeReport(csvFile: string, outDir?: string): Promise<Rep
   const results = readResults(csvFile);
   const dir = outDir ?? path.dirname(csvFile);
   if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) throw new CrepeError(`--out ${dir} is not a folder`);
-  fs.mkdirSync(dir, { recursive: true });
+  makeDirs(dir);
   const base = path.basename(csvFile, path.extname(csvFile));
   const tables = buildTables(results);
   const md: string[] = [

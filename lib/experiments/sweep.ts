@@ -12,6 +12,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { BackendChoice } from '../backend';
 import { CrepeError } from '../errors';
+import { makeDirs } from '../io/atomic';
 import { gitVersion } from '../version';
 import {
   Cell, CellResult, EvalOutcome, Row, csvHeader, csvLine, denseFromRow, describeCell, parseCsv, planCells, resultColumns, resultRow,
@@ -201,7 +202,7 @@ export interface SweepSummary {
  */
 export async function runSweep(plan: SweepPlan, jobs: number, backend: BackendChoice, events: SweepEvents = {}): Promise<SweepSummary> {
   const t0 = Date.now();
-  if (plan.out === defaultOut(plan.config.file)) fs.mkdirSync(path.dirname(plan.out), { recursive: true });
+  if (plan.out === defaultOut(plan.config.file)) makeDirs(path.dirname(plan.out));
   const results = ResultsFile.open(plan.out, plan.columns);
   const dense = new Map<string, EvalOutcome[]>();
   for (const c of plan.cells) {

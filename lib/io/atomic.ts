@@ -1,40 +1,284 @@
+/**
+ * Atomic outputs that never destroy what they did not write.
+ *
+ * - Files and folders are built under a recognisable temporary name beside the target
+ *   (`.<name>.crepe-<pid>-<n>.tmp`) and renamed into place, so the final name holds either the
+ *   old or the complete new output.
+ * - A folder is replaced by renaming the old one away (`.<name>.crepe-<pid>-<n>.old`), renaming
+ *   the new one in, and only then deleting the old one: a kill at any moment leaves the old or
+ *   the new tree under the final name, never a half-deleted one.
+ * - What is at the target is replaced only when it is empty, or a previous crepe output of the
+ *   same kind (a marker file says so), or `force` is set.
+ * - Temporaries left by a killed run (their process is gone) are removed by the next write of
+ *   the same target, with a note on stderr.
+ */
 import * as fs from 'fs';
 import * as path from 'path';
+import { CrepeError } from '../errors';
+
+/** The kinds of outputs crepe writes; a marker records the kind so a rerun may replace it. */
+export type OutputKind = 'hf-model' | 'llama2c-model' | 'prune-dump' | 'file';
+
+/** Marker inside a crepe output folder. */
+export const DIR_MARKER = '.crepe-output';
+/** Marker beside a crepe output file: `.<name>.crepe-output` (records its size and mtime). */
+export const fileMarker = (abs: string): string => path.join(path.dirname(abs), `.${path.basename(abs)}${DIR_MARKER}`);
+
+let tmpCounter = 0;
+const TMP_TAG = 'tmp';
+const OLD_TAG = 'old';
+
+/** `.<name>.crepe-<pid>-<n>.tmp` (being built) or `.old` (being replaced): recognisable, with the owner's pid. */
+function sideName(abs: string, tag: string): string {
+  return path.join(path.dirname(abs), `.${path.basename(abs)}.crepe-${process.pid}-${Date.now().toString(36)}${tmpCounter++}.${tag}`);
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+function processAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Remove temporaries of `abs` left by killed runs: crepe's current names and the names earlier
+ * versions used (`<name>.<pid>[.<time>].tmp`, `.<name>.<pid>.<time>.tmp`). A temporary whose
+ * process still runs is left alone. Returns the removed paths (each also noted on stderr).
+ */
+export function cleanStaleTemporaries(abs: string): string[] {
+  const dir = path.dirname(abs);
+  const base = escapeRegExp(path.basename(abs));
+  const patterns = [
+    new RegExp(`^\\.${base}\\.crepe-(\\d+)-[0-9a-z]+\\.(?:${TMP_TAG}|${OLD_TAG})$`),
+    new RegExp(`^${base}\\.(\\d+)(?:\\.\\d+)?\\.tmp$`),
+    new RegExp(`^\\.${base}\\.(\\d+)\\.\\d+\\.tmp$`),
+  ];
+  let entries: string[];
+  try {
+    entries = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of entries) {
+    const pid = patterns.map((p) => p.exec(name)).find((m) => m)?.[1];
+    if (pid === undefined || processAlive(Number(pid))) continue;
+    const p = path.join(dir, name);
+    try {
+      fs.rmSync(p, { recursive: true, force: true });
+      removed.push(p);
+      process.stderr.write(`crepe: removed ${p}, a temporary left by an interrupted run (process ${pid})\n`);
+    } catch {
+      // not ours to remove (permissions): leave it
+    }
+  }
+  return removed;
+}
+
+/** stat/lstat that answers undefined for a path that does not exist or cannot (a file in the way). */
+export function statPath(p: string, opts: { follow?: boolean } = {}): fs.Stats | undefined {
+  try {
+    return opts.follow === false ? fs.lstatSync(p) : fs.statSync(p);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw e;
+  }
+}
+
+function readMarkerKind(file: string): { kind?: string; size?: number; mtimeMs?: number } | null {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Why what is at `abs` may not be replaced by an output of `kind` (null when it may): it is of
+ * the wrong type (file vs folder), or holds something crepe did not write and `force` is off.
+ */
+export function replaceRefusal(abs: string, kind: OutputKind, isDir: boolean, force: boolean): string | null {
+  const st = statPath(abs, { follow: false });
+  if (!st) return null;
+  if (isDir) {
+    if (!st.isDirectory()) return `${abs} exists and is not a folder`;
+    if (force) return null;
+    const entries = fs.readdirSync(abs);
+    if (entries.length === 0) return null;
+    if (entries.includes(DIR_MARKER) && readMarkerKind(path.join(abs, DIR_MARKER))?.kind === kind) return null;
+    return `${abs} is a folder crepe did not write (${entries.length} entries); refusing to replace it (pass --force to replace it anyway)`;
+  }
+  if (st.isDirectory()) return `${abs} is a folder, a file is expected here`;
+  if (!st.isFile()) return `${abs} is not a regular file`;
+  if (force || kind === 'file') return null;
+  const m = readMarkerKind(fileMarker(abs));
+  if (m?.kind === kind && m.size === st.size && m.mtimeMs === st.mtimeMs) return null;
+  return `${abs} exists and is not a previous crepe output; refusing to replace it (pass --force to replace it anyway)`;
+}
+
+function checkParent(abs: string): void {
+  const parent = path.dirname(abs);
+  const st = statPath(parent);
+  if (!st) throw new CrepeError(`cannot write ${abs}: folder ${parent} does not exist`);
+  if (!st.isDirectory()) throw new CrepeError(`cannot write ${abs}: ${parent} is not a folder`);
+  try {
+    fs.accessSync(parent, fs.constants.W_OK);
+  } catch {
+    throw new CrepeError(`cannot write ${abs}: permission denied on folder ${parent}`);
+  }
+}
+
+/** An OS error while writing an output, as a one-line refusal naming the path. */
+function osError(abs: string, e: unknown): unknown {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (e instanceof CrepeError || !code) return e;
+  const why: Record<string, string> = { EACCES: 'permission denied', EPERM: 'permission denied', ENOSPC: 'no space left on the device', EISDIR: 'a folder is in the way', ENOTDIR: 'a file is in the way', EROFS: 'read-only file system', EDQUOT: 'disk quota exceeded', ENOENT: 'the system cannot create it there (ENOENT)' };
+  return new CrepeError(`cannot write ${abs}: ${why[code] ?? code}`);
+}
+
+export interface AtomicOptions {
+  /** What is written; a marker records it so a rerun may replace the output (default 'file'). */
+  kind?: OutputKind;
+  /** Replace whatever is at the target. */
+  force?: boolean;
+}
 
 /**
  * Write a file so that readers see either the old content or the complete new content, never a
  * half-written file: write beside it under a temporary name, fsync, then rename.
  */
-export function writeFileAtomic(file: string, data: string | Uint8Array): void {
-  const dir = path.dirname(path.resolve(file));
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
-  const fd = fs.openSync(tmp, 'w');
+export function writeFileAtomic(file: string, data: string | Uint8Array, opts: AtomicOptions = {}): void {
+  writeFileStreamAtomic(file, (fd) => fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data), opts);
+}
+
+/** writeFileAtomic for content written in pieces: `write` gets the temporary file's descriptor. */
+export function writeFileStreamAtomic(file: string, write: (fd: number) => void, opts: AtomicOptions = {}): void {
+  const abs = path.resolve(file);
+  const kind = opts.kind ?? 'file';
+  checkParent(abs);
+  const refusal = replaceRefusal(abs, kind, false, !!opts.force);
+  if (refusal) throw new CrepeError(refusal);
+  cleanStaleTemporaries(abs);
+  const tmp = sideName(abs, TMP_TAG);
   try {
-    fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
-    fs.fsyncSync(fd);
+    const fd = fs.openSync(tmp, 'wx');
+    try {
+      write(fd);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, abs);
   } catch (e) {
-    fs.closeSync(fd);
     fs.rmSync(tmp, { force: true });
-    throw e;
+    throw osError(abs, e);
   }
-  fs.closeSync(fd);
-  fs.renameSync(tmp, file);
+  if (kind !== 'file') {
+    const st = fs.statSync(abs);
+    fs.writeFileSync(fileMarker(abs), JSON.stringify({ kind, size: st.size, mtimeMs: st.mtimeMs }) + '\n');
+  }
+}
+
+/** A folder being built under a temporary name: `commit` renames it into place, `abort` removes it. */
+export interface StagedDir {
+  tmp: string;
+  commit(): void;
+  abort(): void;
+}
+
+/**
+ * Start building the folder `dir` under a temporary name beside it. Fails before creating
+ * anything when the folder may not be replaced (see replaceRefusal) or its parent is missing.
+ */
+export function stageDir(dir: string, kind: OutputKind, opts: { force?: boolean } = {}): StagedDir {
+  const abs = path.resolve(dir);
+  checkParent(abs);
+  const refusal = replaceRefusal(abs, kind, true, !!opts.force);
+  if (refusal) throw new CrepeError(refusal);
+  cleanStaleTemporaries(abs);
+  const tmp = sideName(abs, TMP_TAG);
+  try {
+    // Not recursive: the parent exists (checked), and a recursive mkdir loops forever where
+    // mkdir returns ENOENT for other reasons (e.g. under /proc).
+    fs.mkdirSync(tmp);
+  } catch (e) {
+    throw osError(abs, e);
+  }
+  return {
+    tmp,
+    abort: () => fs.rmSync(tmp, { recursive: true, force: true }),
+    commit: () => {
+      try {
+        fs.writeFileSync(path.join(tmp, DIR_MARKER), JSON.stringify({ kind }) + '\n');
+        // Checked again: something may have appeared at the target while we worked.
+        const late = replaceRefusal(abs, kind, true, !!opts.force);
+        if (late) throw new CrepeError(late);
+        if (fs.existsSync(abs)) {
+          const old = sideName(abs, OLD_TAG);
+          fs.renameSync(abs, old);
+          fs.renameSync(tmp, abs);
+          fs.rmSync(old, { recursive: true, force: true });
+        } else {
+          fs.renameSync(tmp, abs);
+        }
+      } catch (e) {
+        fs.rmSync(tmp, { recursive: true, force: true });
+        throw osError(abs, e);
+      }
+    },
+  };
 }
 
 /**
  * Build a directory under a temporary name and rename it into place when `fill` succeeds, so a
- * failed save leaves nothing behind. An existing directory at `dir` is replaced.
+ * failed save leaves nothing behind. An existing folder at `dir` is replaced only when it is
+ * empty, a previous crepe output of the same kind, or `force` is set.
  */
-export function writeDirAtomic(dir: string, fill: (tmpDir: string) => void): void {
-  const abs = path.resolve(dir);
-  const tmp = `${abs}.${process.pid}.${Date.now()}.tmp`;
-  fs.mkdirSync(tmp, { recursive: true });
+export function writeDirAtomic(dir: string, fill: (tmpDir: string) => void, kind: OutputKind, opts: { force?: boolean } = {}): void {
+  const staged = stageDir(dir, kind, opts);
   try {
-    fill(tmp);
+    fill(staged.tmp);
   } catch (e) {
-    fs.rmSync(tmp, { recursive: true, force: true });
+    staged.abort();
     throw e;
   }
-  if (fs.existsSync(abs)) fs.rmSync(abs, { recursive: true, force: true });
-  fs.renameSync(tmp, abs);
+  staged.commit();
+}
+
+/**
+ * `mkdir -p` that cannot hang: Node's recursive mkdirSync loops forever where mkdir returns
+ * ENOENT for a reason other than a missing parent (e.g. under /proc). Each missing folder is
+ * created on its own, from the deepest existing ancestor down; failures are one-line refusals.
+ */
+export function makeDirs(dir: string): void {
+  const abs = path.resolve(dir);
+  const missing: string[] = [];
+  let head = abs;
+  for (;;) {
+    const st = statPath(head);
+    if (st) {
+      if (!st.isDirectory()) throw new CrepeError(`cannot create folder ${abs}: ${head} is not a folder`);
+      break;
+    }
+    missing.unshift(head);
+    const parent = path.dirname(head);
+    if (parent === head) break;
+    head = parent;
+  }
+  for (const d of missing) {
+    try {
+      fs.mkdirSync(d);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST' && fs.statSync(d).isDirectory()) continue;
+      throw new CrepeError(`cannot create folder ${abs}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  }
 }

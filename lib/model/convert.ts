@@ -66,6 +66,8 @@ export interface WriteHfOptions {
   shardBytes?: number;
   /** A tokenizer file (tokenizer.json, tokenizer.model, tok512.bin, ...) copied beside the weights. */
   tokenizer?: string;
+  /** Replace an existing folder crepe did not write. */
+  force?: boolean;
 }
 
 const DEFAULT_SHARD_BYTES = 5e9;
@@ -115,7 +117,7 @@ export function writeHfModel(src: WeightSource, outDir: string, opts: WriteHfOpt
       fs.copyFileSync(opts.tokenizer, copy);
       fs.chmodSync(copy, 0o644); // the source may be a read-only asset; the output is the user's
     }
-  });
+  }, 'hf-model', { force: opts.force });
 }
 
 /** Consecutive tensors packed greedily into shards of at most maxBytes (a bigger tensor gets its own). */

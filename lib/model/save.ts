@@ -1,6 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { CrepeError } from '../errors';
+import { writeFileStreamAtomic } from '../io/atomic';
 import { writeHfModel } from './convert';
 import { FloatDtype } from './safetensors';
 import { writeLlama2c } from './llama2c';
@@ -17,27 +18,25 @@ export function formatForPath(p: string): SaveFormat {
  * Save a model (e.g. a pruned overlay) atomically: llama2.c files are streamed to a temporary
  * file and renamed; HF directories are built under a temporary name and renamed.
  */
-export function saveModel(src: WeightSource, out: string, opts: { format?: SaveFormat; dtype?: FloatDtype; tokenizer?: string } = {}): SaveFormat {
+export function saveModel(
+  src: WeightSource,
+  out: string,
+  opts: { format?: SaveFormat; dtype?: FloatDtype; tokenizer?: string; force?: boolean } = {},
+): SaveFormat {
   const format = opts.format ?? formatForPath(out);
   const dir = path.dirname(path.resolve(out));
   if (!fs.existsSync(dir)) throw new CrepeError(`cannot save to ${out}: folder ${dir} does not exist`);
   if (format === 'hf') {
-    writeHfModel(src, out, { dtype: opts.dtype ?? 'F32', tokenizer: opts.tokenizer });
+    writeHfModel(src, out, { dtype: opts.dtype ?? 'F32', tokenizer: opts.tokenizer, force: opts.force });
     return format;
   }
-  const tmp = `${path.resolve(out)}.${process.pid}.tmp`;
-  const fd = fs.openSync(tmp, 'w');
-  try {
-    writeLlama2c(src, out, (chunks) => {
-      for (const c of chunks) fs.writeSync(fd, c);
-    });
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-  } catch (e) {
-    fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
-  fs.renameSync(tmp, out);
+  writeFileStreamAtomic(
+    out,
+    (fd) =>
+      writeLlama2c(src, out, (chunks) => {
+        for (const c of chunks) fs.writeSync(fd, c);
+      }),
+    { kind: 'llama2c-model', force: opts.force },
+  );
   return format;
 }
