@@ -13,6 +13,8 @@ import { sweepCommand } from '../lib/cli/sweep';
 import { PROXY_HELP, searchCommand, spaceOptions } from '../lib/cli/search';
 import { searchCompareCommand } from '../lib/cli/search-compare';
 import { tokenizeCommand } from '../lib/cli/tokenize';
+import { zeroshotCommand } from '../lib/cli/zeroshot';
+import { TASKS } from '../lib/eval/zeroshot/tasks';
 import { DATASET_HELP } from '../lib/data/datasets';
 import { listStrategies } from '../lib/prune/strategy';
 import '../lib/prune/strategies';
@@ -47,6 +49,21 @@ void yargs(hideBin(process.argv))
         .example('$0 eval --model stories260K --dataset tinystories --jobs 2', 'the same on both cores, bit-identical PPL')
         .example('$0 eval --model babyllama-char --dataset wikitext2 --max-windows 20 --json', 'a quick look, as JSON'),
     (a) => runCommand(() => evalCommand(a as never)),
+  )
+  .command(
+    'zeroshot',
+    'zero-shot task accuracy as lm-evaluation-harness scores it (ARC, OpenBookQA, PIQA, WinoGrande, BoolQ, HellaSwag, RTE, LAMBADA)',
+    (y) =>
+      modelOpts(y)
+        .option('tasks', { type: 'string', array: true, demandOption: true, describe: `comma-separated: ${TASKS.map((t) => t.name).join(', ')}; NAME:PATH reads the task from that file (original format)` })
+        .option('limit', { type: 'number', describe: 'score only the first N documents of each task (the harness --limit)' })
+        .option('jobs', { type: 'number', default: 1, describe: 'worker processes (wasm is single-threaded: use one per core)' })
+        .option('bos', { type: 'boolean', default: true, describe: "prepend BOS (the harness's HF default for LLaMA tokenizers; --no-bos = add_bos_token=False)" })
+        .option('bootstrap-iters', { type: 'number', default: 100000, describe: 'bootstrap replicates for the perplexity stderr (the harness default)' })
+        .example('$0 zeroshot --model stories260K --tasks arc_easy,arc_challenge,piqa --jobs 2', 'accuracy with stderr and item counts')
+        .example('$0 zeroshot --model stories260K --tasks lambada_openai,tinystories_cloze --limit 500 --json', 'last-word accuracy and perplexity, first 500 documents')
+        .example('$0 zeroshot --model stories260K --tasks hellaswag:/data/hellaswag_val.jsonl,rte:/data/RTE/dev.tsv', 'tasks from your own copies of the files'),
+    (a) => runCommand(() => zeroshotCommand(a as never)),
   )
   .command(
     'tokenize',

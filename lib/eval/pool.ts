@@ -9,6 +9,7 @@ import { saveModel } from '../model/save';
 import { WeightSource } from '../model/types';
 import { ProgressFn } from './perplexity';
 import { WorkerReply, WorkerRequest } from './worker';
+import { RequestScore, TokenRequest } from './zeroshot/loglikelihood';
 
 /** The compiled worker (tests run from TypeScript sources, so always use dist/). */
 function workerScript(): string {
@@ -127,6 +128,53 @@ export class EvalPool {
       throw e;
     }
     return nlls;
+  }
+
+  /**
+   * Zero-shot log-likelihood batches (see zeroshot/loglikelihood.ts), handed out one at a time to
+   * whichever worker is free (batches differ in cost); results come back by batch index, and
+   * each batch is computed whole by one worker, so the scores do not depend on the worker count.
+   * A dead or failing worker fails the run at once, as in `run`.
+   */
+  async scoreBatches(batches: readonly (readonly TokenRequest[])[][], onBatch?: (index: number) => void): Promise<RequestScore[][][]> {
+    const out = new Array<RequestScore[][]>(batches.length);
+    let next = 0;
+    try {
+      await Promise.all(
+        this.workers.map(
+          (w) =>
+            new Promise<void>((resolve, reject) => {
+              w.onDeath = reject;
+              const sendNext = (): void => {
+                if (next >= batches.length) {
+                  w.task = 'idle';
+                  w.onDeath = () => {};
+                  return resolve();
+                }
+                const index = next++;
+                w.task = `scoring zero-shot batch ${index + 1} of ${batches.length}`;
+                const req: WorkerRequest = {
+                  type: 'loglikelihood',
+                  index,
+                  items: batches[index].map((reqs) => reqs.map((r) => ({ input: Array.from(r.input), cont: Array.from(r.cont) }))),
+                };
+                w.child.send(req);
+              };
+              w.onReply = (m) => {
+                if (m.type !== 'scores') return reject(replyError(m));
+                out[m.index] = m.scores;
+                onBatch?.(m.index);
+                sendNext();
+              };
+              sendNext();
+            }),
+        ),
+      );
+    } catch (e) {
+      this.close(true);
+      throw e;
+    }
+    return out;
   }
 
   /** Let the workers exit (they leave when the channel closes); `kill` also signals them. */

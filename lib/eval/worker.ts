@@ -11,14 +11,18 @@ import { CrepeError } from '../errors';
 import { openModel } from '../model/resolve';
 import { LlamaModel } from '../model/runtime';
 import { windowNll } from './perplexity';
+import { RequestScore, scorePacked } from './zeroshot/loglikelihood';
 
 export type WorkerRequest =
   | { type: 'init'; model: string; tokenizer: string; backend: BackendChoice }
-  | { type: 'windows'; indices: number[]; windows: number[][] };
+  | { type: 'windows'; indices: number[]; windows: number[][] }
+  /** One packed batch of zero-shot requests: per item, per request, input and continuation ids. */
+  | { type: 'loglikelihood'; index: number; items: { input: number[]; cont: number[] }[][] };
 
 export type WorkerReply =
   | { type: 'ready' }
   | { type: 'result'; index: number; nll: number }
+  | { type: 'scores'; index: number; scores: RequestScore[][] }
   | { type: 'error'; message: string; user: boolean };
 
 let runtime: LlamaModel | null = null;
@@ -44,6 +48,10 @@ process.on('message', (msg: WorkerRequest) => {
         runtime = LlamaModel.fromSource(model.source);
         model.source.close();
         reply({ type: 'ready' });
+      } else if (msg.type === 'loglikelihood') {
+        if (!runtime) throw new Error('worker not initialised');
+        const items = msg.items.map((reqs) => reqs.map((r) => ({ input: Int32Array.from(r.input), cont: Int32Array.from(r.cont) })));
+        reply({ type: 'scores', index: msg.index, scores: scorePacked(runtime, items) });
       } else {
         if (!runtime) throw new Error('worker not initialised');
         for (let k = 0; k < msg.windows.length; k++) {

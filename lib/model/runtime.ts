@@ -143,8 +143,10 @@ function causalMask(rows: number, cols: number, offset: number): Float32Array {
   return m;
 }
 
-export function makeWindowTables(cfg: LlamaConfig, T: number): WindowTables {
+/** Rotary cos/sin rows [positions.length, hd] for the given absolute positions. */
+function rotaryTables(cfg: LlamaConfig, positions: ArrayLike<number>): { cos: Float32Array; sin: Float32Array } {
   const hd = cfg.headDim;
+  const T = positions.length;
   const cos = new Float32Array(T * hd);
   const sin = new Float32Array(T * hd);
   for (let t = 0; t < T; t++) {
@@ -152,10 +154,38 @@ export function makeWindowTables(cfg: LlamaConfig, T: number): WindowTables {
       const i = rotaryFreqIndex(cfg.ropeLayout, hd, a);
       // float64 angle then rounded, as llama2.c and HF compute the tables
       const freq = 1 / Math.pow(cfg.ropeTheta, (2 * i) / hd);
-      cos[t * hd + a] = Math.cos(t * freq);
-      sin[t * hd + a] = Math.sin(t * freq);
+      cos[t * hd + a] = Math.cos(positions[t] * freq);
+      sin[t * hd + a] = Math.sin(positions[t] * freq);
     }
   }
+  return { cos, sin };
+}
+
+/**
+ * Tables for a packed sequence: several token sequences laid side by side in one window, each
+ * row with its own rotary position and an additive attention mask [T, T] (0 = visible, -1e9 =
+ * hidden) saying which rows it sees. Sequences that share a prefix (the choices of a
+ * multiple-choice item) are scored in one forward that computes the prefix once.
+ */
+export function makePackedTables(cfg: LlamaConfig, positions: ArrayLike<number>, mask: Float32Array): WindowTables {
+  const T = positions.length;
+  const hd = cfg.headDim;
+  if (mask.length !== T * T) throw new Error(`packed mask has ${mask.length} entries for ${T} rows`);
+  const { cos, sin } = rotaryTables(cfg, positions);
+  return {
+    split: null,
+    length: T,
+    cos: tf.tensor2d(cos, [T, hd]),
+    sin: tf.tensor2d(sin, [T, hd]),
+    cosT: tf.tensor2d(transpose(cos, T, hd), [hd, T]),
+    sinT: tf.tensor2d(transpose(sin, T, hd), [hd, T]),
+    causal: tf.tensor2d(mask, [T, T]),
+  };
+}
+
+export function makeWindowTables(cfg: LlamaConfig, T: number): WindowTables {
+  const hd = cfg.headDim;
+  const { cos, sin } = rotaryTables(cfg, Array.from({ length: T }, (_, t) => t));
   const causal = causalMask(T, T, 0);
   const h = T >> 1;
   const split =
@@ -309,9 +339,8 @@ export class LlamaModel {
     return tf.tidy(() => tf.gather(this.embedding, tf.tensor1d(tokens, 'int32')) as tf.Tensor2D);
   }
 
-  /** Final hidden states [T, dim] of one window. */
-  hidden(tokens: Int32Array): tf.Tensor2D {
-    const tables = this.windowTables(tokens.length);
+  /** Final hidden states [T, dim] of one window (or of a packed sequence with its own tables). */
+  hidden(tokens: Int32Array, tables: WindowTables = this.windowTables(tokens.length)): tf.Tensor2D {
     let x = this.embed(tokens);
     for (const b of this.blocks) {
       const next = forwardBlock(this.config, b, tables, x);
@@ -354,6 +383,16 @@ export class LlamaModel {
       tf.dispose([logits, flatIdx, picked]);
     }
     x.dispose();
+    return out;
+  }
+
+  /** Logits [rows.length, vocab] (row-major) at the given positions of final hidden states `x`. */
+  logitsAt(x: tf.Tensor2D, rows: Int32Array): Float32Array {
+    const logits = tf.tidy(() =>
+      tf.matMul(rmsNorm(tf.gather(x, tf.tensor1d(rows, 'int32')) as tf.Tensor2D, this.finalNorm, this.config.normEps), this.classifierT),
+    );
+    const out = logits.dataSync() as Float32Array;
+    logits.dispose();
     return out;
   }
 

@@ -1,0 +1,187 @@
+/**
+ * Zero-shot evaluation of a model (its own weights or pruned ones) on harness tasks: documents
+ * to requests, requests to tokens, packed batches scored in this process or on worker
+ * processes, per-document metrics, aggregates with the harness's standard errors.
+ */
+import { BackendChoice } from '../../backend';
+import { CrepeError } from '../../errors';
+import { OpenedModel } from '../../model/resolve';
+import { LlamaModel } from '../../model/runtime';
+import { WeightSource } from '../../model/types';
+import { EvalPool, sourceForWorkers } from '../pool';
+import { RequestScore, TokenRequest, encodePair, packBatches, scorePacked, tokenRequest } from './loglikelihood';
+import { DocMetrics, MetricSummary, aggregate, docMetrics } from './metrics';
+import { MetricName, TaskDoc, TaskSpec } from './tasks';
+
+export interface ZeroshotOptions {
+  /** Score only the first `limit` documents of each task (the harness's --limit). */
+  limit?: number;
+  /** Prepend BOS when encoding (the harness's default for LLaMA tokenizers); see docs/zeroshot.md. */
+  addBos?: boolean;
+  /** The harness's bootstrap_iters for the perplexity stderr (default 100000). */
+  bootstrapIters?: number;
+  /** Packed tokens per forward (default 512). */
+  packTokens?: number;
+  /** Context window; default the model's. */
+  maxLength?: number;
+  jobs?: number;
+  backend?: BackendChoice;
+  onProgress?: (done: number, total: number, itemsPerSecond: number) => void;
+}
+
+/** What was scored for one task: its documents (after --limit) as token requests. */
+export interface PreparedTask {
+  spec: TaskSpec;
+  source: string;
+  totalDocs: number;
+  docs: TaskDoc[];
+  tokens: TokenRequest[][];
+  /** Requests whose context + continuation did not fit the window and lost tokens on the left. */
+  truncated: number;
+}
+
+export interface DocScores {
+  scores: RequestScore[];
+  metrics: DocMetrics;
+}
+
+export interface TaskResult {
+  task: string;
+  harness: string;
+  source: string;
+  /** Documents scored (after --limit) and in the file. */
+  items: number;
+  totalItems: number;
+  requests: number;
+  truncated: number;
+  metrics: Partial<Record<MetricName, MetricSummary>>;
+  perDoc: DocScores[];
+}
+
+export interface ZeroshotResult {
+  tasks: TaskResult[];
+  addBos: boolean;
+  maxLength: number;
+  limit: number | null;
+  bootstrapIters: number;
+  seconds: number;
+  items: number;
+  itemsPerSecond: number;
+}
+
+export const DEFAULT_PACK_TOKENS = 512;
+
+export function prepareTask(model: OpenedModel, spec: TaskSpec, opts: ZeroshotOptions = {}): PreparedTask {
+  const { docs: all, source } = spec.task.load(spec.file);
+  if (opts.limit !== undefined && !(Number.isInteger(opts.limit) && opts.limit > 0)) throw new CrepeError(`--limit must be a positive integer, got ${opts.limit}`);
+  const docs = opts.limit !== undefined ? all.slice(0, opts.limit) : all;
+  const maxLength = opts.maxLength ?? model.source.config.maxSeqLen;
+  const addBos = opts.addBos ?? true;
+  let truncated = 0;
+  const tokens = docs.map((d, i) =>
+    d.requests.map((r, k) => {
+      const pair = encodePair(model.tokenizer, r, { addBos });
+      if (pair.context.length + pair.continuation.length > maxLength + 1) truncated++;
+      return tokenRequest(pair.context, pair.continuation, maxLength, `${spec.task.name} document ${i + 1} request ${k + 1}`);
+    }),
+  );
+  return { spec, source, totalDocs: all.length, docs, tokens, truncated };
+}
+
+/** Scores of all items of all tasks (in task order), batched deterministically. */
+async function scoreAll(
+  model: OpenedModel,
+  source: WeightSource,
+  items: TokenRequest[][],
+  opts: ZeroshotOptions,
+): Promise<RequestScore[][]> {
+  const batches = packBatches(items, opts.packTokens ?? DEFAULT_PACK_TOKENS);
+  const t0 = process.hrtime.bigint();
+  let done = 0;
+  const progress = (batch: number[]): void => {
+    done += batch.length;
+    opts.onProgress?.(done, items.length, done / (Number(process.hrtime.bigint() - t0) / 1e9));
+  };
+  const out = new Array<RequestScore[]>(items.length);
+  const jobs = Math.min(opts.jobs ?? 1, batches.length);
+  if (jobs <= 1) {
+    const runtime = LlamaModel.fromSource(source);
+    try {
+      for (const b of batches) {
+        scorePacked(runtime, b.map((i) => items[i])).forEach((s, k) => (out[b[k]] = s));
+        progress(b);
+      }
+    } finally {
+      runtime.dispose();
+    }
+    return out;
+  }
+  const shared = sourceForWorkers(source, model.source.origin, source === model.source);
+  try {
+    const pool = await EvalPool.start(shared.path, model.tokenizerPath, jobs, opts.backend ?? 'auto');
+    try {
+      const res = await pool.scoreBatches(
+        batches.map((b) => b.map((i) => items[i])),
+        (index) => progress(batches[index]),
+      );
+      res.forEach((scores, bi) => scores.forEach((s, k) => (out[batches[bi][k]] = s)));
+    } finally {
+      pool.close();
+    }
+  } finally {
+    shared.cleanup();
+  }
+  return out;
+}
+
+/** Zero-shot results of `source` (the model's own weights or pruned ones) on `specs`. */
+export async function evaluateZeroshot(
+  model: OpenedModel,
+  source: WeightSource,
+  specs: readonly TaskSpec[],
+  opts: ZeroshotOptions = {},
+): Promise<ZeroshotResult> {
+  const t0 = process.hrtime.bigint();
+  const prepared = specs.map((s) => prepareTask(model, s, opts));
+  const items = prepared.flatMap((p) => p.tokens);
+  const scores = await scoreAll(model, source, items, opts);
+  const bootstrapIters = opts.bootstrapIters ?? 100_000;
+  let at = 0;
+  const tasks = prepared.map((p): TaskResult => {
+    const metricsWanted = p.spec.task.metrics;
+    const perDoc = p.docs.map((d) => {
+      const s = scores[at++];
+      return { scores: s, metrics: docMetrics(d, s, metricsWanted) };
+    });
+    const metrics: Partial<Record<MetricName, MetricSummary>> = {};
+    for (const m of metricsWanted) metrics[m] = aggregate(m, perDoc.map((d) => d.metrics[m]!), bootstrapIters);
+    return {
+      task: p.spec.task.name,
+      harness: p.spec.task.harness,
+      source: p.source,
+      items: p.docs.length,
+      totalItems: p.totalDocs,
+      requests: p.tokens.reduce((a, r) => a + r.length, 0),
+      truncated: p.truncated,
+      metrics,
+      perDoc,
+    };
+  });
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  return {
+    tasks,
+    addBos: opts.addBos ?? true,
+    maxLength: opts.maxLength ?? model.source.config.maxSeqLen,
+    limit: opts.limit ?? null,
+    bootstrapIters,
+    seconds,
+    items: items.length,
+    itemsPerSecond: items.length / seconds,
+  };
+}
+
+/** The papers' summary: mean `acc` over the tasks that report it. */
+export function meanAccuracy(tasks: readonly TaskResult[]): number | null {
+  const accs = tasks.map((t) => t.metrics.acc?.value).filter((v): v is number => v !== undefined);
+  return accs.length === 0 ? null : accs.reduce((a, b) => a + b, 0) / accs.length;
+}
