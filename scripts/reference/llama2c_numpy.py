@@ -69,6 +69,12 @@ def rope(x, T, hd, dtype):
 
 
 def forward_logprobs(cfg, w, ids, dtype):
+    lp = forward_logsoftmax(cfg, w, ids, dtype)
+    return lp[np.arange(len(ids) - 1), ids[1:]]
+
+
+def forward_logsoftmax(cfg, w, ids, dtype):
+    """Log-softmax of the next-token logits at every position: [T, vocab]."""
     T = len(ids)
     H, KV, hd = cfg["n_heads"], cfg["n_kv"], cfg["hd"]
     x = w["emb"][ids]
@@ -93,8 +99,7 @@ def forward_logprobs(cfg, w, ids, dtype):
     logits = rmsnorm(x, w["rms_final"]) @ w["cls"].T
     m = logits.max(-1, keepdims=True)
     lse = m + np.log(np.exp(logits - m).sum(-1, keepdims=True))
-    lp = logits - lse
-    return lp[np.arange(T - 1), ids[1:]]
+    return logits - lse
 
 
 def main():
