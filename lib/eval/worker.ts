@@ -50,6 +50,8 @@ process.on('message', (msg: WorkerRequest) => {
         reply({ type: 'ready' });
       } else if (msg.type === 'loglikelihood') {
         if (!runtime) throw new Error('worker not initialised');
+        await nextTurn();
+        if (orphaned()) process.exit(0);
         const items = msg.items.map((reqs) => reqs.map((r) => ({ input: Int32Array.from(r.input), cont: Int32Array.from(r.cont) })));
         reply({ type: 'scores', index: msg.index, scores: scorePacked(runtime, items) });
       } else {

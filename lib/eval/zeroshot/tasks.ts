@@ -7,7 +7,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { assetsDir } from '../../assets';
-import { loadDataset } from '../../data/datasets';
+import { TINYSTORIES_TEST, loadDataset } from '../../data/datasets';
 import { CrepeError } from '../../errors';
 
 /** One (context, continuation) pair, exactly the strings the harness passes to loglikelihood. */
@@ -333,7 +333,7 @@ const tinystoriesCloze: TaskDef = {
   metrics: ['perplexity', 'acc'],
   defaultFiles: [],
   load(override) {
-    const ds = loadDataset(override ? `text:${override}` : 'tinystories', 'eval');
+    const ds = loadDataset(override ? `text:${override}` : TINYSTORIES_TEST, 'eval');
     const docs = tinystoriesClozeRequests(ds.text).map((r): TaskDoc => ({ kind: 'loglikelihood', requests: [r] }));
     if (docs.length === 0) throw new CrepeError(`no paragraphs usable for tinystories_cloze in ${ds.slice}`);
     return { docs, source: ds.slice };
