@@ -4,7 +4,8 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { Row, csvHeader, csvLine, resultColumns } from '../lib/experiments/cell';
+import { Row, resultColumns } from '../lib/experiments/cell';
+import { csvHeader, csvLine } from '../lib/util/csv';
 import { buildTables, readResults, tableMarkdown, writeReport } from '../lib/experiments/report';
 import { lines, makeTmp, rmTmp, runCli } from './helpers';
 

@@ -7,7 +7,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { initBackend } from '../lib/backend';
-import { parseCsv } from '../lib/experiments/cell';
+import { parseCsv } from '../lib/util/csv';
 import {
   ComparePlan, ComparisonResult, RESULTS_CSV, RESULTS_MD, evalLogName, planComparison, readProxyStudies, runComparison,
 } from '../lib/experiments/search-compare';

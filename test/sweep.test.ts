@@ -6,11 +6,10 @@
 import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import {
-  Cell, ModelInfo, canonicalJson, csvHeader, csvLine, expandCells, parseCsv, parseCsvLine, resultColumns,
-} from '../lib/experiments/cell';
+import { Cell, ModelInfo, canonicalJson, expandCells, resultColumns } from '../lib/experiments/cell';
 import { SweepConfig, parseSweepConfig } from '../lib/experiments/config';
 import { planSweep } from '../lib/experiments/sweep';
+import { csvHeader, csvLine, parseCsv, parseCsvLine } from '../lib/util/csv';
 import { CLI, ROOT, lines, makeTmp, rmTmp, runCli } from './helpers';
 
 const SMOKE = path.join(ROOT, 'experiments', 'smoke.json');

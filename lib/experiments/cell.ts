@@ -5,7 +5,6 @@
  * row, and read back on resume.
  */
 import { createHash } from 'crypto';
-import { createObjectCsvStringifier } from 'csv-writer';
 import { loadDataset } from '../data/datasets';
 import { CrepeError } from '../errors';
 import { checkSeqlen } from '../eval/evaluate';
@@ -289,72 +288,4 @@ export function denseFromRow(row: Record<string, string>, evals: readonly EvalSp
     const c = datasetColumn(e.dataset);
     return { dataset: e.dataset, seqlen: Number(row[`${c}_seqlen`]), windows: Number(row[`${c}_windows`]), ppl: Number(row[`${c}_ppl`]), seconds: 0 };
   });
-}
-
-// ---------------------------------------------------------------------------------------------
-// CSV text
-
-export function csvHeader(columns: readonly string[]): string {
-  return createObjectCsvStringifier({ header: columns.map((id) => ({ id, title: id })) }).getHeaderString() ?? '';
-}
-
-/** One CSV line (with its newline). Rows are single lines, which crash recovery relies on. */
-export function csvLine(columns: readonly string[], row: Row): string {
-  for (const c of columns) {
-    if (String(row[c] ?? '').includes('\n')) throw new CrepeError(`value of column ${c} contains a line break: ${JSON.stringify(row[c])}`);
-  }
-  return createObjectCsvStringifier({ header: columns.map((id) => ({ id, title: id })) }).stringifyRecords([row]);
-}
-
-/** Split one CSV line (RFC 4180 quoting, no embedded line breaks). */
-export function parseCsvLine(line: string): string[] {
-  const out: string[] = [];
-  let i = 0;
-  for (;;) {
-    let field = '';
-    if (line[i] === '"') {
-      i++;
-      for (;;) {
-        const q = line.indexOf('"', i);
-        if (q < 0) throw new CrepeError(`unterminated quote in CSV line: ${line.slice(0, 80)}`);
-        field += line.slice(i, q);
-        if (line[q + 1] === '"') {
-          field += '"';
-          i = q + 2;
-        } else {
-          i = q + 1;
-          break;
-        }
-      }
-    } else {
-      const comma = line.indexOf(',', i);
-      const end = comma < 0 ? line.length : comma;
-      field = line.slice(i, end);
-      i = end;
-    }
-    out.push(field);
-    if (i >= line.length) return out;
-    if (line[i] !== ',') throw new CrepeError(`malformed CSV line: ${line.slice(0, 80)}`);
-    i++;
-  }
-}
-
-export interface CsvTable {
-  columns: string[];
-  rows: Record<string, string>[];
-}
-
-/** Parse complete CSV text (header + rows); rows with the wrong field count are errors. */
-export function parseCsv(text: string, file: string): CsvTable {
-  const lines = text.split('\n').filter((l) => l.length > 0);
-  if (lines.length === 0) return { columns: [], rows: [] };
-  const columns = parseCsvLine(lines[0]);
-  const rows = lines.slice(1).map((l, i) => {
-    const fields = parseCsvLine(l);
-    if (fields.length !== columns.length) {
-      throw new CrepeError(`${file}: line ${i + 2} has ${fields.length} fields, the header ${columns.length}`);
-    }
-    return Object.fromEntries(columns.map((c, k) => [c, fields[k]]));
-  });
-  return { columns, rows };
 }

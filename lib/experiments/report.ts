@@ -10,7 +10,8 @@ import * as vega from 'vega';
 import { compile, TopLevelSpec } from 'vega-lite';
 import { CrepeError } from '../errors';
 import { makeDirs, writeFileAtomic } from '../io/atomic';
-import { DENSE, parseCsv } from './cell';
+import { parseCsv } from '../util/csv';
+import { DENSE } from './cell';
 
 export type ResultRow = Record<string, string>;
 

@@ -23,7 +23,7 @@ import { Params, getStrategy } from '../prune/strategy';
 import '../prune/strategies';
 import { hillClimbSearch } from '../search/hillclimb';
 import {
-  FullEvaluation, REPORT_DATASET, SEARCH_DATASET, SearchOutcome, SearchSetup, SetupOptions, calibrateOnce, csvText, evalLogCsv, fullEvaluation, proxySign,
+  FullEvaluation, REPORT_DATASET, SEARCH_DATASET, SearchOutcome, SearchSetup, SetupOptions, calibrateOnce, evalLogCsv, fullEvaluation, proxySign,
   setupOptionsFor,
 } from '../search/objective';
 import { phoSearch } from '../search/pho';
@@ -31,7 +31,7 @@ import { PROXIES, PROXY_NAMES, ProxyName } from '../search/proxies';
 import { mean } from '../search/rank';
 import { SearchSpace, formatParams, searchStart } from '../search/space';
 import { StudySample, correlations } from '../search/study';
-import { parseCsv } from './cell';
+import { csvText, parseCsv } from '../util/csv';
 import { fieldError } from './config';
 import { SearchCompareConfig, StructureEntry, loadSearchCompareConfig, modelStem, selectSubset, structureFor } from './search-config';
 

@@ -13,9 +13,10 @@ import * as path from 'path';
 import { BackendChoice } from '../backend';
 import { CrepeError } from '../errors';
 import { makeDirs } from '../io/atomic';
+import { csvHeader, csvLine, parseCsv } from '../util/csv';
 import { gitVersion } from '../version';
 import {
-  Cell, CellResult, EvalOutcome, Row, csvHeader, csvLine, denseFromRow, describeCell, parseCsv, planCells, resultColumns, resultRow,
+  Cell, CellResult, EvalOutcome, Row, denseFromRow, describeCell, planCells, resultColumns, resultRow,
 } from './cell';
 import { SweepConfig, loadSweepConfig } from './config';
 import { FromWorker, ToWorker } from './worker';

@@ -12,6 +12,7 @@ import { CalibrationSpec, CalibrationStats, collectDenseStats, pruneModel } from
 import { Structure } from '../prune/select';
 import { InputStats } from '../prune/stats';
 import { Params, Strategy, resolveParams } from '../prune/strategy';
+import { csvText } from '../util/csv';
 import { WeightFisher, collectWeightFisher } from './fisher';
 import { PROXIES, ProxyAccumulator, ProxyName } from './proxies';
 
@@ -260,15 +261,6 @@ export function evalLogCsv(entries: readonly EvalEntry[]): string {
     e.elapsed.toFixed(4),
   ]);
   return csvText(header, rows);
-}
-
-/** RFC 4180 CSV; numbers are written in full precision. */
-export function csvText(header: readonly string[], rows: readonly (readonly (string | number | null | undefined)[])[]): string {
-  const cell = (v: string | number | null | undefined): string => {
-    const s = v === null || v === undefined ? '' : String(v);
-    return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-  };
-  return [header, ...rows].map((r) => r.map(cell).join(',')).join('\n') + '\n';
 }
 
 /** Outcome shared by both searches (before the final full evaluation). */

@@ -7,7 +7,8 @@
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import { Params } from '../prune/strategy';
-import { SearchSetup, csvText, evaluateConfiguration } from './objective';
+import { csvText } from '../util/csv';
+import { SearchSetup, evaluateConfiguration } from './objective';
 import { PROXY_NAMES, ProxyName } from './proxies';
 import { Rng } from '../util/random';
 import { kendallTau, spearman } from './rank';
