@@ -63,9 +63,25 @@ export function progressBar(label: string, unit: string): cliProgress.SingleBar 
   );
 }
 
-/** Print a JSON object (one line) or a human summary. */
+/**
+ * Print a JSON object (one line) or a human summary. JSON has no NaN or Infinity (JSON.stringify
+ * writes them as null, indistinguishable from "absent"): they are written as the strings
+ * "NaN", "Infinity" and "-Infinity".
+ */
 export function emit(json: boolean, obj: Record<string, unknown>, human: () => string): void {
-  process.stdout.write(json ? `${JSON.stringify(obj)}\n` : `${human()}\n`);
+  process.stdout.write(json ? `${JSON.stringify(obj, nonFiniteAsString)}\n` : `${human()}\n`);
+}
+
+function nonFiniteAsString(_key: string, v: unknown): unknown {
+  return typeof v === 'number' && !Number.isFinite(v) ? String(v) : v;
+}
+
+/** A perplexity that is NaN or infinite is an error, not a result: it names the model and dataset. */
+export function checkPpl(ppl: number, what: string): number {
+  if (!Number.isFinite(ppl)) {
+    throw new CrepeError(`${what}: the perplexity is ${ppl} (the model's outputs overflowed or are not numbers); no result is reported`);
+  }
+  return ppl;
 }
 
 export function versionInfo(): string {

@@ -1,6 +1,6 @@
 import { evaluateSourceJobs } from '../eval/evaluate';
 import { openModel } from '../model/resolve';
-import { CommonArgs, emit, positiveIntFlag, progressBar, startBackend } from './common';
+import { CommonArgs, checkPpl, emit, positiveIntFlag, progressBar, startBackend } from './common';
 
 export interface EvalArgs extends CommonArgs {
   model: string;
@@ -30,6 +30,7 @@ export async function evalCommand(args: EvalArgs): Promise<void> {
   });
   bar.stop();
   model.source.close();
+  checkPpl(r.ppl, `${args.model} on ${r.dataset}`);
   emit(
     args.json,
     {

@@ -12,7 +12,7 @@ import { OwlAllocation, OWL_DEFAULTS, checkOwlOptions, owlAllocation } from '../
 import { PruneOutcome, pruneModel } from '../prune/pipeline';
 import { parseStructure } from '../prune/select';
 import { getStrategy, parseParamPairs, resolveParams } from '../prune/strategy';
-import { PruneTargetArgs, emit, inputPaths, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
+import { PruneTargetArgs, checkPpl, emit, inputPaths, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
 
 export interface PruneArgs extends PruneTargetArgs {
   seed: number;
@@ -85,6 +85,7 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
   const owl: OwlAllocation | null = allocation === 'owl' ? owlAllocation(model, calibration, structure, { m: owlM, lambda: owlLambda }) : null;
   const dsnotTotals: DsnotRowStats = { swaps: 0, errorBefore: 0, errorAfter: 0 };
   const dense = evalSets.length ? evaluateSource(model, model.source, evalSets, { seqlen: args.seqlen, maxWindows: args.maxWindows }) : [];
+  for (const r of dense) checkPpl(r.ppl, `dense ${args.model} on ${r.dataset}`);
   const bar = progressBar(`prune ${args.method}`, 'blocks');
   bar.start(cfg.nLayers, 0, { rate: '' });
   let outcome: PruneOutcome;
@@ -119,9 +120,14 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
   } finally {
     bar.stop();
   }
-  const pruned = evalSets.length
-    ? evaluateSource(model, outcome.source, evalSets, { seqlen: args.seqlen, maxWindows: args.maxWindows })
-    : [];
+  let pruned: EvalRecord[];
+  try {
+    pruned = evalSets.length ? evaluateSource(model, outcome.source, evalSets, { seqlen: args.seqlen, maxWindows: args.maxWindows }) : [];
+    for (const r of pruned) checkPpl(r.ppl, `${args.model} pruned with ${args.method} on ${r.dataset}`);
+  } catch (e) {
+    dump?.abort();
+    throw e;
+  }
   const settings = {
     model: args.model,
     method: args.method,

@@ -1,6 +1,7 @@
 import * as fs from 'fs';
 import { CrepeError } from '../errors';
-import { BlockWeights, LINEAR_NAMES, LinearName, LlamaConfig, WeightSource, linearShape } from './types';
+import { checkWeights } from '../io/finite';
+import { BlockWeights, LINEAR_NAMES, LinearName, LlamaConfig, WeightSource, linearKey, linearShape } from './types';
 
 const HEADER_BYTES = 7 * 4;
 
@@ -114,7 +115,7 @@ export class Llama2cSource implements WeightSource {
     return new Llama2cSource(file, config, fd);
   }
 
-  private read(offsetBytes: number, count: number): Float32Array {
+  private read(offsetBytes: number, count: number, name: string): Float32Array {
     const out = new Float32Array(count);
     const bytes = new Uint8Array(out.buffer);
     let done = 0;
@@ -123,11 +124,11 @@ export class Llama2cSource implements WeightSource {
       if (n <= 0) throw new CrepeError(`unexpected end of file reading ${this.origin}`);
       done += n;
     }
-    return out;
+    return checkWeights(out, name, this.origin);
   }
 
   readEmbedding(): Float32Array {
-    return this.read(this.layout.embedding, this.config.vocabSize * this.config.dim);
+    return this.read(this.layout.embedding, this.config.vocabSize * this.config.dim, 'token_embedding');
   }
 
   readBlock(index: number): BlockWeights {
@@ -136,21 +137,21 @@ export class Llama2cSource implements WeightSource {
     const linears = {} as Record<LinearName, Float32Array>;
     for (const name of LINEAR_NAMES) {
       const [o, i] = linearShape(cfg, name);
-      linears[name] = this.read(this.layout.linears[name] + index * o * i * 4, o * i);
+      linears[name] = this.read(this.layout.linears[name] + index * o * i * 4, o * i, linearKey(index, name));
     }
     return {
-      attnNorm: this.read(this.layout.attnNorm + index * cfg.dim * 4, cfg.dim),
-      ffnNorm: this.read(this.layout.ffnNorm + index * cfg.dim * 4, cfg.dim),
+      attnNorm: this.read(this.layout.attnNorm + index * cfg.dim * 4, cfg.dim, `blocks.${index}.attn_norm`),
+      ffnNorm: this.read(this.layout.ffnNorm + index * cfg.dim * 4, cfg.dim, `blocks.${index}.ffn_norm`),
       linears,
     };
   }
 
   readFinalNorm(): Float32Array {
-    return this.read(this.layout.finalNorm, this.config.dim);
+    return this.read(this.layout.finalNorm, this.config.dim, 'final_norm');
   }
 
   readClassifier(): Float32Array {
-    return this.read(this.layout.classifier, this.config.vocabSize * this.config.dim);
+    return this.read(this.layout.classifier, this.config.vocabSize * this.config.dim, 'classifier');
   }
 
   close(): void {

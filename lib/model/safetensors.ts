@@ -11,6 +11,7 @@
 import * as fs from 'fs';
 import { CrepeError } from '../errors';
 import { writeFileAtomic } from '../io/atomic';
+import { checkF16Range, checkWeights } from '../io/finite';
 
 /** The dtypes we convert to and from float32. */
 export type FloatDtype = 'F32' | 'F16' | 'BF16';
@@ -93,7 +94,7 @@ export class SafetensorsFile {
     const out = new Float32Array(count);
     if (e.dtype === 'F32') {
       readExactly(fd, new Uint8Array(out.buffer), e.begin, this.path);
-      return out;
+      return checkWeights(out, name, this.path);
     }
     const chunk = new Uint16Array(Math.min(count, CHUNK_BYTES / 2));
     const outBits = new Uint32Array(out.buffer);
@@ -108,7 +109,7 @@ export class SafetensorsFile {
         for (let j = 0; j < n; j++) outBits[start + j] = chunk[j] << 16;
       }
     }
-    return out;
+    return checkWeights(out, name, this.path);
   }
 
   close(): void {
@@ -301,7 +302,8 @@ function encodeHeader(specs: TensorSpec[], dtype: FloatDtype, metadata?: Record<
   return out;
 }
 
-function encodeTensor(data: Float32Array, dtype: FloatDtype): Uint8Array {
+function encodeTensor(data: Float32Array, dtype: FloatDtype, name: string): Uint8Array {
+  if (dtype === 'F16') checkF16Range(data, name);
   if (dtype === 'F32') return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   const out = new Uint16Array(data.length);
   if (dtype === 'BF16') {
@@ -327,7 +329,7 @@ export function writeSafetensors(
   metadata?: Record<string, string>,
 ): void {
   tensors.forEach(checkLength);
-  const parts = [encodeHeader(tensors, dtype, metadata), ...tensors.map((t) => encodeTensor(t.data, dtype))];
+  const parts = [encodeHeader(tensors, dtype, metadata), ...tensors.map((t) => encodeTensor(t.data, dtype, t.name))];
   writeFileAtomic(file, Buffer.concat(parts));
 }
 
@@ -358,7 +360,7 @@ export class SafetensorsWriter {
     const spec = this.specs[this.next];
     if (!spec || spec.name !== name) throw new Error(`${this.path}: expected tensor ${spec?.name ?? '(none)'}, got ${name}`);
     checkLength({ ...spec, data });
-    this.append(encodeTensor(data, this.dtype));
+    this.append(encodeTensor(data, this.dtype, name));
     this.next++;
   }
 
