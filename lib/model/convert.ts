@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { CrepeError } from '../errors';
 import { writeDirAtomic } from '../io/atomic';
+import { checkF16Range } from '../io/finite';
 import { HF_CONFIG_FILE, HF_INDEX_FILE, HF_SINGLE_FILE, HfTensor, hfConfigJson, hfTensors } from './hf';
 import { FloatDtype, SafetensorsWriter, dtypeBytes } from './safetensors';
 import { BlockWeights, LlamaConfig, WeightSource } from './types';
@@ -99,7 +100,11 @@ export function writeHfModel(src: WeightSource, outDir: string, opts: WriteHfOpt
       // transformers refuses safetensors files whose metadata lacks format "pt".
       const writer = new SafetensorsWriter(path.join(tmp, shard.file), shard.tensors, opts.dtype, { format: 'pt' });
       try {
-        for (const t of shard.tensors) writer.write(t.name, fetch(t));
+        for (const t of shard.tensors) {
+          const data = fetch(t);
+          if (opts.dtype === 'F16') checkF16Range(data, t.name); // float16 would turn these into Inf
+          writer.write(t.name, data);
+        }
         writer.finish();
       } finally {
         writer.abort();

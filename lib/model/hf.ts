@@ -6,6 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { CrepeError } from '../errors';
+import { checkWeights } from '../io/finite';
 import { FloatDtype, SafetensorsFile } from './safetensors';
 import { BlockWeights, LINEAR_NAMES, LinearName, LlamaConfig, WeightSource, linearShape } from './types';
 
@@ -280,7 +281,7 @@ class HfModel implements WeightSource {
         `tensor ${name} in ${shard.path} has shape [${actual.join(', ')}], config.json implies [${shape.join(', ')}]`,
       );
     }
-    return shard.readFloat32(name);
+    return checkWeights(shard.readFloat32(name), name, shard.path);
   }
 
   private shard(file: string): SafetensorsFile {

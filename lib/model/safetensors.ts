@@ -11,7 +11,6 @@
 import * as fs from 'fs';
 import { CrepeError } from '../errors';
 import { writeFileAtomic } from '../io/atomic';
-import { checkF16Range, checkWeights } from '../io/finite';
 
 /** The dtypes we convert to and from float32. */
 export type FloatDtype = 'F32' | 'F16' | 'BF16';
@@ -94,7 +93,7 @@ export class SafetensorsFile {
     const out = new Float32Array(count);
     if (e.dtype === 'F32') {
       readExactly(fd, new Uint8Array(out.buffer), e.begin, this.path);
-      return checkWeights(out, name, this.path);
+      return out;
     }
     const chunk = new Uint16Array(Math.min(count, CHUNK_BYTES / 2));
     const outBits = new Uint32Array(out.buffer);
@@ -109,7 +108,7 @@ export class SafetensorsFile {
         for (let j = 0; j < n; j++) outBits[start + j] = chunk[j] << 16;
       }
     }
-    return checkWeights(out, name, this.path);
+    return out;
   }
 
   close(): void {
@@ -302,8 +301,7 @@ function encodeHeader(specs: TensorSpec[], dtype: FloatDtype, metadata?: Record<
   return out;
 }
 
-function encodeTensor(data: Float32Array, dtype: FloatDtype, name: string): Uint8Array {
-  if (dtype === 'F16') checkF16Range(data, name);
+function encodeTensor(data: Float32Array, dtype: FloatDtype): Uint8Array {
   if (dtype === 'F32') return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   const out = new Uint16Array(data.length);
   if (dtype === 'BF16') {
@@ -329,7 +327,7 @@ export function writeSafetensors(
   metadata?: Record<string, string>,
 ): void {
   tensors.forEach(checkLength);
-  const parts = [encodeHeader(tensors, dtype, metadata), ...tensors.map((t) => encodeTensor(t.data, dtype, t.name))];
+  const parts = [encodeHeader(tensors, dtype, metadata), ...tensors.map((t) => encodeTensor(t.data, dtype))];
   writeFileAtomic(file, Buffer.concat(parts));
 }
 
@@ -360,7 +358,7 @@ export class SafetensorsWriter {
     const spec = this.specs[this.next];
     if (!spec || spec.name !== name) throw new Error(`${this.path}: expected tensor ${spec?.name ?? '(none)'}, got ${name}`);
     checkLength({ ...spec, data });
-    this.append(encodeTensor(data, this.dtype, name));
+    this.append(encodeTensor(data, this.dtype));
     this.next++;
   }
 
