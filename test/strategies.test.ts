@@ -4,7 +4,7 @@ import { BUILTIN_MODELS, openModel } from '../lib/model/resolve';
 import { LinearName } from '../lib/model/types';
 import { pruneModel } from '../lib/prune/pipeline';
 import { Structure, selectMask } from '../lib/prune/select';
-import { InputStats, emptyStats } from '../lib/prune/stats';
+import { InputStats, accumulateStats, emptyStats } from '../lib/prune/stats';
 import { LayerContext, getStrategy, listStrategies, parseParamPairs, resolveParams } from '../lib/prune/strategy';
 import '../lib/prune/strategies';
 import { Rng } from '../lib/util/random';
@@ -154,6 +154,84 @@ describe('contract: every registered strategy', () => {
       }
     });
   }
+
+  // Strategies that update the kept weights (pruneLayer) replace score-then-select in the
+  // pipeline, so they get their own contract. Sparsities are chosen so that per row, per matrix
+  // and per column block (SparseGPT) counts coincide: rows * cols * s exactly.
+  const weightUpdating = listStrategies().filter((m) => getStrategy(m).pruneLayer);
+  const exactStructures: Structure[] = [
+    { kind: 'unstructured', group: 'row', sparsity: 0.5 },
+    { kind: 'unstructured', group: 'matrix', sparsity: 0.375 },
+    { kind: 'nm', n: 2, m: 4 },
+    { kind: 'nm', n: 3, m: 8 },
+  ];
+
+  test('at least one registered strategy updates weights, so the contract below runs', () => {
+    expect(weightUpdating.length).toBeGreaterThan(0);
+  });
+
+  /** sum over rows of (w - v) G (w - v)^T: the layer's output error on the calibration inputs. */
+  function reconstructionError(w: Float32Array, v: Float32Array, gram: Float64Array): number {
+    let e = 0;
+    const d = new Float64Array(cols);
+    for (let r = 0; r < rows; r++) {
+      for (let j = 0; j < cols; j++) d[j] = w[r * cols + j] - v[r * cols + j];
+      for (let j = 0; j < cols; j++) for (let k = 0; k < cols; k++) e += d[j] * gram[j * cols + k] * d[k];
+    }
+    return e;
+  }
+
+  for (const method of weightUpdating) {
+    test(`${method}: pruneLayer keeps exact counts, zeroes what it prunes, leaves its input alone, is deterministic, beats masking alone, no leaks`, () => {
+      const s = getStrategy(method);
+      const params = resolveParams(s);
+      // calibration inputs with correlated channels, so reconstruction has something to do
+      const xs = new Rng(5);
+      const layerStats = emptyStats(cols, s.statsNeeds ?? {});
+      for (let win = 0; win < 2; win++) {
+        const T = 128;
+        const x = new Float32Array(T * cols);
+        for (let t = 0; t < T; t++) {
+          const shared = xs.normal();
+          for (let j = 0; j < cols; j++) x[t * cols + j] = (0.5 + (j % 7)) * (xs.normal() + 0.8 * shared);
+        }
+        const xt = tf.tensor2d(x, [T, cols]);
+        accumulateStats(layerStats, xt, s.statsNeeds ?? {});
+        xt.dispose();
+      }
+      const original = data.slice();
+      const weight = tf.tensor2d(data, [rows, cols]);
+      const ctx: LayerContext = { weight, weightData: data, shape: [rows, cols], stats: layerStats, name: 'gate', block: 1, kind: 'mlp', key: 'blocks.1.mlp.gate' };
+      for (const st of exactStructures) {
+        const before = tf.memory().numTensors;
+        const r1 = s.pruneLayer!(ctx, st, params);
+        const r2 = s.pruneLayer!(ctx, st, params);
+        expect(tf.memory().numTensors).toBe(before);
+        expect(Buffer.compare(Buffer.from(data.buffer), Buffer.from(original.buffer))).toBe(0);
+        expect(Buffer.compare(Buffer.from(r1.weight.buffer), Buffer.from(r2.weight.buffer))).toBe(0);
+        expect(Buffer.compare(Buffer.from(r1.mask), Buffer.from(r2.mask))).toBe(0);
+        expect(r1.weight).toHaveLength(rows * cols);
+        expect(r1.mask).toHaveLength(rows * cols);
+        let pruned = 0;
+        let bad = 0; // mask values other than 0/1, pruned weights not 0, kept weights not finite
+        for (let k = 0; k < r1.mask.length; k++) {
+          if (r1.mask[k] === 0) {
+            pruned++;
+            if (r1.weight[k] !== 0) bad++;
+          } else if (r1.mask[k] !== 1 || !Number.isFinite(r1.weight[k])) bad++;
+        }
+        expect(bad).toBe(0);
+        if (st.kind === 'nm') {
+          for (let g = 0; g < r1.mask.length; g += st.m) expect(r1.mask.slice(g, g + st.m).reduce((a, b) => a + b, 0)).toBe(st.n);
+        } else expect(pruned).toBe(rows * cols * st.sparsity);
+        // the point of updating weights: less output error than zeroing the same entries
+        const gram = layerStats.gram ?? (() => { throw new Error(`${method} asked for no Gram matrix`); })();
+        const masked = Float32Array.from(original, (v, k) => (r1.mask[k] ? v : 0));
+        expect(reconstructionError(original, r1.weight, gram)).toBeLessThan(reconstructionError(original, masked, gram));
+      }
+      weight.dispose();
+    });
+  }
 });
 
 describe('parameters', () => {
@@ -221,7 +299,23 @@ describe('on the real model', () => {
     for (const [k, m] of a) expect(Buffer.compare(Buffer.from(b.get(k)!), Buffer.from(m))).toBe(0);
   });
 
-  test('the built-in model names resolve', () => {
-    expect(Object.keys(BUILTIN_MODELS)).toEqual(['stories260K', 'babyllama-char']);
+  test('every built-in name opens the published model with its tokenizer; an unknown name is refused', () => {
+    // Shapes from the model cards (karpathy/tinyllamas stories260K; EN10/BabyLlama), not from our loader.
+    const published: Record<string, { dim: number; nLayers: number; vocabSize: number; maxSeqLen: number }> = {
+      stories260K: { dim: 64, nLayers: 5, vocabSize: 512, maxSeqLen: 512 },
+      'babyllama-char': { dim: 128, nLayers: 5, vocabSize: 105, maxSeqLen: 256 },
+    };
+    expect(Object.keys(BUILTIN_MODELS).sort()).toEqual(Object.keys(published).sort());
+    for (const name of Object.keys(BUILTIN_MODELS)) {
+      const m = openModel(name);
+      try {
+        expect(m.source.config).toMatchObject(published[name]);
+        expect(m.tokenizer.vocabSize).toBe(published[name].vocabSize);
+        expect(m.tokenizer.decode(m.tokenizer.encode('Once upon a time'))).toContain('Once upon a time');
+      } finally {
+        m.source.close();
+      }
+    }
+    expect(() => openModel('stories260k')).toThrow(/unknown model 'stories260k': not a built-in name \(stories260K, babyllama-char\)/);
   });
 });

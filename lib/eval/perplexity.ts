@@ -37,7 +37,8 @@ export function combineWindows(nlls: readonly number[], seqlen: number, seconds:
 /**
  * Perplexity with the Wanda / SparseGPT protocol: independent windows, every next-token
  * prediction inside a window scored, PPL = exp(total NLL / predicted tokens). Per-token
- * log-probabilities come from a float32 stable log-softmax; sums are float64.
+ * log-probabilities are float32 (LlamaModel.windowLogProbs: log of the softmax, the stable
+ * log-softmax where a probability underflows); sums are float64.
  */
 export function perplexity(model: LlamaModel, windows: Int32Array[], onProgress?: ProgressFn): PerplexityResult {
   const t0 = process.hrtime.bigint();

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { BlockWeights, LINEAR_NAMES, LinearName, LlamaConfig, WeightSource, linearShape } from './types';
+import { BlockWeights, LinearName, LlamaConfig, WeightSource, linearShape } from './types';
 
 /**
  * The LLaMA forward pass in tfjs, written for the wasm backend's fast path (DESIGN.md section 5):
@@ -152,7 +152,8 @@ function rotaryTables(cfg: LlamaConfig, positions: ArrayLike<number>): { cos: Fl
   for (let t = 0; t < T; t++) {
     for (let a = 0; a < hd; a++) {
       const i = rotaryFreqIndex(cfg.ropeLayout, hd, a);
-      // float64 angle then rounded, as llama2.c and HF compute the tables
+      // float64 angle, rounded once; llama2.c and HF compute the angle in float32, which moves
+      // it by ~position * 6e-8 rad (3e-5 at 512), far below the runtime tests' 1e-4
       const freq = 1 / Math.pow(cfg.ropeTheta, (2 * i) / hd);
       cos[t * hd + a] = Math.cos(positions[t] * freq);
       sin[t * hd + a] = Math.sin(positions[t] * freq);
@@ -352,7 +353,8 @@ export class LlamaModel {
 
   /**
    * Teacher-forced log-probabilities: out[t] = log p(tokens[t+1] | tokens[0..t]) for
-   * t = 0..T-2, computed in float32 with a stable log-softmax.
+   * t = 0..T-2, in float32: the log of the softmax, or the stable log-softmax for a chunk
+   * where a probability underflows (below).
    */
   windowLogProbs(tokens: Int32Array): Float32Array {
     const T = tokens.length;
@@ -365,7 +367,7 @@ export class LlamaModel {
       const idx = new Int32Array(len);
       for (let t = 0; t < len; t++) idx[t] = t * V + tokens[start + t + 1];
       const logits = tf.tidy(() => {
-        const xs = len === T ? x : tf.slice(x, [start, 0], [len, this.config.dim]);
+        const xs = tf.slice(x, [start, 0], [len, this.config.dim]);
         return tf.matMul(rmsNorm(xs, this.finalNorm, this.config.normEps), this.classifierT);
       });
       // The native softmax kernel is several times faster than tfjs's composite logSoftmax;
@@ -428,5 +430,3 @@ export class LlamaModel {
     tf.dispose([this.embedding, this.finalNorm, this.classifierT]);
   }
 }
-
-export { LINEAR_NAMES };

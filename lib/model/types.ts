@@ -82,13 +82,3 @@ export interface WeightSource {
 export function linearKey(block: number, name: LinearName): string {
   return `blocks.${block}.${linearKind(name)}.${name}`;
 }
-
-/** Number of prunable parameters (the seven linears of every block). */
-export function prunableParams(cfg: LlamaConfig): number {
-  let per = 0;
-  for (const n of LINEAR_NAMES) {
-    const [o, i] = linearShape(cfg, n);
-    per += o * i;
-  }
-  return per * cfg.nLayers;
-}

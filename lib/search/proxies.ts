@@ -284,11 +284,6 @@ export function reconstructionErrors(layer: LayerSample): { total: number; byRow
   return { total: refSum > 0 ? errSum / refSum : 0, byRow: rowsCounted ? ratioSum / rowsCounted : 0 };
 }
 
-/** ||W X - (W*M) X||^2 / ||W X||^2 over the kept windows. */
-export function reconstructionError(layer: LayerSample): number {
-  return reconstructionErrors(layer).total;
-}
-
 /** ½ sum over pruned weights of F_ij W_ij^2: OBD's estimate of the loss increase from this layer alone. */
 export function fisherLoss(layer: LayerSample): number {
   const f = layer.fisher;

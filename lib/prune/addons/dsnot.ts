@@ -18,7 +18,9 @@
  *     cycle that fails stops the row for good; at most maxCycles cycles.
  * The sign check: the reference's structured branch always applies it; its unstructured branch
  * applies it only without `--without_same_sign`, whose default (True) turns it off. We follow
- * both defaults; `sameSign` overrides the unstructured one.
+ * both defaults; `sameSign` overrides the unstructured one. Like the reference's default
+ * (--skip_layer mlp), the MLP linears keep their initial mask: the refiner reads each layer's
+ * kind, and `skip` chooses which kind it leaves alone ('mlp', 'attn' or 'none').
  *
  * Differences from the reference, all in corner cases it never reaches on LLaMA widths:
  *   - a row stops when a pointer runs out of candidates (the reference would walk on into the
@@ -27,8 +29,6 @@
  *     reordering collides on them);
  *   - var is the variance over all calibration tokens (channelMoments); the reference averages
  *     per-window variances, which leaves out the spread of the per-window means;
- *   - the reference skips the MLP linears by default (--skip_layer mlp); a refiner does not see
- *     the layer name, so whoever wires it decides where it runs (the pipeline: every linear).
  * Rows are independent; typed-array loops; ties broken by column index, so results are
  * deterministic. Every row keeps its count of kept weights (and N:M groups their n).
  */

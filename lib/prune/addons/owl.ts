@@ -155,12 +155,3 @@ export function owlAllocationFromStats(model: OpenedModel, stats: CalibrationSta
 export function owlAllocation(model: OpenedModel, calibration: CalibrationSpec, structure: Structure, opts: OwlOptions = {}): OwlAllocation {
   return owlAllocationFromStats(model, collectDenseStats(model, calibration), structure, opts);
 }
-
-/** Unstructured OWL block sparsities (mean S), one dense calibration pass. */
-export function owlBlockSparsities(
-  model: OpenedModel,
-  calibration: CalibrationSpec,
-  opts: OwlOptions & { sparsity: number },
-): number[] {
-  return owlAllocation(model, calibration, { kind: 'unstructured', group: 'row', sparsity: opts.sparsity }, opts).blockSparsities;
-}
