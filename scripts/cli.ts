@@ -3,7 +3,7 @@ import yargs, { Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { BACKEND_CHOICES, BackendChoice } from '../lib/backend';
 import { convertCommand } from '../lib/cli/convert';
-import { runCommand } from '../lib/cli/common';
+import { checkNumberTokens, runCommand } from '../lib/cli/common';
 import { evalCommand } from '../lib/cli/eval';
 import { generateCommand } from '../lib/cli/generate';
 import { proxyStudyCommand } from '../lib/cli/proxy-study';
@@ -16,6 +16,7 @@ import { tokenizeCommand } from '../lib/cli/tokenize';
 import { zeroshotCommand } from '../lib/cli/zeroshot';
 import { TASKS } from '../lib/eval/zeroshot/tasks';
 import { DATASET_HELP } from '../lib/data/datasets';
+import { CrepeError } from '../lib/errors';
 import { listStrategies } from '../lib/prune/strategy';
 import '../lib/prune/strategies';
 
@@ -33,7 +34,10 @@ function modelOpts<T>(y: Argv<T>) {
     .option('tokenizer', { type: 'string', describe: 'tokenizer file (default: found beside the model)' });
 }
 
-void yargs(hideBin(process.argv))
+const cli = yargs(hideBin(process.argv));
+/** The number options of the command being parsed (getOptions is public in yargs but missing from its types). */
+const numberOptions = () => new Set((cli as unknown as { getOptions(): { number: string[] } }).getOptions().number);
+void cli
   .scriptName('crepe')
   .usage('$0 <command> [options]\n\nPost-training pruning of LLaMA-family models in TensorFlow.js.')
   .command(
@@ -198,9 +202,14 @@ void yargs(hideBin(process.argv))
         .example('$0 report results/main.csv --out results', 'results/main.md, results/main_tinystories_unstructured.svg, ...'),
     (a) => runCommand(() => reportCommand(a as never)),
   )
+  .middleware(() => runCommand(async () => checkNumberTokens(hideBin(process.argv), numberOptions())), true)
   .demandCommand(1, 'name a command (see --help)')
   .strict()
   .fail((msg, err) => {
+    if (err instanceof CrepeError) {
+      process.stderr.write(`crepe: ${err.message}\n`);
+      process.exit(err.exitCode);
+    }
     if (err) throw err;
     // yargs messages can span lines; the contract is one line
     process.stderr.write(`crepe: ${msg.replace(/\s*\n\s*/g, ' ')}\n`);

@@ -88,6 +88,32 @@ export function versionInfo(): string {
   return gitVersion();
 }
 
+/**
+ * Check the raw command-line tokens of number options before the parser turns them into
+ * numbers: the parser reads `--sparsity ""` as 0 and a value-less `--sparsity` as its default,
+ * so an empty, missing, non-numeric, non-finite or repeated value is refused here.
+ */
+export function checkNumberTokens(tokens: readonly string[], numberOptions: ReadonlySet<string>): void {
+  const seen = new Set<string>();
+  for (let i = 0; i < tokens.length; i++) {
+    if (tokens[i] === '--') break;
+    const m = /^--([^=]+)(?:=([\s\S]*))?$/.exec(tokens[i]);
+    if (!m) continue;
+    const name = m[1].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`); // --calibSeqlen is --calib-seqlen
+    if (!numberOptions.has(name)) continue;
+    if (seen.has(name)) throw new CrepeError(`--${name} is given more than once`);
+    seen.add(name);
+    let value = m[2];
+    if (value === undefined) {
+      const next = tokens[i + 1];
+      if (next === undefined || /^--./.test(next)) throw new CrepeError(`--${name} needs a number`);
+      value = next;
+      i++;
+    }
+    if (value.trim() === '' || !Number.isFinite(Number(value))) throw new CrepeError(`--${name} must be a finite number, got '${value}'`);
+  }
+}
+
 /** Parse a finite number flag or fail with a message naming the flag. */
 export function numberFlag(name: string, v: unknown): number {
   const n = typeof v === 'number' ? v : Number(v);

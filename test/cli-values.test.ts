@@ -1,0 +1,42 @@
+/**
+ * Number options: an empty, missing, non-numeric, non-finite or repeated value is refused in one
+ * line (the parser used to read `--sparsity ""` as 0 and a value-less `--sparsity` as 0.5).
+ */
+import { checkNumberTokens } from '../lib/cli/common';
+import { CrepeError } from '../lib/errors';
+import { runCli } from './helpers';
+
+const prune = ['prune', '--model', 'stories260K', '--method', 'magnitude', '--nsamples', '2'];
+const evalCmd = ['eval', '--model', 'stories260K', '--dataset', 'tinystories', '--max-windows', '1'];
+
+const cases: [string, string[], RegExp][] = [
+  ['--sparsity ""', [...prune, '--sparsity', ''], /--sparsity must be a finite number, got ''/],
+  ['--sparsity without a value', [...prune, '--sparsity'], /--sparsity needs a number/],
+  ['--sparsity followed by another flag', [...prune, '--sparsity', '--json'], /--sparsity needs a number/],
+  ['--sparsity=', [...prune, '--sparsity='], /--sparsity must be a finite number/],
+  ['--seed ""', [...prune, '--seed', ''], /--seed must be a finite number/],
+  ['--owl-lambda ""', [...prune, '--allocation', 'owl', '--owl-lambda', ''], /--owl-lambda must be a finite number/],
+  ['--dsnot-threshold " "', [...prune, '--refine', 'dsnot', '--dsnot-threshold', ' '], /--dsnot-threshold must be a finite number/],
+  ['--calibSeqlen "" (camel case)', [...prune, '--calibSeqlen', ''], /--calib-seqlen must be a finite number/],
+  ['--nsamples 1e400', ['prune', '--model', 'stories260K', '--method', 'magnitude', '--nsamples', '1e400'], /--nsamples must be a finite number/],
+  ['--sparsity given twice', [...prune, '--sparsity', '0.5', '--sparsity', '0.6'], /--sparsity is given more than once/],
+  ['eval --seqlen abc', [...evalCmd, '--seqlen', 'abc'], /--seqlen must be a finite number, got 'abc'/],
+  ['eval --jobs ""', [...evalCmd, '--jobs', ''], /--jobs must be a finite number/],
+  ['generate --steps ""', ['generate', '--model', 'stories260K', '--steps', ''], /--steps must be a finite number/],
+];
+
+test.each(cases)('%s is refused', (_name, args, message) => {
+  const r = runCli(args);
+  expect(r.code).toBe(2);
+  expect(r.stdout).toBe('');
+  expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  expect(r.stderr).toMatch(/^crepe: /);
+  expect(r.stderr).toMatch(message);
+});
+
+test('negative numbers and --flag=value still parse', () => {
+  expect(() => checkNumberTokens(['--seed', '-1', '--sparsity=0.3', '--json'], new Set(['seed', 'sparsity']))).not.toThrow();
+  expect(() => checkNumberTokens(['--model', '', '--x', '1'], new Set(['x']))).not.toThrow(); // not a number option
+  expect(() => checkNumberTokens(['--x', 'Infinity'], new Set(['x']))).toThrow(CrepeError);
+  expect(() => checkNumberTokens(['--', '--x', ''], new Set(['x']))).not.toThrow(); // after -- nothing is an option
+});
