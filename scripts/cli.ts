@@ -108,13 +108,13 @@ void cli
       modelOpts(y)
         .option('method', { type: 'string', demandOption: true, describe: `scoring strategy: ${listStrategies().join(', ')}` })
         .option('param', { type: 'string', array: true, default: [] as string[], describe: 'strategy parameter k=v (repeatable); kernel=KHxKW for crepe' })
-        .option('sparsity', { type: 'number', default: 0.5, describe: 'fraction pruned, in [0, 1) (unstructured)' })
+        .option('sparsity', { type: 'number', describe: 'fraction pruned, in [0, 1) (default 0.5 unstructured; with N:M it is 1 - N/M, and any other value is an error)' })
         .option('structure', { type: 'string', default: 'unstructured', describe: "'unstructured' or N:M = KEEP N of every M input weights (2:4 keeps 2; the Wanda/RIA code reads N:M as prune N)" })
         .option('group', { choices: ['row', 'matrix'] as const, describe: "unstructured comparison group (default: the method's reference: row for wanda, matrix for magnitude/ri/ria/crepe)" })
         .option('calib', { type: 'string', default: 'tinystories', describe: `calibration dataset: ${DATASET_HELP}` })
         .option('nsamples', { type: 'number', default: 128, describe: 'calibration windows' })
         .option('calib-seqlen', { type: 'number', describe: "calibration window length (default: the model's context)" })
-        .option('seed', { type: 'number', default: 0, describe: 'calibration sampling seed' })
+        .option('calib-seed', { type: 'number', default: 0, alias: 'seed', describe: 'calibration sampling seed (--seed is the same flag: prune has no other seed)' })
         .option('propagate', { choices: ['pruned', 'dense'] as const, default: 'pruned' as const, describe: 'next block inputs from the pruned or the dense block' })
         .option('eval', { type: 'string', array: true, describe: 'evaluate dense and pruned PPL on these datasets' })
         .option('seqlen', { type: 'number', describe: "evaluation window length (default: the model's context)" })
@@ -174,7 +174,7 @@ void cli
         .option('full', { type: 'boolean', default: false, describe: 'PPL on every evaluation window instead of --search-windows' })
         .option('proxies', { type: 'string', array: true, describe: 'proxies to study (default all)' })
         .option('out', { type: 'string', default: 'results', describe: 'folder for proxy-study-*.csv, .md and .svg' })
-        .example('$0 proxy-study --model stories260K --samples 40 --seed 1', 'Spearman / Kendall per proxy, CSV + Markdown + SVG in results/'),
+        .example('$0 proxy-study --model stories260K --samples 40 --search-seed 1', 'Spearman / Kendall per proxy, CSV + Markdown + SVG in results/'),
     (a) => runCommand(() => proxyStudyCommand(a as never)),
   )
   .command(

@@ -289,6 +289,27 @@ describe('--help', () => {
     expect([...commands].sort()).toEqual([...modules].sort());
   });
 
+  test('seed flags: prune has one calibration seed (--calib-seed, alias --seed); search separates --calib-seed and --search-seed', () => {
+    const prune = runCli(['prune', '--help']).stdout;
+    expect(prune).toMatch(/--calib-seed, --seed\s+calibration sampling seed/);
+    expect(prune).toMatch(/with N:M it is 1 -\s+N\/M, and any other value is an error/);
+    expect(prune).toContain('tinystories-val');
+    const search = runCli(['search', '--help']).stdout;
+    expect(search).toMatch(/--calib-seed\s+calibration sampling seed/);
+    expect(search).toMatch(/--search-seed\s+search seed/);
+    expect(search).not.toMatch(/^\s+--seed\b/m);
+    // --seed would be ambiguous in search: it is not accepted there.
+    const r = runCli(['search', '--model', 'stories260K', '--search', 'pho', '--seed', '1']);
+    expect(r.code).toBe(2);
+    expect(lines(r.stderr)).toEqual(['crepe: Unknown argument: seed']);
+    // In prune --seed and --calib-seed are one flag.
+    const viaSeed = json(runCli(['prune', '--model', 'stories260K', '--method', 'wanda', '--nsamples', '2', '--calib-seqlen', '64', '--seed', '3', '--json']));
+    const viaCalibSeed = json(runCli(['prune', '--model', 'stories260K', '--method', 'wanda', '--nsamples', '2', '--calib-seqlen', '64', '--calib-seed', '3', '--json']));
+    expect(viaSeed.calibration).toEqual(viaCalibSeed.calibration);
+    expect((viaSeed.calibration as { seed: number }).seed).toBe(3);
+    expect(viaSeed.layers).toEqual(viaCalibSeed.layers);
+  });
+
   test.each(commands)('%s --help exits 0 and shows examples of that command', (cmd) => {
     const r = runCli([cmd, '--help']);
     expect(r.code).toBe(0);

@@ -12,6 +12,8 @@ import {
   TINYSTORIES_VALIDATION,
   assertNotTest,
   datasetSplit,
+  drawCalibrationWindows,
+  sampleC4Calibration,
   evaluationWindows,
   loadDataset,
   readC4,
@@ -208,6 +210,59 @@ describe('c4:<path>', () => {
     expect(() => loadDataset(`c4:${path.join(tmp, 'absent.json')}`, 'eval')).toThrow(CrepeError);
     const empty = file('empty.json', '\n\n');
     expect(() => loadDataset(`c4:${empty}`, 'eval')).toThrow(CrepeError);
+  });
+});
+
+describe('c4 calibration: one document per window, as Wanda samples C4', () => {
+  // Paragraphs of the calibration split as "documents" of very different lengths.
+  const paragraphs = () => loadDataset('tinystories', 'calib').text.split('\n\n').filter((p) => p.trim().length > 0);
+
+  test('each window lies inside one document longer than seqlen; only sampled documents are tokenized', () => {
+    const m = openModel('stories260K');
+    m.source.close();
+    const docs = paragraphs().slice(0, 400);
+    const seqlen = 128;
+    const encodedDocs: string[] = [];
+    const counting = { ...m.tokenizer, encode: (t: string, o?: { bos?: boolean }) => (encodedDocs.push(t), m.tokenizer.encode(t, o)) };
+    const s = sampleC4Calibration(docs, counting, 6, seqlen, 7);
+    expect(s.windows).toHaveLength(6);
+    // Each tokenization is of a single document, with BOS first (as HF's tokenizer(doc) gives).
+    const lengths = docs.map((d) => m.tokenizer.encode(d, { bos: true }).length);
+    expect(lengths.filter((n) => n > seqlen).length).toBeGreaterThan(5);
+    expect(lengths.filter((n) => n <= seqlen).length).toBeGreaterThan(100);
+    for (let i = 0; i < 6; i++) {
+      const d = s.documents[i];
+      const ids = m.tokenizer.encode(docs[d], { bos: true });
+      expect(ids.length).toBeGreaterThan(seqlen);
+      expect(s.starts[i]).toBeGreaterThanOrEqual(0);
+      expect(s.starts[i] + seqlen).toBeLessThanOrEqual(ids.length);
+      expect(Array.from(s.windows[i])).toEqual(Array.from(ids.subarray(s.starts[i], s.starts[i] + seqlen)));
+    }
+    // Only drawn documents were tokenized (far fewer than the shard), each as a whole document.
+    expect(new Set(encodedDocs).size).toBeLessThan(docs.length / 4);
+    for (const t of encodedDocs) expect(docs).toContain(t);
+    // Seeded: same seed, same windows; another seed, other documents.
+    const again = sampleC4Calibration(docs, m.tokenizer, 6, seqlen, 7);
+    expect(again.documents).toEqual(s.documents);
+    expect(again.starts).toEqual(s.starts);
+    expect(sampleC4Calibration(docs, m.tokenizer, 6, seqlen, 8).documents).not.toEqual(s.documents);
+  });
+
+  test('c4:PATH calibration goes through the per-document rule and records the documents', () => {
+    const m = openModel('stories260K');
+    m.source.close();
+    const docs = paragraphs().slice(0, 60);
+    const p = file('c4-calib.json', docs.map((text) => JSON.stringify({ text })).join('\n') + '\n');
+    const d = drawCalibrationWindows(`c4:${p}`, m.tokenizer, m.tokenizerPath, 4, 128, 3);
+    const direct = sampleC4Calibration(docs, m.tokenizer, 4, 128, 3);
+    expect(d.documents).toEqual(direct.documents);
+    expect(d.starts).toEqual(direct.starts);
+    expect(d.slice).toContain('60 documents');
+    // Every document too short: a one-line refusal, not an endless redraw.
+    const short = file('c4-short.json', ['a', 'b c', 'Once.'].map((text) => JSON.stringify({ text })).join('\n'));
+    expect(() => drawCalibrationWindows(`c4:${short}`, m.tokenizer, m.tokenizerPath, 2, 64, 0)).toThrow(/no document .* more than 64 tokens/);
+    expect(() => sampleC4Calibration([], m.tokenizer, 2, 64, 0)).toThrow(CrepeError);
+    expect(() => sampleC4Calibration(docs, m.tokenizer, 0, 64, 0)).toThrow(CrepeError);
   });
 });
 

@@ -19,6 +19,7 @@ const cases: [string, string[], RegExp][] = [
   ['sparsity 1', ['--method', 'wanda', '--sparsity', '1'], /sparsity must be in \[0, 1\)/],
   ['negative sparsity', ['--method', 'wanda', '--sparsity', '-0.1'], /sparsity must be in \[0, 1\)/],
   ['N >= M', ['--method', 'wanda', '--structure', '4:4'], /0 < N < M/],
+  ['sparsity contradicting N:M', ['--method', 'wanda', '--structure', '2:4', '--sparsity', '0.6'], /sparsity 0.6 contradicts N:M 2:4, which prunes exactly .* = 0.5/],
   ['M not dividing the width', ['--method', 'wanda', '--structure', '3:8'], /multiple of 8/],
   ['nsamples 0', ['--method', 'wanda', '--nsamples', '0'], /nsamples must be a positive integer/],
   ['calibration text shorter than a window', ['--method', 'wanda', '--calib', `text:${shortText}`], /shorter than one window/],

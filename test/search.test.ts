@@ -205,7 +205,7 @@ describe('search command input checks (before any work)', () => {
     calibSeed: 0,
     stats: 'dense',
     searchWindows: 2,
-    seed: 0,
+    searchSeed: 0,
     search: 'pho',
     fullEval: false,
     ...over,

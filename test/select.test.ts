@@ -198,7 +198,18 @@ describe('parseStructure / validateStructureFor', () => {
     expect(parseStructure('unstructured', 0.5, 'row')).toEqual(row(0.5));
     expect(parseStructure(' Unstructured ', 0, 'matrix')).toEqual(matrix(0));
     expect(parseStructure('2:4', 0.5, 'row')).toEqual(nm(2, 4));
-    expect(parseStructure('4:8', 0, 'matrix')).toEqual(nm(4, 8));
+    expect(parseStructure('4:8', undefined, 'matrix')).toEqual(nm(4, 8));
+    expect(parseStructure('1:4', 0.75, 'row')).toEqual(nm(1, 4));
+    expect(parseStructure('unstructured', undefined, 'row')).toEqual(row(0.5));
+  });
+
+  test('a sparsity given with N:M must equal 1 - N/M (it is never silently ignored)', () => {
+    expect(() => parseStructure('4:8', 0, 'matrix')).toThrow(/sparsity 0 contradicts N:M 4:8, which prunes exactly 1 - 4\/8 = 0.5/);
+    expect(() => parseStructure('2:4', 0.6, 'row')).toThrow(CrepeError);
+    expect(() => parseStructure('1:4', 0.5, 'row')).toThrow(/0.75/);
+    expect(() => parseStructure('3:4', 0.5, 'row')).toThrow(CrepeError);
+    expect(parseStructure('3:4', 0.25, 'row')).toEqual(nm(3, 4));
+    expect(parseStructure('1:3', 2 / 3, 'row')).toEqual(nm(1, 3));
   });
 
   test.each(['2:2', '5:4', '0:4', '-1:4', '2:0', '2:4:8', 'abc', '', '2.5:4', ':4', '2:'])('rejects %p', (text) => {

@@ -17,7 +17,8 @@ export interface PruneTargetArgs extends CommonArgs {
   tokenizer?: string;
   method: string;
   param: string[];
-  sparsity: number;
+  /** Undefined when not given (unstructured then uses 0.5; N:M fixes it). */
+  sparsity?: number;
   structure: string;
   group?: 'row' | 'matrix';
   calib: string;

@@ -15,7 +15,7 @@ import { getStrategy, parseParamPairs, resolveParams } from '../prune/strategy';
 import { PruneTargetArgs, checkPpl, emit, inputPaths, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
 
 export interface PruneArgs extends PruneTargetArgs {
-  seed: number;
+  calibSeed: number;
   propagate: 'pruned' | 'dense';
   eval?: string[];
   seqlen?: number;
@@ -44,11 +44,11 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
   // Validate everything before any work, so bad input never leaves a partial output behind.
   const strategy = getStrategy(args.method);
   const params = resolveParams(strategy, parseParamPairs(args.param ?? []));
-  const sparsity = numberFlag('sparsity', args.sparsity);
+  const sparsity = args.sparsity === undefined ? undefined : numberFlag('sparsity', args.sparsity);
   const group = args.group ?? strategy.defaultGroup;
   const structure = parseStructure(args.structure, sparsity, group);
   const nsamples = positiveIntFlag('nsamples', args.nsamples);
-  const seed = numberFlag('seed', args.seed);
+  const seed = numberFlag('calib-seed', args.calibSeed);
   const allocation = args.allocation ?? 'uniform';
   if (allocation !== 'uniform' && allocation !== 'owl') throw new CrepeError(`--allocation must be 'uniform' or 'owl', got '${allocation}'`);
   const owlM = numberFlag('owl-m', args.owlM ?? OWL_DEFAULTS.m);

@@ -6,11 +6,11 @@ import { writeFileAtomic } from '../io/atomic';
 import { checkSeqlen } from '../eval/evaluate';
 import { OpenedModel, openModel } from '../model/resolve';
 import { CalibrationSpec } from '../prune/pipeline';
-import { Structure, parseStructure } from '../prune/select';
+import { Structure, nmSparsity, parseStructure } from '../prune/select';
 import { Strategy, getStrategy, parseParamPairs } from '../prune/strategy';
 import { DEFAULT_BUDGET, DEFAULT_PROXY, SEARCHES, SearchName } from '../search/defaults';
 import { hillClimbSearch } from '../search/hillclimb';
-import { DEFAULT_FISHER_WINDOWS, DEFAULT_KEEP_INPUTS, FullEvaluation, SearchOutcome, StatsKind, calibrateOnce, evalLogCsv, fullEvaluation, proxySign, setupOptionsFor } from '../search/objective';
+import { DEFAULT_FISHER_WINDOWS, DEFAULT_KEEP_INPUTS, FullEvaluation, REPORT_DATASET, SearchOutcome, StatsKind, calibrateOnce, evalLogCsv, fullEvaluation, proxySign, setupOptionsFor } from '../search/objective';
 import { phoSearch } from '../search/pho';
 import { PROXIES, PROXY_NAMES, ProxyName, parseProxy } from '../search/proxies';
 import { SearchSpace, buildSpace, formatParams, paramFlags, parseBounds } from '../search/space';
@@ -29,7 +29,7 @@ export interface SpaceArgs extends PruneTargetArgs {
   keepInputs?: number;
   fisherWindows?: number;
   searchWindows: number;
-  seed: number;
+  searchSeed: number;
 }
 
 export interface SearchArgs extends SpaceArgs {
@@ -61,9 +61,9 @@ export function spaceSettings(args: SpaceArgs): SpaceSettings {
     bounds: parseBounds(args.bound ?? []),
     fixed: parseParamPairs(args.param ?? []),
   });
-  const sparsity = numberFlag('sparsity', args.sparsity);
   const group = args.group ?? strategy.defaultGroup;
-  const structure = parseStructure(args.structure, sparsity, group);
+  const structure = parseStructure(args.structure, args.sparsity === undefined ? undefined : numberFlag('sparsity', args.sparsity), group);
+  const sparsity = structure.kind === 'unstructured' ? structure.sparsity : nmSparsity(structure.n, structure.m);
   if (!STATS_KINDS.includes(args.stats as StatsKind)) throw new CrepeError(`--stats must be dense or pruned, got '${args.stats}'`);
   return {
     strategy,
@@ -73,7 +73,7 @@ export function spaceSettings(args: SpaceArgs): SpaceSettings {
     sparsity,
     statsKind: args.stats as StatsKind,
     searchWindows: positiveIntFlag('search-windows', args.searchWindows),
-    seed: integerFlag('seed', args.seed),
+    seed: integerFlag('search-seed', args.searchSeed),
   };
 }
 
@@ -144,7 +144,7 @@ export async function searchCommand(args: SearchArgs): Promise<void> {
   const searchWall = setup.calibrationSeconds + setup.fisherSeconds + outcome.seconds;
   const reproduce = `crepe prune --model ${args.model} --method ${strategy.name} ${paramFlags(outcome.best)} --structure ${args.structure}${
     structure.kind === 'unstructured' ? ` --sparsity ${settings.sparsity} --group ${settings.group}` : ''
-  } --calib ${calibration.dataset} --nsamples ${calibration.nsamples} --seed ${calibration.seed} --eval ${setup.dataset}`;
+  } --calib ${calibration.dataset} --nsamples ${calibration.nsamples} --calib-seed ${calibration.seed} --eval ${REPORT_DATASET}`;
   const result = {
     model: args.model,
     method: strategy.name,
@@ -215,7 +215,7 @@ export function spaceOptions<T>(y: Argv<T>) {
     .option('param', { type: 'string', array: true, default: [] as string[], describe: 'fix a parameter that is not searched, k=v (repeatable)' })
     .option('searched', { type: 'string', array: true, describe: 'parameters to search, comma separated (default crepe: alpha,beta,gamma,kh,kw; add a to search the exponent)' })
     .option('bound', { type: 'string', array: true, default: [] as string[], describe: 'search bounds name=lo:hi in parameter units (default alpha/beta/gamma 1e-3:1e3 in log10, kh/kw 1:9 odd, a 0:1)' })
-    .option('sparsity', { type: 'number', default: 0.5, describe: 'fraction pruned, in [0, 1) (unstructured)' })
+    .option('sparsity', { type: 'number', describe: 'fraction pruned, in [0, 1) (default 0.5 unstructured; with N:M it is 1 - N/M, and any other value is an error)' })
     .option('structure', { type: 'string', default: 'unstructured', describe: "'unstructured' or N:M = KEEP N of every M (2:4 keeps 2)" })
     .option('group', { choices: ['row', 'matrix'] as const, describe: "unstructured comparison group (default: the method's reference)" })
     .option('calib', { type: 'string', default: 'tinystories', describe: 'calibration dataset' })
@@ -225,6 +225,6 @@ export function spaceOptions<T>(y: Argv<T>) {
     .option('stats', { choices: STATS_KINDS, default: 'dense' as StatsKind, describe: 'statistics computed once: dense block inputs, or inputs of one sequential pruned pass with default parameters' })
     .option('keep-inputs', { type: 'number', describe: `raw calibration windows kept per layer for the recon proxy (default ${DEFAULT_KEEP_INPUTS})` })
     .option('fisher-windows', { type: 'number', describe: `calibration windows for the fisher proxy's backward passes (default ${DEFAULT_FISHER_WINDOWS})` })
-    .option('search-windows', { type: 'number', default: 16, describe: 'search-subset PPL on the first N tinystories evaluation windows' })
-    .option('seed', { type: 'number', default: 0, describe: 'search seed (sampling, CMA-ES, hill-climbing order)' });
+    .option('search-windows', { type: 'number', default: 16, describe: 'search-subset PPL on the first N windows of tinystories-val (the validation split)' })
+    .option('search-seed', { type: 'number', default: 0, describe: 'search seed (sampling, CMA-ES, hill-climbing order); the calibration seed is --calib-seed' });
 }

@@ -207,3 +207,81 @@ export function sampleCalibration(tokens: Int32Array, nsamples: number, seqlen: 
   }
   return { windows, starts };
 }
+
+export interface CalibrationDraw extends CalibrationSample {
+  /** For per-document sampling (c4:PATH): the document each window was cut from. */
+  documents?: number[];
+  /** Exactly which text the windows come from: recorded with every result. */
+  slice: string;
+}
+
+const c4Cache = new Map<string, string[]>();
+
+/**
+ * Wanda/SparseGPT's C4 rule (locuslab/wanda lib/data.py, get_c4): for each window, draw a
+ * document index uniformly, tokenize that document alone (BOS first, as HF's LLaMA tokenizer
+ * does) and redraw until it has MORE than `seqlen` tokens; then a uniform offset in [0, tokens -
+ * seqlen) inside it. Only sampled documents are tokenized, and no window crosses a document
+ * boundary. Refused when every document has been tried and none is long enough.
+ */
+export function sampleC4Calibration(
+  docs: readonly string[],
+  tok: Tokenizer,
+  nsamples: number,
+  seqlen: number,
+  seed: number,
+): CalibrationSample & { documents: number[] } {
+  if (!(Number.isInteger(nsamples) && nsamples > 0)) throw new CrepeError(`nsamples must be a positive integer, got ${nsamples}`);
+  if (docs.length === 0) throw new CrepeError('the C4 shard holds no documents');
+  const rng = new Rng(seed);
+  const encoded = new Map<number, Int32Array>();
+  const tooShort = new Set<number>();
+  const windows: Int32Array[] = [];
+  const starts: number[] = [];
+  const documents: number[] = [];
+  for (let i = 0; i < nsamples; i++) {
+    let d: number;
+    let ids: Int32Array;
+    for (;;) {
+      d = rng.int(docs.length);
+      ids = encoded.get(d) ?? tok.encode(docs[d], { bos: true });
+      encoded.set(d, ids);
+      if (ids.length > seqlen) break;
+      tooShort.add(d);
+      if (tooShort.size === docs.length) {
+        throw new CrepeError(`no document of the C4 shard has more than ${seqlen} tokens (calibration windows never cross documents)`);
+      }
+    }
+    const s = rng.int(ids.length - seqlen);
+    documents.push(d);
+    starts.push(s);
+    windows.push(ids.slice(s, s + seqlen));
+  }
+  return { windows, starts, documents };
+}
+
+/**
+ * The calibration windows of a dataset spec: per document for `c4:PATH` (sampleC4Calibration),
+ * otherwise uniform offsets of the calibration split's token stream (sampleCalibration).
+ */
+export function drawCalibrationWindows(
+  spec: string,
+  tok: Tokenizer,
+  tokenizerKey: string,
+  nsamples: number,
+  seqlen: number,
+  seed: number,
+): CalibrationDraw {
+  if (spec.startsWith('c4:')) {
+    const file = spec.slice(3);
+    let docs = c4Cache.get(file);
+    if (!docs) {
+      docs = readC4(file);
+      c4Cache.set(file, docs);
+    }
+    const sample = sampleC4Calibration(docs, tok, nsamples, seqlen, seed);
+    return { ...sample, slice: `${file}, ${docs.length} documents; windows drawn per document (Wanda's C4 rule)` };
+  }
+  const ds = loadDataset(spec, 'calib');
+  return { ...sampleCalibration(tokenizeDataset(ds, tok, tokenizerKey), nsamples, seqlen, seed), slice: ds.slice };
+}

@@ -99,7 +99,7 @@ export function expandCells(config: SweepConfig, models: ModelInfo[]): Expansion
   const firstReason = new Map<string, string>();
   const fits = (model: ModelInfo, structure: string): string | null => {
     try {
-      for (const [o, i] of model.shapes) validateStructureFor(parseStructure(structure, 0, 'row'), o, i);
+      for (const [o, i] of model.shapes) validateStructureFor(parseStructure(structure, undefined, 'row'), o, i);
       return null;
     } catch (e) {
       if (e instanceof CrepeError) return e.message;
@@ -130,7 +130,7 @@ export function expandCells(config: SweepConfig, models: ModelInfo[]): Expansion
     for (const m of config.methods) {
       const base = { method: m.name, params: m.params, calibration, propagate: config.propagate };
       for (const structure of structures) {
-        const parsed = parseStructure(structure, 0, 'row');
+        const parsed = parseStructure(structure, undefined, 'row');
         if (parsed.kind === 'nm') {
           pruned.push(makeCell(model.name, m.label, evals, { ...base, structure, group: null, sparsity: nmSparsity(parsed.n, parsed.m) }));
           continue;

@@ -179,7 +179,7 @@ export function parseSweepConfig(json: unknown, file: string): SweepConfig {
     methods.push({ name: m.name, params, label });
   });
   const structures = raw.structures.map((s, i) => {
-    const st = atField(file, ['structures', i], () => parseStructure(s, 0, 'row'));
+    const st = atField(file, ['structures', i], () => parseStructure(s, undefined, 'row'));
     return st.kind === 'nm' ? `${st.n}:${st.m}` : 'unstructured';
   });
   const seen = new Set<string>();

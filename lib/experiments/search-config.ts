@@ -177,7 +177,7 @@ export function modelStem(model: string): string {
 
 /** The structure of `entry` as a method prunes it (unstructured: the method's reference group). */
 export function structureFor(entry: StructureEntry, method: string): Structure {
-  return parseStructure(entry.structure, entry.structure === 'unstructured' ? entry.sparsity : 0, getStrategy(method).defaultGroup);
+  return parseStructure(entry.structure, entry.structure === 'unstructured' ? entry.sparsity : undefined, getStrategy(method).defaultGroup);
 }
 
 function structureLabel(s: Structure): string {
@@ -214,7 +214,7 @@ export function parseSearchCompareConfig(json: unknown, file: string): SearchCom
   const structures = raw.structures.map((s, i): StructureEntry => {
     if (structureNames.has(s.name)) throw fieldError(file, ['structures', i, 'name'], `'${s.name}' is also the name of structures[${structureNames.get(s.name)}]`);
     structureNames.set(s.name, i);
-    const shape = atField(file, ['structures', i, 'structure'], () => parseStructure(s.structure, 0, 'row'));
+    const shape = atField(file, ['structures', i, 'structure'], () => parseStructure(s.structure, undefined, 'row'));
     if (shape.kind === 'nm' && s.sparsity !== undefined) {
       throw fieldError(file, ['structures', i, 'sparsity'], `sparsity applies to unstructured only (${s.structure} fixes it)`);
     }

@@ -45,7 +45,7 @@ export class CellRunner {
     let pruneSeconds = 0;
     const p = cell.prune;
     if (p) {
-      const structure = p.group ? parseStructure(p.structure, p.sparsity, p.group) : parseStructure(p.structure, 0, 'row');
+      const structure = p.group ? parseStructure(p.structure, p.sparsity, p.group) : parseStructure(p.structure, undefined, 'row');
       const outcome = pruneModel(model, { method: p.method, params: p.params, structure, calibration: p.calibration, propagate: p.propagate });
       // The outcome's source overlays the pruned blocks on the shared model source; it is
       // dropped after evaluation and the shared source stays open for the next cell.

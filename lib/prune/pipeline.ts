@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { loadDataset, sampleCalibration, tokenizeDataset } from '../data/datasets';
+import { drawCalibrationWindows } from '../data/datasets';
 import { CrepeError } from '../errors';
 import { writeFileAtomic } from '../io/atomic';
 import { OpenedModel } from '../model/resolve';
@@ -89,6 +89,8 @@ export interface CalibrationRecord {
   dataset: string;
   slice: string;
   starts: number[];
+  /** c4:PATH only: the document each window was cut from (starts are offsets inside it). */
+  documents?: number[];
   nsamples: number;
   seqlen: number;
   seed: number;
@@ -143,12 +145,13 @@ export class OverlaySource implements WeightSource {
 
 /** Draw the calibration windows (seeded) from the calibration split of a dataset. */
 export function drawCalibration(model: OpenedModel, cal: CalibrationSpec): { windows: Int32Array[]; record: CalibrationRecord } {
-  const ds = loadDataset(cal.dataset, 'calib');
-  const tokens = tokenizeDataset(ds, model.tokenizer, model.tokenizerPath);
-  const sample = sampleCalibration(tokens, cal.nsamples, cal.seqlen, cal.seed);
+  const draw = drawCalibrationWindows(cal.dataset, model.tokenizer, model.tokenizerPath, cal.nsamples, cal.seqlen, cal.seed);
   return {
-    windows: sample.windows,
-    record: { dataset: cal.dataset, slice: ds.slice, starts: sample.starts, nsamples: cal.nsamples, seqlen: cal.seqlen, seed: cal.seed },
+    windows: draw.windows,
+    record: {
+      dataset: cal.dataset, slice: draw.slice, starts: draw.starts, ...(draw.documents ? { documents: draw.documents } : {}),
+      nsamples: cal.nsamples, seqlen: cal.seqlen, seed: cal.seed,
+    },
   };
 }
 

@@ -26,11 +26,17 @@ export type Structure =
   /** N:M = KEEP n of every m consecutive input columns in each row (Wanda/RIA code says "prune n"). */
   | { kind: 'nm'; n: number; m: number };
 
+/** The unstructured sparsity when none is given. */
+export const DEFAULT_SPARSITY = 0.5;
+
 /**
- * Parse a structure flag: 'unstructured' or 'N:M' (keep N of every M). `sparsity` must be in
- * [0, 1) either way; for N:M it is not used (N:M fixes the sparsity at 1 - N/M).
+ * Parse a structure flag: 'unstructured' or 'N:M' (keep N of every M). `sparsity` (undefined =
+ * not given) must be in [0, 1); unstructured uses it (default DEFAULT_SPARSITY). N:M fixes the
+ * sparsity at 1 - N/M, so a given sparsity must equal that: a different one is refused rather
+ * than silently ignored.
  */
-export function parseStructure(text: string, sparsity: number, group: 'row' | 'matrix'): Structure {
+export function parseStructure(text: string, sparsityGiven: number | undefined, group: 'row' | 'matrix'): Structure {
+  const sparsity = sparsityGiven ?? DEFAULT_SPARSITY;
   checkSparsity(sparsity);
   const t = text.trim().toLowerCase();
   if (t === 'unstructured') {
@@ -43,6 +49,11 @@ export function parseStructure(text: string, sparsity: number, group: 'row' | 'm
   if (!nm) throw new CrepeError(`structure must be 'unstructured' or N:M such as 2:4 (keep N of every M), got '${text}'`);
   const s: Structure = { kind: 'nm', n: Number(nm[1]), m: Number(nm[2]) };
   checkNM(s.n, s.m);
+  if (sparsityGiven !== undefined && Math.abs(sparsityGiven - nmSparsity(s.n, s.m)) > 1e-9) {
+    throw new CrepeError(
+      `sparsity ${sparsityGiven} contradicts N:M ${s.n}:${s.m}, which prunes exactly 1 - ${s.n}/${s.m} = ${nmSparsity(s.n, s.m)} (give that sparsity or none)`,
+    );
+  }
   return s;
 }
 
