@@ -410,3 +410,48 @@ describe('bad input raises CrepeError naming the file', () => {
     expectCrepeError(() => loadTokenizer(TOK105).decode([-1]), TOK105, /token id -1/);
   });
 });
+
+describe('a Llama-2-style sentencepiece model with a U+FEFF piece (test/fixtures/spm-feff)', () => {
+  // Built by scripts/reference/make_sentencepiece_fixture.py with the sentencepiece library;
+  // expected ids are the library's own, tokenizer.json is transformers' LlamaConverter output.
+  const dir = path.join(__dirname, 'fixtures', 'spm-feff');
+  const expected = JSON.parse(fs.readFileSync(path.join(dir, 'expected-ids.json'), 'utf8')) as {
+    feff_ids: number[];
+    vocab_size: number;
+    cases: { text: string; ids: number[] }[];
+  };
+
+  test('the U+FEFF piece keeps its text (TextDecoder would strip it as a BOM)', () => {
+    const tok = loadSentencePieceTokenizer(path.join(dir, 'tokenizer.model'));
+    expect(tok.vocabSize).toBe(expected.vocab_size);
+    expect(expected.feff_ids).toHaveLength(1);
+    expect(tok.model.pieces[expected.feff_ids[0]]).toBe('\ufeff');
+    expect(Array.from(tok.encode('\ufeff'))).toContain(expected.feff_ids[0]);
+  });
+
+  test('a hand-built model whose only normal piece is U+FEFF parses', () => {
+    const model = [
+      ...proto.bytes(1, [...proto.bytes(1, Buffer.from('<unk>')), ...proto.int(3, 2)]),
+      ...proto.bytes(1, [...proto.bytes(1, Buffer.from('\ufeff', 'utf8')), ...proto.float(2, -1)]),
+      ...proto.bytes(2, [...proto.int(3, 2)]),
+    ];
+    const file = path.join(tmp, 'feff.model');
+    fs.writeFileSync(file, Buffer.from(model));
+    const tok = loadSentencePieceTokenizer(file);
+    expect(tok.model.pieces).toEqual(['<unk>', '\ufeff']);
+  });
+
+  test(`tokenizer.model and tokenizer.json give the sentencepiece library's ids on ${expected.cases.length} strings`, () => {
+    const spTok = loadTokenizer(path.join(dir, 'tokenizer.model'));
+    const hfTok = loadTokenizer(path.join(dir, 'tokenizer.json'));
+    expect(expected.cases.length).toBeGreaterThanOrEqual(300);
+    // HF tokenizers (like transformers) read special-token text in the input as that token;
+    // sentencepiece spells it out. That is the one intended difference.
+    const special = /<s>|<\/s>|<unk>/;
+    for (const { text, ids } of expected.cases) {
+      expect({ text, ids: Array.from(spTok.encode(text)) }).toEqual({ text, ids });
+      if (!special.test(text)) expect({ text, ids: Array.from(hfTok.encode(text)) }).toEqual({ text, ids });
+    }
+    expect(Array.from(hfTok.encode('<s>'))).toEqual([1]);
+  });
+});

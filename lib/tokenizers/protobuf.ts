@@ -57,7 +57,9 @@ export function readFields(buf: Uint8Array): ProtoField[] {
   return fields;
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a piece may be exactly U+FEFF (Llama-2 and Mistral vocabularies have one); by
+// default TextDecoder strips a leading BOM, which would leave that piece empty.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 export function fieldString(f: ProtoField): string {
   if (f.wireType !== 2) throw new ProtoError(`field ${f.field} should be a string`);

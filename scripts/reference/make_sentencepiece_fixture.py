@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Builds test/fixtures/spm-feff: a small Llama-2-style sentencepiece BPE tokenizer whose
+vocabulary contains the piece U+FEFF (as Llama-2's and Mistral's do), the tokenizer.json that
+transformers' LlamaConverter makes from it, and the ids the sentencepiece library itself gives
+for a few hundred varied strings.
+
+    PYTHONPATH=<dir with sentencepiece, tokenizers, transformers> \
+        python3 scripts/reference/make_sentencepiece_fixture.py ASSETS_DIR test/fixtures/spm-feff
+
+Needs python packages sentencepiece, tokenizers, transformers (no torch). The tests only read
+the committed output.
+"""
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+
+import sentencepiece as spm
+import transformers.convert_slow_tokenizer as cst
+from tokenizers import processors
+from transformers.tokenization_utils_base import generate_merges
+
+
+def main():
+    assets, out = sys.argv[1], sys.argv[2]
+    os.makedirs(out, exist_ok=True)
+    stories = open(os.path.join(assets, "text/tinystories/tinystories_val_head.txt"), encoding="utf8").read()
+    wiki = open(os.path.join(assets, "text/wikitext2/wiki.test.raw"), encoding="utf8").read()
+    lines = [l for l in (stories[:200000] + wiki[:100000]).split("\n") if l.strip()]
+    # U+FEFF often enough to become a piece of its own; a few other scripts for byte fallback.
+    extra = ["\ufeffHello there", "caf\u00e9 na\u00efve \u65e5\u672c\u8a9e", "\ufeff\ufeff zero width", "emoji \U0001F600 ok"] * 20
+    tmp = tempfile.mkdtemp()
+    try:
+        train = os.path.join(tmp, "train.txt")
+        with open(train, "w", encoding="utf8") as f:
+            for l in lines + extra:
+                f.write(l + "\n")
+        # Llama-2's trainer settings where they matter for encoding: BPE, byte fallback, identity
+        # normalization, extra whitespace kept, dummy prefix, split digits.
+        spm.SentencePieceTrainer.train(
+            input=train, model_prefix=os.path.join(tmp, "tokenizer"), vocab_size=1000, model_type="bpe",
+            byte_fallback=True, character_coverage=1.0, normalization_rule_name="identity",
+            remove_extra_whitespaces=False, split_digits=True, add_dummy_prefix=True,
+            allow_whitespace_only_pieces=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+            max_sentence_length=100000, num_threads=1, minloglevel=2, seed_sentencepiece_size=100000)
+        shutil.copy(os.path.join(tmp, "tokenizer.model"), os.path.join(out, "tokenizer.model"))
+    finally:
+        shutil.rmtree(tmp)
+    model = os.path.join(out, "tokenizer.model")
+    sp = spm.SentencePieceProcessor(model_file=model)
+    feff = [i for i in range(sp.get_piece_size()) if sp.id_to_piece(i) == "\ufeff"]
+    assert feff, "no U+FEFF piece"
+
+    # transformers 5.x's SentencePieceExtractor.extract has a bug for BPE models (it calls
+    # model_type.__name__ on the scores list); this is what it means to do.
+    def extract(self, vocab_scores=None):
+        vocab = {p.piece: i for i, p in enumerate(self.proto.pieces)}
+        return vocab, generate_merges(vocab, vocab_scores)
+
+    cst.SentencePieceExtractor.extract = extract
+
+    class Slow:  # what LlamaConverter reads from the slow LlamaTokenizer (legacy mode, as Llama-2 ships)
+        vocab_file = model
+        legacy = True
+        add_prefix_space = True
+
+        def convert_ids_to_tokens(self, i):
+            return sp.id_to_piece(i)
+
+    tok = cst.LlamaConverter(Slow()).converted()
+    # LlamaTokenizerFast's post-processor with add_bos_token=True, add_eos_token=False.
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)])
+    tok.save(os.path.join(out, "tokenizer.json"))
+    with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
+        json.dump({"add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
+                   "unk_token": "<unk>", "legacy": True, "tokenizer_class": "LlamaTokenizer"}, f, indent=2)
+
+    rng = random.Random(0)
+    strings = [l[:160] for l in rng.sample(lines, 240)]
+    words = rng.sample(" ".join(lines).split(), 60)
+    strings += words
+    strings += [
+        "", " ", "  ", "a", " leading space", "trailing space ", "two  spaces", "tab\there", "new\nline", "\n\n",
+        "\ufeff", "\ufeffBOM at start", "mid\ufeffdle", "\ufeff\ufeff", "12345 67.89", "3.14159", "x=1+2",
+        "caf\u00e9", "na\u00efve", "\u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8", "\u0645\u0631\u062d\u0628\u0627",
+        "\U0001F600\U0001F680", "e\u0301", "\u00a0nbsp", "<s>", "</s>", "<unk>", "\u2581already", "ALL CAPS",
+        "punctuation!?.,;:'\"()[]{}", "http://example.com/a?b=c", "don't won't", "\u2019curly\u2019",
+    ]
+    cases = [{"text": s, "ids": sp.encode(s)} for s in strings]
+    with open(os.path.join(out, "expected-ids.json"), "w") as f:
+        json.dump({"_comment": "Generated by scripts/reference/make_sentencepiece_fixture.py: ids from the sentencepiece "
+                   "library " + spm.__version__ + " (no BOS); do not edit by hand.",
+                   "feff_ids": feff, "vocab_size": sp.get_piece_size(), "cases": cases}, f, ensure_ascii=False)
+        f.write("\n")
+    print(f"wrote {out}: vocab {sp.get_piece_size()}, U+FEFF piece {feff}, {len(cases)} strings")
+
+
+if __name__ == "__main__":
+    main()
