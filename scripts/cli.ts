@@ -120,6 +120,7 @@ void cli
         .option('seqlen', { type: 'number', describe: "evaluation window length (default: the model's context)" })
         .option('max-windows', { type: 'number', describe: 'evaluate only the first N windows' })
         .option('save', { type: 'string', describe: 'save the pruned model: a .bin path (llama2.c) or a directory (HF)' })
+        .option('dtype', { choices: ['F32', 'BF16', 'F16'] as const, describe: 'dtype of a model saved as HF (--save DIR); default: the source checkpoint\'s dtype, else F32' })
         .option('dump', { type: 'string', describe: 'write calibration windows, statistics, masks and run.json here' })
         .option('force', { type: 'boolean', default: false, describe: 'replace an existing --save / --dump that crepe did not write' })
         .option('allocation', { type: 'string', default: 'uniform', describe: "per-block sparsity: 'uniform' or 'owl' (OWL: outlier-rich blocks pruned less, mean sparsity kept)" })

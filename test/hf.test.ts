@@ -157,7 +157,7 @@ describe('writeHfModel + openHfModel', () => {
     expect(fs.readdirSync(out('f32')).filter((f) => f !== DIR_MARKER).sort()).toEqual(['config.json', 'model.safetensors']);
     const hf = openHfModel(out('f32'));
     expect(hf.format).toBe('hf');
-    expect(hf.config).toEqual({ ...src.config, ropeLayout: 'half' });
+    expect({ ...hf.config, sourceConfig: undefined }).toEqual({ ...src.config, ropeLayout: 'half' });
     expectSameModel(hf, src);
     const st = SafetensorsFile.open(out('f32/model.safetensors'));
     expect(st.names()).not.toContain(hfName.classifier); // tied
@@ -172,7 +172,7 @@ describe('writeHfModel + openHfModel', () => {
     const src = new MemorySource(tinyConfig({ ropeLayout: 'half', tiedEmbeddings: false, architecture: 'mistral', nKvHeads: 4 }), 2);
     writeHfModel(src, out('half'), { dtype: 'F32' });
     const hf = openHfModel(out('half'));
-    expect(hf.config).toEqual(src.config);
+    expect({ ...hf.config, sourceConfig: undefined }).toEqual(src.config);
     expectSameModel(hf, src);
     expect(hf.readClassifier()).not.toEqual(hf.readEmbedding());
     hf.close();
@@ -294,7 +294,9 @@ describe('bad HF inputs', () => {
     editConfig(dir, (c) => ((c.architectures = ['GPT2LMHeadModel']), (c.model_type = 'gpt2')));
     expectCrepe(() => openHfModel(dir), /unsupported architecture \["GPT2LMHeadModel"\].*arch\/config.json/);
     editConfig(dir, (c) => ((c.architectures = ['LlamaForCausalLM']), (c.model_type = 'llama'), (c.rope_scaling = { rope_type: 'llama3', factor: 8 })));
-    expectCrepe(() => openHfModel(dir), /unsupported rope_scaling .*llama3.* in .*arch\/config.json/);
+    expectCrepe(() => openHfModel(dir), /arch\/config.json: rope_scaling.low_freq_factor must be a positive number, got null/);
+    editConfig(dir, (c) => (c.rope_scaling = { type: 'dynamic', factor: 2 }));
+    expectCrepe(() => openHfModel(dir), /unsupported rope type "dynamic" in .*arch\/config.json \(rope_scaling\)/);
     editConfig(dir, (c) => ((c.rope_scaling = null), (c.hidden_size = 0)));
     expectCrepe(() => openHfModel(dir), /hidden_size must be a positive integer/);
   });
@@ -302,7 +304,10 @@ describe('bad HF inputs', () => {
   test('config defaults and the Mistral sliding window', () => {
     const base = { architectures: ['MistralForCausalLM'], model_type: 'mistral', hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 8, vocab_size: 100 };
     const cfg = parseHfConfig({ ...base, max_position_embeddings: 32768, sliding_window: 4096 }, 'c.json');
-    expect(cfg).toMatchObject({ architecture: 'mistral', nKvHeads: 8, headDim: 8, ropeTheta: 10000, normEps: 1e-6, maxSeqLen: 4096, tiedEmbeddings: false, ropeLayout: 'half' });
+    expect(cfg).toMatchObject({ architecture: 'mistral', nKvHeads: 8, headDim: 8, ropeTheta: 10000, normEps: 1e-6, maxSeqLen: 32768, slidingWindow: 4096, tiedEmbeddings: false, ropeLayout: 'half' });
+    // transformers' MistralConfig: an absent sliding_window means 4096, null means none.
+    expect(parseHfConfig(base, 'c.json')).toMatchObject({ slidingWindow: 4096, maxSeqLen: 131072 });
+    expect(parseHfConfig({ ...base, sliding_window: null }, 'c.json').slidingWindow).toBeUndefined();
     expect(parseHfConfig({ ...base, head_dim: 16, num_key_value_heads: 2 }, 'c.json')).toMatchObject({ headDim: 16, nKvHeads: 2 });
     expect(() => parseHfConfig({ ...base, num_key_value_heads: 3 }, 'c.json')).toThrow(/not a multiple/);
   });

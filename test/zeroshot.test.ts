@@ -112,6 +112,7 @@ describe('pieces with known answers', () => {
     vocabSize: 256,
     bosId: 1,
     eosId: 2,
+    addBos: true,
     encode: (text, opts) => Int32Array.from([...(opts?.bos ? [1] : []), ...Array.from(text, (c) => c.charCodeAt(0))]),
     decode: (ids) => String.fromCharCode(...Array.from(ids)),
   };

@@ -1,3 +1,4 @@
+import { CrepeError } from '../errors';
 import { openModel } from '../model/resolve';
 import { LlamaModel } from '../model/runtime';
 import { CommonArgs, emit, positiveIntFlag, startBackend } from './common';
@@ -14,7 +15,11 @@ export async function generateCommand(args: GenerateArgs): Promise<void> {
   const backend = await startBackend(args.backend);
   const model = openModel(args.model, args.tokenizer);
   const tok = model.tokenizer;
-  const prompt = args.prompt.length > 0 ? tok.encode(args.prompt, { bos: true }) : Int32Array.of(tok.bosId);
+  if (args.prompt.length === 0 && tok.bosId < 0) {
+    model.source.close();
+    throw new CrepeError(`tokenizer ${model.tokenizerPath} has no BOS token to start from: give a --prompt`);
+  }
+  const prompt = args.prompt.length > 0 ? tok.encode(args.prompt, { bos: tok.addBos }) : Int32Array.of(tok.bosId);
   const runtime = LlamaModel.fromSource(model.source);
   // llama2.c's run.c ends a story at BOS; HF models end at EOS.
   const ids = runtime.generateGreedy(prompt, steps, [tok.bosId, tok.eosId].filter((i) => i >= 0));

@@ -3,10 +3,11 @@ import * as path from 'path';
 import { CrepeError } from '../errors';
 import { StagedDir, stageDir, writeFileAtomic } from '../io/atomic';
 import { OutputTarget, checkOutputs } from '../io/outputs';
-import { formatForPath } from '../model/save';
 import { EvalRecord, checkSeqlen, evaluateSource } from '../eval/evaluate';
 import { openModel } from '../model/resolve';
-import { saveModel } from '../model/save';
+import { configDtype } from '../model/hf';
+import { FloatDtype } from '../model/safetensors';
+import { formatForPath, saveModel, savedSparsity } from '../model/save';
 import { DsnotRowStats, dsnotRefiner } from '../prune/addons/dsnot';
 import { OwlAllocation, OWL_DEFAULTS, checkOwlOptions, owlAllocation } from '../prune/addons/owl';
 import { PruneOutcome, pruneModel } from '../prune/pipeline';
@@ -21,6 +22,8 @@ export interface PruneArgs extends PruneTargetArgs {
   seqlen?: number;
   maxWindows?: number;
   save?: string;
+  /** dtype of an HF --save; default the source config's dtype, else F32. */
+  dtype?: FloatDtype;
   dump?: string;
   /** Replace existing outputs crepe did not write. */
   force?: boolean;
@@ -66,6 +69,9 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
   if (permute && refine !== 'none') throw new CrepeError('--refine dsnot cannot follow --permute (its N:M groups are in the original column order)');
   if (strategy.pruneLayer && (permute || refine !== 'none')) {
     throw new CrepeError(`${args.method} updates weights itself: --permute and --refine do not apply to it`);
+  }
+  if (args.save && formatForPath(args.save) === 'llama2c' && args.dtype !== undefined && args.dtype !== 'F32') {
+    throw new CrepeError('llama2.c files are float32 only (--dtype F32)');
   }
   const backend = await startBackend(args.backend);
   const model = openModel(args.model, args.tokenizer);
@@ -147,7 +153,15 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
     writeFileAtomic(path.join(dump.tmp, 'run.json'), JSON.stringify({ ...settings, report: outcome.report, argv: process.argv.slice(2) }, null, 2));
     dump.commit();
   }
-  if (args.save) saveModel(outcome.source, args.save, { tokenizer: model.tokenizerPath, force: args.force });
+  let saved: { format: string; dtype: FloatDtype; sparsity: number; zeros: number } | null = null;
+  if (args.save) {
+    const format = formatForPath(args.save);
+    const dtype = format === 'hf' ? args.dtype ?? configDtype(cfg) ?? 'F32' : 'F32';
+    saveModel(outcome.source, args.save, { tokenizer: model.tokenizerPath, dtype, force: args.force });
+    // Read back: every pruned weight must be zero in the file, whatever the dtype.
+    const check = savedSparsity(args.save, outcome.report.layers);
+    saved = { format, dtype, ...check };
+  }
   model.source.close();
   const result = {
     ...settings,
@@ -169,6 +183,7 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
       eval_seconds: pruned[k].seconds,
     })),
     saved: args.save ?? null,
+    saved_model: saved,
     dump: args.dump ?? null,
   };
   emit(args.json, result, () => {
@@ -187,7 +202,7 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
     }
     for (const l of outcome.report.layers) lines.push(`  ${l.key.padEnd(22)} [${l.shape.join(' x ')}] ${(l.sparsity * 100).toFixed(2)}%`);
     evalSets.forEach((_, k) => lines.push(`dense  ${fmtPpl(dense[k])}`, `pruned ${fmtPpl(pruned[k])}`));
-    if (args.save) lines.push(`saved to ${args.save}`);
+    if (saved) lines.push(`saved to ${args.save} (${saved.format}, ${saved.dtype}; sparsity read back ${(saved.sparsity * 100).toFixed(4)}%)`);
     if (args.dump) lines.push(`artefacts in ${args.dump}`);
     return lines.join('\n');
   });

@@ -159,12 +159,15 @@ export function loadDataset(spec: string, part: DatasetPart): TextDataset {
 
 const tokenCache = new Map<string, Int32Array>();
 
-/** Tokenize a dataset once per process (BOS only at the very start, as the PPL protocol says). */
+/**
+ * Tokenize a dataset once per process (BOS only at the very start, as the PPL protocol says, and
+ * only when the tokenizer's own convention adds one: Qwen2's does not).
+ */
 export function tokenizeDataset(ds: TextDataset, tok: Tokenizer, tokenizerKey: string): Int32Array {
   const key = `${tokenizerKey}\u0000${ds.spec}\u0000${ds.part}`;
   let ids = tokenCache.get(key);
   if (!ids) {
-    ids = tok.encode(ds.text, { bos: true });
+    ids = tok.encode(ds.text, { bos: tok.addBos });
     tokenCache.set(key, ids);
   }
   return ids;

@@ -69,7 +69,19 @@ export interface WriteHfOptions {
   tokenizer?: string;
   /** Replace an existing folder crepe did not write. */
   force?: boolean;
+  /** Folders whose tokenizer and generation files (COMPANION_FILES) are copied too, first found wins. */
+  companionDirs?: string[];
 }
+
+/** The files besides the weights that the HF ecosystem reads from a model folder. */
+export const COMPANION_FILES = [
+  'tokenizer.json',
+  'tokenizer.model',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'added_tokens.json',
+  'generation_config.json',
+];
 
 const DEFAULT_SHARD_BYTES = 5e9;
 
@@ -117,10 +129,18 @@ export function writeHfModel(src: WeightSource, outDir: string, opts: WriteHfOpt
       const index = { metadata: { total_size: totalSize }, weight_map: weightMap };
       fs.writeFileSync(path.join(tmp, HF_INDEX_FILE), JSON.stringify(index, null, 2) + '\n');
     }
-    if (opts.tokenizer !== undefined) {
-      const copy = path.join(tmp, path.basename(opts.tokenizer));
-      fs.copyFileSync(opts.tokenizer, copy);
-      fs.chmodSync(copy, 0o644); // the source may be a read-only asset; the output is the user's
+    const copy = (from: string): void => {
+      const to = path.join(tmp, path.basename(from));
+      if (fs.existsSync(to)) return;
+      fs.copyFileSync(from, to);
+      fs.chmodSync(to, 0o644); // the source may be a read-only asset; the output is the user's
+    };
+    if (opts.tokenizer !== undefined) copy(opts.tokenizer);
+    for (const dir of opts.companionDirs ?? []) {
+      for (const name of COMPANION_FILES) {
+        const from = path.join(dir, name);
+        if (fs.statSync(from, { throwIfNoEntry: false })?.isFile()) copy(from);
+      }
     }
   }, 'hf-model', { force: opts.force });
 }
@@ -166,11 +186,13 @@ function tensorFetcher(src: WeightSource): (t: HfTensor) => Float32Array {
       case 'attnNorm':
       case 'ffnNorm':
         return block(role.block)[role.kind];
-      case 'linear': {
-        const w = block(role.block).linears[role.linear];
+      case 'linear':
+      case 'bias': {
+        const w = role.kind === 'linear' ? block(role.block).linears[role.linear] : block(role.block).biases?.[role.linear];
+        if (!w) throw new Error(`block ${role.block} has no ${role.linear} bias`);
         if (cfg.ropeLayout === 'half' || (role.linear !== 'q' && role.linear !== 'k')) return w;
         const heads = role.linear === 'q' ? cfg.nHeads : cfg.nKvHeads;
-        return permuteRows(w, cfg.dim, adjacentToHalfOrder(heads, cfg.headDim));
+        return permuteRows(w, role.kind === 'linear' ? cfg.dim : 1, adjacentToHalfOrder(heads, cfg.headDim));
       }
     }
   };

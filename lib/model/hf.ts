@@ -8,13 +8,13 @@ import * as path from 'path';
 import { CrepeError } from '../errors';
 import { checkWeights } from '../io/finite';
 import { FloatDtype, SafetensorsFile } from './safetensors';
-import { BlockWeights, LINEAR_NAMES, LinearName, LlamaConfig, WeightSource, linearShape } from './types';
+import { BlockWeights, LINEAR_NAMES, LinearName, LlamaConfig, RopeScaling, WeightSource, linearShape } from './types';
 
 export const HF_CONFIG_FILE = 'config.json';
 export const HF_SINGLE_FILE = 'model.safetensors';
 export const HF_INDEX_FILE = 'model.safetensors.index.json';
 
-const ARCHITECTURES: Record<string, string> = { llama: 'LlamaForCausalLM', mistral: 'MistralForCausalLM' };
+const ARCHITECTURES: Record<string, string> = { llama: 'LlamaForCausalLM', mistral: 'MistralForCausalLM', qwen2: 'Qwen2ForCausalLM' };
 
 const HF_LINEAR: Record<LinearName, string> = {
   q: 'self_attn.q_proj',
@@ -34,13 +34,23 @@ export const hfName = {
   attnNorm: (block: number) => `model.layers.${block}.input_layernorm.weight`,
   ffnNorm: (block: number) => `model.layers.${block}.post_attention_layernorm.weight`,
   linear: (block: number, name: LinearName) => `model.layers.${block}.${HF_LINEAR[name]}.weight`,
+  bias: (block: number, name: LinearName) => `model.layers.${block}.${HF_LINEAR[name]}.bias`,
 };
+
+/**
+ * Tensors a checkpoint may hold that transformers does not use: old exports saved the rotary
+ * inv_freq buffer (recomputed from the config), and tied models may also store lm_head.weight
+ * (transformers replaces it by the embedding).
+ */
+function ignorableTensor(name: string, cfg: LlamaConfig): boolean {
+  return /^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/.test(name) || (cfg.tiedEmbeddings && name === hfName.classifier);
+}
 
 /** Which piece of a WeightSource an HF tensor holds. */
 export type HfTensorRole =
   | { kind: 'embedding' | 'finalNorm' | 'classifier' }
   | { kind: 'attnNorm' | 'ffnNorm'; block: number }
-  | { kind: 'linear'; block: number; linear: LinearName };
+  | { kind: 'linear' | 'bias'; block: number; linear: LinearName };
 
 export interface HfTensor {
   name: string;
@@ -62,8 +72,12 @@ export function hfTensors(cfg: LlamaConfig): HfTensor[] {
       shape: linearShape(cfg, l),
       role: { kind: 'linear', block: b, linear: l },
     });
-    list.push(norm('attnNorm'), ...(['q', 'k', 'v', 'o'] as const).map(linear));
-    list.push(norm('ffnNorm'), ...(['gate', 'up', 'down'] as const).map(linear));
+    const withBias = (l: LinearName): HfTensor[] =>
+      cfg.biases?.includes(l)
+        ? [linear(l), { name: hfName.bias(b, l), shape: [linearShape(cfg, l)[0]], role: { kind: 'bias', block: b, linear: l } }]
+        : [linear(l)];
+    list.push(norm('attnNorm'), ...(['q', 'k', 'v', 'o'] as const).flatMap(withBias));
+    list.push(norm('ffnNorm'), ...(['gate', 'up', 'down'] as const).flatMap(withBias));
   }
   list.push({ name: hfName.finalNorm, shape: [cfg.dim], role: { kind: 'finalNorm' } });
   if (!cfg.tiedEmbeddings) {
@@ -79,18 +93,63 @@ function isObject(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
 }
 
-/** Map an HF config.json object to a LlamaConfig, refusing what the runtime would compute differently. */
+/**
+ * Keys of config.json that crepe reads: their values decide what is computed (or that the
+ * model is refused). Every other key must be in IGNORED_CONFIG_KEYS, or the model is refused.
+ */
+const READ_CONFIG_KEYS = new Set([
+  'architectures', 'model_type', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads',
+  'num_key_value_heads', 'head_dim', 'vocab_size', 'max_position_embeddings', 'rms_norm_eps', 'rope_theta',
+  'rope_scaling', 'rope_parameters', 'partial_rotary_factor', 'tie_word_embeddings', 'hidden_act', 'attention_bias',
+  'mlp_bias', 'sliding_window', 'use_sliding_window', 'max_window_layers', 'layer_types', 'rope_interleaved',
+  'use_mrope', 'pretraining_tp',
+]);
+
+/**
+ * Keys known not to change the forward pass at inference: storage dtype, special-token ids,
+ * training-only settings (initialisation, dropout, which is off at inference), caching, and
+ * bookkeeping. They are kept and written back on save.
+ */
+const IGNORED_CONFIG_KEYS = new Set([
+  'torch_dtype', 'dtype', 'transformers_version', '_name_or_path', 'bos_token_id', 'eos_token_id', 'pad_token_id',
+  'initializer_range', 'attention_dropout', 'use_cache', 'output_attentions', 'output_hidden_states',
+  'return_dict', 'tokenizer_class', 'is_llama_config', '_attn_implementation_autoset', 'max_length',
+  'keys_to_ignore_at_inference',
+]);
+
+/** HF default values per model_type (transformers' LlamaConfig, MistralConfig, Qwen2Config). */
+const DEFAULTS: Record<string, { maxPositions: number; normEps: number; slidingWindow: number | null }> = {
+  llama: { maxPositions: 2048, normEps: 1e-6, slidingWindow: null },
+  mistral: { maxPositions: 131072, normEps: 1e-6, slidingWindow: 4096 },
+  qwen2: { maxPositions: 32768, normEps: 1e-6, slidingWindow: null },
+};
+
+/** Keys each rope type reads inside rope_scaling / rope_parameters. */
+const ROPE_KEYS: Record<string, string[]> = {
+  default: ['rope_type', 'type', 'rope_theta'],
+  linear: ['rope_type', 'type', 'rope_theta', 'factor'],
+  llama3: ['rope_type', 'type', 'rope_theta', 'factor', 'low_freq_factor', 'high_freq_factor', 'original_max_position_embeddings'],
+};
+
+/** Map an HF config.json object to a LlamaConfig; anything crepe would not compute as transformers does is refused. */
 export function parseHfConfig(raw: unknown, file: string): LlamaConfig {
   if (!isObject(raw)) throw new CrepeError(`${file} is not a JSON object`);
   const modelType = raw.model_type;
   const archs = raw.architectures;
   const archsOk =
     archs === undefined ||
-    (Array.isArray(archs) && archs.length > 0 && archs.every((a) => Object.values(ARCHITECTURES).includes(a)));
+    (Array.isArray(archs) && archs.length === 1 && typeof modelType === 'string' && archs[0] === ARCHITECTURES[modelType]);
   if (typeof modelType !== 'string' || !Object.hasOwn(ARCHITECTURES, modelType) || !archsOk) {
     const what = `${JSON.stringify(archs ?? null)} (model_type ${JSON.stringify(modelType ?? null)})`;
-    throw new CrepeError(`unsupported architecture ${what} in ${file}; supported: LlamaForCausalLM, MistralForCausalLM`);
+    throw new CrepeError(`unsupported architecture ${what} in ${file}; supported: ${Object.values(ARCHITECTURES).join(', ')}`);
   }
+  for (const key of Object.keys(raw)) {
+    if (!READ_CONFIG_KEYS.has(key) && !IGNORED_CONFIG_KEYS.has(key)) {
+      throw new CrepeError(`unsupported config key ${JSON.stringify(key)} in ${file}: crepe does not know whether it changes the model, so it refuses to load it`);
+    }
+  }
+  const defaults = DEFAULTS[modelType];
+  const unsupported = (what: string): CrepeError => new CrepeError(`unsupported ${what} in ${file}`);
 
   const int = (key: string, fallback?: number): number => {
     const v = raw[key] ?? fallback;
@@ -99,24 +158,28 @@ export function parseHfConfig(raw: unknown, file: string): LlamaConfig {
     }
     return v;
   };
-  const positive = (key: string, fallback: number): number => {
-    const v = raw[key] ?? fallback;
+  const positive = (v: unknown, key: string): number => {
     if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) {
-      throw new CrepeError(`${file}: ${key} must be a positive number, got ${JSON.stringify(raw[key])}`);
+      throw new CrepeError(`${file}: ${key} must be a positive number, got ${JSON.stringify(v ?? null)}`);
     }
     return v;
   };
-  // Features the runtime does not implement: loading them silently would give a different model.
-  const unsupported = (what: string): CrepeError => new CrepeError(`unsupported ${what} in ${file}`);
-  if (raw.hidden_act !== undefined && raw.hidden_act !== 'silu') throw unsupported(`hidden_act ${JSON.stringify(raw.hidden_act)}`);
-  if (raw.rope_scaling != null) throw unsupported(`rope_scaling ${JSON.stringify(raw.rope_scaling)}`);
-  if (raw.attention_bias === true) throw unsupported('attention_bias true');
-  if (raw.mlp_bias === true) throw unsupported('mlp_bias true');
+  const flag = (key: string, fallback: boolean): boolean => {
+    const v = raw[key] ?? fallback;
+    if (typeof v !== 'boolean') throw new CrepeError(`${file}: ${key} must be true or false, got ${JSON.stringify(v)}`);
+    return v;
+  };
+
+  if ((raw.hidden_act ?? 'silu') !== 'silu') throw unsupported(`hidden_act ${JSON.stringify(raw.hidden_act)}`);
+  if (flag('rope_interleaved', false)) throw unsupported('rope_interleaved true');
+  if (flag('use_mrope', false)) throw unsupported('use_mrope true (multimodal rotary embedding)');
+  if (raw.partial_rotary_factor != null && raw.partial_rotary_factor !== 1) throw unsupported(`partial_rotary_factor ${JSON.stringify(raw.partial_rotary_factor)}`);
+  if (raw.pretraining_tp != null) int('pretraining_tp'); // any value computes the same product (transformers only splits the matmul)
 
   const dim = int('hidden_size');
   const nHeads = int('num_attention_heads');
-  const nKvHeads = int('num_key_value_heads', nHeads);
-  // HF defaults (LlamaConfig): used when a field is absent.
+  // Qwen2Config's default is 32 key/value heads, not num_attention_heads.
+  const nKvHeads = int('num_key_value_heads', modelType === 'qwen2' ? 32 : nHeads);
   const headDim = raw.head_dim == null ? dim / nHeads : int('head_dim');
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
     throw new CrepeError(`${file}: head dimension ${headDim} (hidden_size / num_attention_heads) must be an even integer`);
@@ -124,37 +187,151 @@ export function parseHfConfig(raw: unknown, file: string): LlamaConfig {
   if (nHeads % nKvHeads !== 0) {
     throw new CrepeError(`${file}: num_attention_heads ${nHeads} is not a multiple of num_key_value_heads ${nKvHeads}`);
   }
-  let maxSeqLen = int('max_position_embeddings', 2048);
-  // Mistral's sliding window only differs from full attention beyond the window: cap the context
-  // there so that every sequence the runtime accepts is computed exactly.
-  if (raw.sliding_window != null) maxSeqLen = Math.min(maxSeqLen, int('sliding_window'));
-  const tied = raw.tie_word_embeddings ?? false;
-  if (typeof tied !== 'boolean') throw new CrepeError(`${file}: tie_word_embeddings must be true or false`);
+  const nLayers = int('num_hidden_layers');
+  const maxSeqLen = int('max_position_embeddings', defaults.maxPositions);
+  const tied = flag('tie_word_embeddings', false);
+
+  // Biases: Qwen2 has them on q/k/v always; Llama on q/k/v/o with attention_bias, on the MLP with mlp_bias.
+  let biases: LinearName[] = [];
+  if (modelType === 'qwen2') biases = ['q', 'k', 'v'];
+  if (modelType === 'llama') {
+    if (flag('attention_bias', false)) biases.push('q', 'k', 'v', 'o');
+    if (flag('mlp_bias', false)) biases.push('gate', 'up', 'down');
+  } else {
+    for (const key of ['attention_bias', 'mlp_bias']) {
+      if (raw[key] != null) throw unsupported(`${key} for model_type ${modelType} (transformers does not read it)`);
+    }
+  }
+
+  const slidingWindow = parseSlidingWindow(raw, modelType, nLayers, file, defaults.slidingWindow);
+  const { theta, scaling } = parseRope(raw, maxSeqLen, file);
 
   return {
     architecture: modelType,
     dim,
     hiddenDim: int('intermediate_size'),
-    nLayers: int('num_hidden_layers'),
+    nLayers,
     nHeads,
     nKvHeads,
     headDim,
     vocabSize: int('vocab_size'),
     maxSeqLen,
-    normEps: positive('rms_norm_eps', 1e-6),
-    ropeTheta: positive('rope_theta', 10000),
+    normEps: positive(raw.rms_norm_eps ?? defaults.normEps, 'rms_norm_eps'),
+    ropeTheta: theta,
     ropeLayout: 'half',
     tiedEmbeddings: tied,
+    ...(scaling ? { ropeScaling: scaling } : {}),
+    ...(biases.length > 0 ? { biases } : {}),
+    ...(slidingWindow !== null ? { slidingWindow } : {}),
+    sourceConfig: structuredClone(raw),
   };
+}
+
+/**
+ * RoPE theta and scaling from either spelling: transformers 4.x (top-level rope_theta, optional
+ * rope_scaling {type|rope_type, factor, ...}) or 5.x (rope_parameters {rope_type, rope_theta,
+ * ...}). As transformers' convert_rope_params_to_dict: rope_scaling wins over rope_parameters,
+ * a theta inside the dict wins over the top-level one, and the default theta is 10000.
+ */
+function parseRope(raw: Record<string, unknown>, maxSeqLen: number, file: string): { theta: number; scaling?: RopeScaling } {
+  const dict = raw.rope_scaling ?? raw.rope_parameters ?? {};
+  const which = raw.rope_scaling != null ? 'rope_scaling' : 'rope_parameters';
+  if (!isObject(dict)) throw new CrepeError(`${file}: ${which} must be an object, got ${JSON.stringify(dict)}`);
+  const type = dict.rope_type ?? dict.type ?? 'default';
+  if (typeof type !== 'string') throw new CrepeError(`${file}: ${which}.rope_type must be a string`);
+  if (!Object.hasOwn(ROPE_KEYS, type)) {
+    throw new CrepeError(
+      `unsupported rope type ${JSON.stringify(type)} in ${file} (${which}): crepe computes default, linear and llama3 RoPE; ${type} would give different positions`,
+    );
+  }
+  for (const key of Object.keys(dict)) {
+    if (!ROPE_KEYS[type].includes(key)) throw new CrepeError(`unsupported key ${JSON.stringify(key)} in ${which} (rope type ${type}) of ${file}`);
+  }
+  const number = (v: unknown, key: string): number => {
+    if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) {
+      throw new CrepeError(`${file}: ${key} must be a positive number, got ${JSON.stringify(v ?? null)}`);
+    }
+    return v;
+  };
+  const theta = number(dict.rope_theta ?? raw.rope_theta ?? 10000, 'rope_theta');
+  if (type === 'default') return { theta };
+  const factor = number(dict.factor, `${which}.factor`);
+  if (type === 'linear') return { theta, scaling: { type: 'linear', factor } };
+  const lowFreqFactor = number(dict.low_freq_factor, `${which}.low_freq_factor`);
+  const highFreqFactor = number(dict.high_freq_factor, `${which}.high_freq_factor`);
+  if (!(highFreqFactor > lowFreqFactor)) throw new CrepeError(`${file}: ${which}.high_freq_factor must exceed low_freq_factor`);
+  const original = number(dict.original_max_position_embeddings ?? maxSeqLen, `${which}.original_max_position_embeddings`);
+  return { theta, scaling: { type: 'llama3', factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings: original } };
+}
+
+/**
+ * The attention window every layer uses, or null for full causal attention. Mistral applies
+ * sliding_window (default 4096 when the key is absent) to every layer; Qwen2 only with
+ * use_sliding_window, and then per layer (refused unless no layer or every layer slides).
+ */
+function parseSlidingWindow(
+  raw: Record<string, unknown>,
+  modelType: string,
+  nLayers: number,
+  file: string,
+  fallback: number | null,
+): number | null {
+  const windowOf = (): number | null => {
+    const v = raw.sliding_window === undefined ? fallback : raw.sliding_window;
+    if (v === null) return null;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
+      throw new CrepeError(`${file}: sliding_window must be a positive integer or null, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  };
+  let window: number | null;
+  if (modelType === 'mistral') window = windowOf();
+  else if (modelType === 'qwen2') {
+    const use = raw.use_sliding_window ?? false;
+    if (typeof use !== 'boolean') throw new CrepeError(`${file}: use_sliding_window must be true or false`);
+    window = use ? windowOf() : null;
+    const firstSliding = raw.max_window_layers ?? 28;
+    if (window !== null && !(typeof firstSliding === 'number' && firstSliding === 0)) {
+      throw new CrepeError(`unsupported per-layer sliding window in ${file} (use_sliding_window with max_window_layers ${JSON.stringify(firstSliding)})`);
+    }
+  } else {
+    if (raw.sliding_window != null || raw.use_sliding_window != null) throw new CrepeError(`unsupported sliding_window for model_type ${modelType} in ${file}`);
+    window = null;
+  }
+  const types = raw.layer_types;
+  if (types != null) {
+    const want = window === null ? 'full_attention' : 'sliding_attention';
+    if (!Array.isArray(types) || types.length !== nLayers || types.some((t) => t !== want)) {
+      throw new CrepeError(`unsupported layer_types in ${file}: crepe needs ${nLayers} x "${want}" for this config, got ${JSON.stringify(types)}`);
+    }
+  }
+  return window;
 }
 
 const TORCH_DTYPE: Record<FloatDtype, string> = { F32: 'float32', BF16: 'bfloat16', F16: 'float16' };
 
+/** The safetensors dtype a config.json declares (torch_dtype or dtype), if it is one crepe writes. */
+export function configDtype(cfg: LlamaConfig): FloatDtype | undefined {
+  const declared = cfg.sourceConfig?.dtype ?? cfg.sourceConfig?.torch_dtype;
+  return (Object.keys(TORCH_DTYPE) as FloatDtype[]).find((d) => TORCH_DTYPE[d] === declared);
+}
+
 /**
- * The config.json describing `cfg` for HF transformers. The caller must have put q/k rows in
- * rotate_half order (HF has no setting for the adjacent layout).
+ * The config.json describing `cfg` for HF transformers. A model read from HF writes back its own
+ * config.json with only the dtype changed (in the source's spelling); a llama2.c model gets a
+ * new one. The caller must have put q/k rows in rotate_half order (HF has no setting for the
+ * adjacent layout).
  */
 export function hfConfigJson(cfg: LlamaConfig, dtype: FloatDtype): Record<string, unknown> {
+  if (cfg.sourceConfig) {
+    const out: Record<string, unknown> = structuredClone(cfg.sourceConfig) as Record<string, unknown>;
+    if ('dtype' in out || !('torch_dtype' in out)) out.dtype = TORCH_DTYPE[dtype];
+    if ('torch_dtype' in out) out.torch_dtype = TORCH_DTYPE[dtype];
+    return out;
+  }
+  if (cfg.ropeScaling || cfg.biases?.length || cfg.slidingWindow !== undefined) {
+    throw new Error('a config with rope scaling, biases or a sliding window comes from HF and keeps its sourceConfig');
+  }
   const modelType = cfg.architecture === 'mistral' ? 'mistral' : 'llama';
   return {
     architectures: [ARCHITECTURES[modelType]],
@@ -172,9 +349,7 @@ export function hfConfigJson(cfg: LlamaConfig, dtype: FloatDtype): Record<string
     rope_scaling: null,
     tie_word_embeddings: cfg.tiedEmbeddings,
     hidden_act: 'silu',
-    attention_bias: false,
-    mlp_bias: false,
-    ...(modelType === 'mistral' ? { sliding_window: null } : {}),
+    ...(modelType === 'mistral' ? { sliding_window: null } : { attention_bias: false, mlp_bias: false }),
     torch_dtype: TORCH_DTYPE[dtype],
   };
 }
@@ -199,13 +374,37 @@ export function openHfModel(dir: string): WeightSource {
   const config = parseHfConfig(readJson(path.join(dir, HF_CONFIG_FILE), 'config.json'), path.join(dir, HF_CONFIG_FILE));
   const indexFile = path.join(dir, HF_INDEX_FILE);
   const singleFile = path.join(dir, HF_SINGLE_FILE);
-  if (fs.existsSync(indexFile)) return new HfModel(config, dir, readWeightMap(indexFile), indexFile);
+  if (fs.existsSync(indexFile)) {
+    const weightMap = readWeightMap(indexFile);
+    checkTensorNames(config, weightMap.keys(), indexFile);
+    return new HfModel(config, dir, weightMap, indexFile);
+  }
   if (!fs.existsSync(singleFile)) {
+    const torch = fs.readdirSync(dir).find((f) => /\.(bin|pth|pt)$/.test(f));
+    if (torch) {
+      throw new CrepeError(`${path.join(dir, torch)} holds PyTorch (pickle) weights, which crepe does not read: convert the model to safetensors (model.safetensors)`);
+    }
     throw new CrepeError(`no ${HF_SINGLE_FILE} or ${HF_INDEX_FILE} in ${dir} (only safetensors weights are supported)`);
   }
   const single = SafetensorsFile.open(singleFile);
+  try {
+    checkTensorNames(config, single.names(), singleFile);
+  } catch (e) {
+    single.close();
+    throw e;
+  }
   const weightMap = new Map(single.names().map((n) => [n, HF_SINGLE_FILE]));
   return new HfModel(config, dir, weightMap, singleFile, single);
+}
+
+/** Every tensor of the checkpoint is used or known to be ignorable; anything else is refused by name. */
+function checkTensorNames(cfg: LlamaConfig, names: Iterable<string>, listing: string): void {
+  const expected = new Set(hfTensors(cfg).map((t) => t.name));
+  for (const name of names) {
+    if (!expected.has(name) && !ignorableTensor(name, cfg)) {
+      throw new CrepeError(`unexpected tensor ${name} in ${listing}: a ${cfg.architecture} model with this config.json does not use it, so the checkpoint is not what the config describes`);
+    }
+  }
 }
 
 /** tensor name → shard file name (a plain file in the model directory). */
@@ -249,11 +448,16 @@ class HfModel implements WeightSource {
     }
     const linears = {} as Record<LinearName, Float32Array>;
     for (const l of LINEAR_NAMES) linears[l] = this.read(hfName.linear(index, l), linearShape(cfg, l));
-    return {
+    const block: BlockWeights = {
       attnNorm: this.read(hfName.attnNorm(index), [cfg.dim]),
       ffnNorm: this.read(hfName.ffnNorm(index), [cfg.dim]),
       linears,
     };
+    if (cfg.biases?.length) {
+      block.biases = {};
+      for (const l of cfg.biases) block.biases[l] = this.read(hfName.bias(index, l), [linearShape(cfg, l)[0]]);
+    }
+    return block;
   }
 
   readFinalNorm(): Float32Array {

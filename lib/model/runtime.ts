@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { ropeAngle, ropeInverseFrequencies } from './rope';
 import { BlockWeights, LinearName, LlamaConfig, WeightSource, linearShape } from './types';
 
 /**
@@ -51,10 +52,55 @@ export interface BlockTensors {
   gateT: tf.Tensor2D; // [dim, hidden]
   upT: tf.Tensor2D;
   downT: tf.Tensor2D; // [hidden, dim]
+  /**
+   * Output biases, shaped to add where each projection is computed: q per head as [1, hd] in
+   * the qA and qB orientations (A and B: the rotary fold applies to the bias like to x·W), k per
+   * kv head as [hd, 1] (kA, kB), v per kv head [1, hd], o/gate/up/down [1, out].
+   */
+  bias: {
+    qA?: tf.Tensor2D[];
+    qB?: tf.Tensor2D[];
+    kA?: tf.Tensor2D[];
+    kB?: tf.Tensor2D[];
+    v?: tf.Tensor2D[];
+    o?: tf.Tensor2D;
+    gate?: tf.Tensor2D;
+    up?: tf.Tensor2D;
+    down?: tf.Tensor2D;
+  };
 }
 
 export function disposeBlock(b: BlockTensors): void {
   tf.dispose([b.attnNorm, b.ffnNorm, ...b.qA, ...b.qB, ...b.kA, ...b.kB, ...b.vT, ...b.oT, b.gateT, b.upT, b.downT]);
+  tf.dispose(Object.values(b.bias).flat());
+}
+
+/** A bias of `name`, checked against the config: present exactly for the linears in cfg.biases. */
+function biasOf(cfg: LlamaConfig, w: BlockWeights, name: LinearName): Float32Array | undefined {
+  const expected = cfg.biases?.includes(name) ?? false;
+  const b = w.biases?.[name];
+  if (expected !== (b !== undefined)) throw new Error(`block weights ${expected ? 'lack' : 'have'} a ${name} bias the config ${expected ? 'declares' : 'does not declare'}`);
+  if (b && b.length !== linearShape(cfg, name)[0]) throw new Error(`${name} bias has ${b.length} values, expected ${linearShape(cfg, name)[0]}`);
+  return b;
+}
+
+/** Per head slices of a bias in the rotary A/B orientation: A[c] = b[c] * scale, B[c] = sign * b[partner(c)] * scale. */
+function rotaryBias(cfg: LlamaConfig, bias: Float32Array, heads: number, scale: number): { a: Float32Array[]; b: Float32Array[] } {
+  const hd = cfg.headDim;
+  const a: Float32Array[] = [];
+  const b: Float32Array[] = [];
+  for (let h = 0; h < heads; h++) {
+    const ah = new Float32Array(hd);
+    const bh = new Float32Array(hd);
+    for (let c = 0; c < hd; c++) {
+      const [p, sign] = rotaryPartner(cfg.ropeLayout, hd, c);
+      ah[c] = bias[h * hd + c] * scale;
+      bh[c] = sign * bias[h * hd + p] * scale;
+    }
+    a.push(ah);
+    b.push(bh);
+  }
+  return { a, b };
 }
 
 /** Prepare a block's device tensors from [out, in] weights. */
@@ -102,7 +148,27 @@ export function makeBlockTensors(cfg: LlamaConfig, w: BlockWeights): BlockTensor
     const [o, i] = linearShape(cfg, name);
     return tf.tensor2d(transpose(w.linears[name], o, i), [i, o]);
   };
+  const bias: BlockTensors['bias'] = {};
+  const bq = biasOf(cfg, w, 'q');
+  if (bq) {
+    const r = rotaryBias(cfg, bq, nHeads, scale);
+    bias.qA = r.a.map((x) => tf.tensor2d(x, [1, hd]));
+    bias.qB = r.b.map((x) => tf.tensor2d(x, [1, hd]));
+  }
+  const bk = biasOf(cfg, w, 'k');
+  if (bk) {
+    const r = rotaryBias(cfg, bk, nKvHeads, 1);
+    bias.kA = r.a.map((x) => tf.tensor2d(x, [hd, 1]));
+    bias.kB = r.b.map((x) => tf.tensor2d(x, [hd, 1]));
+  }
+  const bv = biasOf(cfg, w, 'v');
+  if (bv) bias.v = Array.from({ length: nKvHeads }, (_, h) => tf.tensor2d(bv.slice(h * hd, (h + 1) * hd), [1, hd]));
+  for (const name of ['o', 'gate', 'up', 'down'] as const) {
+    const b = biasOf(cfg, w, name);
+    if (b) bias[name] = tf.tensor2d(b, [1, b.length]);
+  }
   return {
+    bias,
     attnNorm: tf.tensor1d(w.attnNorm),
     ffnNorm: tf.tensor1d(w.ffnNorm),
     qA,
@@ -124,7 +190,7 @@ export interface WindowTables {
   sin: tf.Tensor2D;
   cosT: tf.Tensor2D; // [hd, T]
   sinT: tf.Tensor2D;
-  causal: tf.Tensor2D; // [T, T]: 0 on and below the diagonal, -1e9 above
+  causal: tf.Tensor2D; // [T, T]: 0 where a query may see a key (causal, within the sliding window), -1e9 elsewhere
   /**
    * Block-causal attention for long windows: queries [0, h) only ever see keys [0, h), so they are
    * scored against that prefix alone, saving a quarter of the T x T score work (the biggest cost
@@ -136,10 +202,14 @@ export interface WindowTables {
 /** Windows at least this long use the two-block causal attention. */
 const SPLIT_MIN_LENGTH = 128;
 
-function causalMask(rows: number, cols: number, offset: number): Float32Array {
-  // row r (absolute position r + offset) sees columns c <= r + offset
+function causalMask(rows: number, cols: number, offset: number, window?: number): Float32Array {
+  // row r (absolute position q = r + offset) sees columns c <= q, and with a sliding window only
+  // c > q - window (transformers' sliding_window_overlay: kv_idx > q_idx - sliding_window)
   const m = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) for (let c = r + offset + 1; c < cols; c++) m[r * cols + c] = -1e9;
+  for (let r = 0; r < rows; r++) {
+    const q = r + offset;
+    for (let c = 0; c < cols; c++) if (c > q || (window !== undefined && c <= q - window)) m[r * cols + c] = -1e9;
+  }
   return m;
 }
 
@@ -149,14 +219,13 @@ function rotaryTables(cfg: LlamaConfig, positions: ArrayLike<number>): { cos: Fl
   const T = positions.length;
   const cos = new Float32Array(T * hd);
   const sin = new Float32Array(T * hd);
+  const inv = ropeInverseFrequencies(cfg);
   for (let t = 0; t < T; t++) {
     for (let a = 0; a < hd; a++) {
-      const i = rotaryFreqIndex(cfg.ropeLayout, hd, a);
-      // float64 angle, rounded once; llama2.c and HF compute the angle in float32, which moves
-      // it by ~position * 6e-8 rad (3e-5 at 512), far below the runtime tests' 1e-4
-      const freq = 1 / Math.pow(cfg.ropeTheta, (2 * i) / hd);
-      cos[t * hd + a] = Math.cos(positions[t] * freq);
-      sin[t * hd + a] = Math.sin(positions[t] * freq);
+      // HF layout: float32 angles as transformers computes them; llama2.c: float64 (see rope.ts)
+      const angle = ropeAngle(cfg.ropeLayout, positions[t], inv[rotaryFreqIndex(cfg.ropeLayout, hd, a)]);
+      cos[t * hd + a] = Math.cos(angle);
+      sin[t * hd + a] = Math.sin(angle);
     }
   }
   return { cos, sin };
@@ -187,11 +256,12 @@ export function makePackedTables(cfg: LlamaConfig, positions: ArrayLike<number>,
 export function makeWindowTables(cfg: LlamaConfig, T: number): WindowTables {
   const hd = cfg.headDim;
   const { cos, sin } = rotaryTables(cfg, Array.from({ length: T }, (_, t) => t));
-  const causal = causalMask(T, T, 0);
+  const window = cfg.slidingWindow;
+  const causal = causalMask(T, T, 0, window);
   const h = T >> 1;
   const split =
     T >= SPLIT_MIN_LENGTH
-      ? { h, mask0: tf.tensor2d(causalMask(h, h, 0), [h, h]), mask1: tf.tensor2d(causalMask(T - h, T, h), [T - h, T]) }
+      ? { h, mask0: tf.tensor2d(causalMask(h, h, 0, window), [h, h]), mask1: tf.tensor2d(causalMask(T - h, T, h, window), [T - h, T]) }
       : null;
   return {
     split,
@@ -255,9 +325,14 @@ export function forwardBlock(
     const xT = tf.transpose(xn) as tf.Tensor2D; // once per block, shared by all k heads
     const sp = tables.split;
     const kvs: { kT: tf.Tensor2D; v: tf.Tensor2D; kT0: tf.Tensor2D | null; v0: tf.Tensor2D | null }[] = [];
+    const bias = b.bias;
+    const plus = (y: tf.Tensor2D, add: tf.Tensor2D | undefined): tf.Tensor2D => (add ? tf.add(y, add) : y);
     for (let h = 0; h < cfg.nKvHeads; h++) {
-      const kT = tf.add(tf.mul(tf.matMul(b.kA[h], xT), tables.cosT), tf.mul(tf.matMul(b.kB[h], xT), tables.sinT)) as tf.Tensor2D;
-      const v = tf.matMul(xn, b.vT[h]) as tf.Tensor2D;
+      const kT = tf.add(
+        tf.mul(plus(tf.matMul(b.kA[h], xT), bias.kA?.[h]), tables.cosT),
+        tf.mul(plus(tf.matMul(b.kB[h], xT), bias.kB?.[h]), tables.sinT),
+      ) as tf.Tensor2D;
+      const v = plus(tf.matMul(xn, b.vT[h]), bias.v?.[h]);
       kvs.push({
         kT,
         v,
@@ -267,18 +342,21 @@ export function forwardBlock(
     }
     const heads: tf.Tensor2D[] = [];
     for (let h = 0; h < cfg.nHeads; h++) {
-      const q = tf.add(tf.mul(tf.matMul(xn, b.qA[h]), tables.cos), tf.mul(tf.matMul(xn, b.qB[h]), tables.sin)) as tf.Tensor2D;
+      const q = tf.add(
+        tf.mul(plus(tf.matMul(xn, b.qA[h]), bias.qA?.[h]), tables.cos),
+        tf.mul(plus(tf.matMul(xn, b.qB[h]), bias.qB?.[h]), tables.sin),
+      ) as tf.Tensor2D;
       heads.push(attendHead(q, kvs[Math.floor(h / group)], tables));
     }
     if (capture) capture(INPUT_GROUPS[1], tf.concat(heads, 1) as tf.Tensor2D);
-    const attnOut = tf.addN(heads.map((o, h) => tf.matMul(o, b.oT[h])));
+    const attnOut = plus(tf.addN(heads.map((o, h) => tf.matMul(o, b.oT[h]))) as tf.Tensor2D, bias.o);
     const x1 = tf.add(x, attnOut) as tf.Tensor2D;
     const xn2 = rmsNorm(x1, b.ffnNorm, cfg.normEps);
     if (capture) capture(INPUT_GROUPS[2], xn2);
-    const gate = tf.matMul(xn2, b.gateT);
-    const hidden = tf.mul(tf.mul(gate, tf.sigmoid(gate)), tf.matMul(xn2, b.upT)) as tf.Tensor2D;
+    const gate = plus(tf.matMul(xn2, b.gateT), bias.gate);
+    const hidden = tf.mul(tf.mul(gate, tf.sigmoid(gate)), plus(tf.matMul(xn2, b.upT), bias.up)) as tf.Tensor2D;
     if (capture) capture(INPUT_GROUPS[3], hidden);
-    return tf.add(x1, tf.matMul(hidden, b.downT)) as tf.Tensor2D;
+    return tf.add(x1, plus(tf.matMul(hidden, b.downT), bias.down)) as tf.Tensor2D;
   });
 }
 

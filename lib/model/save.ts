@@ -3,8 +3,10 @@ import * as path from 'path';
 import { CrepeError } from '../errors';
 import { writeFileStreamAtomic } from '../io/atomic';
 import { writeHfModel } from './convert';
+import { openHfModel } from './hf';
+import { Llama2cSource, writeLlama2c } from './llama2c';
+import { LINEAR_NAMES, linearKey } from './types';
 import { FloatDtype } from './safetensors';
-import { writeLlama2c } from './llama2c';
 import { WeightSource } from './types';
 
 export type SaveFormat = 'llama2c' | 'hf';
@@ -27,7 +29,15 @@ export function saveModel(
   const dir = path.dirname(path.resolve(out));
   if (!fs.existsSync(dir)) throw new CrepeError(`cannot save to ${out}: folder ${dir} does not exist`);
   if (format === 'hf') {
-    writeHfModel(src, out, { dtype: opts.dtype ?? 'F32', tokenizer: opts.tokenizer, force: opts.force });
+    // Tokenizer and generation files travel with the weights: from the tokenizer's folder, then
+    // from the source checkpoint's folder.
+    const companionDirs = [opts.tokenizer && path.dirname(opts.tokenizer), src.format === 'hf' ? src.origin : undefined];
+    writeHfModel(src, out, {
+      dtype: opts.dtype ?? 'F32',
+      tokenizer: opts.tokenizer,
+      companionDirs: companionDirs.filter((d): d is string => !!d),
+      force: opts.force,
+    });
     return format;
   }
   writeFileStreamAtomic(
@@ -39,4 +49,33 @@ export function saveModel(
     { kind: 'llama2c-model', force: opts.force },
   );
   return format;
+}
+
+/**
+ * Reopen a saved model and count the zeros of every prunable linear: each layer must hold at
+ * least as many zeros as it had weights pruned (a weight that rounds to zero in a 16-bit dtype
+ * may add one), else the file lost pruned zeros and this refuses. Returns the sparsity read back.
+ */
+export function savedSparsity(out: string, layers: readonly { key: string; pruned: number; total: number }[]): { sparsity: number; zeros: number } {
+  const src = formatForPath(out) === 'hf' ? openHfModel(out) : Llama2cSource.open(out);
+  try {
+    const pruned = new Map(layers.map((l) => [l.key, l.pruned]));
+    let zeros = 0;
+    let total = 0;
+    for (let b = 0; b < src.config.nLayers; b++) {
+      const block = src.readBlock(b);
+      for (const name of LINEAR_NAMES) {
+        const w = block.linears[name];
+        let z = 0;
+        for (let k = 0; k < w.length; k++) if (w[k] === 0) z++;
+        const key = linearKey(b, name);
+        if (z < (pruned.get(key) ?? 0)) throw new CrepeError(`saved model ${out}: ${key} has ${z} zeros but ${pruned.get(key)} weights were pruned`);
+        zeros += z;
+        total += w.length;
+      }
+    }
+    return { sparsity: zeros / total, zeros };
+  } finally {
+    src.close();
+  }
 }

@@ -18,6 +18,15 @@ export function linearKind(name: LinearName): 'attn' | 'mlp' {
  */
 export type RopeLayout = 'adjacent' | 'half';
 
+/**
+ * RoPE frequency scaling, as transformers' modeling_rope_utils computes inv_freq: 'linear'
+ * divides every frequency by factor; 'llama3' (Llama 3.1+) divides the low frequencies by factor,
+ * keeps the high ones and interpolates in between.
+ */
+export type RopeScaling =
+  | { type: 'linear'; factor: number }
+  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number };
+
 export interface LlamaConfig {
   architecture: string; // e.g. 'llama', 'mistral'
   dim: number;
@@ -31,8 +40,19 @@ export interface LlamaConfig {
   normEps: number;
   ropeTheta: number;
   ropeLayout: RopeLayout;
+  /** Frequency scaling on top of ropeTheta; absent = none. */
+  ropeScaling?: RopeScaling;
   /** true when the classifier shares the token-embedding matrix. */
   tiedEmbeddings: boolean;
+  /** Linears with an additive output bias (Qwen2: q, k, v); absent = none. Biases are never pruned. */
+  biases?: readonly LinearName[];
+  /** Sliding-window attention (Mistral): a query sees the last slidingWindow keys, itself included; absent = full causal. */
+  slidingWindow?: number;
+  /**
+   * The checkpoint's own config.json (HF sources), so that a saved model writes back every field
+   * in the source's spelling instead of a rebuilt subset.
+   */
+  sourceConfig?: Readonly<Record<string, unknown>>;
 }
 
 /** [out, in] of a linear layer. */
@@ -55,11 +75,17 @@ export function linearShape(cfg: LlamaConfig, name: LinearName): [number, number
   }
 }
 
-/** One decoder block's weights, float32, linears in [out, in] layout. */
+/**
+ * One decoder block's weights, float32, linears in [out, in] layout. Code that rebuilds a block
+ * (e.g. after pruning) copies the whole object and replaces what it changes, so optional parts
+ * such as biases travel with it.
+ */
 export interface BlockWeights {
   attnNorm: Float32Array; // [dim]
   ffnNorm: Float32Array; // [dim]
   linears: Record<LinearName, Float32Array>;
+  /** Output biases [out] of the linears in config.biases (never pruned, not counted in sparsity). */
+  biases?: Partial<Record<LinearName, Float32Array>>;
 }
 
 /**

@@ -279,7 +279,8 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
       }
       disposeBlock(bt);
       const structure = structureOf(b);
-      const pruned: BlockWeights = { attnNorm: dense.attnNorm, ffnNorm: dense.ffnNorm, linears: { ...dense.linears } };
+      // Everything but the linears (norms, biases, ...) is carried over untouched.
+      const pruned: BlockWeights = { ...dense, linears: { ...dense.linears } };
       const dumpTensors: { name: string; shape: number[]; data: Float32Array }[] = [];
       for (const name of LINEAR_NAMES) {
         const [o, i] = linearShape(cfg, name);

@@ -43,6 +43,8 @@ interface GradBlock {
   ffnNorm: tf.Tensor1D;
   /** Transposed weights [in, out] so every projection is x · W^T as a plain matMul. */
   wT: Record<LinearName, tf.Tensor2D>;
+  /** Output biases [1, out] of the linears that have one (config.biases). */
+  bias: Partial<Record<LinearName, tf.Tensor2D>>;
 }
 
 /**
@@ -99,7 +101,11 @@ function windowLogSoftmax(
   let x = tf.gather(m.emb, tf.tensor1d(tokens, 'int32')) as tf.Tensor2D;
   m.blocks.forEach((b, i) => {
     const d = deltas[i];
-    const proj = (input: tf.Tensor2D, name: LinearName): tf.Tensor2D => tf.add(tf.matMul(input, b.wT[name]), d[name]) as tf.Tensor2D;
+    const proj = (input: tf.Tensor2D, name: LinearName): tf.Tensor2D => {
+      const y = tf.add(tf.matMul(input, b.wT[name]), d[name]) as tf.Tensor2D;
+      const bias = b.bias[name];
+      return bias ? (tf.add(y, bias) as tf.Tensor2D) : y;
+    };
     const xn = rmsNorm(x, b.attnNorm, cfg.normEps);
     onInput(i, ['q', 'k', 'v'], xn);
     const q = proj(xn, 'q');
@@ -148,7 +154,9 @@ function gradModel(model: OpenedModel): GradModel {
       const [o, inF] = linearShape(cfg, n);
       wT[n] = tf.tidy(() => tf.transpose(tf.tensor2d(w.linears[n], [o, inF])));
     }
-    blocks.push({ attnNorm: tf.tensor1d(w.attnNorm), ffnNorm: tf.tensor1d(w.ffnNorm), wT });
+    const bias: GradBlock['bias'] = {};
+    for (const [n, v] of Object.entries(w.biases ?? {}) as [LinearName, Float32Array][]) bias[n] = tf.tensor2d(v, [1, v.length]);
+    blocks.push({ attnNorm: tf.tensor1d(w.attnNorm), ffnNorm: tf.tensor1d(w.ffnNorm), wT, bias });
   }
   return {
     emb: tf.tensor2d(emb, [cfg.vocabSize, cfg.dim]),
@@ -160,7 +168,7 @@ function gradModel(model: OpenedModel): GradModel {
 
 function disposeGradModel(m: GradModel): void {
   tf.dispose([m.emb, m.finalNorm, m.clsT]);
-  for (const b of m.blocks) tf.dispose([b.attnNorm, b.ffnNorm, ...Object.values(b.wT)]);
+  for (const b of m.blocks) tf.dispose([b.attnNorm, b.ffnNorm, ...Object.values(b.wT), ...Object.values(b.bias)]);
 }
 
 function zeroDeltas(cfg: LlamaConfig, T: number): Record<LinearName, tf.Tensor2D> {

@@ -16,13 +16,32 @@ export class HfTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly bosId: number;
   readonly eosId: number;
+  readonly addBos: boolean;
 
   constructor(readonly path: string, private readonly impl: HfTokenizerImpl, config: Record<string, unknown>) {
     let maxId = -1;
     for (const id of impl.get_vocab(true).values()) maxId = Math.max(maxId, id);
     this.vocabSize = maxId + 1;
-    this.bosId = this.specialId(config.bos_token, BOS_NAMES);
+    // A null bos_token (Qwen2) means no BOS at all, not "guess one".
+    this.bosId = config.bos_token === null ? -1 : this.specialId(config.bos_token, BOS_NAMES);
     this.eosId = this.specialId(config.eos_token, EOS_NAMES);
+    this.addBos = this.bosConvention(config);
+  }
+
+  /**
+   * Whether `tokenizer(text)` starts with BOS: tokenizer_config.json's add_bos_token when it
+   * says (transformers rebuilds the post-processor from it), no when bos_token is null (Qwen2),
+   * else what the tokenizer.json post-processor does with special tokens on.
+   */
+  private bosConvention(config: Record<string, unknown>): boolean {
+    if (typeof config.add_bos_token === 'boolean') {
+      if (config.add_bos_token && this.bosId < 0) throw new CrepeError(`${this.path}: add_bos_token is true but the tokenizer has no BOS token`);
+      return config.add_bos_token;
+    }
+    if (config.bos_token === null || this.bosId < 0) return false;
+    const withSpecial = this.impl.encode('a', { add_special_tokens: true }).ids;
+    const without = this.impl.encode('a', { add_special_tokens: false }).ids;
+    return withSpecial[0] === this.bosId && without[0] !== this.bosId;
   }
 
   /** The id of the configured token (a string or {content}), else of the first known name, else -1. */

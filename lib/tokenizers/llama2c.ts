@@ -31,6 +31,7 @@ export class Llama2cTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly bosId = BOS_ID;
   readonly eosId = EOS_ID;
+  readonly addBos = true; // run.c always starts with BOS
   readonly maxTokenLength: number;
   /** Token pieces as byte strings (latin1). */
   readonly pieces: readonly string[];

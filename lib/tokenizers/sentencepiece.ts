@@ -142,6 +142,8 @@ export class SentencePieceTokenizer implements Tokenizer {
   readonly bosId: number;
   readonly eosId: number;
   readonly unkId: number;
+  /** transformers' LlamaTokenizer default (add_bos_token=True) whenever the model has a BOS piece. */
+  readonly addBos: boolean;
 
   /** Pieces the text can match (NORMAL, USER_DEFINED, UNUSED: sentencepiece's `pieces_`). */
   private readonly idOfPiece = new Map<string, number>();
@@ -156,6 +158,7 @@ export class SentencePieceTokenizer implements Tokenizer {
     this.bosId = model.bosId;
     this.eosId = model.eosId;
     this.unkId = types.indexOf(PieceType.UNKNOWN);
+    this.addBos = this.bosId >= 0;
     pieces.forEach((p, id) => {
       const t = types[id];
       if ((t === PieceType.NORMAL || t === PieceType.USER_DEFINED || t === PieceType.UNUSED) && !this.idOfPiece.has(p)) {
