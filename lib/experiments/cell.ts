@@ -225,6 +225,13 @@ const TRAILING = ['prune_seconds', 'eval_seconds', 'cpu_seconds', 'backend', 'co
 
 /** The CSV columns for a list of evaluation datasets (four per dataset). */
 export function resultColumns(evalDatasets: readonly string[]): string[] {
+  // Two datasets whose names map to one column would both hold the second one's PPL.
+  const byColumn = new Map<string, string>();
+  for (const d of evalDatasets) {
+    const other = byColumn.get(datasetColumn(d));
+    if (other !== undefined) throw new CrepeError(`evaluation datasets '${other}' and '${d}' both map to the CSV column '${datasetColumn(d)}': rename one of the files`);
+    byColumn.set(datasetColumn(d), d);
+  }
   const perDataset = evalDatasets.flatMap((d) => {
     const c = datasetColumn(d);
     return [`${c}_seqlen`, `${c}_windows`, `${c}_dense_ppl`, `${c}_ppl`];

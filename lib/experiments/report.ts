@@ -10,6 +10,7 @@ import * as vega from 'vega';
 import { compile, TopLevelSpec } from 'vega-lite';
 import { CrepeError } from '../errors';
 import { makeDirs, writeFileAtomic } from '../io/atomic';
+import { checkRows } from './row-check';
 import { parseCsv } from '../util/csv';
 import { DENSE } from './cell';
 
@@ -25,19 +26,16 @@ export interface Results {
 
 export function readResults(file: string): Results {
   if (!fs.existsSync(file) || !fs.statSync(file).isFile()) throw new CrepeError(`results file not found: ${file}`);
-  const text = fs.readFileSync(file, 'utf8');
+  const text = fs.readFileSync(file, 'utf8').replace(/\r\n/g, '\n');
   // A sweep may be running (or have been killed): ignore an unfinished last line.
   const table = parseCsv(text.slice(0, text.lastIndexOf('\n') + 1), file);
   for (const c of ['key', 'model', 'label', 'structure', 'group', 'sparsity']) {
     if (!table.columns.includes(c)) throw new CrepeError(`${file} is not a sweep results CSV (no '${c}' column)`);
   }
   const datasets = table.columns.filter((c) => c.endsWith('_dense_ppl')).map((c) => c.slice(0, -'_dense_ppl'.length));
-  const byKey = new Map<string, ResultRow>();
-  for (const r of table.rows) {
-    byKey.delete(r.key);
-    byKey.set(r.key, r);
-  }
-  const rows = [...byKey.values()];
+  const checked = checkRows(table, file);
+  for (const p of checked.problems) process.stderr.write(`crepe: ${p}; the row is left out of the report\n`);
+  const rows: ResultRow[] = checked.rows;
   if (rows.length === 0) throw new CrepeError(`${file} holds no results yet`);
   return { file, datasets, rows };
 }

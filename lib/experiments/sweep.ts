@@ -12,7 +12,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { BackendChoice } from '../backend';
 import { CrepeError } from '../errors';
-import { makeDirs } from '../io/atomic';
+import { makeDirs, writeFileAtomic } from '../io/atomic';
+import { checkRows } from './row-check';
 import { csvHeader, csvLine, parseCsv } from '../util/csv';
 import { gitVersion } from '../version';
 import {
@@ -55,6 +56,9 @@ export class ResultsFile {
     } catch {
       throw new CrepeError(`cannot write ${file}: permission denied`);
     }
+    // Windows line endings (a CSV saved by a spreadsheet) become \n, so appended rows match.
+    const crlf = text.includes('\r\n');
+    if (crlf) text = text.replace(/\r\n/g, '\n');
     const complete = text.slice(0, text.lastIndexOf('\n') + 1);
     const table = parseCsv(complete, file);
     if (table.columns.length > 0 && table.columns.join(',') !== columns.join(',')) {
@@ -63,14 +67,19 @@ export class ResultsFile {
       );
     }
     const repairedBytes = Buffer.byteLength(text) - Buffer.byteLength(complete);
-    if (repairedBytes > 0) fs.truncateSync(abs, Buffer.byteLength(complete));
+    const checked = checkRows(table, file);
+    for (const p of checked.problems) process.stderr.write(`crepe: ${p}; the row is dropped and its cell recomputed\n`);
+    if (crlf || checked.problems.length > 0) {
+      if (crlf) process.stderr.write(`crepe: ${file} had Windows line endings; rewritten with \\n\n`);
+      writeFileAtomic(abs, csvHeader(columns) + checked.rows.map((r) => csvLine(columns, r)).join(''));
+    } else if (repairedBytes > 0) fs.truncateSync(abs, Buffer.byteLength(complete));
     let fd: number;
     try {
       fd = fs.openSync(abs, 'a');
     } catch (e) {
       throw new CrepeError(`cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
-    const results = new ResultsFile(file, columns, fd, new Map(table.rows.map((r) => [r.key, r])), repairedBytes);
+    const results = new ResultsFile(file, columns, fd, new Map(checked.rows.map((r) => [r.key, r])), repairedBytes);
     if (table.columns.length === 0) results.writeLine(csvHeader(columns));
     return results;
   }
@@ -177,8 +186,8 @@ export function defaultOut(configFile: string): string {
 /** Keys already present in `out` (for --dry-run; reads only). */
 export function doneKeys(out: string): Set<string> {
   if (!fs.existsSync(out) || !fs.statSync(out).isFile()) return new Set();
-  const text = fs.readFileSync(out, 'utf8');
-  return new Set(parseCsv(text.slice(0, text.lastIndexOf('\n') + 1), out).rows.map((r) => r.key));
+  const text = fs.readFileSync(out, 'utf8').replace(/\r\n/g, '\n');
+  return new Set(checkRows(parseCsv(text.slice(0, text.lastIndexOf('\n') + 1), out), out).rows.map((r) => r.key));
 }
 
 export interface SweepEvents {
