@@ -6,8 +6,10 @@
 import { evalSection } from './eval';
 import { registerSection } from './framework';
 import { pruneSection } from './prune';
+import { rulesSection } from './rules';
 import { selectSection } from './select';
 
 registerSection(evalSection);
 registerSection(pruneSection);
 registerSection(selectSection);
+registerSection(rulesSection);
