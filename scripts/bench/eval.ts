@@ -11,6 +11,7 @@ import { perplexity } from '../../lib/eval/perplexity';
 import { EvalPool } from '../../lib/eval/pool';
 import { BUILTIN_MODELS, openModel } from '../../lib/model/resolve';
 import { LlamaModel } from '../../lib/model/runtime';
+import { secondsSince } from '../../lib/util/time';
 import { BenchCheck, BenchOptions, BenchSection, BenchTable, summarize } from './framework';
 import { NUMPY_REFERENCE, numpyEvalPass } from './numpy';
 
@@ -62,7 +63,7 @@ export async function crepeParallelPass(model: string, windows: number, seqlen: 
     const timed = all.slice(jobs);
     const t0 = process.hrtime.bigint();
     await pool.run(timed);
-    return (timed.length * (seqlen - 1)) / (Number(process.hrtime.bigint() - t0) / 1e9);
+    return (timed.length * (seqlen - 1)) / secondsSince(t0);
   } finally {
     pool.close();
     m.source.close();

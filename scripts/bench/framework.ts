@@ -78,11 +78,6 @@ export function summarize(samples: number[]): ThroughputResult {
   return { tokensPerSecond: median(samples), samples };
 }
 
-/** Seconds since `t0` (a process.hrtime.bigint() reading). */
-export function secondsSince(t0: bigint): number {
-  return Number(process.hrtime.bigint() - t0) / 1e9;
-}
-
 function formatCell(v: string | number | null, digits = 0): string {
   if (v === null) return '-';
   if (typeof v === 'string') return v;

@@ -11,7 +11,8 @@ import { emptyStats } from '../../lib/prune/stats';
 import { getStrategy, listStrategies, resolveParams } from '../../lib/prune/strategy';
 import '../../lib/prune/strategies';
 import { Rng } from '../../lib/util/random';
-import { BenchSection, median, secondsSince } from './framework';
+import { secondsSince } from '../../lib/util/time';
+import { BenchSection, median } from './framework';
 
 const LAYER_SHAPES: [number, number][] = [
   [4096, 4096],

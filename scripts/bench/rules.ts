@@ -6,7 +6,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { selectMask } from '../../lib/prune/select';
 import { Rng } from '../../lib/util/random';
-import { BenchSection, BenchTable, median, secondsSince } from './framework';
+import { secondsSince } from '../../lib/util/time';
+import { BenchSection, BenchTable, median } from './framework';
 
 /** Median wall time (ms) of `repeats` calls after one warm-up call; `run` disposes what it makes. */
 function timeMs(run: () => void, repeats: number): number {

@@ -6,7 +6,8 @@
 import { permuteForNM } from '../../lib/prune/permute';
 import { Structure, selectMask } from '../../lib/prune/select';
 import { Rng } from '../../lib/util/random';
-import { BenchSection, BenchTable, median, secondsSince } from './framework';
+import { secondsSince } from '../../lib/util/time';
+import { BenchSection, BenchTable, median } from './framework';
 
 const SHAPES: [number, number][] = [
   [4096, 4096],
