@@ -20,7 +20,7 @@ import { CrepeError } from '../lib/errors';
 import { listStrategies } from '../lib/prune/strategy';
 import '../lib/prune/strategies';
 
-const MODEL_HELP = 'stories260K, babyllama-char (in $CREPE_ASSETS, default ../shared/assets), a HF directory, or a llama2.c .bin';
+const MODEL_HELP = 'stories260K, babyllama-char (in the assets folder, $CREPE_ASSETS), a HF directory, or a llama2.c .bin';
 
 function common<T>(y: Argv<T>) {
   return y

@@ -69,7 +69,7 @@ export const MODELS = {
 } as const;
 export type BuiltinName = keyof typeof MODELS;
 
-/** The opening of stories260K's greedy story from BOS (DESIGN.md section 4). */
+/** The opening of stories260K's greedy story from BOS, as the README quotes it. */
 export const LILY = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park.';
 
 /** A golden fixture written by test/fixtures/regenerate-golden.sh (numpy reference, float64). */

@@ -3,7 +3,7 @@ import { ropeAngle, ropeInverseFrequencies } from './rope';
 import { BlockWeights, LinearName, LlamaConfig, WeightSource, linearShape } from './types';
 
 /**
- * The LLaMA forward pass in tfjs, written for the wasm backend's fast path (DESIGN.md section 5):
+ * The LLaMA forward pass in tfjs, written for the wasm backend's fast path (docs/performance.md):
  * only plain 2-D matMuls against pre-transposed, reused weight tensors; attention is split per
  * head with the head's weight slices prepared once, so no slice, transpose or batched matMul
  * runs per token window. RoPE is folded into two projections per head (x·A ⊙ cos + x·B ⊙ sin,

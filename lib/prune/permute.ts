@@ -1,5 +1,5 @@
 /**
- * RIA's channel permutation for N:M sparsity (DESIGN.md section 2; reimplemented from the
+ * RIA's channel permutation for N:M sparsity (docs/methods.md; reimplemented from the
  * description of biomedical-cybernetics/Relative-importance-and-activation-pruning, lib/prune.py,
  * "reallocation" + "lsa").
  *

@@ -3,7 +3,7 @@
  *
  * Scores are a row-major Float32Array of a weight of shape [rows = out, cols = in]; a mask is a
  * Uint8Array of the same length, 1 = keep, 0 = prune. Plain typed-array loops: on these machines
- * they are 2-10x faster than tfjs topk (DESIGN.md section 5).
+ * they are several times faster than tfjs topk (docs/performance.md).
  *
  * Order (exact and deterministic): the LOWEST scores are pruned, in ascending order of
  * (score, flat index), i.e. among equal scores the lower index is pruned first. This is the

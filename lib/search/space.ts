@@ -4,7 +4,7 @@
  *
  * Each searched parameter becomes one coordinate:
  *   - 'log10'      x = log10(v)          for parameters marked `log` (coefficients whose natural
- *                                        scales differ by orders of magnitude, DESIGN.md §1);
+ *                                        scales differ by orders of magnitude, docs/methods.md);
  *   - 'odd-index'  x = k with v = 2k + 1 for odd integers (kernel sizes), so every integer
  *                                        coordinate is a valid value;
  *   - 'integer'    x = v                 for other integers;

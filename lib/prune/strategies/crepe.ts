@@ -4,7 +4,7 @@ import { TINY, activationFactor, boxMean, relativeImportance } from './terms';
 
 /**
  * CRePE (arXiv 2606.01544), as RECONSTRUCTED from the paper's abstract (the full text is not
- * available; see DESIGN.md section 1). With A = |W| and n_j the input-channel norm:
+ * available; see docs/methods.md). With A = |W| and n_j the input-channel norm:
  *
  *   R = A / rowsum(A),  C = A / colsum(A),  N = A / (kh x kw window sum of A, zero padding)
  *   score = (alpha R + beta C + gamma N) * n_j^a

@@ -3,7 +3,7 @@ import { InputStats } from '../stats';
 
 /**
  * Building blocks shared by the relative-importance strategies. Reductions avoid the slow wasm
- * paths (DESIGN.md section 5): column sums by a ones-vector matMul, box sums by avgPool.
+ * paths (docs/performance.md): column sums by a ones-vector matMul, box sums by avgPool.
  */
 
 /**
