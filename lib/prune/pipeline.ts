@@ -19,7 +19,7 @@ import { BlockWeights, LINEAR_NAMES, LinearName, LlamaConfig, WeightSource, line
 import { permuteForNM } from './permute';
 import { Structure, applyMask, selectMask, validateStructureFor } from './select';
 import { InputStats, StatsOptions, accumulateStats, emptyStats } from './stats';
-import { Params, getStrategy } from './strategy';
+import { Params, canonicalRowOrder, getStrategy } from './strategy';
 import './strategies';
 
 export interface CalibrationSpec {
@@ -288,7 +288,7 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
         const stats = statsOf.get(name) ?? emptyStats(i);
         const key = linearKey(b, name);
         const weight = tf.tensor2d(w, [o, i]);
-        const ctx = { weight, weightData: w, shape: [o, i] as [number, number], stats, name, block: b, kind: linearKind(name), key };
+        const ctx = { weight, weightData: w, shape: [o, i] as [number, number], stats, name, block: b, kind: linearKind(name), key, canonicalRows: canonicalRowOrder(cfg, name) };
         const scoreT = strategy.score(ctx, spec.params);
         const scores = scoreT.dataSync() as Float32Array;
         scoreT.dispose();

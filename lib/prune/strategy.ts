@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { CrepeError } from '../errors';
-import { LinearName } from '../model/types';
+import { adjacentToHalfOrder } from '../model/convert';
+import { LinearName, LlamaConfig } from '../model/types';
 import { Structure } from './select';
 import { InputStats, StatsOptions } from './stats';
 
@@ -18,6 +19,20 @@ export interface LayerContext {
   kind: 'attn' | 'mlp';
   /** Canonical key, e.g. `blocks.0.attn.q`. */
   key: string;
+  /**
+   * Set when the rows of `weight` are not in the canonical (Hugging Face) order, i.e. q and k of
+   * a llama2.c file (RoPE pairs (2i, 2i+1) instead of rotate_half's (i, i + headDim/2)):
+   * canonical row r is row canonicalRows[r] of `weight`. Scores that depend on which rows are
+   * neighbours (CRePE's window sums) are computed in canonical order, so a model gives the same
+   * masks whichever file layout it is loaded from.
+   */
+  canonicalRows?: Int32Array;
+}
+
+/** The canonicalRows of a linear (see LayerContext): q/k of an adjacent-RoPE file, else undefined. */
+export function canonicalRowOrder(cfg: LlamaConfig, name: LinearName): Int32Array | undefined {
+  if (cfg.ropeLayout !== 'adjacent' || (name !== 'q' && name !== 'k')) return undefined;
+  return adjacentToHalfOrder(name === 'q' ? cfg.nHeads : cfg.nKvHeads, cfg.headDim);
 }
 
 /** A numeric parameter: typed, bounded, with a default; `log` marks it for log-space search. */

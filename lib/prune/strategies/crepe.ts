@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { Strategy } from '../strategy';
+import { LayerContext, Params, Strategy } from '../strategy';
 import { TINY, activationFactor, boxMean, relativeImportance } from './terms';
 
 /**
@@ -30,14 +30,30 @@ export const crepe: Strategy = {
   usesActivations: true,
   score: (ctx, p) =>
     tf.tidy(() => {
-      const { a, coef } = relativeImportance(tf.abs(ctx.weight) as tf.Tensor2D, p.alpha, p.beta);
-      let c: tf.Tensor2D = coef;
-      if (p.gamma > 0) {
-        // an all-zero window has mean 0 but then A = 0 too: TINY keeps the score 0, not NaN
-        const inv = tf.div(p.gamma / (p.kh * p.kw), tf.add(boxMean(a, p.kh, p.kw), TINY));
-        c = tf.add(c, inv) as tf.Tensor2D;
-      }
-      const s = tf.mul(a, c) as tf.Tensor2D;
-      return (p.a === 0 ? s : tf.mul(s, activationFactor(ctx.stats, p.a))) as tf.Tensor2D;
+      // Window sums see which rows are neighbours: score in canonical (HF) row order, then put
+      // the rows back, so llama2.c and HF files of one model give bit-identical scores.
+      const order = p.gamma > 0 && p.kh > 1 ? ctx.canonicalRows : undefined;
+      const w = order ? tf.gather(ctx.weight, tf.tensor1d(order, 'int32'), 0) : ctx.weight;
+      const s = crepeScore(w as tf.Tensor2D, ctx, p);
+      return (order ? tf.gather(s, tf.tensor1d(inverseOrder(order), 'int32'), 0) : s) as tf.Tensor2D;
     }),
 };
+
+function crepeScore(weight: tf.Tensor2D, ctx: LayerContext, p: Params): tf.Tensor2D {
+  const { a, coef } = relativeImportance(tf.abs(weight) as tf.Tensor2D, p.alpha, p.beta);
+  let c: tf.Tensor2D = coef;
+  if (p.gamma > 0) {
+    // an all-zero window has mean 0 but then A = 0 too: TINY keeps the score 0, not NaN
+    const inv = tf.div(p.gamma / (p.kh * p.kw), tf.add(boxMean(a, p.kh, p.kw), TINY));
+    c = tf.add(c, inv) as tf.Tensor2D;
+  }
+  const s = tf.mul(a, c) as tf.Tensor2D;
+  return (p.a === 0 ? s : tf.mul(s, activationFactor(ctx.stats, p.a))) as tf.Tensor2D;
+}
+
+/** order[inverse[r]] = r. */
+function inverseOrder(order: Int32Array): Int32Array {
+  const inv = new Int32Array(order.length);
+  order.forEach((from, to) => (inv[from] = to));
+  return inv;
+}
