@@ -4,14 +4,27 @@ import { OpenedModel } from '../model/resolve';
 import { LlamaModel } from '../model/runtime';
 import { WeightSource } from '../model/types';
 import { BackendChoice } from '../backend';
+import { Evaluator, STREAMING_THRESHOLD, residentDeviceBytes } from '../plan/memory';
+import { ActivationStorage } from '../plan/spill';
 import { PerplexityResult, ProgressFn, combineWindows, perplexity } from './perplexity';
 import { sourceForWorkers, windowNllsParallel } from './pool';
+import { streamingWindowNlls } from './streaming';
 
 export interface EvalOptions {
   /** Window length; default the model's context. */
   seqlen?: number;
   maxWindows?: number;
   onProgress?: ProgressFn;
+  /** Resident (every block on the device) or streaming (one block at a time); default by model size. */
+  evaluator?: Evaluator;
+  /** Where the streaming evaluator keeps hidden states; default f32 in memory. */
+  storage?: ActivationStorage;
+  spillDir?: string;
+}
+
+/** The evaluator used when none is chosen: streaming for models whose resident copy would be large. */
+export function defaultEvaluator(source: WeightSource): Evaluator {
+  return residentDeviceBytes(source.config) > STREAMING_THRESHOLD ? 'streaming' : 'resident';
 }
 
 export interface EvalRecord extends PerplexityResult {
@@ -42,12 +55,32 @@ export function evaluateSource(
   opts: EvalOptions = {},
 ): EvalRecord[] {
   const inputs = datasets.map((d) => ({ dataset: d, ...datasetWindows(model, d, opts) }));
+  if ((opts.evaluator ?? defaultEvaluator(source)) === 'streaming') return evaluateStreaming(source, inputs, opts);
   const runtime = LlamaModel.fromSource(source);
   try {
     return inputs.map(({ dataset, windows, slice }) => ({ dataset, slice, ...perplexity(runtime, windows, opts.onProgress) }));
   } finally {
     runtime.dispose();
   }
+}
+
+/** All datasets' windows in one block-outer pass, so each block is read once. */
+function evaluateStreaming(
+  source: WeightSource,
+  inputs: { dataset: string; windows: Int32Array[]; slice: string }[],
+  opts: EvalOptions,
+): EvalRecord[] {
+  const t0 = process.hrtime.bigint();
+  const all = inputs.flatMap((x) => x.windows);
+  const nlls = streamingWindowNlls(source, all, { storage: opts.storage, spillDir: opts.spillDir, onProgress: opts.onProgress });
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  let at = 0;
+  return inputs.map(({ dataset, windows, slice }) => {
+    const mine = nlls.slice(at, at + windows.length);
+    at += windows.length;
+    // time is shared by the datasets in proportion to their windows
+    return { dataset, slice, ...combineWindows(mine, windows[0].length, (seconds * windows.length) / all.length) };
+  });
 }
 
 /**
@@ -62,7 +95,8 @@ export async function evaluateSourceJobs(
   datasets: readonly string[],
   opts: EvalOptions & { jobs: number; backend: BackendChoice },
 ): Promise<EvalRecord[]> {
-  if (opts.jobs <= 1) return evaluateSource(model, source, datasets, opts);
+  // The streaming evaluator runs in this process: one block at a time is its point, N copies would defeat it.
+  if (opts.jobs <= 1 || (opts.evaluator ?? defaultEvaluator(source)) === 'streaming') return evaluateSource(model, source, datasets, opts);
   const inputs = datasets.map((d) => ({ dataset: d, ...datasetWindows(model, d, opts) }));
   const shared = sourceForWorkers(source, model.source.origin, source === model.source);
   try {

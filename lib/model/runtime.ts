@@ -364,6 +364,41 @@ export function forwardBlock(
 const HEAD_CHUNK_ELEMENTS = 1 << 22;
 
 /**
+ * Teacher-forced log-probabilities from a window's final hidden states x [T, dim]:
+ * out[t] = log p(tokens[t+1] | tokens[0..t]), float32, with a stable log-softmax. Shared by the
+ * resident model and the streaming evaluator so both give the same numbers. `x` is not disposed.
+ */
+export function headLogProbs(cfg: LlamaConfig, finalNorm: tf.Tensor1D, classifierT: tf.Tensor2D, x: tf.Tensor2D, tokens: Int32Array): Float32Array {
+  const T = tokens.length;
+  const V = cfg.vocabSize;
+  const out = new Float32Array(T - 1);
+  const chunk = Math.max(1, Math.floor(HEAD_CHUNK_ELEMENTS / V));
+  for (let start = 0; start < T - 1; start += chunk) {
+    const len = Math.min(chunk, T - 1 - start);
+    const idx = new Int32Array(len);
+    for (let t = 0; t < len; t++) idx[t] = t * V + tokens[start + t + 1];
+    const logits = tf.tidy(() => {
+      const xs = tf.slice(x, [start, 0], [len, cfg.dim]);
+      return tf.matMul(rmsNorm(xs, finalNorm, cfg.normEps), classifierT);
+    });
+    // The native softmax kernel is several times faster than tfjs's composite logSoftmax;
+    // log p is exact to float32 rounding unless p underflows, and then (p = 0) the chunk is
+    // recomputed with the stable log-softmax.
+    const flatIdx = tf.tensor1d(idx, 'int32');
+    const picked = tf.tidy(() => tf.log(tf.gather(tf.reshape(tf.softmax(logits), [-1]), flatIdx)));
+    let lp = picked.dataSync() as Float32Array;
+    if (lp.some((v) => !Number.isFinite(v))) {
+      const stable = tf.tidy(() => tf.gather(tf.reshape(tf.logSoftmax(logits), [-1]), flatIdx));
+      lp = stable.dataSync() as Float32Array;
+      stable.dispose();
+    }
+    out.set(lp, start);
+    tf.dispose([logits, flatIdx, picked]);
+  }
+  return out;
+}
+
+/**
  * A model whose blocks are all resident on the device: used for evaluation and generation.
  * The pruning pipeline, which must hold one block at a time, uses forwardBlock directly.
  */
@@ -435,33 +470,8 @@ export class LlamaModel {
    * where a probability underflows (below).
    */
   windowLogProbs(tokens: Int32Array): Float32Array {
-    const T = tokens.length;
-    const V = this.config.vocabSize;
     const x = this.hidden(tokens);
-    const out = new Float32Array(T - 1);
-    const chunk = Math.max(1, Math.floor(HEAD_CHUNK_ELEMENTS / V));
-    for (let start = 0; start < T - 1; start += chunk) {
-      const len = Math.min(chunk, T - 1 - start);
-      const idx = new Int32Array(len);
-      for (let t = 0; t < len; t++) idx[t] = t * V + tokens[start + t + 1];
-      const logits = tf.tidy(() => {
-        const xs = tf.slice(x, [start, 0], [len, this.config.dim]);
-        return tf.matMul(rmsNorm(xs, this.finalNorm, this.config.normEps), this.classifierT);
-      });
-      // The native softmax kernel is several times faster than tfjs's composite logSoftmax;
-      // log p is exact to float32 rounding unless p underflows, and then (p = 0) the chunk is
-      // recomputed with the stable log-softmax.
-      const flatIdx = tf.tensor1d(idx, 'int32');
-      const picked = tf.tidy(() => tf.log(tf.gather(tf.reshape(tf.softmax(logits), [-1]), flatIdx)));
-      let lp = picked.dataSync() as Float32Array;
-      if (lp.some((v) => !Number.isFinite(v))) {
-        const stable = tf.tidy(() => tf.gather(tf.reshape(tf.logSoftmax(logits), [-1]), flatIdx));
-        lp = stable.dataSync() as Float32Array;
-        stable.dispose();
-      }
-      out.set(lp, start);
-      tf.dispose([logits, flatIdx, picked]);
-    }
+    const out = headLogProbs(this.config, this.finalNorm, this.classifierT, x, tokens);
     x.dispose();
     return out;
   }

@@ -15,6 +15,7 @@ import {
   makeWindowTables,
 } from '../model/runtime';
 import { writeSafetensors } from '../model/safetensors';
+import { ActivationStorage, ActivationStore, BlockSpill, createActivationStore } from '../plan/spill';
 import { BlockWeights, LINEAR_NAMES, LinearName, LlamaConfig, WeightSource, linearKey, linearKind, linearShape } from '../model/types';
 import { permuteForNM } from './permute';
 import { Structure, applyMask, selectMask, validateStructureFor } from './select';
@@ -27,6 +28,9 @@ export interface CalibrationSpec {
   nsamples: number;
   seqlen: number;
   seed: number;
+  /** Where collectDenseStats keeps activations between blocks; default f32 in memory. */
+  storage?: ActivationStorage;
+  spillDir?: string;
 }
 
 export interface PruneSpec {
@@ -49,6 +53,12 @@ export interface PruneSpec {
   permute?: { refine: boolean };
   /** Mask refinement after selection (re-pruning such as DSnoT). */
   refine?: MaskRefiner;
+  /** Where calibration activations live between blocks (the memory planner's choice); default f32 in memory. */
+  activationStorage?: ActivationStorage;
+  /** Write pruned blocks to a spill file instead of keeping them in memory (large models). */
+  spillBlocks?: boolean;
+  /** Folder for spill files; default the system's temporary folder. */
+  spillDir?: string;
 }
 
 /** Everything a mask refiner sees of one linear; it returns the new keep mask. */
@@ -113,10 +123,25 @@ export interface PruneHooks {
   onLayer?: (info: { block: number; name: LinearName; stats: InputStats; weight: Float32Array; scores: Float32Array; mask: Uint8Array }) => void;
 }
 
-/** A WeightSource that serves replaced blocks from memory and everything else from `base`. */
+/**
+ * A WeightSource that serves replaced blocks (kept in memory, or in a spill file for large
+ * models) and everything else from `base`. Closing it closes the spill file and `base`.
+ */
 export class OverlaySource implements WeightSource {
-  readonly blocks = new Map<number, BlockWeights>();
-  constructor(readonly base: WeightSource) {}
+  private readonly inMemory = new Map<number, BlockWeights>();
+  constructor(
+    readonly base: WeightSource,
+    private readonly spill: BlockSpill | null = null,
+  ) {}
+  setBlock(i: number, w: BlockWeights): void {
+    if (this.spill) this.spill.put(i, w);
+    else this.inMemory.set(i, w);
+  }
+  /** Close the spill file but leave `base` open (it is the caller's model). */
+  release(): void {
+    this.spill?.close();
+    this.inMemory.clear();
+  }
   get config(): LlamaConfig {
     return this.base.config;
   }
@@ -130,7 +155,8 @@ export class OverlaySource implements WeightSource {
     return this.base.readEmbedding();
   }
   readBlock(i: number): BlockWeights {
-    return this.blocks.get(i) ?? this.base.readBlock(i);
+    if (this.spill?.has(i)) return this.spill.get(i);
+    return this.inMemory.get(i) ?? this.base.readBlock(i);
   }
   readFinalNorm(): Float32Array {
     return this.base.readFinalNorm();
@@ -139,6 +165,7 @@ export class OverlaySource implements WeightSource {
     return this.base.readClassifier();
   }
   close(): void {
+    this.release();
     this.base.close();
   }
 }
@@ -166,7 +193,7 @@ export function collectDenseStats(model: OpenedModel, cal: CalibrationSpec, opts
     throw new CrepeError(`calibration seqlen ${cal.seqlen} exceeds the model context ${cfg.maxSeqLen}`);
   }
   const { windows, record } = drawCalibration(model, cal);
-  let inputs = embedWindows(model.source, windows);
+  let inputs = embedWindows(model.source, windows, cal.storage ?? 'f32', cal.spillDir);
   const tables = makeWindowTables(cfg, cal.seqlen);
   const blocks: Map<LinearName, InputStats>[] = [];
   try {
@@ -177,42 +204,60 @@ export function collectDenseStats(model: OpenedModel, cal: CalibrationSpec, opts
         const s = emptyStats(linearShape(cfg, group[0])[1], opts);
         for (const n of group) statsOf.set(n, s);
       }
-      inputs = runBlock(cfg, bt, tables, inputs, (names, x) => accumulateStats(statsOf.get(names[0])!, x, opts));
+      const outputs = b < cfg.nLayers - 1 ? emptyLike(inputs, cal.spillDir) : null;
+      runBlock(cfg, bt, tables, inputs, outputs, (names, x) => accumulateStats(statsOf.get(names[0])!, x, opts));
       disposeBlock(bt);
+      inputs.dispose();
+      if (outputs) inputs = outputs;
       blocks.push(statsOf);
     }
   } finally {
+    inputs.dispose();
     disposeWindowTables(tables);
   }
   return { blocks, calibration: record };
 }
 
-/** Gather rows of the embedding on the host: block 0's inputs, kept off the wasm heap. */
-function embedWindows(src: WeightSource, windows: Int32Array[]): Float32Array[] {
+/**
+ * Gather rows of the embedding on the host: block 0's inputs, kept off the wasm heap (in memory
+ * or spilled, as the memory planner chose). All windows have the same length.
+ */
+export function embedWindows(src: WeightSource, windows: Int32Array[], storage: ActivationStorage = 'f32', spillDir?: string): ActivationStore {
   const { dim } = src.config;
   const emb = src.readEmbedding();
-  return windows.map((w) => {
+  const store = createActivationStore(storage, windows.length, (windows[0]?.length ?? 0) * dim, spillDir);
+  windows.forEach((w, i) => {
     const x = new Float32Array(w.length * dim);
     for (let t = 0; t < w.length; t++) x.set(emb.subarray(w[t] * dim, (w[t] + 1) * dim), t * dim);
-    return x;
+    store.set(i, x);
   });
+  return store;
 }
 
-/** Run one block over every window; inputs and outputs live on the host between blocks. */
-function runBlock(
+/** A new store of the same kind and size as `s`, for a block's outputs. */
+export function emptyLike(s: ActivationStore, spillDir?: string): ActivationStore {
+  return createActivationStore(s.storage, s.count, s.length, spillDir);
+}
+
+/**
+ * Run one block over every window; inputs and outputs live on the host between blocks. Outputs
+ * go to `outputs` (which may be `inputs` itself: each window is read before it is overwritten),
+ * or are dropped when only the captured statistics are wanted.
+ */
+export function runBlock(
   cfg: LlamaConfig,
   bt: BlockTensors,
   tables: ReturnType<typeof makeWindowTables>,
-  inputs: Float32Array[],
+  inputs: ActivationStore,
+  outputs: ActivationStore | null,
   capture?: (names: readonly LinearName[], x: tf.Tensor2D) => void,
-): Float32Array[] {
-  return inputs.map((data) => {
-    const x = tf.tensor2d(data, [tables.length, cfg.dim]);
+): void {
+  for (let i = 0; i < inputs.count; i++) {
+    const x = tf.tensor2d(inputs.get(i), [tables.length, cfg.dim]);
     const y = forwardBlock(cfg, bt, tables, x, capture);
-    const out = y.dataSync() as Float32Array;
+    if (outputs) outputs.set(i, y.dataSync() as Float32Array);
     tf.dispose([x, y]);
-    return out;
-  });
+  }
 }
 
 /**
@@ -244,13 +289,13 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
   }
   const needCalibration = !spec.precomputed && (strategy.usesActivations || !!hooks.statsOptions || !!spec.refine);
   let calibration: CalibrationRecord | null = spec.precomputed?.calibration ?? null;
-  let inputs: Float32Array[] = [];
+  let inputs: ActivationStore | null = null;
   let windows: Int32Array[] = [];
   if (needCalibration) {
     const drawn = drawCalibration(model, cal);
     windows = drawn.windows;
     calibration = drawn.record;
-    inputs = embedWindows(src, windows);
+    inputs = embedWindows(src, windows, spec.activationStorage ?? 'f32', spec.spillDir);
   }
   if (spec.dumpDir) {
     fs.mkdirSync(spec.dumpDir, { recursive: true });
@@ -260,22 +305,24 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
     );
   }
   const tables = makeWindowTables(cfg, cal.seqlen);
-  const overlay = new OverlaySource(src);
+  const overlay = new OverlaySource(src, spec.spillBlocks ? new BlockSpill(spec.spillDir) : null);
   const layers: LayerReport[] = [];
+  let done = false;
   try {
     for (let b = 0; b < cfg.nLayers; b++) {
       const dense = src.readBlock(b);
       const bt = makeBlockTensors(cfg, dense);
       // One statistics object per input group: q/k/v share one, gate/up another.
       const statsOf = spec.precomputed?.blocks[b] ?? new Map<LinearName, InputStats>();
-      let denseOut: Float32Array[] = [];
-      if (needCalibration) {
+      // With --propagate pruned the dense outputs are not needed: only their statistics are kept.
+      const denseOut = inputs && spec.propagate === 'dense' && b < cfg.nLayers - 1 ? emptyLike(inputs, spec.spillDir) : null;
+      if (inputs) {
         for (const group of INPUT_GROUPS) {
           const [, inF] = linearShape(cfg, group[0]);
           const s = emptyStats(inF, statsOptions);
           for (const n of group) statsOf.set(n, s);
         }
-        denseOut = runBlock(cfg, bt, tables, inputs, (names, x) => accumulateStats(statsOf.get(names[0])!, x, statsOptions));
+        runBlock(cfg, bt, tables, inputs, denseOut, (names, x) => accumulateStats(statsOf.get(names[0])!, x, statsOptions));
       }
       disposeBlock(bt);
       const structure = structureOf(b);
@@ -326,19 +373,24 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
           note: 'q/k/v share the q input statistics, gate/up share gate',
         });
       }
-      overlay.blocks.set(b, pruned);
-      if (needCalibration && b < cfg.nLayers - 1) {
-        if (spec.propagate === 'dense') inputs = denseOut;
-        else {
+      if (inputs && b < cfg.nLayers - 1) {
+        if (denseOut) {
+          inputs.dispose();
+          inputs = denseOut;
+        } else {
           const pbt = makeBlockTensors(cfg, pruned);
-          inputs = runBlock(cfg, pbt, tables, inputs);
+          runBlock(cfg, pbt, tables, inputs, inputs);
           disposeBlock(pbt);
         }
       }
+      overlay.setBlock(b, pruned);
       hooks.onBlock?.(b + 1, cfg.nLayers);
     }
+    done = true;
   } finally {
+    inputs?.dispose();
     disposeWindowTables(tables);
+    if (!done) overlay.release();
   }
   const total = layers.reduce((a, l) => a + l.total, 0);
   const prunedCount = layers.reduce((a, l) => a + l.pruned, 0);

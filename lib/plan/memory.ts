@@ -1,0 +1,293 @@
+/**
+ * The memory planner: before any work, estimate the peak host memory (RSS) and device memory
+ * (the tfjs-wasm heap, which lives inside the host process and never shrinks) of a command, pick
+ * where activations live and which evaluator runs, and refuse in one line when the request cannot
+ * fit. The estimates are sums of the large buffers the code allocates (listed as plan items);
+ * small objects are covered by a fixed runtime allowance.
+ */
+import * as os from 'os';
+import { CrepeError } from '../errors';
+import { LINEAR_NAMES, LlamaConfig, linearShape } from '../model/types';
+import { ActivationStorage } from './spill';
+
+export const GiB = 2 ** 30;
+/** wasm32 addresses at most 4 GiB; tfjs-wasm can corrupt memory silently when its heap runs out. */
+export const WASM_HEAP_CAP = 4 * GiB;
+/** The planner keeps the estimated wasm heap below this, far enough from the cap for fragmentation. */
+export const WASM_HEAP_LIMIT = 2.5 * GiB;
+/** Device bytes of a resident model above which evaluation streams blocks by default. */
+export const STREAMING_THRESHOLD = 1 * GiB;
+/** Node, tfjs, the wasm module, tokenizers and datasets. */
+const RUNTIME_BYTES = 0.35 * GiB;
+/** The wasm heap grows in steps and fragments: estimates of device tensors are scaled by this. */
+const HEAP_OVERHEAD = 1.25;
+const F32 = 4;
+
+export type Evaluator = 'resident' | 'streaming';
+export type EvaluatorChoice = Evaluator | 'auto';
+export type StorageChoice = ActivationStorage | 'auto';
+
+export interface PlanItem {
+  what: string;
+  host: number;
+  device: number;
+}
+
+/** What a command will do, as far as memory goes. */
+export interface PlanRequest {
+  config: LlamaConfig;
+  /** Pruning with calibration; absent for eval-only commands. */
+  prune?: {
+    nsamples: number;
+    seqlen: number;
+    /** The method accumulates X^T X per input (SparseGPT). */
+    gram: boolean;
+    /** Calibration runs at all (magnitude without add-ons needs none). */
+    calibrates: boolean;
+    propagate: 'pruned' | 'dense';
+  };
+  /** Evaluation windows (all datasets together) and their length; absent when nothing is evaluated. */
+  eval?: { windows: number; seqlen: number; jobs: number };
+  /** Host budget in bytes (--max-memory). */
+  limit: number;
+  storage: StorageChoice;
+  evaluator: EvaluatorChoice;
+  /** Pruned blocks go to a spill file; default when they would take more than a quarter of the budget. */
+  spillBlocks?: boolean;
+  /** The wasm backend is in use (its heap is capped); false for a native backend. */
+  wasm: boolean;
+}
+
+export interface MemoryPlan {
+  hostBytes: number;
+  deviceBytes: number;
+  limitBytes: number;
+  deviceLimitBytes: number | null;
+  storage: ActivationStorage;
+  evaluator: Evaluator | null;
+  spillBlocks: boolean;
+  items: PlanItem[];
+  fits: boolean;
+  /** Why not, as the one-line refusal; null when it fits. */
+  refusal: string | null;
+}
+
+/** Floats of one decoder block's weights. */
+export function blockParams(cfg: LlamaConfig): number {
+  let n = 2 * cfg.dim;
+  for (const l of LINEAR_NAMES) {
+    const [o, i] = linearShape(cfg, l);
+    n += o * i;
+  }
+  return n;
+}
+
+/** Device bytes of one block as makeBlockTensors lays it out (q and k twice: the RoPE-folded pairs). */
+export function blockDeviceBytes(cfg: LlamaConfig): number {
+  const [qo, qi] = linearShape(cfg, 'q');
+  const [ko, ki] = linearShape(cfg, 'k');
+  return (blockParams(cfg) + qo * qi + ko * ki) * F32;
+}
+
+/** Peak device bytes of the intermediates of one block's forward pass over one window of T tokens. */
+export function forwardActivationBytes(cfg: LlamaConfig, T: number): number {
+  const hd = cfg.headDim;
+  // scores, scores + mask, softmax per head; the two-block causal split scores 3/4 of T x T
+  const scores = 3 * T * T * (T >= 128 ? 0.75 : 1);
+  const perHead = scores + 6 * T * hd;
+  const perKvHead = 8 * T * hd;
+  const mlp = 5 * T * cfg.hiddenDim;
+  return (cfg.nHeads * perHead + cfg.nKvHeads * perKvHead + mlp + 12 * T * cfg.dim) * F32;
+}
+
+/** Device bytes of the classifier head: the transposed classifier, one chunk of logits, final norm. */
+function headDeviceBytes(cfg: LlamaConfig, T: number): number {
+  const chunkRows = Math.min(T, Math.max(1, Math.floor((1 << 22) / cfg.vocabSize)));
+  return (cfg.vocabSize * cfg.dim + 3 * chunkRows * cfg.vocabSize + 2 * T * cfg.dim) * F32;
+}
+
+export function residentDeviceBytes(cfg: LlamaConfig): number {
+  const embeddings = 2 * cfg.vocabSize * cfg.dim * F32; // the embedding and the transposed classifier (a copy even when tied)
+  return cfg.nLayers * blockDeviceBytes(cfg) + embeddings;
+}
+
+/** Bytes of X^T X accumulators for the four input groups, plus SparseGPT's Hessian and inverse of the largest. */
+function gramBytes(cfg: LlamaConfig): number {
+  const ins = [linearShape(cfg, 'q')[1], linearShape(cfg, 'o')[1], linearShape(cfg, 'gate')[1], linearShape(cfg, 'down')[1]];
+  const biggest = Math.max(...ins);
+  return ins.reduce((a, n) => a + n * n * 8, 0) + 2 * biggest * biggest * 8;
+}
+
+const storageFactor: Record<ActivationStorage, number> = { f32: 1, f16: 0.5, disk: 0 };
+
+export function fmtGiB(bytes: number): string {
+  const g = bytes / GiB;
+  return g >= 10 ? g.toFixed(0) : g >= 1 ? g.toFixed(1) : g.toFixed(2);
+}
+
+/** Default host budget: 80% of the machine's memory. */
+export function defaultMemoryLimit(): number {
+  return 0.8 * os.totalmem();
+}
+
+/** Parse --max-memory: GiB as a number, or with a unit (e.g. 6, 6G, 6GiB, 512M). */
+export function parseMemoryFlag(v: unknown): number {
+  const s = String(v).trim();
+  const m = /^(\d+(?:\.\d+)?)\s*(g|gb|gib|m|mb|mib)?$/i.exec(s);
+  if (!m || !(Number(m[1]) > 0)) throw new CrepeError(`--max-memory must be a positive size in GiB (e.g. 6 or 512M), got '${s}'`);
+  const unit = (m[2] ?? 'g').toLowerCase();
+  return Number(m[1]) * (unit.startsWith('m') ? 2 ** 20 : GiB);
+}
+
+/** The plan for one storage / evaluator / spill choice (no decisions). */
+function estimate(req: PlanRequest, storage: ActivationStorage, evaluator: Evaluator | null, spillBlocks: boolean): MemoryPlan {
+  const cfg = req.config;
+  const blockHost = blockParams(cfg) * F32;
+  const embHost = cfg.vocabSize * cfg.dim * F32;
+  const items: PlanItem[] = [{ what: 'runtime (node, tfjs, tokenizer, text)', host: RUNTIME_BYTES, device: 0 }];
+  // Phases run one after the other; the host peak is the largest phase, the wasm heap keeps its largest size.
+  const phases: { host: number; device: number }[] = [];
+  const phase = (list: PlanItem[]) => {
+    items.push(...list);
+    phases.push({ host: list.reduce((a, i) => a + i.host, 0), device: list.reduce((a, i) => a + i.device, 0) });
+  };
+  phase([{ what: 'embedding read from the checkpoint', host: embHost, device: 0 }]);
+  const p = req.prune;
+  if (p) {
+    const T = p.seqlen;
+    const window = T * cfg.dim * F32;
+    const buffers = p.calibrates ? (p.propagate === 'dense' ? 2 : 1) : 0;
+    const list: PlanItem[] = [
+      { what: `calibration activations: ${p.nsamples} x ${T} x ${cfg.dim}, ${buffers} buffer(s), ${storage}`, host: buffers * p.nsamples * window * storageFactor[storage] + window, device: 0 },
+      { what: 'one block: dense, pruned and transposed copies (F32)', host: 3 * blockHost, device: HEAP_OVERHEAD * blockDeviceBytes(cfg) },
+      { what: `one window's forward intermediates (${T} tokens)`, host: 0, device: p.calibrates ? HEAP_OVERHEAD * forwardActivationBytes(cfg, T) : 0 },
+    ];
+    if (p.gram) {
+      const hidden = Math.max(cfg.hiddenDim, cfg.dim);
+      list.push({ what: 'SparseGPT X^T X accumulators and Hessian factors (F64)', host: gramBytes(cfg), device: HEAP_OVERHEAD * 2 * hidden * hidden * F32 });
+    }
+    list.push({ what: spillBlocks ? 'pruned blocks (spill file on disk)' : `pruned blocks kept in memory (${cfg.nLayers})`, host: spillBlocks ? 0 : cfg.nLayers * blockHost, device: 0 });
+    phase(list);
+  }
+  const e = req.eval;
+  if (e && evaluator) {
+    const T = e.seqlen;
+    if (evaluator === 'resident') {
+      phase([
+        { what: 'resident model: every block on the device (per process)', host: 2 * blockHost, device: HEAP_OVERHEAD * residentDeviceBytes(cfg) },
+        { what: `evaluation forward intermediates (${T} tokens)`, host: 0, device: HEAP_OVERHEAD * (forwardActivationBytes(cfg, T) + headDeviceBytes(cfg, T)) },
+      ]);
+    } else {
+      phase([
+        { what: `evaluation hidden states: ${e.windows} x ${T} x ${cfg.dim}, ${storage}`, host: e.windows * T * cfg.dim * F32 * storageFactor[storage] + T * cfg.dim * F32, device: 0 },
+        { what: 'streaming: one block on the device', host: 2 * blockHost, device: HEAP_OVERHEAD * blockDeviceBytes(cfg) },
+        { what: `evaluation forward intermediates and head (${T} tokens)`, host: embHost, device: HEAP_OVERHEAD * (forwardActivationBytes(cfg, T) + headDeviceBytes(cfg, T)) },
+      ]);
+    }
+  }
+  const deviceBytes = Math.max(0, ...phases.map((x) => x.device));
+  // The wasm heap is part of this process's memory; resident workers (--jobs) each hold their own.
+  const workers = e && evaluator === 'resident' && e.jobs > 1 ? e.jobs : 0;
+  const hostBytes = RUNTIME_BYTES + Math.max(0, ...phases.map((x) => x.host)) + deviceBytes + workers * (RUNTIME_BYTES + deviceBytes);
+  const deviceLimitBytes = req.wasm ? WASM_HEAP_LIMIT : null;
+  let refusal: string | null = null;
+  if (deviceLimitBytes !== null && deviceBytes > deviceLimitBytes) {
+    refusal = `needs ~${fmtGiB(deviceBytes)} GiB of wasm heap, limit ${fmtGiB(deviceLimitBytes)} GiB (the heap is capped at 4 GiB); ${deviceHint(req)}`;
+  } else if (hostBytes > req.limit) {
+    refusal = `needs ~${fmtGiB(hostBytes)} GiB of memory, limit ${fmtGiB(req.limit)} GiB; ${hostHint(req, hostBytes)}`;
+  }
+  return { hostBytes, deviceBytes, limitBytes: req.limit, deviceLimitBytes, storage, evaluator, spillBlocks, items, fits: refusal === null, refusal };
+}
+
+function deviceHint(req: PlanRequest): string {
+  const tries: string[] = [];
+  if (req.prune?.calibrates) tries.push(`a shorter --calib-seqlen (now ${req.prune.seqlen})`);
+  if (req.eval) tries.push(`a shorter --seqlen (now ${req.eval.seqlen})`);
+  if (req.evaluator === 'resident') tries.push('--evaluator streaming');
+  tries.push('a native backend (--backend tensorflow)');
+  return `try ${tries.join(', or ')}`;
+}
+
+function hostHint(req: PlanRequest, need: number): string {
+  const tries: string[] = [];
+  const p = req.prune;
+  if (p?.calibrates && req.storage === 'auto') {
+    tries.push('--max-memory with more memory');
+  }
+  if (p?.calibrates) {
+    const per = p.seqlen * req.config.dim * F32;
+    const fewer = Math.floor(p.nsamples - (need - req.limit) / per);
+    if (fewer >= 1 && fewer < p.nsamples) tries.push(`--nsamples ${fewer}`);
+  }
+  if (req.storage !== 'auto' && req.storage !== 'disk') tries.push('--activations disk');
+  if (req.eval && req.evaluator !== 'streaming') tries.push('--evaluator streaming');
+  tries.push(`--max-memory ${Math.ceil(need / GiB)} (if the machine has it)`);
+  return `try ${tries.join(' or ')}`;
+}
+
+/**
+ * Decide storage, evaluator and block spilling within the budget and estimate the peaks.
+ * Choices left to 'auto': the resident evaluator unless the model is large
+ * (STREAMING_THRESHOLD) or does not fit; activations in F32, else F16 for calibration (rounded,
+ * half the memory) or a spill file (exact, slower); pruned blocks spilled when they would take
+ * over a quarter of the budget. The returned plan has `fits` false and a one-line `refusal` when
+ * no choice fits.
+ */
+export function planMemory(req: PlanRequest): MemoryPlan {
+  const evaluators: (Evaluator | null)[] = !req.eval
+    ? [null]
+    : req.evaluator !== 'auto'
+      ? [req.evaluator]
+      : residentDeviceBytes(req.config) > STREAMING_THRESHOLD
+        ? ['streaming']
+        : ['resident', 'streaming'];
+  const storages: ActivationStorage[] = req.storage !== 'auto' ? [req.storage] : req.prune?.calibrates ? ['f32', 'f16', 'disk'] : ['f32', 'disk'];
+  const blockTotal = req.config.nLayers * blockParams(req.config) * F32;
+  const spill = req.spillBlocks ?? (req.prune !== undefined && blockTotal > req.limit / 4);
+  let first: MemoryPlan | null = null;
+  for (const ev of evaluators) {
+    for (const st of storages) {
+      // F16 rounds evaluation hidden states too: only worth it for calibration, never for a PPL.
+      if (st === 'f16' && req.storage === 'auto' && !req.prune?.calibrates) continue;
+      for (const sp of spill || req.spillBlocks === false ? [spill] : [false, true]) {
+        const plan = estimate(req, st, ev, sp);
+        first ??= plan;
+        if (plan.fits) return plan;
+      }
+    }
+  }
+  return first!;
+}
+
+/** Throw the plan's one-line refusal. */
+export function requireFits(plan: MemoryPlan): void {
+  if (!plan.fits) throw new CrepeError(plan.refusal!);
+}
+
+/** The plan as printed by --dry-run. */
+export function describePlan(plan: MemoryPlan): string {
+  const lines = [
+    `memory plan: peak host ~${fmtGiB(plan.hostBytes)} GiB of ${fmtGiB(plan.limitBytes)} GiB allowed; ` +
+      `wasm heap ~${fmtGiB(plan.deviceBytes)} GiB${plan.deviceLimitBytes !== null ? ` of ${fmtGiB(plan.deviceLimitBytes)} GiB allowed (cap 4 GiB)` : ''}`,
+    `  activations ${plan.storage}; evaluator ${plan.evaluator ?? 'none'}; pruned blocks ${plan.spillBlocks ? 'spilled to disk' : 'in memory'}`,
+  ];
+  for (const i of plan.items) if (i.host > 0 || i.device > 0) lines.push(`  ${i.what}: host ${fmtGiB(i.host)} GiB, device ${fmtGiB(i.device)} GiB`);
+  lines.push(plan.fits ? '  fits' : `  refused: ${plan.refusal}`);
+  return lines.join('\n');
+}
+
+/** The plan as a JSON object (--json). */
+export function planJson(plan: MemoryPlan): Record<string, unknown> {
+  return {
+    host_bytes: Math.round(plan.hostBytes),
+    device_bytes: Math.round(plan.deviceBytes),
+    limit_bytes: Math.round(plan.limitBytes),
+    device_limit_bytes: plan.deviceLimitBytes,
+    activations: plan.storage,
+    evaluator: plan.evaluator,
+    spill_blocks: plan.spillBlocks,
+    fits: plan.fits,
+    refusal: plan.refusal,
+    items: plan.items.map((i) => ({ what: i.what, host_bytes: Math.round(i.host), device_bytes: Math.round(i.device) })),
+  };
+}

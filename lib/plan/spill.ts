@@ -1,0 +1,269 @@
+/**
+ * Host storage that can leave memory: per-window hidden states (ActivationStore) and pruned
+ * decoder blocks (BlockSpill). The memory planner chooses where they live; a 7B model's
+ * calibration activations (128 x 2048 x 4096 floats = 4.3 GB per buffer) and its pruned blocks
+ * (0.8 GB each in F32) do not fit in RAM together.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { BlockWeights } from '../model/types';
+
+/** Where activations are kept: float32 in memory, float16 in memory (half the bytes, rounded), or on disk (exact). */
+export type ActivationStorage = 'f32' | 'f16' | 'disk';
+export const ACTIVATION_STORAGES: readonly ActivationStorage[] = ['f32', 'f16', 'disk'];
+
+/** A fixed number of equally sized float32 records (one per window). */
+export interface ActivationStore {
+  readonly count: number;
+  /** Floats per record. */
+  readonly length: number;
+  readonly storage: ActivationStorage;
+  get(i: number): Float32Array;
+  set(i: number, data: Float32Array): void;
+  dispose(): void;
+}
+
+/** A temporary folder for spill files, removed by the returned cleanup (also on process exit). */
+export function spillFolder(parent?: string): { dir: string; cleanup: () => void } {
+  const dir = fs.mkdtempSync(path.join(parent ?? os.tmpdir(), 'crepe-spill-'));
+  const cleanup = () => {
+    fs.rmSync(dir, { recursive: true, force: true });
+    process.removeListener('exit', cleanup);
+  };
+  process.on('exit', cleanup);
+  return { dir, cleanup };
+}
+
+export function createActivationStore(storage: ActivationStorage, count: number, length: number, spillDir?: string): ActivationStore {
+  if (storage === 'f32') return new MemoryStore(count, length);
+  if (storage === 'f16') return new HalfStore(count, length);
+  return new DiskStore(count, length, spillDir);
+}
+
+class MemoryStore implements ActivationStore {
+  readonly storage = 'f32' as const;
+  private readonly items: (Float32Array | undefined)[];
+  constructor(
+    readonly count: number,
+    readonly length: number,
+  ) {
+    this.items = new Array(count);
+  }
+  get(i: number): Float32Array {
+    const v = this.items[i];
+    if (!v) throw new Error(`activation ${i} was never stored`);
+    return v;
+  }
+  set(i: number, data: Float32Array): void {
+    this.items[i] = data;
+  }
+  dispose(): void {
+    this.items.fill(undefined);
+  }
+}
+
+class HalfStore implements ActivationStore {
+  readonly storage = 'f16' as const;
+  private readonly items: (Uint16Array | undefined)[];
+  constructor(
+    readonly count: number,
+    readonly length: number,
+  ) {
+    this.items = new Array(count);
+  }
+  get(i: number): Float32Array {
+    const v = this.items[i];
+    if (!v) throw new Error(`activation ${i} was never stored`);
+    return halfToFloat(v);
+  }
+  set(i: number, data: Float32Array): void {
+    this.items[i] = floatToHalf(data);
+  }
+  dispose(): void {
+    this.items.fill(undefined);
+  }
+}
+
+/** Records at fixed offsets of one file: only the record being used is in memory. */
+class DiskStore implements ActivationStore {
+  readonly storage = 'disk' as const;
+  private fd: number | null;
+  private readonly file: string;
+  private readonly written: Uint8Array;
+  private readonly cleanup: () => void;
+  constructor(
+    readonly count: number,
+    readonly length: number,
+    spillDir?: string,
+  ) {
+    const folder = spillFolder(spillDir);
+    this.cleanup = folder.cleanup;
+    this.file = path.join(folder.dir, 'activations.f32');
+    this.fd = fs.openSync(this.file, 'w+');
+    this.written = new Uint8Array(count);
+  }
+  private offset(i: number): number {
+    return i * this.length * 4;
+  }
+  get(i: number): Float32Array {
+    if (this.fd === null || !this.written[i]) throw new Error(`activation ${i} was never stored`);
+    const out = new Float32Array(this.length);
+    readFully(this.fd, new Uint8Array(out.buffer), this.offset(i));
+    return out;
+  }
+  set(i: number, data: Float32Array): void {
+    if (this.fd === null) throw new Error('activation store disposed');
+    if (data.length !== this.length) throw new Error(`activation ${i}: ${data.length} floats, expected ${this.length}`);
+    writeFully(this.fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), this.offset(i));
+    this.written[i] = 1;
+  }
+  dispose(): void {
+    if (this.fd !== null) fs.closeSync(this.fd);
+    this.fd = null;
+    this.cleanup();
+  }
+}
+
+/** fs.readSync/writeSync move at most 2 GiB per call. */
+const IO_CHUNK = 1 << 30;
+
+function readFully(fd: number, into: Uint8Array, position: number): void {
+  for (let done = 0; done < into.length; ) {
+    const got = fs.readSync(fd, into, done, Math.min(IO_CHUNK, into.length - done), position + done);
+    if (got <= 0) throw new Error(`spill file ended early at byte ${position + done}`);
+    done += got;
+  }
+}
+
+function writeFully(fd: number, data: Uint8Array, position: number): void {
+  for (let done = 0; done < data.length; ) done += fs.writeSync(fd, data, done, Math.min(IO_CHUNK, data.length - done), position + done);
+}
+
+// ---------------------------------------------------------------------------------------------
+// IEEE 754 half precision (round to nearest, ties to even), for F16 activation storage
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+export function floatToHalf(data: Float32Array): Uint16Array {
+  const out = new Uint16Array(data.length);
+  for (let k = 0; k < data.length; k++) {
+    f32[0] = data[k];
+    const x = u32[0];
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff;
+    let mant = x & 0x7fffff;
+    if (exp === 0xff) {
+      out[k] = sign | 0x7c00 | (mant ? 0x200 : 0); // Inf or NaN
+      continue;
+    }
+    const e = exp - 127 + 15;
+    if (e >= 0x1f) {
+      out[k] = sign | 0x7c00; // overflow to Inf
+    } else if (e <= 0) {
+      if (e < -10) {
+        out[k] = sign; // underflow to zero
+        continue;
+      }
+      mant |= 0x800000;
+      const shift = 14 - e;
+      const half = mant >>> shift;
+      const rest = mant & ((1 << shift) - 1);
+      const mid = 1 << (shift - 1);
+      out[k] = sign | (half + (rest > mid || (rest === mid && half & 1) ? 1 : 0));
+    } else {
+      const half = (e << 10) | (mant >>> 13);
+      const rest = mant & 0x1fff;
+      // a carry out of the mantissa correctly bumps the exponent (up to Inf)
+      out[k] = sign | (half + (rest > 0x1000 || (rest === 0x1000 && half & 1) ? 1 : 0));
+    }
+  }
+  return out;
+}
+
+export function halfToFloat(data: Uint16Array): Float32Array {
+  const out = new Float32Array(data.length);
+  for (let k = 0; k < data.length; k++) {
+    const h = data[k];
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >>> 10) & 0x1f;
+    const mant = h & 0x3ff;
+    if (exp === 0) out[k] = sign * mant * 2 ** -24;
+    else if (exp === 0x1f) out[k] = mant ? NaN : sign * Infinity;
+    else out[k] = sign * (1 + mant / 1024) * 2 ** (exp - 15);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// pruned blocks
+
+/** Where each float array of a block sits in the spill file: its path in the object, offset, length. */
+interface BlockLayout {
+  arrays: { path: string[]; offset: number; length: number }[];
+  /** Non-array leaves (e.g. a field set to null), kept as they are. */
+  other: { path: string[]; value: unknown }[];
+}
+
+/**
+ * Pruned decoder blocks written to one file as they are produced, read back one at a time. The
+ * block object is walked generically, so fields a model family adds to BlockWeights (e.g.
+ * biases) are carried without this code knowing them.
+ */
+export class BlockSpill {
+  private fd: number | null;
+  private end = 0;
+  private readonly layouts = new Map<number, BlockLayout>();
+  private readonly cleanup: () => void;
+
+  constructor(spillDir?: string) {
+    const folder = spillFolder(spillDir);
+    this.cleanup = folder.cleanup;
+    this.fd = fs.openSync(path.join(folder.dir, 'blocks.f32'), 'w+');
+  }
+
+  has(index: number): boolean {
+    return this.layouts.has(index);
+  }
+
+  put(index: number, block: BlockWeights): void {
+    if (this.fd === null) throw new Error('block spill closed');
+    const layout: BlockLayout = { arrays: [], other: [] };
+    const walk = (v: unknown, at: string[]) => {
+      if (v instanceof Float32Array) {
+        writeFully(this.fd!, new Uint8Array(v.buffer, v.byteOffset, v.byteLength), this.end);
+        layout.arrays.push({ path: at, offset: this.end, length: v.length });
+        this.end += v.byteLength;
+      } else if (v !== null && typeof v === 'object' && !ArrayBuffer.isView(v)) {
+        for (const [k, child] of Object.entries(v)) walk(child, [...at, k]);
+      } else layout.other.push({ path: at, value: v });
+    };
+    walk(block, []);
+    this.layouts.set(index, layout);
+  }
+
+  get(index: number): BlockWeights {
+    const layout = this.layouts.get(index);
+    if (!layout || this.fd === null) throw new Error(`block ${index} is not in the spill file`);
+    const root: Record<string, unknown> = {};
+    const place = (at: string[], value: unknown) => {
+      let o = root;
+      for (const k of at.slice(0, -1)) o = (o[k] ??= {}) as Record<string, unknown>;
+      o[at[at.length - 1]] = value;
+    };
+    for (const a of layout.arrays) {
+      const out = new Float32Array(a.length);
+      readFully(this.fd, new Uint8Array(out.buffer), a.offset);
+      place(a.path, out);
+    }
+    for (const o of layout.other) place(o.path, o.value);
+    return root as unknown as BlockWeights;
+  }
+
+  close(): void {
+    if (this.fd !== null) fs.closeSync(this.fd);
+    this.fd = null;
+    this.cleanup();
+  }
+}
