@@ -34,6 +34,16 @@ function modelOpts<T>(y: Argv<T>) {
     .option('tokenizer', { type: 'string', describe: 'tokenizer file (default: found beside the model)' });
 }
 
+/** The memory planner's flags (lib/plan): budget, where activations live, which evaluator, dry run. */
+function memoryOpts<T>(y: Argv<T>) {
+  return y
+    .option('max-memory', { type: 'string', describe: 'host memory budget in GiB (e.g. 6, 512M; default 80% of RAM): the plan refuses what needs more, and picks F16 or on-disk activations to fit' })
+    .option('activations', { choices: ['auto', 'f32', 'f16', 'disk'] as const, default: 'auto' as const, describe: 'where calibration activations and evaluation hidden states live between blocks (auto: by the plan)' })
+    .option('evaluator', { choices: ['auto', 'resident', 'streaming'] as const, default: 'auto' as const, describe: 'resident: every block on the device; streaming: one block at a time (auto: streaming for large models)' })
+    .option('spill-dir', { type: 'string', describe: 'folder for spill files (activations, pruned blocks; default the temporary folder)' })
+    .option('dry-run', { type: 'boolean', default: false, describe: 'print the memory plan and stop' });
+}
+
 const cli = yargs(hideBin(process.argv));
 /** The number options of the command being parsed (getOptions is public in yargs but missing from its types). */
 const numberOptions = () => new Set((cli as unknown as { getOptions(): { number: string[] } }).getOptions().number);
@@ -44,14 +54,15 @@ void cli
     'eval',
     'perplexity of a model on a dataset (Wanda/SparseGPT protocol)',
     (y) =>
-      modelOpts(y)
+      memoryOpts(modelOpts(y))
         .option('dataset', { type: 'string', demandOption: true, describe: DATASET_HELP })
         .option('seqlen', { type: 'number', describe: "window length (default: the model's context)" })
         .option('max-windows', { type: 'number', describe: 'evaluate only the first N windows' })
         .option('jobs', { type: 'number', default: 1, describe: 'worker processes (wasm is single-threaded: use one per core)' })
         .example('$0 eval --model stories260K --dataset tinystories', 'dense PPL on the TinyStories evaluation split')
         .example('$0 eval --model stories260K --dataset tinystories --jobs 2', 'the same on both cores, bit-identical PPL')
-        .example('$0 eval --model babyllama-char --dataset wikitext2 --max-windows 20 --json', 'a quick look, as JSON'),
+        .example('$0 eval --model babyllama-char --dataset wikitext2 --max-windows 20 --json', 'a quick look, as JSON')
+        .example('$0 eval --model /models/llama-2-7b-hf --dataset wikitext2 --dry-run', 'the memory plan only'),
     (a) => runCommand(() => evalCommand(a as never)),
   )
   .command(
@@ -105,7 +116,7 @@ void cli
     'prune',
     'prune a model layer by layer, optionally evaluate, save and dump artefacts',
     (y) =>
-      modelOpts(y)
+      memoryOpts(modelOpts(y))
         .option('method', { type: 'string', demandOption: true, describe: `scoring strategy: ${listStrategies().join(', ')}` })
         .option('param', { type: 'string', array: true, default: [] as string[], describe: 'strategy parameter k=v (repeatable); kernel=KHxKW for crepe' })
         .option('sparsity', { type: 'number', describe: 'fraction pruned, in [0, 1) (default 0.5 unstructured; with N:M it is 1 - N/M, and any other value is an error)' })
@@ -134,7 +145,8 @@ void cli
         .option('permute-refine', { type: 'boolean', default: false, describe: 'refine the permutation with linear sum assignments (implies --permute)' })
         .example('$0 prune --model stories260K --method wanda --sparsity 0.5 --eval tinystories', 'Wanda 50% per row, with dense and pruned PPL')
         .example('$0 prune --model stories260K --method crepe --param gamma=0.03 --param kernel=3x3 --structure 2:4 --eval tinystories --dump /tmp/run', 'CRePE at 2:4 with audit artefacts')
-        .example('$0 prune --model stories260K --method wanda --allocation owl --refine dsnot --eval tinystories', 'Wanda with OWL block sparsities and DSnoT re-pruning'),
+        .example('$0 prune --model stories260K --method wanda --allocation owl --refine dsnot --eval tinystories', 'Wanda with OWL block sparsities and DSnoT re-pruning')
+        .example('$0 prune --model /models/llama-2-7b-hf --method wanda --nsamples 128 --max-memory 16 --dry-run', 'the memory plan of a 7B run, nothing computed'),
     (a) => runCommand(() => pruneCommand(a as never)),
   )
   .command(

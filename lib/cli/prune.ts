@@ -3,7 +3,7 @@ import * as path from 'path';
 import { CrepeError } from '../errors';
 import { StagedDir, stageDir, writeFileAtomic } from '../io/atomic';
 import { OutputTarget, checkOutputs } from '../io/outputs';
-import { EvalRecord, checkSeqlen, evaluateSource } from '../eval/evaluate';
+import { EvalOptions, EvalRecord, checkSeqlen, datasetWindows, evaluateSource } from '../eval/evaluate';
 import { openModel } from '../model/resolve';
 import { configDtype } from '../model/hf';
 import { FloatDtype } from '../model/safetensors';
@@ -13,9 +13,11 @@ import { OwlAllocation, OWL_DEFAULTS, checkOwlOptions, owlAllocation } from '../
 import { PruneOutcome, pruneModel } from '../prune/pipeline';
 import { parseStructure } from '../prune/select';
 import { getStrategy, parseParamPairs, resolveParams } from '../prune/strategy';
+import { planJson } from '../plan/memory';
 import { PruneTargetArgs, checkPpl, emit, inputPaths, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
+import { MemoryArgs, memoryChoices, planOrRefuse } from './memory';
 
-export interface PruneArgs extends PruneTargetArgs {
+export interface PruneArgs extends PruneTargetArgs, MemoryArgs {
   calibSeed: number;
   propagate: 'pruned' | 'dense';
   eval?: string[];
@@ -73,6 +75,7 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
   if (args.save && formatForPath(args.save) === 'llama2c' && args.dtype !== undefined && args.dtype !== 'F32') {
     throw new CrepeError('llama2.c files are float32 only (--dtype F32)');
   }
+  const memory = memoryChoices(args);
   const backend = await startBackend(args.backend);
   const model = openModel(args.model, args.tokenizer);
   const cfg = model.source.config;
@@ -86,11 +89,40 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
   const evalSets = args.eval ?? [];
   if (args.seqlen !== undefined) checkSeqlen(args.seqlen, cfg.maxSeqLen);
 
-  const calibration = { dataset: args.calib, nsamples, seqlen: calibSeqlen, seed };
+  // The memory plan, before any model compute: refuse what cannot fit, choose where activations,
+  // pruned blocks and the evaluator live.
+  const evalWindows = evalSets.reduce((n, d) => n + datasetWindows(model, d, { seqlen: args.seqlen, maxWindows: args.maxWindows }).windows.length, 0);
+  const plan = planOrRefuse(
+    {
+      config: cfg,
+      prune: {
+        nsamples,
+        seqlen: calibSeqlen,
+        gram: !!strategy.statsNeeds?.gram,
+        calibrates: strategy.usesActivations || refine !== 'none' || allocation === 'owl',
+        propagate: args.propagate,
+      },
+      eval: evalSets.length ? { windows: evalWindows, seqlen: args.seqlen ?? cfg.maxSeqLen, jobs: 1 } : undefined,
+      ...memory,
+      wasm: backend.startsWith('wasm'),
+    },
+    args,
+    { model: args.model, method: args.method },
+  );
+  if (!plan) return model.source.close();
+  const evalOpts: EvalOptions = {
+    seqlen: args.seqlen,
+    maxWindows: args.maxWindows,
+    evaluator: plan.evaluator ?? undefined,
+    storage: plan.evalStorage,
+    spillDir: memory.spillDir,
+  };
+
+  const calibration = { dataset: args.calib, nsamples, seqlen: calibSeqlen, seed, storage: plan.storage, spillDir: memory.spillDir };
   // OWL measures its outlier ratios on the dense model first (one extra calibration pass).
   const owl: OwlAllocation | null = allocation === 'owl' ? owlAllocation(model, calibration, structure, { m: owlM, lambda: owlLambda }) : null;
   const dsnotTotals: DsnotRowStats = { swaps: 0, errorBefore: 0, errorAfter: 0 };
-  const dense = evalSets.length ? evaluateSource(model, model.source, evalSets, { seqlen: args.seqlen, maxWindows: args.maxWindows }) : [];
+  const dense = evalSets.length ? evaluateSource(model, model.source, evalSets, evalOpts) : [];
   for (const r of dense) checkPpl(r.ppl, `dense ${args.model} on ${r.dataset}`);
   const bar = progressBar(`prune ${args.method}`, 'blocks');
   bar.start(cfg.nLayers, 0, { rate: '' });
@@ -106,6 +138,9 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
         structure,
         calibration,
         propagate: args.propagate,
+        activationStorage: plan.storage,
+        spillBlocks: plan.spillBlocks,
+        spillDir: memory.spillDir,
         dumpDir: dumpTmp,
         blockStructures: owl?.structures,
         permute: permute ? { refine: !!args.permuteRefine } : undefined,
@@ -128,7 +163,7 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
   }
   let pruned: EvalRecord[];
   try {
-    pruned = evalSets.length ? evaluateSource(model, outcome.source, evalSets, { seqlen: args.seqlen, maxWindows: args.maxWindows }) : [];
+    pruned = evalSets.length ? evaluateSource(model, outcome.source, evalSets, evalOpts) : [];
     for (const r of pruned) checkPpl(r.ppl, `${args.model} pruned with ${args.method} on ${r.dataset}`);
   } catch (e) {
     dump?.abort();
@@ -162,7 +197,7 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
     const check = savedSparsity(args.save, outcome.report.layers);
     saved = { format, dtype, ...check };
   }
-  model.source.close();
+  outcome.source.close(); // the spill file and the model
   const result = {
     ...settings,
     achieved_sparsity: outcome.report.sparsity,
@@ -185,6 +220,7 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
     saved: args.save ?? null,
     saved_model: saved,
     dump: args.dump ?? null,
+    memory_plan: planJson(plan),
   };
   emit(args.json, result, () => {
     const lines = [

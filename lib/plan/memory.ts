@@ -5,6 +5,7 @@
  * fit. The estimates are sums of the large buffers the code allocates (listed as plan items);
  * small objects are covered by a fixed runtime allowance.
  */
+import * as fs from 'fs';
 import * as os from 'os';
 import { CrepeError } from '../errors';
 import { LINEAR_NAMES, LlamaConfig, linearShape } from '../model/types';
@@ -22,6 +23,14 @@ const RUNTIME_BYTES = 0.35 * GiB;
 /** The wasm heap grows in steps and fragments: estimates of device tensors are scaled by this. */
 const HEAP_OVERHEAD = 1.25;
 const F32 = 4;
+/** Spill files may take at most this share of the free disk space. */
+const DISK_SHARE = 0.25;
+
+/** Free bytes for an unprivileged writer in the file system holding `dir`. */
+export function freeDiskBytes(dir: string): number {
+  const s = fs.statfsSync(dir);
+  return s.bavail * s.bsize;
+}
 
 export type Evaluator = 'resident' | 'streaming';
 export type EvaluatorChoice = Evaluator | 'auto';
@@ -31,6 +40,8 @@ export interface PlanItem {
   what: string;
   host: number;
   device: number;
+  /** Bytes of spill files. */
+  disk?: number;
 }
 
 /** What a command will do, as far as memory goes. */
@@ -56,14 +67,23 @@ export interface PlanRequest {
   spillBlocks?: boolean;
   /** The wasm backend is in use (its heap is capped); false for a native backend. */
   wasm: boolean;
+  /** Free bytes where spill files go; default: measured in spillDir or the temporary folder. */
+  diskFree?: number;
+  spillDir?: string;
 }
 
 export interface MemoryPlan {
   hostBytes: number;
   deviceBytes: number;
+  /** Spill files at their largest. */
+  diskBytes: number;
+  diskFreeBytes: number;
   limitBytes: number;
   deviceLimitBytes: number | null;
+  /** Calibration activations. */
   storage: ActivationStorage;
+  /** The streaming evaluator's hidden states: never F16 (a PPL must not depend on the budget). */
+  evalStorage: ActivationStorage;
   evaluator: Evaluator | null;
   spillBlocks: boolean;
   items: PlanItem[];
@@ -158,7 +178,12 @@ function estimate(req: PlanRequest, storage: ActivationStorage, evaluator: Evalu
     const window = T * cfg.dim * F32;
     const buffers = p.calibrates ? (p.propagate === 'dense' ? 2 : 1) : 0;
     const list: PlanItem[] = [
-      { what: `calibration activations: ${p.nsamples} x ${T} x ${cfg.dim}, ${buffers} buffer(s), ${storage}`, host: buffers * p.nsamples * window * storageFactor[storage] + window, device: 0 },
+      {
+        what: `calibration activations: ${p.nsamples} x ${T} x ${cfg.dim}, ${buffers} buffer(s), ${storage}`,
+        host: buffers * p.nsamples * window * storageFactor[storage] + window,
+        device: 0,
+        disk: storage === 'disk' ? buffers * p.nsamples * window : 0,
+      },
       { what: 'one block: dense, pruned and transposed copies (F32)', host: 3 * blockHost, device: HEAP_OVERHEAD * blockDeviceBytes(cfg) },
       { what: `one window's forward intermediates (${T} tokens)`, host: 0, device: p.calibrates ? HEAP_OVERHEAD * forwardActivationBytes(cfg, T) : 0 },
     ];
@@ -166,10 +191,16 @@ function estimate(req: PlanRequest, storage: ActivationStorage, evaluator: Evalu
       const hidden = Math.max(cfg.hiddenDim, cfg.dim);
       list.push({ what: 'SparseGPT X^T X accumulators and Hessian factors (F64)', host: gramBytes(cfg), device: HEAP_OVERHEAD * 2 * hidden * hidden * F32 });
     }
-    list.push({ what: spillBlocks ? 'pruned blocks (spill file on disk)' : `pruned blocks kept in memory (${cfg.nLayers})`, host: spillBlocks ? 0 : cfg.nLayers * blockHost, device: 0 });
+    list.push({
+      what: spillBlocks ? 'pruned blocks (spill file on disk)' : `pruned blocks kept in memory (${cfg.nLayers})`,
+      host: spillBlocks ? 0 : cfg.nLayers * blockHost,
+      device: 0,
+      disk: spillBlocks ? cfg.nLayers * blockHost : 0,
+    });
     phase(list);
   }
   const e = req.eval;
+  const evalStorage: ActivationStorage = storage === 'f16' ? 'disk' : storage;
   if (e && evaluator) {
     const T = e.seqlen;
     if (evaluator === 'resident') {
@@ -178,14 +209,28 @@ function estimate(req: PlanRequest, storage: ActivationStorage, evaluator: Evalu
         { what: `evaluation forward intermediates (${T} tokens)`, host: 0, device: HEAP_OVERHEAD * (forwardActivationBytes(cfg, T) + headDeviceBytes(cfg, T)) },
       ]);
     } else {
+      const states: PlanItem = {
+        what: `evaluation hidden states: ${e.windows} x ${T} x ${cfg.dim}, ${evalStorage}`,
+        host: e.windows * T * cfg.dim * F32 * storageFactor[evalStorage] + T * cfg.dim * F32,
+        device: 0,
+        disk: evalStorage === 'disk' ? e.windows * T * cfg.dim * F32 : 0,
+      };
+      // blocks first, then the head: never on the device together
       phase([
-        { what: `evaluation hidden states: ${e.windows} x ${T} x ${cfg.dim}, ${storage}`, host: e.windows * T * cfg.dim * F32 * storageFactor[storage] + T * cfg.dim * F32, device: 0 },
+        states,
         { what: 'streaming: one block on the device', host: 2 * blockHost, device: HEAP_OVERHEAD * blockDeviceBytes(cfg) },
-        { what: `evaluation forward intermediates and head (${T} tokens)`, host: embHost, device: HEAP_OVERHEAD * (forwardActivationBytes(cfg, T) + headDeviceBytes(cfg, T)) },
+        { what: `evaluation forward intermediates (${T} tokens)`, host: 0, device: HEAP_OVERHEAD * forwardActivationBytes(cfg, T) },
+      ]);
+      phase([
+        { ...states, what: 'evaluation hidden states (as above)', disk: 0 },
+        { what: 'streaming: the classifier head on the device', host: 2 * embHost, device: HEAP_OVERHEAD * headDeviceBytes(cfg, T) },
       ]);
     }
   }
   const deviceBytes = Math.max(0, ...phases.map((x) => x.device));
+  // Pruned blocks stay spilled while the pruned model is evaluated; the other spill files come and go.
+  const diskBytes = items.reduce((a, i) => a + (i.disk ?? 0), 0);
+  const diskFreeBytes = req.diskFree ?? freeDiskBytes(req.spillDir ?? os.tmpdir());
   // The wasm heap is part of this process's memory; resident workers (--jobs) each hold their own.
   const workers = e && evaluator === 'resident' && e.jobs > 1 ? e.jobs : 0;
   const hostBytes = RUNTIME_BYTES + Math.max(0, ...phases.map((x) => x.host)) + deviceBytes + workers * (RUNTIME_BYTES + deviceBytes);
@@ -195,8 +240,12 @@ function estimate(req: PlanRequest, storage: ActivationStorage, evaluator: Evalu
     refusal = `needs ~${fmtGiB(deviceBytes)} GiB of wasm heap, limit ${fmtGiB(deviceLimitBytes)} GiB (the heap is capped at 4 GiB); ${deviceHint(req)}`;
   } else if (hostBytes > req.limit) {
     refusal = `needs ~${fmtGiB(hostBytes)} GiB of memory, limit ${fmtGiB(req.limit)} GiB; ${hostHint(req, hostBytes)}`;
+  } else if (diskBytes > DISK_SHARE * diskFreeBytes) {
+    refusal =
+      `needs ~${fmtGiB(diskBytes)} GiB of spill files, only ${fmtGiB(diskFreeBytes)} GiB free in ${req.spillDir ?? os.tmpdir()}; ` +
+      `try fewer --nsamples or --max-windows, or --spill-dir on a larger disk`;
   }
-  return { hostBytes, deviceBytes, limitBytes: req.limit, deviceLimitBytes, storage, evaluator, spillBlocks, items, fits: refusal === null, refusal };
+  return { hostBytes, deviceBytes, diskBytes, diskFreeBytes, limitBytes: req.limit, deviceLimitBytes, storage, evalStorage, evaluator, spillBlocks, items, fits: refusal === null, refusal };
 }
 
 function deviceHint(req: PlanRequest): string {
@@ -211,16 +260,13 @@ function deviceHint(req: PlanRequest): string {
 function hostHint(req: PlanRequest, need: number): string {
   const tries: string[] = [];
   const p = req.prune;
-  if (p?.calibrates && req.storage === 'auto') {
-    tries.push('--max-memory with more memory');
-  }
   if (p?.calibrates) {
-    const per = p.seqlen * req.config.dim * F32;
-    const fewer = Math.floor(p.nsamples - (need - req.limit) / per);
+    const perSample = (p.propagate === 'dense' ? 2 : 1) * p.seqlen * req.config.dim * F32;
+    const fewer = Math.floor(p.nsamples - (need - req.limit) / perSample);
     if (fewer >= 1 && fewer < p.nsamples) tries.push(`--nsamples ${fewer}`);
   }
   if (req.storage !== 'auto' && req.storage !== 'disk') tries.push('--activations disk');
-  if (req.eval && req.evaluator !== 'streaming') tries.push('--evaluator streaming');
+  if (req.eval && req.evaluator === 'resident') tries.push('--evaluator streaming');
   tries.push(`--max-memory ${Math.ceil(need / GiB)} (if the machine has it)`);
   return `try ${tries.join(' or ')}`;
 }
@@ -268,10 +314,13 @@ export function requireFits(plan: MemoryPlan): void {
 export function describePlan(plan: MemoryPlan): string {
   const lines = [
     `memory plan: peak host ~${fmtGiB(plan.hostBytes)} GiB of ${fmtGiB(plan.limitBytes)} GiB allowed; ` +
-      `wasm heap ~${fmtGiB(plan.deviceBytes)} GiB${plan.deviceLimitBytes !== null ? ` of ${fmtGiB(plan.deviceLimitBytes)} GiB allowed (cap 4 GiB)` : ''}`,
-    `  activations ${plan.storage}; evaluator ${plan.evaluator ?? 'none'}; pruned blocks ${plan.spillBlocks ? 'spilled to disk' : 'in memory'}`,
+      `wasm heap ~${fmtGiB(plan.deviceBytes)} GiB${plan.deviceLimitBytes !== null ? ` of ${fmtGiB(plan.deviceLimitBytes)} GiB allowed (cap 4 GiB)` : ''}; ` +
+      `spill files ~${fmtGiB(plan.diskBytes)} GiB (${fmtGiB(plan.diskFreeBytes)} GiB free)`,
+    `  activations ${plan.storage}${plan.evaluator === 'streaming' ? ` (evaluation ${plan.evalStorage})` : ''}; evaluator ${plan.evaluator ?? 'none'}; pruned blocks ${plan.spillBlocks ? 'spilled to disk' : 'in memory'}`,
   ];
-  for (const i of plan.items) if (i.host > 0 || i.device > 0) lines.push(`  ${i.what}: host ${fmtGiB(i.host)} GiB, device ${fmtGiB(i.device)} GiB`);
+  for (const i of plan.items) {
+    lines.push(`  ${i.what}: host ${fmtGiB(i.host)} GiB, device ${fmtGiB(i.device)} GiB${i.disk ? `, disk ${fmtGiB(i.disk)} GiB` : ''}`);
+  }
   lines.push(plan.fits ? '  fits' : `  refused: ${plan.refusal}`);
   return lines.join('\n');
 }
@@ -281,13 +330,16 @@ export function planJson(plan: MemoryPlan): Record<string, unknown> {
   return {
     host_bytes: Math.round(plan.hostBytes),
     device_bytes: Math.round(plan.deviceBytes),
+    disk_bytes: Math.round(plan.diskBytes),
+    disk_free_bytes: Math.round(plan.diskFreeBytes),
     limit_bytes: Math.round(plan.limitBytes),
     device_limit_bytes: plan.deviceLimitBytes,
     activations: plan.storage,
+    eval_activations: plan.evalStorage,
     evaluator: plan.evaluator,
     spill_blocks: plan.spillBlocks,
     fits: plan.fits,
     refusal: plan.refusal,
-    items: plan.items.map((i) => ({ what: i.what, host_bytes: Math.round(i.host), device_bytes: Math.round(i.device) })),
+    items: plan.items.map((i) => ({ what: i.what, host_bytes: Math.round(i.host), device_bytes: Math.round(i.device), disk_bytes: Math.round(i.disk ?? 0) })),
   };
 }

@@ -24,14 +24,60 @@ export interface ActivationStore {
   dispose(): void;
 }
 
-/** A temporary folder for spill files, removed by the returned cleanup (also on process exit). */
+const SPILL_PREFIX = 'crepe-spill-';
+const liveSpills = new Set<string>();
+
+function removeLiveSpills(): void {
+  for (const dir of liveSpills) fs.rmSync(dir, { recursive: true, force: true });
+  liveSpills.clear();
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Spill folders of crepe processes that no longer run (killed with -9, or a crash): their names
+ * carry the owner's pid. Returns the folders removed.
+ */
+export function removeStaleSpills(parent: string): string[] {
+  const removed: string[] = [];
+  for (const name of fs.readdirSync(parent)) {
+    const m = new RegExp(`^${SPILL_PREFIX}(\\d+)-`).exec(name);
+    if (!m || Number(m[1]) === process.pid || pidAlive(Number(m[1]))) continue;
+    fs.rmSync(path.join(parent, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
+}
+
+/**
+ * A temporary folder for spill files (they can be tens of GB), removed by the returned cleanup,
+ * on exit, and on SIGINT/SIGTERM/SIGHUP; folders left by killed crepe processes are removed first.
+ */
 export function spillFolder(parent?: string): { dir: string; cleanup: () => void } {
-  const dir = fs.mkdtempSync(path.join(parent ?? os.tmpdir(), 'crepe-spill-'));
+  const root = parent ?? os.tmpdir();
+  removeStaleSpills(root);
+  const dir = fs.mkdtempSync(path.join(root, `${SPILL_PREFIX}${process.pid}-`));
+  if (liveSpills.size === 0) {
+    process.on('exit', removeLiveSpills);
+    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+      process.once(sig, () => {
+        removeLiveSpills();
+        process.kill(process.pid, sig); // the default action, now that the handler is gone
+      });
+    }
+  }
+  liveSpills.add(dir);
   const cleanup = () => {
     fs.rmSync(dir, { recursive: true, force: true });
-    process.removeListener('exit', cleanup);
+    liveSpills.delete(dir);
   };
-  process.on('exit', cleanup);
   return { dir, cleanup };
 }
 

@@ -107,8 +107,8 @@ export interface CalibrationRecord {
 }
 
 export interface PruneOutcome {
-  /** The pruned model: the original source with every block replaced. */
-  source: WeightSource;
+  /** The pruned model: the original source with every block replaced (close it, or `release` to keep the model open). */
+  source: OverlaySource;
   report: SparsityReport;
   seconds: number;
   calibration: CalibrationRecord | null;

@@ -1,0 +1,151 @@
+/**
+ * The memory planner: its estimates of the big buffers against sizes computed by hand for the
+ * LLaMA-2-7B shape, its choices (evaluator, activation storage, block spilling) under budgets,
+ * and the one-line refusals of the CLI before any work: a calibration set that does not fit,
+ * a window whose attention would overflow the wasm heap, a checkpoint whose header claims a
+ * 256 GiB embedding (a sparse file: nothing is read).
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { hfConfigJson, hfTensors } from '../lib/model/hf';
+import { LlamaConfig } from '../lib/model/types';
+import { GiB, blockParams, blockDeviceBytes, parseMemoryFlag, planMemory, PlanRequest, residentDeviceBytes } from '../lib/plan/memory';
+import { removeStaleSpills } from '../lib/plan/spill';
+import { MODELS, lines, makeTmp, rmTmp, runCli } from './helpers';
+
+const LLAMA2_7B: LlamaConfig = {
+  architecture: 'llama', dim: 4096, hiddenDim: 11008, nLayers: 32, nHeads: 32, nKvHeads: 32, headDim: 128,
+  vocabSize: 32000, maxSeqLen: 4096, normEps: 1e-5, ropeTheta: 10000, ropeLayout: 'half', tiedEmbeddings: false,
+};
+
+const base = (over: Partial<PlanRequest> = {}): PlanRequest => ({
+  config: LLAMA2_7B, limit: 20 * GiB, storage: 'auto', evaluator: 'auto', wasm: true, diskFree: 1000 * GiB, ...over,
+});
+
+let tmp: string;
+beforeAll(() => (tmp = makeTmp('crepe-plan-')));
+afterAll(() => rmTmp(tmp));
+
+describe('estimates and choices', () => {
+  test('7B block: 202,383,360 floats (4 x 4096^2 + 3 x 4096 x 11008 + 2 norms), q and k twice on the device', () => {
+    expect(blockParams(LLAMA2_7B)).toBe(4 * 4096 * 4096 + 3 * 4096 * 11008 + 2 * 4096);
+    expect(blockDeviceBytes(LLAMA2_7B)).toBe(4 * (blockParams(LLAMA2_7B) + 2 * 4096 * 4096));
+    // 6.7e9 parameters in F32 do not fit a 4 GiB heap: evaluation streams
+    expect(residentDeviceBytes(LLAMA2_7B)).toBeGreaterThan(26 * GiB);
+  });
+
+  test('7B at 2048 tokens on wasm: one block and its window exceed the safe wasm heap, refused', () => {
+    const plan = planMemory(base({ prune: { nsamples: 128, seqlen: 2048, gram: false, calibrates: true, propagate: 'pruned' } }));
+    expect(plan.fits).toBe(false);
+    expect(plan.refusal).toMatch(/^needs ~\d(\.\d)? GiB of wasm heap, limit 2\.5 GiB .*--calib-seqlen \(now 2048\)/);
+    expect(planMemory(base({ prune: { nsamples: 128, seqlen: 512, gram: false, calibrates: true, propagate: 'pruned' } })).fits).toBe(true);
+  });
+
+  test('7B, wanda 128 x 2048 + wikitext2 (native backend): 4 GiB of activations in F32, streaming evaluator, spilled blocks', () => {
+    const plan = planMemory(base({ wasm: false, prune: { nsamples: 128, seqlen: 2048, gram: false, calibrates: true, propagate: 'pruned' }, eval: { windows: 83, seqlen: 2048, jobs: 1 } }));
+    expect(plan.fits).toBe(true);
+    expect(plan.evaluator).toBe('streaming');
+    expect(plan.storage).toBe('f32');
+    expect(plan.spillBlocks).toBe(true); // 26 GiB of pruned blocks > a quarter of 20 GiB
+    const act = plan.items.find((i) => i.what.startsWith('calibration activations'))!;
+    expect(act.host).toBe(128 * 2048 * 4096 * 4 + 2048 * 4096 * 4);
+    expect(plan.deviceLimitBytes).toBeNull(); // no wasm cap on a native backend
+  });
+
+  test('a smaller budget picks F16 calibration activations, then disk; evaluation hidden states never F16', () => {
+    const req = { prune: { nsamples: 128, seqlen: 2048, gram: false, calibrates: true, propagate: 'pruned' as const }, eval: { windows: 83, seqlen: 2048, jobs: 1 } };
+    const f16 = planMemory(base({ ...req, wasm: false, limit: 10 * GiB }));
+    expect([f16.storage, f16.evalStorage, f16.fits]).toEqual(['f16', 'disk', true]);
+    const disk = planMemory(base({ ...req, wasm: false, limit: 8 * GiB }));
+    expect([disk.storage, disk.fits]).toEqual(['disk', true]);
+    expect(disk.hostBytes).toBeLessThan(8 * GiB);
+    expect(disk.diskBytes).toBeGreaterThan(4 * GiB);
+    const tooSmall = planMemory(base({ ...req, wasm: false, limit: 2 * GiB }));
+    expect(tooSmall.fits).toBe(false);
+    expect(tooSmall.refusal).toMatch(/^needs ~\d+(\.\d)? GiB of memory, limit 2\.0 GiB; try /);
+    const noDisk = planMemory(base({ ...req, wasm: false, limit: 8 * GiB, diskFree: 8 * GiB }));
+    expect(noDisk.fits).toBe(false);
+  });
+
+  test('SparseGPT adds the X^T X accumulators: 3 x 4096^2 + 11008^2 doubles, and two Hessian factors of the largest', () => {
+    const p = { nsamples: 8, seqlen: 128, calibrates: true, propagate: 'pruned' as const };
+    const plan = planMemory(base({ prune: { ...p, gram: true } }));
+    const gram = plan.items.find((i) => i.what.startsWith('SparseGPT'))!;
+    expect(gram.host).toBe(8 * (3 * 4096 ** 2 + 11008 ** 2) + 2 * 8 * 11008 ** 2);
+    expect(planMemory(base({ prune: { ...p, gram: false } })).items.some((i) => i.what.startsWith('SparseGPT'))).toBe(false);
+  });
+
+  test('an 8192-token window would need more wasm heap than allowed: refused, pointing at --seqlen', () => {
+    const plan = planMemory(base({ eval: { windows: 4, seqlen: 8192, jobs: 1 } }));
+    expect(plan.fits).toBe(false);
+    expect(plan.refusal).toMatch(/^needs ~\d+ GiB of wasm heap, limit 2\.5 GiB .*--seqlen \(now 8192\)/);
+    // a native backend has no wasm cap
+    expect(planMemory(base({ eval: { windows: 4, seqlen: 8192, jobs: 1 }, wasm: false, limit: 100 * GiB })).fits).toBe(true);
+  });
+
+  test('--max-memory values', () => {
+    expect(parseMemoryFlag('6')).toBe(6 * GiB);
+    expect(parseMemoryFlag('1.5G')).toBe(1.5 * GiB);
+    expect(parseMemoryFlag('512M')).toBe(512 * 2 ** 20);
+    for (const bad of ['', 'abc', '-1', '0', '6T']) expect(() => parseMemoryFlag(bad)).toThrow(/--max-memory must be a positive size/);
+  });
+
+  test('stale spill folders of dead processes are removed, live ones kept', () => {
+    const dead = path.join(tmp, 'crepe-spill-999999999-abc');
+    const live = path.join(tmp, `crepe-spill-${process.pid}-def`);
+    const other = path.join(tmp, 'unrelated');
+    for (const d of [dead, live, other]) fs.mkdirSync(d);
+    expect(removeStaleSpills(tmp)).toEqual(['crepe-spill-999999999-abc']);
+    expect([fs.existsSync(dead), fs.existsSync(live), fs.existsSync(other)]).toEqual([false, true, true]);
+  });
+});
+
+describe('CLI: refused in one line before any work', () => {
+  test('prune with a calibration set larger than the budget', () => {
+    const t0 = Date.now();
+    const r = runCli(['prune', '--model', 'stories260K', '--method', 'wanda', '--nsamples', '300000', '--max-memory', '6', '--eval', 'tinystories']);
+    expect(r.code).toBe(2);
+    expect(lines(r.stderr)).toEqual([expect.stringMatching(/^crepe: needs ~37 GiB of memory, limit 6\.0 GiB; try --nsamples \d+ or --max-memory 38/)]);
+    expect(Date.now() - t0).toBeLessThan(20_000);
+  });
+
+  test('--dry-run prints the plan and computes nothing; --json has it as an object', () => {
+    const r = runCli(['prune', '--model', 'stories260K', '--method', 'sparsegpt', '--eval', 'tinystories', '--dry-run']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^memory plan: peak host ~[\d.]+ GiB of [\d.]+ GiB allowed; wasm heap/);
+    expect(r.stdout).toMatch(/SparseGPT X\^T X/);
+    expect(r.stdout).not.toMatch(/PPL/);
+    const j = runCli(['eval', '--model', 'babyllama-char', '--dataset', 'tinystories', '--dry-run', '--json', '--evaluator', 'streaming', '--activations', 'disk']);
+    const plan = JSON.parse(j.stdout).memory_plan;
+    expect([plan.evaluator, plan.eval_activations, plan.fits]).toEqual(['streaming', 'disk', true]);
+    expect(plan.disk_bytes).toBe(778 * 256 * 128 * 4);
+  });
+
+  test('a header claiming a 256 GiB embedding (sparse file): refused at once, nothing read', () => {
+    const cfg: LlamaConfig = { ...LLAMA2_7B, nLayers: 1, vocabSize: 1 << 24, maxSeqLen: 512 };
+    const dir = path.join(tmp, 'huge');
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(hfConfigJson(cfg, 'BF16')));
+    const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
+    let offset = 0;
+    for (const t of hfTensors(cfg)) {
+      const bytes = t.shape.reduce((a, d) => a * d, 1) * 2;
+      header[t.name] = { dtype: 'BF16', shape: t.shape, data_offsets: [offset, offset + bytes] };
+      offset += bytes;
+    }
+    let json = JSON.stringify(header);
+    json += ' '.repeat((8 - (json.length % 8)) % 8);
+    const file = path.join(dir, 'model.safetensors');
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(json.length));
+    fs.writeFileSync(file, Buffer.concat([len, Buffer.from(json)]));
+    fs.truncateSync(file, 8 + json.length + offset); // sparse: 128 GiB claimed, nothing on disk
+    fs.copyFileSync(MODELS['babyllama-char'].tokenizer(), path.join(dir, 'tokenizer.model')); // knows its own size (105)
+    const t0 = Date.now();
+    const r = runCli(['eval', '--model', dir, '--dataset', 'tinystories', '--max-windows', '1', '--seqlen', '64']);
+    // the classifier alone (2^24 x 4096 floats) is 256 GiB: the heap check or the memory check refuses
+    expect(lines(r.stderr)).toEqual([expect.stringMatching(/^crepe: needs ~[23]\d\d GiB of (memory|wasm heap), limit [\d.]+ GiB/)]);
+    expect(r.code).toBe(2);
+    expect(Date.now() - t0).toBeLessThan(20_000);
+  });
+});
