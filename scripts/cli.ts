@@ -200,6 +200,7 @@ void cli
         .option('out', { type: 'string', describe: 'results CSV (default results/<config name>.csv); cells already in it are skipped' })
         .option('dry-run', { type: 'boolean', default: false, describe: 'list the cells (done / to do) and exit' })
         .option('fresh', { type: 'boolean', default: false, describe: 'discard an existing CSV and recompute every cell (default: resume)' })
+        .option('force', { type: 'boolean', default: false, describe: 'with --fresh, discard --out even when it is not a crepe results CSV' })
         .example('$0 sweep --config experiments/smoke.json --out /tmp/smoke.csv', 'a 5-cell sweep in seconds')
         .example('$0 sweep --config experiments/main.json --jobs 2 --out results/main.csv', 'the main job; rerun the same command to resume after a crash'),
     (a) => runCommand(() => sweepCommand(a as never)),

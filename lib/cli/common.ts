@@ -133,8 +133,13 @@ export function inputPaths(model: OpenedModel, datasets: readonly string[] = [])
   const builtin = BUILTIN_MODELS[model.name];
   const paths = [builtin ? assetPath(...builtin.weights) : model.name, model.tokenizerPath];
   for (const d of datasets) {
-    const m = /^(?:text|c4):(.+)$/.exec(d);
-    if (m) paths.push(m[1]);
+    const file = datasetFile(d);
+    if (file) paths.push(file);
   }
   return paths;
+}
+
+/** The file a dataset spec reads (text:PATH, c4:PATH); undefined for built-in datasets. */
+export function datasetFile(spec: string): string | undefined {
+  return /^(?:text|c4):(.+)$/.exec(spec)?.[1];
 }

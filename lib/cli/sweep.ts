@@ -1,7 +1,9 @@
 import * as fs from 'fs';
 import { describeCell, datasetColumn } from '../experiments/cell';
 import { doneKeys, planSweep, runSweep } from '../experiments/sweep';
-import { CommonArgs, emit, positiveIntFlag, progressBar } from './common';
+import { CrepeError } from '../errors';
+import { checkOutputs } from '../io/outputs';
+import { CommonArgs, datasetFile, emit, positiveIntFlag, progressBar } from './common';
 
 export interface SweepArgs extends CommonArgs {
   config: string;
@@ -9,6 +11,8 @@ export interface SweepArgs extends CommonArgs {
   out?: string;
   dryRun: boolean;
   fresh: boolean;
+  /** With --fresh, discard --out even when it is not a crepe results CSV. */
+  force?: boolean;
 }
 
 /** `crepe sweep`: run every cell of a config on worker processes, appending rows to a CSV. */
@@ -17,7 +21,18 @@ export async function sweepCommand(args: SweepArgs): Promise<void> {
   const jobs = positiveIntFlag('jobs', args.jobs);
   const plan = planSweep(args.config, args.out);
   // --fresh recomputes every cell (npm run reproduce); without it a rerun resumes.
-  if (args.fresh && !args.dryRun && fs.existsSync(plan.out)) fs.rmSync(plan.out);
+  checkOutputs([{ flag: '--out', path: plan.out, kind: 'file', isDir: false }], [
+    args.config,
+    ...[...plan.config.eval.map((e) => e.dataset), plan.config.calibration.dataset].flatMap((d) => datasetFile(d) ?? []),
+  ]);
+  if (args.fresh && !args.dryRun && fs.existsSync(plan.out)) {
+    // --fresh discards a previous results CSV, never a file of the user's
+    const first = fs.readFileSync(plan.out, 'utf8').split('\n', 1)[0].replace(/\r$/, '');
+    if (!first.startsWith('key,model,method,') && !args.force) {
+      throw new CrepeError(`--out ${plan.out} is not a crepe results CSV; refusing to discard it (pass --force to replace it anyway)`);
+    }
+    fs.rmSync(plan.out);
+  }
   for (const s of plan.skipped) process.stderr.write(`crepe: skipping ${s}\n`);
   if (args.dryRun) {
     const done = doneKeys(plan.out);

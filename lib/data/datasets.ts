@@ -1,7 +1,7 @@
-import * as fs from 'fs';
 import * as zlib from 'zlib';
 import { assetPath } from '../assets';
 import { CrepeError } from '../errors';
+import { MAX_TEXT_BYTES, decodeText, readInputFile, readTextFile } from '../io/input';
 import { Rng } from '../util/random';
 import { Tokenizer } from '../tokenizers/types';
 
@@ -67,8 +67,7 @@ export function assertNotTest(spec: string, purpose: string): Split {
 }
 
 function readText(file: string): string {
-  if (!fs.existsSync(file)) throw new CrepeError(`dataset file not found: ${file}`);
-  return fs.readFileSync(file, 'utf8');
+  return readTextFile(file, 'dataset file');
 }
 
 /** Index just after the first blank line at or after `from` (a paragraph boundary). */
@@ -86,17 +85,17 @@ export function wikitextRows(raw: string): string[] {
 
 /** C4 shards: one JSON object per line with a "text" field; .gz is decompressed. */
 export function readC4(file: string): string[] {
-  if (!fs.existsSync(file)) throw new CrepeError(`dataset file not found: ${file}`);
-  let buf = fs.readFileSync(file);
+  let buf = readInputFile(file, 'dataset file', MAX_TEXT_BYTES);
   if (file.endsWith('.gz')) {
     try {
-      buf = zlib.gunzipSync(buf);
-    } catch {
+      buf = zlib.gunzipSync(buf, { maxOutputLength: MAX_TEXT_BYTES });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new CrepeError(`${file} decompresses to more than ${MAX_TEXT_BYTES >> 20} MiB`);
       throw new CrepeError(`corrupt gzip file: ${file}`);
     }
   }
   const docs: string[] = [];
-  const lines = buf.toString('utf8').split('\n');
+  const lines = decodeText(buf, file, 'dataset file').split('\n');
   lines.forEach((line, i) => {
     if (line.trim() === '') return;
     let obj: unknown;
@@ -105,7 +104,7 @@ export function readC4(file: string): string[] {
     } catch {
       throw new CrepeError(`invalid JSON on line ${i + 1} of ${file}`);
     }
-    const text = (obj as { text?: unknown }).text;
+    const text = obj !== null && typeof obj === 'object' ? (obj as { text?: unknown }).text : undefined;
     if (typeof text !== 'string') throw new CrepeError(`line ${i + 1} of ${file} has no "text" string`);
     docs.push(text);
   });

@@ -3,9 +3,9 @@
  * one calibration setting and a list of evaluation datasets. Everything a user can get wrong is
  * rejected here with one line that names the file and the field (`methods[1].name: ...`).
  */
-import * as fs from 'fs';
 import { z } from 'zod';
 import { CrepeError } from '../errors';
+import { MAX_SMALL_FILE_BYTES, decodeText, readInputFile } from '../io/input';
 import { parseStructure } from '../prune/select';
 import { Params, getStrategy, resolveParams } from '../prune/strategy';
 import '../prune/strategies';
@@ -208,10 +208,9 @@ function unique<T>(xs: T[]): T[] {
 
 /** A config file's JSON, or a one-line CrepeError (missing, a directory, not JSON). */
 export function readJsonConfig(file: string): unknown {
-  if (!fs.existsSync(file)) throw new CrepeError(`config file not found: ${file}`);
-  if (fs.statSync(file).isDirectory()) throw new CrepeError(`config ${file} is a directory, not a JSON file`);
+  const text = decodeText(readInputFile(file, 'config file', MAX_SMALL_FILE_BYTES), file, 'config file');
   try {
-    return JSON.parse(fs.readFileSync(file, 'utf8'));
+    return JSON.parse(text);
   } catch (e) {
     throw new CrepeError(`${file}: invalid JSON: ${(e as Error).message}`);
   }

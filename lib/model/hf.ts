@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { CrepeError } from '../errors';
 import { checkWeights } from '../io/finite';
+import { MAX_SMALL_FILE_BYTES, decodeText, readInputFile } from '../io/input';
 import { FloatDtype, SafetensorsFile } from './safetensors';
 import { BlockWeights, LINEAR_NAMES, LinearName, LlamaConfig, RopeScaling, WeightSource, linearShape } from './types';
 
@@ -356,8 +357,9 @@ export function hfConfigJson(cfg: LlamaConfig, dtype: FloatDtype): Record<string
 
 function readJson(file: string, what: string): unknown {
   if (!fs.existsSync(file)) throw new CrepeError(`missing ${what}: ${file}`);
+  const text = decodeText(readInputFile(file, what, MAX_SMALL_FILE_BYTES), file, what);
   try {
-    return JSON.parse(fs.readFileSync(file, 'utf8'));
+    return JSON.parse(text);
   } catch (e) {
     throw new CrepeError(`${file} is not valid JSON: ${(e as Error).message.split('\n')[0]}`);
   }

@@ -11,6 +11,7 @@
 import * as fs from 'fs';
 import { CrepeError } from '../errors';
 import { writeFileAtomic } from '../io/atomic';
+import { assertRegularFile } from '../io/input';
 
 /** The dtypes we convert to and from float32. */
 export type FloatDtype = 'F32' | 'F16' | 'BF16';
@@ -51,6 +52,7 @@ export class SafetensorsFile {
 
   /** Open `file` and validate its header (not the data, which is only read on demand). */
   static open(file: string): SafetensorsFile {
+    if (fs.existsSync(file)) assertRegularFile(file, 'safetensors file'); // a folder or device: one line, not EISDIR
     let fd: number;
     try {
       fd = fs.openSync(file, 'r');

@@ -1,8 +1,10 @@
 import * as fs from 'fs';
 import { CrepeError } from '../errors';
+import { MAX_SMALL_FILE_BYTES, assertRegularFile } from '../io/input';
 
 /** Read a tokenizer file whole, turning a missing or unreadable file into a CrepeError. */
 export function readTokenizerFile(path: string): Buffer {
+  assertRegularFile(path, 'tokenizer file', MAX_SMALL_FILE_BYTES);
   try {
     return fs.readFileSync(path);
   } catch (e) {
