@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { assetPath } from '../lib/assets';
+import { CrepeError } from '../lib/errors';
 import { BlockWeights, LINEAR_NAMES, LinearName, LlamaConfig, WeightSource, linearShape } from '../lib/model/types';
 
 export const ROOT = path.resolve(__dirname, '..');
@@ -183,4 +184,21 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let worst = 0;
   for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
   return worst;
+}
+
+/**
+ * Run `fn`, expect it to throw a CrepeError whose message is one line (the bad-input contract),
+ * and return the message for further checks.
+ */
+export function oneLineCrepeError(fn: () => unknown): string {
+  let err: unknown;
+  try {
+    fn();
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(CrepeError);
+  const message = (err as Error).message;
+  expect(message).not.toContain('\n');
+  return message;
 }

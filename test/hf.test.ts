@@ -7,7 +7,7 @@ import { adjacentToHalfOrder, halfToAdjacentOrder, permuteRows, writeHfModel } f
 import { hfName, openHfModel, parseHfConfig } from '../lib/model/hf';
 import { SafetensorsFile, writeSafetensors } from '../lib/model/safetensors';
 import { BlockWeights, LINEAR_NAMES, LinearName, LlamaConfig, WeightSource, linearShape } from '../lib/model/types';
-import { mulberry32 } from './helpers';
+import { mulberry32, oneLineCrepeError } from './helpers';
 
 // ---------------------------------------------------------------------------------------------
 // a tiny random model held in memory
@@ -245,15 +245,7 @@ describe('bad HF inputs', () => {
   }
 
   function expectCrepe(fn: () => unknown, pattern: RegExp): void {
-    let err: unknown;
-    try {
-      fn();
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(CrepeError);
-    expect((err as Error).message).toMatch(pattern);
-    expect((err as Error).message).not.toContain('\n');
+    expect(oneLineCrepeError(fn)).toMatch(pattern);
   }
 
   function editConfig(dir: string, edit: (c: Record<string, unknown>) => void): void {

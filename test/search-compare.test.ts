@@ -16,7 +16,7 @@ import { DEFAULT_PROXY } from '../lib/search/defaults';
 import { CrepeError } from '../lib/errors';
 import { openModel } from '../lib/model/resolve';
 import { fullEvaluation } from '../lib/search/objective';
-import { ROOT, makeTmp, rmTmp, runCli } from './helpers';
+import { ROOT, makeTmp, oneLineCrepeError, rmTmp, runCli } from './helpers';
 
 const SEARCH_JSON = path.join(ROOT, 'experiments', 'search.json');
 
@@ -98,15 +98,7 @@ describe('config', () => {
     ['unsearchable space', { space: { searched: ['delta'] } }, /space: cannot search 'delta'/],
     ['missing models', { models: undefined }, /^x\.json: models: missing$/],
   ])('%s', (_name, patch, message) => {
-    let error: unknown;
-    try {
-      parseSearchCompareConfig({ ...tiny, ...patch }, 'x.json');
-    } catch (e) {
-      error = e;
-    }
-    expect(error).toBeInstanceOf(CrepeError);
-    expect((error as Error).message).toMatch(message);
-    expect((error as Error).message).not.toContain('\n');
+    expect(oneLineCrepeError(() => parseSearchCompareConfig({ ...tiny, ...patch }, 'x.json'))).toMatch(message);
   });
 
   test('subsets keep the config order; unknown names are rejected', () => {

@@ -2,7 +2,6 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { assetPath } from '../lib/assets';
-import { CrepeError } from '../lib/errors';
 import {
   HfTokenizer,
   Llama2cTokenizer,
@@ -12,6 +11,7 @@ import {
   loadTokenizer,
 } from '../lib/tokenizers';
 import { mergePairs } from '../lib/tokenizers/bpe';
+import { oneLineCrepeError } from './helpers';
 
 const TOK512 = assetPath('models', 'stories260K', 'tok512.bin');
 const TOK105 = assetPath('models', 'babyllama-char', 'tok105.model');
@@ -28,16 +28,8 @@ afterAll(() => {
 
 /** Expect `fn` to throw a CrepeError whose one-line message mentions `file` (and `text`, if given). */
 function expectCrepeError(fn: () => unknown, file: string, text?: RegExp): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(CrepeError);
-  const message = (err as Error).message;
+  const message = oneLineCrepeError(fn);
   expect(message).toContain(file);
-  expect(message).not.toContain('\n');
   if (text) expect(message).toMatch(text);
 }
 

@@ -3,6 +3,8 @@
  * from, and the plain-text tables sections report. Measuring lives in the section files
  * (eval.ts, prune.ts, ...), the numpy comparison in numpy.ts, the command in scripts/bench.ts.
  */
+import { Structure } from '../../lib/prune/select';
+import { secondsSince } from '../../lib/util/time';
 
 export interface BenchOptions {
   /** Timed windows per measurement. */
@@ -77,6 +79,31 @@ export interface ThroughputResult {
 export function summarize(samples: number[]): ThroughputResult {
   return { tokensPerSecond: median(samples), samples };
 }
+
+/** Wall times (ms) of `repeats` calls of `run`, after one warm-up call (XNNPACK packing, JIT). */
+export function timeRepeats(run: () => void, repeats: number): number[] {
+  run();
+  const ms: number[] = [];
+  for (let i = 0; i < repeats; i++) {
+    const t0 = process.hrtime.bigint();
+    run();
+    ms.push(secondsSince(t0) * 1e3);
+  }
+  return ms;
+}
+
+/** LLaMA-7B's linear shapes [out, in] (attention and MLP): the layers pruning benchmarks time. */
+export const LLAMA7B_SHAPES: readonly [number, number][] = [
+  [4096, 4096],
+  [11008, 4096],
+];
+
+/** The structures pruning benchmarks time, with their table labels. */
+export const BENCH_STRUCTURES: readonly [string, Structure][] = [
+  ['row 50%', { kind: 'unstructured', group: 'row', sparsity: 0.5 }],
+  ['matrix 50%', { kind: 'unstructured', group: 'matrix', sparsity: 0.5 }],
+  ['2:4', { kind: 'nm', n: 2, m: 4 }],
+];
 
 function formatCell(v: string | number | null, digits = 0): string {
   if (v === null) return '-';

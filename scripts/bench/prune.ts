@@ -12,17 +12,7 @@ import { getStrategy, listStrategies, resolveParams } from '../../lib/prune/stra
 import '../../lib/prune/strategies';
 import { Rng } from '../../lib/util/random';
 import { secondsSince } from '../../lib/util/time';
-import { BenchSection, median } from './framework';
-
-const LAYER_SHAPES: [number, number][] = [
-  [4096, 4096],
-  [11008, 4096],
-];
-const STRUCTURES: [string, Structure][] = [
-  ['row 50%', { kind: 'unstructured', group: 'row', sparsity: 0.5 }],
-  ['matrix 50%', { kind: 'unstructured', group: 'matrix', sparsity: 0.5 }],
-  ['2:4', { kind: 'nm', n: 2, m: 4 }],
-];
+import { BENCH_STRUCTURES, BenchSection, LLAMA7B_SHAPES, median } from './framework';
 
 export interface LayerBench {
   shape: string;
@@ -36,7 +26,7 @@ export interface LayerBench {
 /** Score + select one random layer (upload of the weight counted in the score time). */
 export function benchLayers(methods = listStrategies(), repeats = 3): LayerBench[] {
   const out: LayerBench[] = [];
-  for (const [rows, cols] of LAYER_SHAPES) {
+  for (const [rows, cols] of LLAMA7B_SHAPES) {
     const rng = new Rng(rows + cols);
     const w = new Float32Array(rows * cols);
     for (let k = 0; k < w.length; k++) w[k] = (rng.next() - 0.5) * 0.1;
@@ -56,7 +46,7 @@ export function benchLayers(methods = listStrategies(), repeats = 3): LayerBench
         tf.dispose([t, weight]);
         if (r > 0) scoreMs.push(secondsSince(t0) * 1e3);
       }
-      for (const [name, st] of STRUCTURES) {
+      for (const [name, st] of BENCH_STRUCTURES) {
         const selMs: number[] = [];
         for (let r = 0; r <= repeats; r++) {
           const t0 = process.hrtime.bigint();

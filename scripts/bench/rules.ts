@@ -6,19 +6,11 @@
 import * as tf from '@tensorflow/tfjs';
 import { selectMask } from '../../lib/prune/select';
 import { Rng } from '../../lib/util/random';
-import { secondsSince } from '../../lib/util/time';
-import { BenchSection, BenchTable, median } from './framework';
+import { BenchSection, BenchTable, median, timeRepeats } from './framework';
 
 /** Median wall time (ms) of `repeats` calls after one warm-up call; `run` disposes what it makes. */
 function timeMs(run: () => void, repeats: number): number {
-  run();
-  const ms: number[] = [];
-  for (let i = 0; i < repeats; i++) {
-    const t0 = process.hrtime.bigint();
-    run();
-    ms.push(secondsSince(t0) * 1e3);
-  }
-  return median(ms);
+  return median(timeRepeats(run, repeats));
 }
 
 function randomArray(n: number, seed: number): Float32Array {

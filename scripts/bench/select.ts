@@ -6,19 +6,9 @@
 import { permuteForNM } from '../../lib/prune/permute';
 import { Structure, selectMask } from '../../lib/prune/select';
 import { Rng } from '../../lib/util/random';
-import { secondsSince } from '../../lib/util/time';
-import { BenchSection, BenchTable, median } from './framework';
+import { BENCH_STRUCTURES, BenchSection, BenchTable, LLAMA7B_SHAPES, median, timeRepeats } from './framework';
 
-const SHAPES: [number, number][] = [
-  [4096, 4096],
-  [11008, 4096],
-];
-const STRUCTURES: [string, Structure][] = [
-  ['row 50%', { kind: 'unstructured', group: 'row', sparsity: 0.5 }],
-  ['matrix 50%', { kind: 'unstructured', group: 'matrix', sparsity: 0.5 }],
-  ['2:4', { kind: 'nm', n: 2, m: 4 }],
-  ['4:8', { kind: 'nm', n: 4, m: 8 }],
-];
+const STRUCTURES: readonly [string, Structure][] = [...BENCH_STRUCTURES, ['4:8', { kind: 'nm', n: 4, m: 8 }]];
 
 /** Positive scores with per-column scales, like |W| * ||X_j||. */
 function randomScores(rows: number, cols: number, seed: number): Float32Array {
@@ -34,13 +24,7 @@ function randomScores(rows: number, cols: number, seed: number): Float32Array {
  * interference from other processes) and the median.
  */
 function timeMs(run: () => void, repeats: number): { min_ms: number; median_ms: number } {
-  run();
-  const ms: number[] = [];
-  for (let i = 0; i < repeats; i++) {
-    const t0 = process.hrtime.bigint();
-    run();
-    ms.push(secondsSince(t0) * 1e3);
-  }
+  const ms = timeRepeats(run, repeats);
   return { min_ms: Math.min(...ms), median_ms: median(ms) };
 }
 
@@ -50,7 +34,7 @@ export const selectSection: BenchSection = {
   runByDefault: false,
   async run(opts) {
     const rows: BenchTable['rows'] = [];
-    for (const [r, c] of SHAPES) {
+    for (const [r, c] of LLAMA7B_SHAPES) {
       opts.log(`select: ${r}x${c}`);
       const scores = randomScores(r, c, r + c);
       for (const [name, structure] of STRUCTURES) rows.push({ shape: `${r}x${c}`, structure: name, ...timeMs(() => selectMask(scores, r, c, structure), opts.repeats) });
