@@ -1,9 +1,13 @@
 import * as fs from 'fs';
 import { CrepeError } from '../errors';
 import { checkWeights } from '../io/finite';
+import { refuseForeignFile } from './sniff';
 import { BlockWeights, LINEAR_NAMES, LinearName, LlamaConfig, WeightSource, linearKey, linearShape } from './types';
 
 const HEADER_BYTES = 7 * 4;
+/** export.py version 1 and 2 files start with uint32 "ak42" and int32 version in a 256-byte header. */
+const MAGIC_AK42 = 0x616b3432;
+const VERSIONED_HEADER_BYTES = 256;
 
 /** Byte layout of a llama2.c legacy checkpoint: each tensor kind is stored for all layers in turn. */
 interface Llama2cLayout {
@@ -16,16 +20,27 @@ interface Llama2cLayout {
   totalBytes: number;
 }
 
-function layoutOf(cfg: LlamaConfig): Llama2cLayout {
+function layoutOf(cfg: LlamaConfig, version: 0 | 1 = 0): Llama2cLayout {
   const f = 4;
   const L = cfg.nLayers;
-  let off = HEADER_BYTES;
+  let off = version === 0 ? HEADER_BYTES : VERSIONED_HEADER_BYTES;
   const take = (count: number): number => {
     const at = off;
     off += count * f;
     return at;
   };
   const size = (n: LinearName): number => linearShape(cfg, n)[0] * linearShape(cfg, n)[1];
+  if (version === 1) {
+    // export.py version1_export: norms first, then the embedding, then each linear for all
+    // layers (w1 = gate, w2 = down, w3 = up), no RoPE tables, classifier last when not shared.
+    const attnNorm = take(L * cfg.dim);
+    const ffnNorm = take(L * cfg.dim);
+    const finalNorm = take(cfg.dim);
+    const embedding = take(cfg.vocabSize * cfg.dim);
+    const [q, k, v, o, gate, down, up] = (['q', 'k', 'v', 'o', 'gate', 'down', 'up'] as const).map((n) => take(L * size(n)));
+    const classifier = cfg.tiedEmbeddings ? embedding : take(cfg.vocabSize * cfg.dim);
+    return { embedding, attnNorm, linears: { q, k, v, o, gate, up, down }, ffnNorm, finalNorm, classifier, totalBytes: off };
+  }
   const embedding = take(cfg.vocabSize * cfg.dim);
   const attnNorm = take(L * cfg.dim);
   // File order: wq, wk, wv, wo, rms_ffn, w1 (gate), w2 (down), w3 (up).
@@ -45,7 +60,7 @@ function layoutOf(cfg: LlamaConfig): Llama2cLayout {
 }
 
 /** Parse and sanity-check the 7-int header; every failure names the file. */
-function parseHeader(header: Int32Array, file: string): LlamaConfig {
+function parseHeader(header: Int32Array, file: string, sharedFlag?: number): LlamaConfig {
   const [dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabRaw, seqLen] = Array.from(header);
   const vocabSize = Math.abs(vocabRaw);
   const bad = (what: string): never => {
@@ -71,7 +86,8 @@ function parseHeader(header: Int32Array, file: string): LlamaConfig {
     normEps: 1e-5,
     ropeTheta: 10000,
     ropeLayout: 'adjacent',
-    tiedEmbeddings: vocabRaw > 0,
+    // legacy files flag an unshared classifier by a negative vocab size; versioned ones by a byte
+    tiedEmbeddings: sharedFlag === undefined ? vocabRaw > 0 : sharedFlag !== 0,
   };
 }
 
@@ -84,8 +100,10 @@ export class Llama2cSource implements WeightSource {
     readonly origin: string,
     readonly config: LlamaConfig,
     private fd: number,
+    /** 0: the legacy layout; 1: export.py version 1 (magic ak42). */
+    readonly version: 0 | 1,
   ) {
-    this.layout = layoutOf(config);
+    this.layout = layoutOf(config, version);
   }
 
   static open(file: string): Llama2cSource {
@@ -95,13 +113,25 @@ export class Llama2cSource implements WeightSource {
     if (stat.size < HEADER_BYTES) {
       throw new CrepeError(`truncated llama2.c file ${file}: ${stat.size} bytes, shorter than the 28-byte header`);
     }
+    refuseForeignFile(file);
     const fd = fs.openSync(file, 'r');
-    const buf = Buffer.alloc(HEADER_BYTES);
-    fs.readSync(fd, buf, 0, HEADER_BYTES, 0);
+    const buf = Buffer.alloc(Math.min(stat.size, VERSIONED_HEADER_BYTES));
+    fs.readSync(fd, buf, 0, buf.length, 0);
     let config: LlamaConfig;
+    let version: 0 | 1 = 0;
     try {
-      config = parseHeader(new Int32Array(buf.buffer, buf.byteOffset, 7).slice(), file);
-      const expected = layoutOf(config).totalBytes;
+      if (buf.readUInt32LE(0) === MAGIC_AK42) {
+        const v = buf.length >= 37 ? buf.readInt32LE(4) : -1;
+        if (v === 2) {
+          throw new CrepeError(`${file} is a llama2.c version 2 file (int8 Q8_0 weights), which crepe does not read: export it with export.py --version 1 (float32) or --version 0`);
+        }
+        if (v !== 1) throw new CrepeError(`unsupported llama2.c file ${file}: magic ak42 with version ${v} (crepe reads versions 0 and 1)`);
+        version = 1;
+        config = parseHeader(new Int32Array(buf.buffer.slice(buf.byteOffset + 8, buf.byteOffset + 36)), file, buf[36]);
+      } else {
+        config = parseHeader(new Int32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + HEADER_BYTES)), file);
+      }
+      const expected = layoutOf(config, version).totalBytes;
       if (stat.size !== expected) {
         const what = stat.size < expected ? 'truncated' : 'oversized';
         throw new CrepeError(
@@ -112,7 +142,7 @@ export class Llama2cSource implements WeightSource {
       fs.closeSync(fd);
       throw e;
     }
-    return new Llama2cSource(file, config, fd);
+    return new Llama2cSource(file, config, fd, version);
   }
 
   private read(offsetBytes: number, count: number, name: string): Float32Array {

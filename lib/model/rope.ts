@@ -35,11 +35,14 @@ function scale(inv: Float64Array, s: RopeScaling, round: (x: number) => number):
   const old = s.originalMaxPositionEmbeddings;
   const lowFreqWavelen = round(old / s.lowFreqFactor);
   const highFreqWavelen = round(old / s.highFreqFactor);
+  // torch casts a python scalar to the tensor's float32 before the op: round every constant too
+  const twoPi = round(2 * Math.PI);
+  const span = round(s.highFreqFactor - s.lowFreqFactor);
   for (let i = 0; i < inv.length; i++) {
-    const wavelen = round((2 * Math.PI) / inv[i]);
+    const wavelen = round(twoPi / inv[i]);
     // wavelen < highFreqWavelen: kept; wavelen > lowFreqWavelen: divided by factor; else smoothed.
     const llama = wavelen > lowFreqWavelen ? round(inv[i] / s.factor) : inv[i];
-    const smooth = round((round(old / wavelen) - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor));
+    const smooth = round((round(old / wavelen) - s.lowFreqFactor) / span);
     const smoothed = round(round(round((1 - smooth) * llama) / s.factor) + round(smooth * llama));
     const medium = !(wavelen < highFreqWavelen) && !(wavelen > lowFreqWavelen);
     out[i] = medium ? smoothed : llama;

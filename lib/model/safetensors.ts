@@ -10,6 +10,7 @@
  */
 import * as fs from 'fs';
 import { CrepeError } from '../errors';
+import { refuseForeignFile } from './sniff';
 import { writeFileAtomic } from '../io/atomic';
 import { assertRegularFile } from '../io/input';
 
@@ -53,6 +54,7 @@ export class SafetensorsFile {
   /** Open `file` and validate its header (not the data, which is only read on demand). */
   static open(file: string): SafetensorsFile {
     if (fs.existsSync(file)) assertRegularFile(file, 'safetensors file'); // a folder or device: one line, not EISDIR
+    refuseForeignFile(file);
     let fd: number;
     try {
       fd = fs.openSync(file, 'r');

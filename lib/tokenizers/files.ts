@@ -1,13 +1,18 @@
 import * as fs from 'fs';
 import { CrepeError } from '../errors';
 import { MAX_SMALL_FILE_BYTES, assertRegularFile } from '../io/input';
+import { foreignFormat } from '../model/sniff';
 
 /** Read a tokenizer file whole, turning a missing or unreadable file into a CrepeError. */
 export function readTokenizerFile(path: string): Buffer {
   assertRegularFile(path, 'tokenizer file', MAX_SMALL_FILE_BYTES);
   try {
-    return fs.readFileSync(path);
+    const buf = fs.readFileSync(path);
+    const what = foreignFormat(buf.subarray(0, 256), path);
+    if (what) throw new CrepeError(what);
+    return buf;
   } catch (e) {
+    if (e instanceof CrepeError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new CrepeError(`tokenizer file not found: ${path}`);
     if (code === 'EISDIR') throw new CrepeError(`tokenizer path is a folder, not a file: ${path}`);
