@@ -14,6 +14,10 @@ import { PruneOutcome, pruneModel } from '../prune/pipeline';
 import { parseStructure } from '../prune/select';
 import { getStrategy, parseParamPairs, resolveParams } from '../prune/strategy';
 import { planJson } from '../plan/memory';
+import { parseTaskList } from '../eval/zeroshot/tasks';
+import { zeroshotMarkdown } from '../eval/zeroshot/table';
+import { ZeroshotResult } from '../eval/zeroshot/evaluate';
+import { runZeroshot, zeroshotJson, zeroshotOptions } from './zeroshot';
 import { PruneTargetArgs, checkPpl, emit, inputPaths, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
 import { MemoryArgs, memoryChoices, planOrRefuse } from './memory';
 
@@ -39,6 +43,10 @@ export interface PruneArgs extends PruneTargetArgs, MemoryArgs {
   dsnotSkip?: 'mlp' | 'attn' | 'none';
   permute?: boolean;
   permuteRefine?: boolean;
+  /** Zero-shot tasks scored on the dense and the pruned model (as `crepe zeroshot`). */
+  zeroshot?: string[];
+  zeroshotLimit?: number;
+  zeroshotJobs?: number;
 }
 
 function fmtPpl(r: EvalRecord): string {
@@ -76,6 +84,8 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
     throw new CrepeError('llama2.c files are float32 only (--dtype F32)');
   }
   const memory = memoryChoices(args);
+  const zeroshotTasks = args.zeroshot?.length ? parseTaskList(args.zeroshot) : [];
+  const zsOpts = zeroshotOptions({ limit: args.zeroshotLimit, jobs: args.zeroshotJobs ?? 1, backend: args.backend });
   const backend = await startBackend(args.backend);
   const model = openModel(args.model, args.tokenizer);
   const cfg = model.source.config;
@@ -124,6 +134,7 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
   const dsnotTotals: DsnotRowStats = { swaps: 0, errorBefore: 0, errorAfter: 0 };
   const dense = evalSets.length ? evaluateSource(model, model.source, evalSets, evalOpts) : [];
   for (const r of dense) checkPpl(r.ppl, `dense ${args.model} on ${r.dataset}`);
+  const denseZs: ZeroshotResult | null = zeroshotTasks.length ? await runZeroshot(model, model.source, zeroshotTasks, zsOpts, 'zeroshot dense') : null;
   const bar = progressBar(`prune ${args.method}`, 'blocks');
   bar.start(cfg.nLayers, 0, { rate: '' });
   let outcome: PruneOutcome;
@@ -162,9 +173,11 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
     bar.stop();
   }
   let pruned: EvalRecord[];
+  let prunedZs: ZeroshotResult | null;
   try {
     pruned = evalSets.length ? evaluateSource(model, outcome.source, evalSets, evalOpts) : [];
     for (const r of pruned) checkPpl(r.ppl, `${args.model} pruned with ${args.method} on ${r.dataset}`);
+    prunedZs = zeroshotTasks.length ? await runZeroshot(model, outcome.source, zeroshotTasks, zsOpts, 'zeroshot pruned') : null;
   } catch (e) {
     dump?.abort();
     throw e;
@@ -217,6 +230,7 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
       pruned_ppl: pruned[k].ppl,
       eval_seconds: pruned[k].seconds,
     })),
+    zeroshot: denseZs && prunedZs ? { dense: zeroshotJson(denseZs), pruned: zeroshotJson(prunedZs) } : null,
     saved: args.save ?? null,
     saved_model: saved,
     dump: args.dump ?? null,
@@ -238,6 +252,14 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
     }
     for (const l of outcome.report.layers) lines.push(`  ${l.key.padEnd(22)} [${l.shape.join(' x ')}] ${(l.sparsity * 100).toFixed(2)}%`);
     evalSets.forEach((_, k) => lines.push(`dense  ${fmtPpl(dense[k])}`, `pruned ${fmtPpl(pruned[k])}`));
+    if (denseZs && prunedZs) {
+      lines.push(
+        zeroshotMarkdown([
+          { label: 'dense', result: denseZs },
+          { label: `${args.method} ${args.structure}${structure.kind === 'unstructured' ? ` ${sparsity}` : ''}`, result: prunedZs },
+        ]),
+      );
+    }
     if (saved) lines.push(`saved to ${args.save} (${saved.format}, ${saved.dtype}; sparsity read back ${(saved.sparsity * 100).toFixed(4)}%)`);
     if (args.dump) lines.push(`artefacts in ${args.dump}`);
     return lines.join('\n');
