@@ -13,7 +13,8 @@ import { LINEAR_NAMES, linearShape } from '../model/types';
 import { CalibrationSpec } from '../prune/pipeline';
 import { nmSparsity, parseStructure, validateStructureFor } from '../prune/select';
 import { Params, getStrategy } from '../prune/strategy';
-import { SweepConfig, atField, fieldError } from './config';
+import { SweepConfig, ZeroshotEntry, atField, fieldError } from './config';
+import { ZeroshotOutcome, zeroshotColumns, zeroshotRowValues } from './zeroshot-columns';
 
 /** One evaluation, with the window length resolved against the model's context. */
 export interface EvalSpec {
@@ -44,6 +45,8 @@ export interface Cell {
   eval: EvalSpec[];
   /** null: the dense baseline. */
   prune: PruneSettings | null;
+  /** Zero-shot tasks scored on the cell's model (absent: none, and the key is as before). */
+  zeroshot?: ZeroshotEntry;
 }
 
 /** The method name and label of dense baseline rows. */
@@ -69,12 +72,12 @@ export function canonicalJson(v: unknown): string {
   return JSON.stringify(v);
 }
 
-export function cellKey(settings: { model: string; eval: EvalSpec[]; prune: PruneSettings | null }): string {
+export function cellKey(settings: { model: string; eval: EvalSpec[]; prune: PruneSettings | null; zeroshot?: ZeroshotEntry }): string {
   return createHash('sha256').update(canonicalJson(settings)).digest('hex').slice(0, 16);
 }
 
-function makeCell(model: string, label: string, evals: EvalSpec[], prune: PruneSettings | null): Cell {
-  return { key: cellKey({ model, eval: evals, prune }), model, label, eval: evals, prune };
+function makeCell(model: string, label: string, evals: EvalSpec[], prune: PruneSettings | null, zeroshot?: ZeroshotEntry): Cell {
+  return { key: cellKey({ model, eval: evals, prune, zeroshot }), model, label, eval: evals, prune, ...(zeroshot ? { zeroshot } : {}) };
 }
 
 export interface Expansion {
@@ -126,19 +129,19 @@ export function expandCells(config: SweepConfig, models: ModelInfo[]): Expansion
       } else fitsSomeModel.add(structure);
       return !why;
     });
-    dense.push(makeCell(model.name, DENSE, evals, null));
+    dense.push(makeCell(model.name, DENSE, evals, null, config.zeroshot));
     for (const m of config.methods) {
       const base = { method: m.name, params: m.params, calibration, propagate: config.propagate };
       for (const structure of structures) {
         const parsed = parseStructure(structure, undefined, 'row');
         if (parsed.kind === 'nm') {
-          pruned.push(makeCell(model.name, m.label, evals, { ...base, structure, group: null, sparsity: nmSparsity(parsed.n, parsed.m) }));
+          pruned.push(makeCell(model.name, m.label, evals, { ...base, structure, group: null, sparsity: nmSparsity(parsed.n, parsed.m) }, config.zeroshot));
           continue;
         }
         for (const g of config.groups) {
           const group = g === 'default' ? getStrategy(m.name).defaultGroup : g;
           for (const sparsity of config.sparsities) {
-            pruned.push(makeCell(model.name, m.label, evals, { ...base, structure, group, sparsity }));
+            pruned.push(makeCell(model.name, m.label, evals, { ...base, structure, group, sparsity }, config.zeroshot));
           }
         }
       }
@@ -210,6 +213,8 @@ export interface CellResult {
   /** CPU time of the worker for the whole cell: the work, independent of machine load. */
   cpuSeconds: number;
   backend: string;
+  /** Zero-shot results when the cell asks for them. */
+  zeroshot?: ZeroshotOutcome[];
 }
 
 /** Column-name form of a dataset spec ('text:/a/b.txt' -> 'text_a_b_txt'). */
@@ -223,8 +228,8 @@ const LEADING = [
 ] as const;
 const TRAILING = ['prune_seconds', 'eval_seconds', 'cpu_seconds', 'backend', 'code_version', 'config', 'timestamp'] as const;
 
-/** The CSV columns for a list of evaluation datasets (four per dataset). */
-export function resultColumns(evalDatasets: readonly string[]): string[] {
+/** The CSV columns for a list of evaluation datasets (four per dataset) and zero-shot tasks (seven per task). */
+export function resultColumns(evalDatasets: readonly string[], zeroshotTasks: readonly string[] = []): string[] {
   // Two datasets whose names map to one column would both hold the second one's PPL.
   const byColumn = new Map<string, string>();
   for (const d of evalDatasets) {
@@ -236,7 +241,7 @@ export function resultColumns(evalDatasets: readonly string[]): string[] {
     const c = datasetColumn(d);
     return [`${c}_seqlen`, `${c}_windows`, `${c}_dense_ppl`, `${c}_ppl`];
   });
-  return [...LEADING, ...perDataset, ...TRAILING];
+  return [...LEADING, ...perDataset, ...zeroshotColumns(zeroshotTasks), ...TRAILING];
 }
 
 export type Row = Record<string, string | number>;
@@ -272,6 +277,7 @@ export function resultRow(cell: Cell, result: CellResult, dense: readonly EvalOu
     const c = datasetColumn(e.dataset);
     Object.assign(row, { [`${c}_seqlen`]: e.seqlen, [`${c}_windows`]: e.windows, [`${c}_dense_ppl`]: d.ppl, [`${c}_ppl`]: e.ppl });
   }
+  if (result.zeroshot) Object.assign(row, zeroshotRowValues(result.zeroshot));
   return {
     ...row,
     prune_seconds: round(result.pruneSeconds, 3),

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { CrepeError } from '../errors';
 import { MAX_SMALL_FILE_BYTES, decodeText, readInputFile } from '../io/input';
+import { parseTaskList } from '../eval/zeroshot/tasks';
 import { parseStructure } from '../prune/select';
 import { Params, getStrategy, resolveParams } from '../prune/strategy';
 import '../prune/strategies';
@@ -43,6 +44,15 @@ const calibrationSchema = z
   })
   .strict();
 
+const zeroshotSchema = z
+  .object({
+    /** Task names (or name:PATH), as `crepe zeroshot --tasks`. */
+    tasks: z.array(z.string().min(1)).min(1, { message: 'list at least one zero-shot task' }),
+    /** Score only the first N documents of each task; default all. */
+    limit: positiveInt.optional(),
+  })
+  .strict();
+
 const configSchema = z
   .object({
     description: z.string().optional(),
@@ -55,6 +65,8 @@ const configSchema = z
     eval: z.array(evalSchema).min(1, { message: 'list at least one evaluation dataset' }),
     /** Next block's calibration inputs from the pruned block (Wanda/SparseGPT) or the dense one. */
     propagate: z.enum(['pruned', 'dense']).default('pruned'),
+    /** Zero-shot tasks scored on every cell (dense and pruned), beside the perplexities. */
+    zeroshot: zeroshotSchema.optional(),
   })
   .strict();
 
@@ -93,6 +105,12 @@ export interface SweepConfig {
   calibration: CalibrationEntry;
   eval: EvalEntry[];
   propagate: 'pruned' | 'dense';
+  zeroshot?: ZeroshotEntry;
+}
+
+export interface ZeroshotEntry {
+  tasks: string[];
+  limit?: number;
 }
 
 /** `methods[1].name` from a zod path. */
@@ -134,6 +152,7 @@ function knownKeys(path: readonly (string | number)[]): string[] {
     methods: methodSchema,
     eval: evalSchema,
     calibration: calibrationSchema,
+    zeroshot: zeroshotSchema,
   };
   const field = path.filter((p) => typeof p === 'string').join('.');
   return objects[field] ? Object.keys(objects[field].shape) : [];
@@ -188,6 +207,10 @@ export function parseSweepConfig(json: unknown, file: string): SweepConfig {
     if (seen.has(e.dataset)) throw fieldError(file, ['eval', i, 'dataset'], `'${e.dataset}' is listed twice`);
     seen.add(e.dataset);
   });
+  if (raw.zeroshot) {
+    const zs = raw.zeroshot;
+    atField(file, ['zeroshot', 'tasks'], () => parseTaskList(zs.tasks));
+  }
   return {
     file,
     description: raw.description,
@@ -199,6 +222,7 @@ export function parseSweepConfig(json: unknown, file: string): SweepConfig {
     calibration: raw.calibration,
     eval: raw.eval,
     propagate: raw.propagate,
+    ...(raw.zeroshot ? { zeroshot: { tasks: raw.zeroshot.tasks, limit: raw.zeroshot.limit } } : {}),
   };
 }
 

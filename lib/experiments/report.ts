@@ -13,6 +13,7 @@ import { makeDirs, writeFileAtomic } from '../io/atomic';
 import { checkRows } from './row-check';
 import { parseCsv } from '../util/csv';
 import { DENSE } from './cell';
+import { zeroshotReportMarkdown } from './zeroshot-columns';
 
 export type ResultRow = Record<string, string>;
 
@@ -22,6 +23,8 @@ export interface Results {
   datasets: string[];
   /** One row per key (the last one written wins), in file order. */
   rows: ResultRow[];
+  /** The CSV's columns (zero-shot tables look for `zs_<task>_*`). */
+  columns: string[];
 }
 
 export function readResults(file: string): Results {
@@ -37,7 +40,7 @@ export function readResults(file: string): Results {
   for (const p of checked.problems) process.stderr.write(`crepe: ${p}; the row is left out of the report\n`);
   const rows: ResultRow[] = checked.rows;
   if (rows.length === 0) throw new CrepeError(`${file} holds no results yet`);
-  return { file, datasets, rows };
+  return { file, datasets, rows, columns: table.columns };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -354,6 +357,8 @@ export async function writeReport(csvFile: string, outDir?: string): Promise<Rep
       md.push('', `![${dataset} ${kind === 'nm' ? 'N:M' : 'unstructured'}](${name})`);
     }
   }
+  const zeroshot = zeroshotReportMarkdown(results.columns, results.rows);
+  if (zeroshot) md.push('', zeroshot);
   md.push('', settingsMarkdown(results, tables, csvFile, dir), '');
   const markdown = path.join(dir, `${base}.md`);
   writeFileAtomic(markdown, md.join('\n'));

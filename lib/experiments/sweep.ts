@@ -19,6 +19,7 @@ import { gitVersion } from '../version';
 import {
   Cell, CellResult, EvalOutcome, Row, denseFromRow, describeCell, planCells, resultColumns, resultRow,
 } from './cell';
+import { parseTaskList } from '../eval/zeroshot/tasks';
 import { SweepConfig, loadSweepConfig } from './config';
 import { FromWorker, ToWorker } from './worker';
 
@@ -174,7 +175,10 @@ export interface SweepPlan {
 export function planSweep(configFile: string, out?: string): SweepPlan {
   const config = loadSweepConfig(configFile);
   const { cells, skipped } = planCells(config);
-  const columns = resultColumns(config.eval.map((e) => e.dataset));
+  const columns = resultColumns(
+    config.eval.map((e) => e.dataset),
+    config.zeroshot ? parseTaskList(config.zeroshot.tasks).map((s) => s.task.name) : [],
+  );
   return { config, cells, skipped, columns, out: out ?? defaultOut(configFile) };
 }
 

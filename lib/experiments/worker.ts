@@ -7,6 +7,9 @@
 import { BackendChoice, backendDescription, initBackend } from '../backend';
 import { CrepeError } from '../errors';
 import { evaluateSource } from '../eval/evaluate';
+import { evaluateZeroshotInProcess } from '../eval/zeroshot/evaluate';
+import { parseTaskList } from '../eval/zeroshot/tasks';
+import { zeroshotOutcomes } from './zeroshot-columns';
 import { OpenedModel, openModel } from '../model/resolve';
 import { pruneModel } from '../prune/pipeline';
 import { parseStructure } from '../prune/select';
@@ -57,12 +60,14 @@ export class CellRunner {
       const [r] = evaluateSource(model, source, [e.dataset], { seqlen: e.seqlen, maxWindows: e.maxWindows ?? undefined });
       return { dataset: e.dataset, seqlen: r.seqlen, windows: r.windows, ppl: r.ppl, seconds: r.seconds };
     });
+    const zs = cell.zeroshot ? evaluateZeroshotInProcess(model, source, parseTaskList(cell.zeroshot.tasks), { limit: cell.zeroshot.limit }) : null;
     return {
       key: cell.key,
+      ...(zs ? { zeroshot: zeroshotOutcomes(zs) } : {}),
       achievedSparsity,
       evals,
       pruneSeconds,
-      evalSeconds: evals.reduce((a, e) => a + e.seconds, 0),
+      evalSeconds: evals.reduce((a, e) => a + e.seconds, 0) + (zs?.seconds ?? 0),
       cpuSeconds: cpuSeconds(process.cpuUsage(cpu0)),
       backend: this.backend,
     };

@@ -38,6 +38,7 @@ export interface PreparedTask {
   tokens: TokenRequest[][];
   /** Requests whose context + continuation did not fit the window and lost tokens on the left. */
   truncated: number;
+  maxLength: number;
 }
 
 export interface DocScores {
@@ -85,16 +86,11 @@ export function prepareTask(model: OpenedModel, spec: TaskSpec, opts: ZeroshotOp
       return tokenRequest(pair.context, pair.continuation, maxLength, `${spec.task.name} document ${i + 1} request ${k + 1}`);
     }),
   );
-  return { spec, source, totalDocs: all.length, docs, tokens, truncated };
+  return { spec, source, totalDocs: all.length, docs, tokens, truncated, maxLength };
 }
 
-/** Scores of all items of all tasks (in task order), batched deterministically. */
-async function scoreAll(
-  model: OpenedModel,
-  source: WeightSource,
-  items: TokenRequest[][],
-  opts: ZeroshotOptions,
-): Promise<RequestScore[][]> {
+/** Deterministic batches and a progress counter over them. */
+function batching(items: TokenRequest[][], opts: ZeroshotOptions): { batches: number[][]; progress: (batch: number[]) => void } {
   const batches = packBatches(items, opts.packTokens ?? DEFAULT_PACK_TOKENS);
   const t0 = process.hrtime.bigint();
   let done = 0;
@@ -102,20 +98,36 @@ async function scoreAll(
     done += batch.length;
     opts.onProgress?.(done, items.length, done / (Number(process.hrtime.bigint() - t0) / 1e9));
   };
+  return { batches, progress };
+}
+
+/** Scores of all items in this process. */
+function scoreInProcess(source: WeightSource, items: TokenRequest[][], opts: ZeroshotOptions): RequestScore[][] {
+  const { batches, progress } = batching(items, opts);
   const out = new Array<RequestScore[]>(items.length);
-  const jobs = Math.min(opts.jobs ?? 1, batches.length);
-  if (jobs <= 1) {
-    const runtime = LlamaModel.fromSource(source);
-    try {
-      for (const b of batches) {
-        scorePacked(runtime, b.map((i) => items[i])).forEach((s, k) => (out[b[k]] = s));
-        progress(b);
-      }
-    } finally {
-      runtime.dispose();
+  const runtime = LlamaModel.fromSource(source);
+  try {
+    for (const b of batches) {
+      scorePacked(runtime, b.map((i) => items[i])).forEach((s, k) => (out[b[k]] = s));
+      progress(b);
     }
-    return out;
+  } finally {
+    runtime.dispose();
   }
+  return out;
+}
+
+/** Scores of all items of all tasks (in task order), batched deterministically, on `jobs` workers. */
+async function scoreAll(
+  model: OpenedModel,
+  source: WeightSource,
+  items: TokenRequest[][],
+  opts: ZeroshotOptions,
+): Promise<RequestScore[][]> {
+  const { batches, progress } = batching(items, opts);
+  const jobs = Math.min(opts.jobs ?? 1, batches.length);
+  if (jobs <= 1) return scoreInProcess(source, items, opts);
+  const out = new Array<RequestScore[]>(items.length);
   const shared = sourceForWorkers(source, model.source.origin, source === model.source);
   try {
     const pool = await EvalPool.start(shared.path, model.tokenizerPath, jobs, opts.backend ?? 'auto');
@@ -144,7 +156,17 @@ export async function evaluateZeroshot(
   const t0 = process.hrtime.bigint();
   const prepared = specs.map((s) => prepareTask(model, s, opts));
   const items = prepared.flatMap((p) => p.tokens);
-  const scores = await scoreAll(model, source, items, opts);
+  return summarize(prepared, await scoreAll(model, source, items, opts), opts, t0);
+}
+
+/** evaluateZeroshot in this process only (no workers): for callers that are workers themselves (sweeps). */
+export function evaluateZeroshotInProcess(model: OpenedModel, source: WeightSource, specs: readonly TaskSpec[], opts: ZeroshotOptions = {}): ZeroshotResult {
+  const t0 = process.hrtime.bigint();
+  const prepared = specs.map((s) => prepareTask(model, s, opts));
+  return summarize(prepared, scoreInProcess(source, prepared.flatMap((p) => p.tokens), opts), opts, t0);
+}
+
+function summarize(prepared: PreparedTask[], scores: RequestScore[][], opts: ZeroshotOptions, t0: bigint): ZeroshotResult {
   const bootstrapIters = opts.bootstrapIters ?? 100_000;
   let at = 0;
   const tasks = prepared.map((p): TaskResult => {
@@ -171,17 +193,11 @@ export async function evaluateZeroshot(
   return {
     tasks,
     addBos: opts.addBos ?? true,
-    maxLength: opts.maxLength ?? model.source.config.maxSeqLen,
+    maxLength: prepared[0]?.maxLength ?? 0,
     limit: opts.limit ?? null,
     bootstrapIters,
     seconds,
-    items: items.length,
-    itemsPerSecond: items.length / seconds,
+    items: scores.length,
+    itemsPerSecond: scores.length / seconds,
   };
-}
-
-/** The papers' summary: mean `acc` over the tasks that report it. */
-export function meanAccuracy(tasks: readonly TaskResult[]): number | null {
-  const accs = tasks.map((t) => t.metrics.acc?.value).filter((v): v is number => v !== undefined);
-  return accs.length === 0 ? null : accs.reduce((a, b) => a + b, 0) / accs.length;
 }
