@@ -17,6 +17,9 @@ import { findTask, hellaswagPreprocess, lastWordRequest, parseTaskList, tinystor
 import { openModel } from '../lib/model/resolve';
 import { LlamaModel } from '../lib/model/runtime';
 import { Tokenizer } from '../lib/tokenizers/types';
+import { parseSweepConfig } from '../lib/experiments/config';
+import { resultColumns } from '../lib/experiments/cell';
+import { zeroshotReportMarkdown, zeroshotRowValues } from '../lib/experiments/zeroshot-columns';
 import { ROOT, makeTmp, rmTmp, runCli } from './helpers';
 
 interface RefRequest {
@@ -131,6 +134,10 @@ describe('pieces with known answers', () => {
     expect(Array.from(r.input)).toEqual([3, 4, 5, 6]);
     expect(Array.from(r.cont)).toEqual([6, 7]);
     expect(() => tokenRequest(Int32Array.from([1]), new Int32Array(0), 4, 'doc 3')).toThrow(/doc 3: the continuation encodes to no tokens/);
+    // a continuation longer than the window: its last 4 tokens are scored, predicted from the token before them
+    const long = tokenRequest(Int32Array.from([1, 2]), Int32Array.from([3, 4, 5, 6, 7, 8]), 4, 'x');
+    expect(Array.from(long.input)).toEqual([4, 5, 6, 7]);
+    expect(Array.from(long.cont)).toEqual([5, 6, 7, 8]);
   });
 
   test('packItems lays the shared prefix once and gives each request its own positions and visibility', () => {
@@ -257,5 +264,73 @@ describe('crepe zeroshot CLI', () => {
       ['rte', '/x/dev.tsv'],
     ]);
     expect(() => parseTaskList('piqa,piqa')).toThrow(/listed twice/);
+  });
+});
+
+describe('sweeps and reports', () => {
+  const base = { models: ['stories260K'], methods: [{ name: 'wanda' }], sparsities: [0.5], eval: [{ dataset: 'tinystories' }] };
+
+  test('a config takes a zeroshot field; unknown tasks and keys name the field', () => {
+    const c = parseSweepConfig({ ...base, zeroshot: { tasks: ['arc_easy', 'lambada_openai'], limit: 50 } }, 'z.json');
+    expect(c.zeroshot).toEqual({ tasks: ['arc_easy', 'lambada_openai'], limit: 50 });
+    expect(parseSweepConfig(base, 'z.json').zeroshot).toBeUndefined();
+    expect(() => parseSweepConfig({ ...base, zeroshot: { tasks: ['arc_hard'] } }, 'z.json')).toThrow(/^z\.json: zeroshot\.tasks: unknown zero-shot task 'arc_hard'/);
+    expect(() => parseSweepConfig({ ...base, zeroshot: { tasks: ['piqa'], limt: 5 } }, 'z.json')).toThrow(/zeroshot: unknown key 'limt' \(did you mean 'limit'\?\)/);
+  });
+
+  test('CSV columns and the report table come back from the row values', () => {
+    const cols = resultColumns(['tinystories'], ['winogrande', 'lambada_openai']);
+    expect(cols.filter((c) => c.startsWith('zs_'))).toEqual([
+      'zs_winogrande_items', 'zs_winogrande_acc', 'zs_winogrande_acc_stderr', 'zs_winogrande_acc_norm', 'zs_winogrande_acc_norm_stderr', 'zs_winogrande_ppl', 'zs_winogrande_ppl_stderr',
+      'zs_lambada_openai_items', 'zs_lambada_openai_acc', 'zs_lambada_openai_acc_stderr', 'zs_lambada_openai_acc_norm', 'zs_lambada_openai_acc_norm_stderr', 'zs_lambada_openai_ppl', 'zs_lambada_openai_ppl_stderr',
+    ]);
+    const values = (acc: number) =>
+      Object.fromEntries(
+        Object.entries(
+          zeroshotRowValues([
+            { task: 'winogrande', items: 40, acc, accStderr: 0.079, accNorm: null, accNormStderr: null, perplexity: null, perplexityStderr: null },
+            { task: 'lambada_openai', items: 40, acc: 0.1, accStderr: 0.048, accNorm: null, accNormStderr: null, perplexity: 123.4, perplexityStderr: 5.6 },
+          ]),
+        ).map(([k, v]) => [k, String(v)]),
+      );
+    const rows = [
+      { model: 'stories260K', method: 'wanda', label: 'wanda', structure: 'unstructured', sparsity: '0.5', group: 'row', ...values(0.55) },
+      { model: 'stories260K', method: 'dense', label: 'dense', structure: 'dense', sparsity: '0', group: '', ...values(0.6) },
+    ];
+    const md = zeroshotReportMarkdown(cols, rows);
+    expect(md).toContain('| run | winogrande acc (n=40) | lambada_openai acc (n=40) | lambada_openai ppl | Mean acc (1 tasks) |');
+    expect(md).toContain('| dense | 60.0 ± 7.9 | 10.0 ± 4.8 | 123.4 ± 5.60 | 60.00 |');
+    expect(md).toContain('| wanda 50% row | 55.0 ± 7.9 | 10.0 ± 4.8 | 123.4 ± 5.60 | 55.00 |');
+    expect(zeroshotReportMarkdown(resultColumns(['tinystories']), rows)).toBe('');
+  });
+
+  test('crepe sweep with a zeroshot field writes the columns and crepe report renders the table', () => {
+    const tmp = makeTmp('crepe-zs-sweep-');
+    try {
+      const cfg = path.join(tmp, 'zs.json');
+      fs.writeFileSync(
+        cfg,
+        JSON.stringify({
+          models: ['stories260K'],
+          methods: [{ name: 'magnitude' }],
+          sparsities: [0.5],
+          calibration: { nsamples: 4, seqlen: 64 },
+          eval: [{ dataset: 'tinystories', seqlen: 64, maxWindows: 2 }],
+          zeroshot: { tasks: ['winogrande', 'tinystories_cloze'], limit: 8 },
+        }),
+      );
+      const csv = path.join(tmp, 'zs.csv');
+      const s = runCli(['sweep', '--config', cfg, '--jobs', '1', '--out', csv]);
+      expect(s.code).toBe(0);
+      const r = runCli(['report', csv, '--out', tmp]);
+      expect(r.code).toBe(0);
+      const md = fs.readFileSync(path.join(tmp, 'zs.md'), 'utf8');
+      expect(md).toContain('## Zero-shot accuracy');
+      expect(md).toMatch(/\| dense \| [\d.]+ ± [\d.]+ \|/);
+      expect(md).toMatch(/\| magnitude 50% matrix \| [\d.]+ ± [\d.]+ \|/);
+      expect(md).toContain('winogrande acc (n=8)');
+    } finally {
+      rmTmp(tmp);
+    }
   });
 });

@@ -59,6 +59,7 @@ export function zeroshotJson(r: ZeroshotResult): Record<string, unknown> {
       total_items: t.totalItems,
       requests: t.requests,
       truncated_requests: t.truncated,
+      overlong_requests: t.overlong,
       metrics: t.metrics,
     })),
     add_bos: r.addBos,

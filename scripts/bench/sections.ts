@@ -8,8 +8,10 @@ import { registerSection } from './framework';
 import { pruneSection } from './prune';
 import { rulesSection } from './rules';
 import { selectSection } from './select';
+import { zeroshotSection } from './zeroshot';
 
 registerSection(evalSection);
 registerSection(pruneSection);
 registerSection(selectSection);
 registerSection(rulesSection);
+registerSection(zeroshotSection);

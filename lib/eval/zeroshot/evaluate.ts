@@ -38,6 +38,8 @@ export interface PreparedTask {
   tokens: TokenRequest[][];
   /** Requests whose context + continuation did not fit the window and lost tokens on the left. */
   truncated: number;
+  /** Requests whose continuation alone is longer than the window (only its last tokens are scored). */
+  overlong: number;
   maxLength: number;
 }
 
@@ -55,6 +57,7 @@ export interface TaskResult {
   totalItems: number;
   requests: number;
   truncated: number;
+  overlong: number;
   metrics: Partial<Record<MetricName, MetricSummary>>;
   perDoc: DocScores[];
 }
@@ -79,14 +82,16 @@ export function prepareTask(model: OpenedModel, spec: TaskSpec, opts: ZeroshotOp
   const maxLength = opts.maxLength ?? model.source.config.maxSeqLen;
   const addBos = opts.addBos ?? true;
   let truncated = 0;
+  let overlong = 0;
   const tokens = docs.map((d, i) =>
     d.requests.map((r, k) => {
       const pair = encodePair(model.tokenizer, r, { addBos });
       if (pair.context.length + pair.continuation.length > maxLength + 1) truncated++;
+      if (pair.continuation.length > maxLength) overlong++;
       return tokenRequest(pair.context, pair.continuation, maxLength, `${spec.task.name} document ${i + 1} request ${k + 1}`);
     }),
   );
-  return { spec, source, totalDocs: all.length, docs, tokens, truncated, maxLength };
+  return { spec, source, totalDocs: all.length, docs, tokens, truncated, overlong, maxLength };
 }
 
 /** Deterministic batches and a progress counter over them. */
@@ -185,6 +190,7 @@ function summarize(prepared: PreparedTask[], scores: RequestScore[][], opts: Zer
       totalItems: p.totalDocs,
       requests: p.tokens.reduce((a, r) => a + r.length, 0),
       truncated: p.truncated,
+      overlong: p.overlong,
       metrics,
       perDoc,
     };

@@ -48,16 +48,19 @@ export function encodePair(tok: Tokenizer, req: StringRequest, opts: EncodeOptio
   return { context: ctx, continuation: whole.slice(ctx.length) };
 }
 
-/** The model input of a pair, truncated from the left to the context window as the harness does. */
+/**
+ * The model input of a pair, truncated from the left to the context window as the harness does.
+ * A continuation longer than the window, which the harness refuses (an assertion), keeps its
+ * last `maxLength` tokens: those are scored, the window holding nothing else (docs/zeroshot.md).
+ */
 export function tokenRequest(context: Int32Array, continuation: Int32Array, maxLength: number, what: string): TokenRequest {
   if (context.length === 0) throw new CrepeError(`${what}: the context encodes to no tokens`);
   if (continuation.length === 0) throw new CrepeError(`${what}: the continuation encodes to no tokens`);
-  if (continuation.length > maxLength) throw new CrepeError(`${what}: the continuation (${continuation.length} tokens) is longer than the context window ${maxLength}`);
   const all = new Int32Array(context.length + continuation.length);
   all.set(context, 0);
   all.set(continuation, context.length);
   const frame = all.subarray(Math.max(0, all.length - (maxLength + 1)));
-  return { input: frame.slice(0, frame.length - 1), cont: continuation.slice() };
+  return { input: frame.slice(0, frame.length - 1), cont: continuation.slice(Math.max(0, continuation.length - maxLength)) };
 }
 
 /** Result of one request: summed log-probability and whether greedy decoding reproduces it. */
