@@ -9,7 +9,7 @@ import { CrepeError } from '../errors';
 import { evaluateSource } from '../eval/evaluate';
 import { evaluateZeroshotInProcess } from '../eval/zeroshot/evaluate';
 import { parseTaskList } from '../eval/zeroshot/tasks';
-import { zeroshotOutcomes } from './zeroshot-columns';
+import { cellsOf } from '../eval/zeroshot/table';
 import { OpenedModel, openModel } from '../model/resolve';
 import { pruneModel } from '../prune/pipeline';
 import { parseStructure } from '../prune/select';
@@ -63,7 +63,7 @@ export class CellRunner {
     const zs = cell.zeroshot ? evaluateZeroshotInProcess(model, source, parseTaskList(cell.zeroshot.tasks), { limit: cell.zeroshot.limit }) : null;
     return {
       key: cell.key,
-      ...(zs ? { zeroshot: zeroshotOutcomes(zs) } : {}),
+      ...(zs ? { zeroshot: cellsOf(zs) } : {}),
       achievedSparsity,
       evals,
       pruneSeconds,

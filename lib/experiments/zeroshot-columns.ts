@@ -3,20 +3,10 @@
  * `_acc_stderr`, `_acc_norm`, `_acc_norm_stderr`, `_ppl`, `_ppl_stderr`; empty where the
  * harness does not report the metric), and the report's table built back from them.
  */
-import { ZeroshotResult } from '../eval/zeroshot/evaluate';
 import { ZeroshotCell, ZeroshotRow, zeroshotTable } from '../eval/zeroshot/table';
 
-/** One task's numbers, as a sweep worker sends them to the parent. */
-export interface ZeroshotOutcome {
-  task: string;
-  items: number;
-  acc: number | null;
-  accStderr: number | null;
-  accNorm: number | null;
-  accNormStderr: number | null;
-  perplexity: number | null;
-  perplexityStderr: number | null;
-}
+/** One task's numbers, as a sweep worker sends them to the parent (the table's cell). */
+export type ZeroshotOutcome = ZeroshotCell;
 
 const SUFFIXES = ['items', 'acc', 'acc_stderr', 'acc_norm', 'acc_norm_stderr', 'ppl', 'ppl_stderr'] as const;
 
@@ -24,24 +14,11 @@ export function zeroshotColumns(tasks: readonly string[]): string[] {
   return tasks.flatMap((t) => SUFFIXES.map((s) => `zs_${t}_${s}`));
 }
 
-export function zeroshotOutcomes(r: ZeroshotResult): ZeroshotOutcome[] {
-  return r.tasks.map((t) => ({
-    task: t.task,
-    items: t.items,
-    acc: t.metrics.acc?.value ?? null,
-    accStderr: t.metrics.acc?.stderr ?? null,
-    accNorm: t.metrics.acc_norm?.value ?? null,
-    accNormStderr: t.metrics.acc_norm?.stderr ?? null,
-    perplexity: t.metrics.perplexity?.value ?? null,
-    perplexityStderr: t.metrics.perplexity?.stderr ?? null,
-  }));
-}
-
 export function zeroshotRowValues(outcomes: readonly ZeroshotOutcome[]): Record<string, string | number> {
   const v = (x: number | null): string | number => (x === null ? '' : x);
   const row: Record<string, string | number> = {};
   for (const o of outcomes) {
-    const values = [o.items, o.acc, o.accStderr, o.accNorm, o.accNormStderr, o.perplexity, o.perplexityStderr];
+    const values = [o.items, o.acc, o.accStderr, o.accNorm ?? null, o.accNormStderr ?? null, o.perplexity ?? null, o.perplexityStderr ?? null];
     SUFFIXES.forEach((s, k) => (row[`zs_${o.task}_${s}`] = v(values[k])));
   }
   return row;

@@ -239,30 +239,24 @@ function rotaryTables(cfg: LlamaConfig, positions: ArrayLike<number>): { cos: Fl
  */
 export function makePackedTables(cfg: LlamaConfig, positions: ArrayLike<number>, mask: Float32Array): WindowTables {
   const T = positions.length;
-  const hd = cfg.headDim;
   if (mask.length !== T * T) throw new Error(`packed mask has ${mask.length} entries for ${T} rows`);
-  const { cos, sin } = rotaryTables(cfg, positions);
-  return {
-    split: null,
-    length: T,
-    cos: tf.tensor2d(cos, [T, hd]),
-    sin: tf.tensor2d(sin, [T, hd]),
-    cosT: tf.tensor2d(transpose(cos, T, hd), [hd, T]),
-    sinT: tf.tensor2d(transpose(sin, T, hd), [hd, T]),
-    causal: tf.tensor2d(mask, [T, T]),
-  };
+  return tablesFrom(cfg, positions, mask, null);
 }
 
 export function makeWindowTables(cfg: LlamaConfig, T: number): WindowTables {
-  const hd = cfg.headDim;
-  const { cos, sin } = rotaryTables(cfg, Array.from({ length: T }, (_, t) => t));
   const window = cfg.slidingWindow;
-  const causal = causalMask(T, T, 0, window);
   const h = T >> 1;
   const split =
     T >= SPLIT_MIN_LENGTH
       ? { h, mask0: tf.tensor2d(causalMask(h, h, 0, window), [h, h]), mask1: tf.tensor2d(causalMask(T - h, T, h, window), [T - h, T]) }
       : null;
+  return tablesFrom(cfg, Array.from({ length: T }, (_, t) => t), causalMask(T, T, 0, window), split);
+}
+
+function tablesFrom(cfg: LlamaConfig, positions: ArrayLike<number>, mask: Float32Array, split: WindowTables['split']): WindowTables {
+  const T = positions.length;
+  const hd = cfg.headDim;
+  const { cos, sin } = rotaryTables(cfg, positions);
   return {
     split,
     length: T,
@@ -270,7 +264,7 @@ export function makeWindowTables(cfg: LlamaConfig, T: number): WindowTables {
     sin: tf.tensor2d(sin, [T, hd]),
     cosT: tf.tensor2d(transpose(cos, T, hd), [hd, T]),
     sinT: tf.tensor2d(transpose(sin, T, hd), [hd, T]),
-    causal: tf.tensor2d(causal, [T, T]),
+    causal: tf.tensor2d(mask, [T, T]),
   };
 }
 

@@ -94,11 +94,12 @@ function commonPrefix(seqs: readonly Int32Array[]): number {
 /**
  * Pack items (each a list of requests) into one sequence. Within an item the requests' common
  * prefix (the shared context) is laid down once and each request's remainder follows it; a row
- * sees exactly the rows of its own request up to itself, at its own rotary position. So each
+ * sees exactly the rows of its own request up to itself (within the sliding window, if the model
+ * has one), at its own rotary position. So each
  * request's log-probabilities are those of its own forward, while the shared context is
  * computed once, and different items never see each other.
  */
-export function packItems(items: readonly (readonly TokenRequest[])[]): Pack {
+export function packItems(items: readonly (readonly TokenRequest[])[], slidingWindow?: number): Pack {
   const layouts = items.map((reqs) => {
     const P = reqs.length > 1 ? commonPrefix(reqs.map((r) => r.input)) : reqs[0].input.length;
     return { reqs, P, length: P + reqs.reduce((a, r) => a + r.input.length - P, 0) };
@@ -121,7 +122,8 @@ export function packItems(items: readonly (readonly TokenRequest[])[]): Pack {
         const row = rowOf[p];
         tokens[row] = r.input[p];
         positions[row] = p;
-        for (let q = 0; q <= p; q++) mask[row * T + rowOf[q]] = 0;
+        // a sliding-window model (Mistral) sees only the last `slidingWindow` positions, itself included
+        for (let q = slidingWindow === undefined ? 0 : Math.max(0, p - slidingWindow + 1); q <= p; q++) mask[row * T + rowOf[q]] = 0;
       }
       const c = r.cont.length;
       itemRows.push(rowOf.slice(n - c, n));
@@ -135,7 +137,7 @@ export function packItems(items: readonly (readonly TokenRequest[])[]): Pack {
 
 /** Score every request of `items` in one forward of the packed sequence. */
 export function scorePacked(model: LlamaModel, items: readonly (readonly TokenRequest[])[]): RequestScore[][] {
-  const pack = packItems(items);
+  const pack = packItems(items, model.config.slidingWindow);
   const V = model.config.vocabSize;
   const tables = makePackedTables(model.config, pack.positions, pack.mask);
   const x = model.hidden(pack.tokens, tables);

@@ -36,8 +36,6 @@ export interface TaskDef {
   /** Harness task name and its metadata version, as docs/zeroshot.md records them. */
   harness: string;
   metrics: readonly MetricName[];
-  /** Files under the assets folder's tasks/ (first = the documents). */
-  defaultFiles: readonly string[];
   /** Documents of the task from its file(s); `file` overrides the default (`task:PATH`). */
   load(file: string | undefined): { docs: TaskDoc[]; source: string };
 }
@@ -114,22 +112,25 @@ function mcDoc(context: string, choices: string[], gold: number, file: string, i
   return { kind: 'multiple_choice', choices, gold, requests: choices.map((c) => ({ context, continuation: ` ${c}` })) };
 }
 
+/** AI2 question files (ARC, OpenBookQA): one multiple-choice doc per line, context and answer label per task. */
+function ai2Docs(f: string, contextOf: (stem: string) => string, answerLabel: (key: string) => string): TaskDoc[] {
+  return readJsonl<ArcDoc>(f).map((d, i) => {
+    const q = d.question;
+    if (!q || typeof q.stem !== 'string' || !Array.isArray(q.choices)) throw fieldError(f, i, 'expected question.stem and question.choices');
+    const choices = q.choices.map((c, k) => str(c.text, f, i, `choices[${k}].text`));
+    return mcDoc(contextOf(q.stem), choices, q.choices.map((c) => c.label).indexOf(answerLabel(str(d.answerKey, f, i, 'answerKey'))), f, i);
+  });
+}
+
 function arcTask(name: string, file: string, description: string): TaskDef {
   return {
     name,
     description,
     harness: `${name} (metadata version 1.0)`,
     metrics: ['acc', 'acc_norm'],
-    defaultFiles: [file],
     load(override) {
       const f = taskFile(name, override, file);
-      const docs = readJsonl<ArcDoc>(f).map((d, i) => {
-        const q = d.question;
-        if (!q || typeof q.stem !== 'string' || !Array.isArray(q.choices)) throw fieldError(f, i, "expected question.stem and question.choices");
-        const labels = q.choices.map((c) => c.label);
-        return mcDoc(`Question: ${q.stem}\nAnswer:`, q.choices.map((c, k) => str(c.text, f, i, `choices[${k}].text`)), labels.indexOf(d.answerKey), f, i);
-      });
-      return { docs, source: f };
+      return { docs: ai2Docs(f, (stem) => `Question: ${stem}\nAnswer:`, (key) => key), source: f };
     },
   };
 }
@@ -139,16 +140,10 @@ const openbookqa: TaskDef = {
   description: 'OpenBookQA main test: the question stem alone as context',
   harness: 'openbookqa (metadata version 1.0)',
   metrics: ['acc', 'acc_norm'],
-  defaultFiles: ['openbookqa/test.jsonl'],
   load(override) {
     const f = taskFile('openbookqa', override, 'openbookqa/test.jsonl');
-    const docs = readJsonl<ArcDoc>(f).map((d, i) => {
-      const q = d.question;
-      if (!q || typeof q.stem !== 'string' || !Array.isArray(q.choices)) throw fieldError(f, i, 'expected question.stem and question.choices');
-      // harness: doc_to_text question_stem; gold choices.label.index(answerKey.lstrip())
-      return mcDoc(q.stem, q.choices.map((c, k) => str(c.text, f, i, `choices[${k}].text`)), q.choices.map((c) => c.label).indexOf(pyLstrip(str(d.answerKey, f, i, 'answerKey'))), f, i);
-    });
-    return { docs, source: f };
+    // harness: doc_to_text question_stem; gold choices.label.index(answerKey.lstrip())
+    return { docs: ai2Docs(f, (stem) => stem, pyLstrip), source: f };
   },
 };
 
@@ -157,7 +152,6 @@ const piqa: TaskDef = {
   description: 'PIQA validation: Question: goal / Answer: solution',
   harness: 'piqa (metadata version 1.0)',
   metrics: ['acc', 'acc_norm'],
-  defaultFiles: ['piqa/valid.jsonl', 'piqa/valid-labels.lst'],
   load(override) {
     const f = taskFile('piqa', override, 'piqa/valid.jsonl');
     // The labels sit beside the documents: X.jsonl and X-labels.lst, as the PIQA release has them.
@@ -177,7 +171,6 @@ const winogrande: TaskDef = {
   description: 'WinoGrande (xl) dev: partial evaluation, the option fills the blank and the rest of the sentence is scored',
   harness: 'winogrande (metadata version 1.0)',
   metrics: ['acc'],
-  defaultFiles: ['winogrande/dev.jsonl'],
   load(override) {
     const f = taskFile('winogrande', override, 'winogrande/dev.jsonl');
     const docs = readJsonl<{ sentence: string; option1: string; option2: string; answer: string }>(f).map((d, i): TaskDoc => {
@@ -200,7 +193,6 @@ const boolq: TaskDef = {
   description: 'BoolQ (SuperGLUE) validation: passage, question, " no"/" yes"',
   harness: 'boolq (super_glue, metadata version 2.0)',
   metrics: ['acc'],
-  defaultFiles: ['boolq/val.jsonl'],
   load(override) {
     const f = taskFile('boolq', override, 'boolq/val.jsonl');
     const docs = readJsonl<{ passage: string; question: string; label: unknown }>(f).map((d, i) => {
@@ -235,7 +227,6 @@ const hellaswag: TaskDef = {
   description: 'HellaSwag validation (rowanz/hellaswag jsonl): activity label + context, four endings',
   harness: 'hellaswag (metadata version 1.0)',
   metrics: ['acc', 'acc_norm'],
-  defaultFiles: ['hellaswag/hellaswag_val.jsonl'],
   load(override) {
     const f = taskFile('hellaswag', override, 'hellaswag/hellaswag_val.jsonl');
     const raw = readJsonl<{ activity_label: string; ctx_a: string; ctx_b: string; endings: string[]; label: unknown }>(f);
@@ -283,7 +274,6 @@ const rte: TaskDef = {
   description: 'RTE validation (GLUE dev.tsv or SuperGLUE val.jsonl): " True"/" False"',
   harness: 'rte (glue, metadata version 1.0; sglue_rte has the same prompt)',
   metrics: ['acc'],
-  defaultFiles: ['rte/dev.tsv'],
   load(override) {
     const f = taskFile('rte', override, 'rte/dev.tsv');
     return { docs: loadRte(f), source: f };
@@ -301,7 +291,6 @@ const lambada: TaskDef = {
   description: 'LAMBADA (OpenAI detokenized) test: last-word greedy accuracy and perplexity',
   harness: 'lambada_openai (metadata version 1.0)',
   metrics: ['perplexity', 'acc'],
-  defaultFiles: ['lambada/lambada_test.jsonl'],
   load(override) {
     const f = taskFile('lambada_openai', override, 'lambada/lambada_test.jsonl');
     const docs = readJsonl<{ text: string }>(f).map((d, i): TaskDoc => ({ kind: 'loglikelihood', requests: [lastWordRequest(str(d.text, f, i, 'text'))] }));
@@ -331,7 +320,6 @@ const tinystoriesCloze: TaskDef = {
   description: "crepe's in-domain cloze (NOT a harness task): last word of each TinyStories evaluation-split paragraph, scored as lambada_openai",
   harness: 'none (crepe task, scored with lambada_openai rules)',
   metrics: ['perplexity', 'acc'],
-  defaultFiles: [],
   load(override) {
     const ds = loadDataset(override ? `text:${override}` : TINYSTORIES_TEST, 'eval');
     const docs = tinystoriesClozeRequests(ds.text).map((r): TaskDoc => ({ kind: 'loglikelihood', requests: [r] }));
