@@ -249,6 +249,20 @@ describe('crepe zeroshot CLI', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
   });
 
+  test('prune --zeroshot scores the dense and the pruned model', () => {
+    const r = runCli(['prune', '--model', 'stories260K', '--method', 'magnitude', '--nsamples', '4', '--calib-seqlen', '64', '--zeroshot', 'winogrande,tinystories_cloze', '--zeroshot-limit', '6', '--json']);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    for (const which of ['dense', 'pruned']) {
+      expect(j.zeroshot[which].tasks.map((t: { task: string; items: number }) => [t.task, t.items])).toEqual([
+        ['winogrande', 6],
+        ['tinystories_cloze', 6],
+      ]);
+    }
+    // magnitude 50% breaks the in-domain cloze: the pruned model's last-word perplexity is higher
+    expect(j.zeroshot.pruned.tasks[1].metrics.perplexity.value).toBeGreaterThan(j.zeroshot.dense.tasks[1].metrics.perplexity.value);
+  });
+
   test('a malformed task file is refused with its line number', () => {
     const f = path.join(tmp, 'bad.jsonl');
     fs.writeFileSync(f, '{"sentence": "a _ b", "option1": "x", "option2": "y", "answer": "1"}\n{oops\n');
