@@ -19,7 +19,16 @@ const nonNegative: Rule = (v) => num(v) >= 0 && Number.isFinite(num(v));
 /** exp(mean NLL) with NLL >= 0. */
 const perplexity: Rule = (v) => num(v) >= 1 && Number.isFinite(num(v));
 
+/** Zero-shot columns (zeroshot-columns.ts): a metric is empty where the harness does not report it for the task. */
+const orEmpty = (rule: Rule): Rule => (v) => v.trim() === '' || rule(v);
+
 function ruleOf(column: string): [Rule, string] | null {
+  if (column.startsWith('zs_')) {
+    if (column.endsWith('_items')) return [positiveInt, 'a positive whole number'];
+    if (column.endsWith('_stderr')) return [orEmpty(nonNegative), 'a standard error (a number >= 0) or empty'];
+    if (column.endsWith('_ppl')) return [orEmpty(perplexity), 'a perplexity (a finite number >= 1) or empty'];
+    return [orEmpty(fraction), 'an accuracy in [0, 1] or empty'];
+  }
   if (column === 'sparsity' || column === 'achieved_sparsity') return [fraction, 'a fraction in [0, 1]'];
   if (column.endsWith('_seqlen') && column !== 'calib_seqlen') return [positiveInt, 'a positive whole number'];
   if (column.endsWith('_windows')) return [positiveInt, 'a positive whole number'];
