@@ -11,7 +11,8 @@ import { scorePacked } from '../../lib/eval/zeroshot/loglikelihood';
 import { parseTaskList } from '../../lib/eval/zeroshot/tasks';
 import { openModel } from '../../lib/model/resolve';
 import { LlamaModel } from '../../lib/model/runtime';
-import { BenchSection, median, secondsSince } from './framework';
+import { secondsSince } from '../../lib/util/time';
+import { BenchSection, median } from './framework';
 
 const MODEL = 'stories260K';
 const TASKS = ['arc_easy', 'piqa', 'winogrande', 'boolq', 'lambada_openai', 'tinystories_cloze'];

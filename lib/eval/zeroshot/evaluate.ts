@@ -4,6 +4,7 @@
  * processes, per-document metrics, aggregates with the harness's standard errors.
  */
 import { BackendChoice } from '../../backend';
+import { secondsSince } from '../../util/time';
 import { CrepeError } from '../../errors';
 import { OpenedModel } from '../../model/resolve';
 import { LlamaModel } from '../../model/runtime';
@@ -101,7 +102,7 @@ function batching(items: TokenRequest[][], opts: ZeroshotOptions): { batches: nu
   let done = 0;
   const progress = (batch: number[]): void => {
     done += batch.length;
-    opts.onProgress?.(done, items.length, done / (Number(process.hrtime.bigint() - t0) / 1e9));
+    opts.onProgress?.(done, items.length, done / secondsSince(t0));
   };
   return { batches, progress };
 }
@@ -195,7 +196,7 @@ function summarize(prepared: PreparedTask[], scores: RequestScore[][], opts: Zer
       perDoc,
     };
   });
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const seconds = secondsSince(t0);
   return {
     tasks,
     addBos: opts.addBos ?? true,
