@@ -359,7 +359,8 @@ const HEAD_CHUNK_ELEMENTS = 1 << 22;
 
 /**
  * Teacher-forced log-probabilities from a window's final hidden states x [T, dim]:
- * out[t] = log p(tokens[t+1] | tokens[0..t]), float32, with a stable log-softmax. Shared by the
+ * out[t] = log p(tokens[t+1] | tokens[0..t]), float32: the log of the softmax, or the stable
+ * log-softmax for a chunk where a probability underflows (below). Shared by the
  * resident model and the streaming evaluator so both give the same numbers. `x` is not disposed.
  */
 export function headLogProbs(cfg: LlamaConfig, finalNorm: tf.Tensor1D, classifierT: tf.Tensor2D, x: tf.Tensor2D, tokens: Int32Array): Float32Array {
