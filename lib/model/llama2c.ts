@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import { CrepeError } from '../errors';
 import { checkWeights } from '../io/finite';
-import { refuseForeignFile } from './sniff';
+import { refuseForeignFile } from '../io/sniff';
 import { BlockWeights, LINEAR_NAMES, LinearName, LlamaConfig, WeightSource, linearKey, linearShape } from './types';
 
 const HEADER_BYTES = 7 * 4;

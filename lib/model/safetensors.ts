@@ -10,7 +10,7 @@
  */
 import * as fs from 'fs';
 import { CrepeError } from '../errors';
-import { refuseForeignFile } from './sniff';
+import { refuseForeignFile } from '../io/sniff';
 import { writeFileAtomic } from '../io/atomic';
 import { assertRegularFile } from '../io/input';
 

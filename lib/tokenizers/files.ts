@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import { CrepeError } from '../errors';
 import { MAX_SMALL_FILE_BYTES, assertRegularFile } from '../io/input';
-import { foreignFormat } from '../model/sniff';
+import { foreignFormat } from '../io/sniff';
 
 /** Read a tokenizer file whole, turning a missing or unreadable file into a CrepeError. */
 export function readTokenizerFile(path: string): Buffer {
