@@ -1,6 +1,10 @@
 /** The one CSV path (lib/util/csv.ts): RFC 4180 text with known answers, and refusals. */
+import * as fs from 'fs';
+import * as path from 'path';
+import * as ts from 'typescript';
 import { CrepeError } from '../lib/errors';
 import { csvHeader, csvLine, csvText, parseCsv, parseCsvLine } from '../lib/util/csv';
+import { ROOT, sourceFiles } from './helpers';
 
 describe('csv', () => {
   test('writes RFC 4180: quotes fields with a comma, quote or line break; numbers in full precision', () => {
@@ -37,5 +41,17 @@ describe('csv', () => {
     expect(() => parseCsv('a,b\n1,2,3\n', 'bad.csv')).toThrow(/^bad\.csv: .*line 2/);
     expect(() => parseCsv('a,b\n"1,2\n', 'open.csv')).toThrow(/^open\.csv: /);
     expect(() => parseCsvLine('a\nb')).toThrow(/one CSV line/);
+  });
+});
+
+describe('one CSV path', () => {
+  test('only lib/util/csv.ts imports a CSV library', () => {
+    // imports read with the compiler's pre-processor, as test/layering.test.ts reads them
+    const importers = [...sourceFiles('lib'), ...sourceFiles('scripts')].filter((rel) =>
+      ts
+        .preProcessFile(fs.readFileSync(path.join(ROOT, rel), 'utf8'), true, true)
+        .importedFiles.some((f) => /^(csv-|papaparse|csv$)/.test(f.fileName)),
+    );
+    expect(importers).toEqual(['lib/util/csv.ts']);
   });
 });

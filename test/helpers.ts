@@ -202,3 +202,12 @@ export function oneLineCrepeError(fn: () => unknown): string {
   expect(message).not.toContain('\n');
   return message;
 }
+
+/** The .ts files under `dir` (repository-relative, e.g. 'lib'), as repository-relative paths. */
+export function sourceFiles(dir: string): string[] {
+  return fs.readdirSync(path.join(ROOT, dir), { withFileTypes: true }).flatMap((e) => {
+    const rel = `${dir}/${e.name}`;
+    if (e.isDirectory()) return sourceFiles(rel);
+    return e.name.endsWith('.ts') ? [rel] : [];
+  });
+}

@@ -8,7 +8,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as ts from 'typescript';
-import { ROOT } from './helpers';
+import { ROOT, sourceFiles } from './helpers';
 
 /**
  * Units are the folders under lib/ (lib/model, lib/search, ...) and the files directly in lib/
@@ -66,14 +66,6 @@ export function layerViolations(files: { rel: string; source: string }[]): strin
     }
   }
   return out;
-}
-
-function sourceFiles(dir: string): string[] {
-  return fs.readdirSync(path.join(ROOT, dir), { withFileTypes: true }).flatMap((e) => {
-    const rel = `${dir}/${e.name}`;
-    if (e.isDirectory()) return sourceFiles(rel);
-    return e.name.endsWith('.ts') ? [rel] : [];
-  });
 }
 
 describe('layering', () => {
