@@ -246,7 +246,7 @@ export function sampleC4Calibration(
     let ids: Int32Array;
     for (;;) {
       d = rng.int(docs.length);
-      ids = encoded.get(d) ?? tok.encode(docs[d], { bos: true });
+      ids = encoded.get(d) ?? tok.encode(docs[d], { bos: tok.addBos });
       encoded.set(d, ids);
       if (ids.length > seqlen) break;
       tooShort.add(d);
