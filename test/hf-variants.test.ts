@@ -14,6 +14,8 @@ import { openHfModel, parseHfConfig } from '../lib/model/hf';
 import { ropeInverseFrequencies } from '../lib/model/rope';
 import { SafetensorsFile } from '../lib/model/safetensors';
 import { LlamaConfig, WeightSource } from '../lib/model/types';
+import { OpenedModel } from '../lib/model/resolve';
+import { gradForwardLogProbs } from '../lib/search/fisher';
 import { loadTokenizer } from '../lib/tokenizers';
 import { VARIANTS_DIR, VariantRow, readReference, variantRows, windowLogProbs } from '../scripts/hf-variants';
 import { makeTmp, rmTmp } from './helpers';
@@ -74,6 +76,17 @@ describe('supported variants match the numpy reference', () => {
     expect(errorWith('llama-5x-bf16-sharded', (c) => ({ ...c, ropeTheta: 10000 }))).toBeGreaterThan(1e-2);
     expect(errorWith('llama-4x-linear-f32', (c) => ({ ...c, ropeScaling: undefined }))).toBeGreaterThan(1e-2);
     expect(errorWith('mistral-4x-window-f32', (c) => ({ ...c, slidingWindow: undefined }))).toBeGreaterThan(1e-2);
+  });
+});
+
+describe('the Fisher proxies\' differentiable forward computes the same variants', () => {
+  test.each(['qwen2-4x-bf16', 'llama-4x-biases-f32', 'mistral-4x-window-f32', 'llama31-4x-llama3-f16'])('%s', (name) => {
+    const source = openHfModel(fixture(name));
+    const ref = readReference(fixture(name));
+    // the gradient forward reads only the weights
+    const lp = gradForwardLogProbs({ name, source } as OpenedModel, Int32Array.from(ref.ids));
+    source.close();
+    expect(maxAbs(lp, ref.logprobs)).toBeLessThan(1e-4);
   });
 });
 
