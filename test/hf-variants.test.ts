@@ -12,6 +12,7 @@ import { initBackend } from '../lib/backend';
 import { loadDataset, tokenizeDataset } from '../lib/data/datasets';
 import { openHfModel, parseHfConfig } from '../lib/model/hf';
 import { ropeInverseFrequencies } from '../lib/model/rope';
+import { disposeWindowTables, makePackedTables, makeWindowTables } from '../lib/model/runtime';
 import { SafetensorsFile } from '../lib/model/safetensors';
 import { LlamaConfig, WeightSource } from '../lib/model/types';
 import { OpenedModel } from '../lib/model/resolve';
@@ -77,6 +78,20 @@ describe('supported variants match the numpy reference', () => {
     expect(errorWith('llama-4x-linear-f32', (c) => ({ ...c, ropeScaling: undefined }))).toBeGreaterThan(1e-2);
     expect(errorWith('mistral-4x-window-f32', (c) => ({ ...c, slidingWindow: undefined }))).toBeGreaterThan(1e-2);
   });
+});
+
+test('packed tables (zero-shot) apply the sliding window like window tables', () => {
+  const cfg = openHfModel(fixture('mistral-4x-window-f32'));
+  const T = 40;
+  const causal = new Float32Array(T * T);
+  for (let r = 0; r < T; r++) for (let c = r + 1; c < T; c++) causal[r * T + c] = -1e9;
+  const packed = makePackedTables(cfg.config, Array.from({ length: T }, (_, t) => t), causal);
+  const plain = makeWindowTables(cfg.config, T);
+  expect(Array.from(packed.causal.dataSync())).toEqual(Array.from(plain.causal.dataSync()));
+  expect(plain.causal.dataSync()[(T - 1) * T]).toBe(-1e9); // the window (16) hides position 0 from position 39
+  disposeWindowTables(packed);
+  disposeWindowTables(plain);
+  cfg.close();
 });
 
 describe('the Fisher proxies\' differentiable forward computes the same variants', () => {

@@ -240,7 +240,14 @@ function rotaryTables(cfg: LlamaConfig, positions: ArrayLike<number>): { cos: Fl
 export function makePackedTables(cfg: LlamaConfig, positions: ArrayLike<number>, mask: Float32Array): WindowTables {
   const T = positions.length;
   if (mask.length !== T * T) throw new Error(`packed mask has ${mask.length} entries for ${T} rows`);
-  return tablesFrom(cfg, positions, mask, null);
+  let visible = mask;
+  const window = cfg.slidingWindow;
+  if (window !== undefined) {
+    // a sliding window hides keys more than `window` positions back, within each packed sequence too
+    visible = mask.slice();
+    for (let r = 0; r < T; r++) for (let c = 0; c < T; c++) if (positions[c] <= positions[r] - window) visible[r * T + c] = -1e9;
+  }
+  return tablesFrom(cfg, positions, visible, null);
 }
 
 export function makeWindowTables(cfg: LlamaConfig, T: number): WindowTables {
@@ -253,6 +260,7 @@ export function makeWindowTables(cfg: LlamaConfig, T: number): WindowTables {
   return tablesFrom(cfg, Array.from({ length: T }, (_, t) => t), causalMask(T, T, 0, window), split);
 }
 
+/** Device tables for rows at `positions` with the additive attention mask [T, T]. */
 function tablesFrom(cfg: LlamaConfig, positions: ArrayLike<number>, mask: Float32Array, split: WindowTables['split']): WindowTables {
   const T = positions.length;
   const hd = cfg.headDim;
