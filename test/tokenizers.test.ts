@@ -339,6 +339,23 @@ describe('Hugging Face tokenizer.json', () => {
     expect(tok.decode([])).toBe('');
   });
 
+  test('the BOS convention: the post-processor template (also inside a Sequence), overridden by add_bos_token, off for a null bos_token', () => {
+    const write = (name: string, json: object, config?: object): string => {
+      const dir = path.join(tmp, name);
+      fs.mkdirSync(dir);
+      fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(json));
+      if (config) fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(config));
+      return path.join(dir, 'tokenizer.json');
+    };
+    expect(loadTokenizer(write('bos-template', tokenizerJson)).addBos).toBe(true);
+    const sequence = { ...tokenizerJson, post_processor: { type: 'Sequence', processors: [{ type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false }, tokenizerJson.post_processor] } };
+    expect(loadTokenizer(write('bos-sequence', sequence)).addBos).toBe(true);
+    expect(loadTokenizer(write('bos-none', { ...tokenizerJson, post_processor: null })).addBos).toBe(false);
+    expect(loadTokenizer(write('bos-config-off', tokenizerJson, { add_bos_token: false })).addBos).toBe(false);
+    const qwen = loadTokenizer(write('bos-null', { ...tokenizerJson, post_processor: null }, { bos_token: null }));
+    expect([qwen.bosId, qwen.addBos]).toEqual([-1, false]);
+  });
+
   test('BOS/EOS names come from tokenizer_config.json when present', () => {
     const dir = path.join(tmp, 'hf-config');
     fs.mkdirSync(dir);

@@ -18,14 +18,20 @@ export class HfTokenizer implements Tokenizer {
   readonly eosId: number;
   readonly addBos: boolean;
 
-  constructor(readonly path: string, private readonly impl: HfTokenizerImpl, config: Record<string, unknown>) {
+  constructor(
+    readonly path: string,
+    private readonly impl: HfTokenizerImpl,
+    config: Record<string, unknown>,
+    /** tokenizer.json's post_processor: its template says whether BOS is added. */
+    postProcessor: unknown = null,
+  ) {
     let maxId = -1;
     for (const id of impl.get_vocab(true).values()) maxId = Math.max(maxId, id);
     this.vocabSize = maxId + 1;
     // A null bos_token (Qwen2) means no BOS at all, not "guess one".
     this.bosId = config.bos_token === null ? -1 : this.specialId(config.bos_token, BOS_NAMES);
     this.eosId = this.specialId(config.eos_token, EOS_NAMES);
-    this.addBos = this.bosConvention(config);
+    this.addBos = this.bosConvention(config, postProcessor);
   }
 
   /**
@@ -33,15 +39,16 @@ export class HfTokenizer implements Tokenizer {
    * says (transformers rebuilds the post-processor from it), no when bos_token is null (Qwen2),
    * else what the tokenizer.json post-processor does with special tokens on.
    */
-  private bosConvention(config: Record<string, unknown>): boolean {
+  private bosConvention(config: Record<string, unknown>, postProcessor: unknown): boolean {
     if (typeof config.add_bos_token === 'boolean') {
       if (config.add_bos_token && this.bosId < 0) throw new CrepeError(`${this.path}: add_bos_token is true but the tokenizer has no BOS token`);
       return config.add_bos_token;
     }
     if (config.bos_token === null || this.bosId < 0) return false;
-    const withSpecial = this.impl.encode('a', { add_special_tokens: true }).ids;
-    const without = this.impl.encode('a', { add_special_tokens: false }).ids;
-    return withSpecial[0] === this.bosId && without[0] !== this.bosId;
+    // Read from the JSON rather than by encoding with special tokens on, so that a post-processor
+    // the JS library does not implement cannot break loading.
+    const first = templateStart(postProcessor);
+    return first !== undefined && this.impl.token_to_id(first) === this.bosId;
   }
 
   /** The id of the configured token (a string or {content}), else of the first known name, else -1. */
@@ -78,6 +85,22 @@ export class HfTokenizer implements Tokenizer {
   }
 }
 
+/** The special token a TemplateProcessing (possibly inside a Sequence) puts first for a single text. */
+function templateStart(processor: unknown): string | undefined {
+  if (typeof processor !== 'object' || processor === null) return undefined;
+  const p = processor as { type?: unknown; processors?: unknown; single?: unknown };
+  if (p.type === 'Sequence' && Array.isArray(p.processors)) {
+    for (const inner of p.processors) {
+      const first = templateStart(inner);
+      if (first !== undefined) return first;
+    }
+    return undefined;
+  }
+  if (p.type !== 'TemplateProcessing' || !Array.isArray(p.single) || p.single.length === 0) return undefined;
+  const head = p.single[0] as { SpecialToken?: { id?: unknown } };
+  return typeof head.SpecialToken?.id === 'string' ? head.SpecialToken.id : undefined;
+}
+
 function readJson(file: string): Record<string, unknown> {
   const text = readTokenizerFile(file).toString('utf8');
   let value: unknown;
@@ -101,5 +124,5 @@ export function loadHfTokenizer(file: string): HfTokenizer {
   } catch (e) {
     throw new CrepeError(`bad tokenizer file ${file}: ${(e as Error).message.split('\n')[0]}`);
   }
-  return new HfTokenizer(file, impl, config);
+  return new HfTokenizer(file, impl, config, json.post_processor);
 }
