@@ -37,7 +37,8 @@ function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-function processAlive(pid: number): boolean {
+/** Whether process `pid` still runs (EPERM: it runs as another user); owners of temporaries and spill folders. */
+export function processAlive(pid: number): boolean {
   if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);

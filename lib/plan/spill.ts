@@ -7,6 +7,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { processAlive } from '../io/atomic';
 import { BlockWeights } from '../model/types';
 
 /** Where activations are kept: float32 in memory, float16 in memory (half the bytes, rounded), or on disk (exact). */
@@ -32,15 +33,6 @@ function removeLiveSpills(): void {
   liveSpills.clear();
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * Spill folders of crepe processes that no longer run (killed with -9, or a crash): their names
  * carry the owner's pid. Returns the folders removed.
@@ -49,7 +41,7 @@ export function removeStaleSpills(parent: string): string[] {
   const removed: string[] = [];
   for (const name of fs.readdirSync(parent)) {
     const m = new RegExp(`^${SPILL_PREFIX}(\\d+)-`).exec(name);
-    if (!m || Number(m[1]) === process.pid || pidAlive(Number(m[1]))) continue;
+    if (!m || Number(m[1]) === process.pid || processAlive(Number(m[1]))) continue;
     fs.rmSync(path.join(parent, name), { recursive: true, force: true });
     removed.push(name);
   }

@@ -175,10 +175,12 @@ export function sparseGptPrune(
   for (let i1 = 0; i1 < cols; i1 += bs) {
     const i2 = Math.min(i1 + bs, cols);
     const width = i2 - i1;
-    if (structure.kind === 'unstructured') selectBlockMask(w, rows, cols, i1, width, u, structure.sparsity, mask);
+    // Unstructured: the lowest saliencies over the whole column block, flattened.
+    if (structure.kind === 'unstructured') selectColumns(w, rows, cols, i1, width, u, { kind: 'unstructured', group: 'matrix', sparsity: structure.sparsity }, mask);
     errors.fill(0);
     for (let c = i1; c < i2; c++) {
-      if (structure.kind === 'nm' && c % structure.m === 0) selectGroupMask(w, rows, cols, c, u, structure.n, structure.m, mask);
+      // N:M: each row keeps n of the next m columns, from the weights updated so far.
+      if (structure.kind === 'nm' && c % structure.m === 0) selectColumns(w, rows, cols, c, structure.m, u, structure, mask);
       const uRow = c * cols;
       const d = u[uRow + c];
       for (let r = 0; r < rows; r++) {
@@ -208,36 +210,24 @@ export function sparseGptPrune(
   return { weight: w, mask };
 }
 
-/** Unstructured: prune the lowest w^2 / U_cc^2 over a whole column block (flattened), ties by index. */
-function selectBlockMask(
-  w: Float32Array, rows: number, cols: number, i1: number, width: number, u: Float64Array, sparsity: number, mask: Uint8Array,
+/**
+ * Select the mask of columns c0..c0+width-1 from their OBS saliency w^2 / U_cc^2 (current
+ * weights), as `structure` says: unstructured over the whole block flattened (group 'matrix'),
+ * or N:M within each row (width = m). Ties by index.
+ */
+function selectColumns(
+  w: Float32Array, rows: number, cols: number, c0: number, width: number, u: Float64Array, structure: Structure, mask: Uint8Array,
 ): void {
   const scores = new Float32Array(rows * width);
   for (let r = 0; r < rows; r++) {
     for (let c = 0; c < width; c++) {
-      const d = u[(i1 + c) * cols + i1 + c];
-      const v = w[r * cols + i1 + c];
+      const d = u[(c0 + c) * cols + c0 + c];
+      const v = w[r * cols + c0 + c];
       scores[r * width + c] = (v * v) / (d * d);
     }
   }
-  const blockMask = selectMask(scores, rows, width, { kind: 'unstructured', group: 'matrix', sparsity });
-  for (let r = 0; r < rows; r++) mask.set(blockMask.subarray(r * width, (r + 1) * width), r * cols + i1);
-}
-
-/** N:M: in every row, keep the n highest w^2 / U_jj^2 of columns c..c+m-1 (current weights). */
-function selectGroupMask(
-  w: Float32Array, rows: number, cols: number, c: number, u: Float64Array, n: number, m: number, mask: Uint8Array,
-): void {
-  const scores = new Float32Array(rows * m);
-  for (let r = 0; r < rows; r++) {
-    for (let k = 0; k < m; k++) {
-      const d = u[(c + k) * cols + c + k];
-      const v = w[r * cols + c + k];
-      scores[r * m + k] = (v * v) / (d * d);
-    }
-  }
-  const groupMask = selectMask(scores, rows, m, { kind: 'nm', n, m });
-  for (let r = 0; r < rows; r++) mask.set(groupMask.subarray(r * m, (r + 1) * m), r * cols + c);
+  const selected = selectMask(scores, rows, width, structure);
+  for (let r = 0; r < rows; r++) mask.set(selected.subarray(r * width, (r + 1) * width), r * cols + c0);
 }
 
 export const sparsegpt: Strategy = {
