@@ -12,11 +12,17 @@ import { assetPath } from '../lib/assets';
 import { Llama2cSource } from '../lib/model/llama2c';
 import { SafetensorsFile } from '../lib/model/safetensors';
 import { LINEAR_NAMES, LinearName, linearKey, linearShape } from '../lib/model/types';
+import { canonicalRowOrder } from '../lib/prune/strategy';
 
 const CLI = path.resolve(__dirname, '..', 'dist', 'scripts', 'cli.js');
 const STATS_OWNER: Record<LinearName, LinearName> = { q: 'q', k: 'q', v: 'q', o: 'o', gate: 'gate', up: 'gate', down: 'down' };
 
-type Scorer = (w: Float64Array, rows: number, cols: number, norm2: Float64Array) => Float64Array;
+/**
+ * `order`: canonical (HF) row order of q/k in a llama2.c file (canonical row p is file row
+ * order[p]); CRePE's windows are taken over canonical neighbours, so masks do not depend on the
+ * file layout.
+ */
+type Scorer = (w: Float64Array, rows: number, cols: number, norm2: Float64Array, order?: Int32Array) => Float64Array;
 
 const abs = (w: Float64Array) => w.map(Math.abs);
 const sums = (a: Float64Array, rows: number, cols: number) => {
@@ -38,15 +44,19 @@ const scorers: Record<string, Scorer> = {
     return a.map((v, k) => (v / rs[Math.floor(k / cols)] + v / cs[k % cols]) * Math.pow(norm2[k % cols], 0.25));
   },
   // crepe defaults: alpha 1, beta 1, gamma 0.03, 3x3, a 0.5
-  crepe: (w, rows, cols, norm2) => {
+  crepe: (w, rows, cols, norm2, order) => {
     const a = abs(w);
     const { rs, cs } = sums(a, rows, cols);
+    const fileRow = (p: number) => (order ? order[p] : p);
+    const position = new Int32Array(rows);
+    for (let p = 0; p < rows; p++) position[fileRow(p)] = p;
     return a.map((v, k) => {
       const i = Math.floor(k / cols);
       const j = k % cols;
+      const p = position[i];
       let box = 0;
-      for (let r = Math.max(0, i - 1); r <= Math.min(rows - 1, i + 1); r++)
-        for (let c = Math.max(0, j - 1); c <= Math.min(cols - 1, j + 1); c++) box += a[r * cols + c];
+      for (let q = Math.max(0, p - 1); q <= Math.min(rows - 1, p + 1); q++)
+        for (let c = Math.max(0, j - 1); c <= Math.min(cols - 1, j + 1); c++) box += a[fileRow(q) * cols + c];
       return (v / rs[i] + v / cs[j] + (0.03 * v) / box) * Math.pow(norm2[j], 0.25);
     });
   },
@@ -102,7 +112,7 @@ describe.each(['magnitude', 'wanda', 'ria', 'crepe'])('--dump of %s', (method) =
           const sumsq = file.readFloat32(`${linearKey(b, STATS_OWNER[name])}.input.sumsq`);
           for (let j = 0; j < cols; j++) norm2[j] = sumsq[j] / samples;
         }
-        const scores = scorers[method](Float64Array.from(dense.linears[name]), rows, cols, norm2);
+        const scores = scorers[method](Float64Array.from(dense.linears[name]), rows, cols, norm2, canonicalRowOrder(cfg, name));
         if (group === 'row') checkSelection(scores, mask, cols, Math.floor(cols * 0.5));
         else checkSelection(scores, mask, rows * cols, Math.floor(rows * cols * 0.5));
       }

@@ -226,7 +226,7 @@ describe('crepe sweep (child processes, smoke config)', () => {
       ['unknown dataset', { eval: [{ dataset: 'imagenet' }] }, null, /eval\[0\]\.dataset: unknown dataset 'imagenet'/],
       ['calibration on wikitext2', { calibration: { dataset: 'wikitext2' } }, null, /calibration\.dataset: wikitext2 holds only the test split/],
       ['output folder missing', null, 'no-such-dir/out.csv', /cannot write .*no-such-dir\/out\.csv: folder .* does not exist/],
-      ['output is a folder', null, '.', /cannot write .*: it is not a regular file/],
+      ['output is the folder holding the config', null, '.', /--out .* contains the input .*config\.json: refusing to replace it/],
     ];
     test.each(cases)('%s', (name, patch, outRel, message) => {
       const dir = path.join(tmp, name.replace(/\W+/g, '_'));
