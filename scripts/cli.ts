@@ -73,7 +73,7 @@ void cli
         .option('tasks', { type: 'string', array: true, demandOption: true, describe: `comma-separated: ${TASKS.map((t) => t.name).join(', ')}; NAME:PATH reads the task from that file (original format)` })
         .option('limit', { type: 'number', describe: 'score only the first N documents of each task (the harness --limit)' })
         .option('jobs', { type: 'number', default: 1, describe: 'worker processes (wasm is single-threaded: use one per core)' })
-        .option('bos', { type: 'boolean', default: true, describe: "prepend BOS (the harness's HF default for LLaMA tokenizers; --no-bos = add_bos_token=False)" })
+        .option('bos', { type: 'boolean', describe: "prepend BOS (--bos) or not (--no-bos); default the tokenizer's own convention, as the harness (add_special_tokens=True): BOS for LLaMA tokenizers" })
         .option('bootstrap-iters', { type: 'number', default: 100000, describe: 'bootstrap replicates for the perplexity stderr (the harness default)' })
         .example('$0 zeroshot --model stories260K --tasks arc_easy,arc_challenge,piqa --jobs 2', 'accuracy with stderr and item counts')
         .example('$0 zeroshot --model stories260K --tasks lambada_openai,tinystories_cloze --limit 500 --json', 'last-word accuracy and perplexity, first 500 documents')

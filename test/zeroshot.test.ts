@@ -129,6 +129,18 @@ describe('pieces with known answers', () => {
     expect(Array.from(e.continuation)).toEqual([120, 121]);
   });
 
+  test("BOS follows the tokenizer's convention unless --bos/--no-bos says otherwise", () => {
+    const m = openModel('stories260K');
+    try {
+      const spec = { task: findTask('winogrande') };
+      expect(m.tokenizer.addBos).toBe(true);
+      expect(prepareTask(m, spec, { limit: 2 }).tokens[0][0].input[0]).toBe(m.tokenizer.bosId);
+      expect(prepareTask(m, spec, { limit: 2, addBos: false }).tokens[0][0].input[0]).not.toBe(m.tokenizer.bosId);
+    } finally {
+      m.source.close();
+    }
+  });
+
   test('tokenRequest truncates from the left to the window and drops the last token', () => {
     const r = tokenRequest(Int32Array.from([1, 2, 3, 4, 5]), Int32Array.from([6, 7]), 4, 'x');
     expect(Array.from(r.input)).toEqual([3, 4, 5, 6]);

@@ -13,7 +13,7 @@ export interface ZeroshotArgs extends CommonArgs {
   tasks: string[];
   limit?: number;
   jobs: number;
-  bos: boolean;
+  bos?: boolean;
   bootstrapIters: number;
 }
 
@@ -24,7 +24,7 @@ export function zeroshotOptions(a: { limit?: number; jobs: number; bos?: boolean
   return {
     limit: a.limit === undefined ? undefined : positiveIntFlag('limit', a.limit),
     jobs: positiveIntFlag('jobs', a.jobs),
-    addBos: a.bos ?? true,
+    addBos: a.bos,
     bootstrapIters,
     backend: a.backend,
   };

@@ -17,7 +17,7 @@ import { MetricName, TaskDoc, TaskSpec } from './tasks';
 export interface ZeroshotOptions {
   /** Score only the first `limit` documents of each task (the harness's --limit). */
   limit?: number;
-  /** Prepend BOS when encoding (the harness's default for LLaMA tokenizers); see docs/zeroshot.md. */
+  /** Prepend BOS when encoding; default the tokenizer's own convention, as the harness (docs/zeroshot.md). */
   addBos?: boolean;
   /** The harness's bootstrap_iters for the perplexity stderr (default 100000). */
   bootstrapIters?: number;
@@ -42,6 +42,7 @@ export interface PreparedTask {
   /** Requests whose continuation alone is longer than the window (only its last tokens are scored). */
   overlong: number;
   maxLength: number;
+  addBos: boolean;
 }
 
 export interface DocScores {
@@ -81,7 +82,7 @@ export function prepareTask(model: OpenedModel, spec: TaskSpec, opts: ZeroshotOp
   if (opts.limit !== undefined && !(Number.isInteger(opts.limit) && opts.limit > 0)) throw new CrepeError(`--limit must be a positive integer, got ${opts.limit}`);
   const docs = opts.limit !== undefined ? all.slice(0, opts.limit) : all;
   const maxLength = opts.maxLength ?? model.source.config.maxSeqLen;
-  const addBos = opts.addBos ?? true;
+  const addBos = opts.addBos ?? model.tokenizer.addBos;
   let truncated = 0;
   let overlong = 0;
   const tokens = docs.map((d, i) =>
@@ -92,7 +93,7 @@ export function prepareTask(model: OpenedModel, spec: TaskSpec, opts: ZeroshotOp
       return tokenRequest(pair.context, pair.continuation, maxLength, `${spec.task.name} document ${i + 1} request ${k + 1}`);
     }),
   );
-  return { spec, source, totalDocs: all.length, docs, tokens, truncated, overlong, maxLength };
+  return { spec, source, totalDocs: all.length, docs, tokens, truncated, overlong, maxLength, addBos };
 }
 
 /** Deterministic batches and a progress counter over them. */
@@ -199,7 +200,7 @@ function summarize(prepared: PreparedTask[], scores: RequestScore[][], opts: Zer
   const seconds = secondsSince(t0);
   return {
     tasks,
-    addBos: opts.addBos ?? true,
+    addBos: prepared[0]?.addBos ?? opts.addBos ?? true,
     maxLength: prepared[0]?.maxLength ?? 0,
     limit: opts.limit ?? null,
     bootstrapIters,

@@ -18,8 +18,9 @@ export interface TokenRequest {
 
 export interface EncodeOptions {
   /**
-   * Prepend BOS to what is encoded: the harness calls the HF tokenizer with its default
-   * add_special_tokens=True, which for LLaMA tokenizers adds BOS (override: add_bos_token).
+   * Prepend BOS to what is encoded. The harness calls the HF tokenizer with its default
+   * add_special_tokens=True, i.e. the tokenizer's own convention (Tokenizer.addBos: BOS for
+   * LLaMA tokenizers, none for e.g. Qwen2); add_bos_token overrides it.
    */
   addBos: boolean;
 }
@@ -94,12 +95,12 @@ function commonPrefix(seqs: readonly Int32Array[]): number {
 /**
  * Pack items (each a list of requests) into one sequence. Within an item the requests' common
  * prefix (the shared context) is laid down once and each request's remainder follows it; a row
- * sees exactly the rows of its own request up to itself (within the sliding window, if the model
- * has one), at its own rotary position. So each
+ * sees exactly the rows of its own request up to itself (makePackedTables narrows that to the
+ * sliding window of a model that has one), at its own rotary position. So each
  * request's log-probabilities are those of its own forward, while the shared context is
  * computed once, and different items never see each other.
  */
-export function packItems(items: readonly (readonly TokenRequest[])[], slidingWindow?: number): Pack {
+export function packItems(items: readonly (readonly TokenRequest[])[]): Pack {
   const layouts = items.map((reqs) => {
     const P = reqs.length > 1 ? commonPrefix(reqs.map((r) => r.input)) : reqs[0].input.length;
     return { reqs, P, length: P + reqs.reduce((a, r) => a + r.input.length - P, 0) };
@@ -122,8 +123,7 @@ export function packItems(items: readonly (readonly TokenRequest[])[], slidingWi
         const row = rowOf[p];
         tokens[row] = r.input[p];
         positions[row] = p;
-        // a sliding-window model (Mistral) sees only the last `slidingWindow` positions, itself included
-        for (let q = slidingWindow === undefined ? 0 : Math.max(0, p - slidingWindow + 1); q <= p; q++) mask[row * T + rowOf[q]] = 0;
+        for (let q = 0; q <= p; q++) mask[row * T + rowOf[q]] = 0;
       }
       const c = r.cont.length;
       itemRows.push(rowOf.slice(n - c, n));
@@ -137,7 +137,7 @@ export function packItems(items: readonly (readonly TokenRequest[])[], slidingWi
 
 /** Score every request of `items` in one forward of the packed sequence. */
 export function scorePacked(model: LlamaModel, items: readonly (readonly TokenRequest[])[]): RequestScore[][] {
-  const pack = packItems(items, model.config.slidingWindow);
+  const pack = packItems(items);
   const V = model.config.vocabSize;
   const tables = makePackedTables(model.config, pack.positions, pack.mask);
   const x = model.hidden(pack.tokens, tables);
