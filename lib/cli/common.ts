@@ -35,14 +35,19 @@ export async function runCommand(body: () => Promise<void>): Promise<void> {
     await body();
   } catch (e) {
     if (e instanceof CrepeError) {
-      process.stderr.write(`crepe: ${e.message}\n`);
+      process.stderr.write(`crepe: ${oneLine(e.message)}\n`);
       process.exit(e.exitCode);
     }
     const err = e as Error;
     if (process.env.CREPE_DEBUG) process.stderr.write(`${err.stack}\n`);
-    else process.stderr.write(`crepe: internal error: ${err.message} (set CREPE_DEBUG=1 for details)\n`);
+    else process.stderr.write(`crepe: internal error: ${oneLine(String(err?.message))} (set CREPE_DEBUG=1 for details)\n`);
     process.exit(1);
   }
+}
+
+/** The one-line contract holds whatever a message quotes (file content, engine output). */
+function oneLine(message: string): string {
+  return message.replace(/\s*[\r\n]+\s*/g, ' ');
 }
 
 export async function startBackend(choice: BackendChoice): Promise<string> {

@@ -236,7 +236,7 @@ export function readJsonConfig(file: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new CrepeError(`${file}: invalid JSON: ${(e as Error).message}`);
+    throw new CrepeError(`${file}: invalid JSON: ${(e as Error).message.replace(/\s*\n\s*/g, ' ')}`); // V8 quotes the input, newlines included
   }
 }
 
