@@ -23,6 +23,8 @@ const cases: [string, string[], RegExp][] = [
   ['eval --seqlen abc', [...evalCmd, '--seqlen', 'abc'], /--seqlen must be a finite number, got 'abc'/],
   ['eval --jobs ""', [...evalCmd, '--jobs', ''], /--jobs must be a finite number/],
   ['generate --steps ""', ['generate', '--model', 'stories260K', '--steps', ''], /--steps must be a finite number/],
+  ['generate --steps 1.8e308 (used to run away)', ['generate', '--model', 'stories260K', '--steps', '1.7976931348623133e+308'], /--steps .* does not fit: the context holds 512 tokens .*at most --steps 511/],
+  ['generate with a prompt longer than the context', ['generate', '--model', 'stories260K', '--prompt', 'Once upon a time '.repeat(200)], /the prompt has \d+ tokens, no room left in the model's context of 512/],
 ];
 
 test.each(cases)('%s is refused', (_name, args, message) => {

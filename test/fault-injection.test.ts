@@ -253,7 +253,12 @@ describe('random command-line values', () => {
     );
     fc.assert(
       fc.property(cmd, (args) => {
-        const r = runCli(args, { timeoutMs: 60_000 });
+        let r: { code: number | null; stderr: string };
+        try {
+          r = runCli(args, { timeoutMs: 60_000 });
+        } catch (e) {
+          r = { code: null, stderr: `no result within 60 s: ${(e as Error).message}` };
+        }
         const lines = r.stderr.trim().split('\n');
         let problem: string | null = null;
         if (r.code === 2) {

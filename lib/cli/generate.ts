@@ -20,6 +20,15 @@ export async function generateCommand(args: GenerateArgs): Promise<void> {
     throw new CrepeError(`tokenizer ${model.tokenizerPath} has no BOS token to start from: give a --prompt`);
   }
   const prompt = args.prompt.length > 0 ? tok.encode(args.prompt, { bos: tok.addBos }) : Int32Array.of(tok.bosId);
+  const context = model.source.config.maxSeqLen;
+  if (prompt.length >= context || steps > context - prompt.length) {
+    model.source.close();
+    throw new CrepeError(
+      prompt.length >= context
+        ? `the prompt has ${prompt.length} tokens, no room left in the model's context of ${context}`
+        : `--steps ${steps} does not fit: the context holds ${context} tokens and the prompt takes ${prompt.length} (at most --steps ${context - prompt.length})`,
+    );
+  }
   const runtime = LlamaModel.fromSource(model.source);
   // llama2.c's run.c ends a story at BOS; HF models end at EOS.
   const ids = runtime.generateGreedy(prompt, steps, [tok.bosId, tok.eosId].filter((i) => i >= 0));

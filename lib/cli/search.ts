@@ -142,9 +142,10 @@ export async function searchCommand(args: SearchArgs): Promise<void> {
   const full: FullEvaluation | null = args.fullEval ? fullEvaluation(model, strategy.name, outcome.best, structure, calibration) : null;
   model.source.close();
   const searchWall = setup.calibrationSeconds + setup.fisherSeconds + outcome.seconds;
-  const reproduce = `crepe prune --model ${args.model} --method ${strategy.name} ${paramFlags(outcome.best)} --structure ${args.structure}${
+  // Every flag that changes the result (the full evaluation's pipeline is prune's, defaults included).
+  const reproduce = `crepe prune --model ${args.model}${args.tokenizer ? ` --tokenizer ${args.tokenizer}` : ''} --method ${strategy.name} ${paramFlags(outcome.best)} --structure ${args.structure}${
     structure.kind === 'unstructured' ? ` --sparsity ${settings.sparsity} --group ${settings.group}` : ''
-  } --calib ${calibration.dataset} --nsamples ${calibration.nsamples} --calib-seed ${calibration.seed} --eval ${REPORT_DATASET}`;
+  } --calib ${calibration.dataset} --nsamples ${calibration.nsamples} --calib-seqlen ${calibration.seqlen} --calib-seed ${calibration.seed} --propagate pruned --eval ${REPORT_DATASET}`;
   const result = {
     model: args.model,
     method: strategy.name,
