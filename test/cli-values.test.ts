@@ -2,6 +2,9 @@
  * Number options: an empty, missing, non-numeric, non-finite or repeated value is refused in one
  * line (the parser used to read `--sparsity ""` as 0 and a value-less `--sparsity` as 0.5).
  */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import { checkNumberTokens } from '../lib/cli/common';
 import { CrepeError } from '../lib/errors';
 import { runCli } from './helpers';
@@ -24,6 +27,7 @@ const cases: [string, string[], RegExp][] = [
   ['eval --jobs ""', [...evalCmd, '--jobs', ''], /--jobs must be a finite number/],
   ['generate --steps ""', ['generate', '--model', 'stories260K', '--steps', ''], /--steps must be a finite number/],
   ['generate --steps 1.8e308 (used to run away)', ['generate', '--model', 'stories260K', '--steps', '1.7976931348623133e+308'], /--steps .* does not fit: the context holds 512 tokens .*at most --steps 511/],
+  ['--group with an N:M structure', [...prune, '--structure', '2:4', '--group', 'row'], /--group applies to unstructured pruning only/],
   ['generate with a prompt longer than the context', ['generate', '--model', 'stories260K', '--prompt', 'Once upon a time '.repeat(200)], /the prompt has \d+ tokens, no room left in the model's context of 512/],
 ];
 
@@ -41,4 +45,26 @@ test('negative numbers and --flag=value still parse', () => {
   expect(() => checkNumberTokens(['--model', '', '--x', '1'], new Set(['x']))).not.toThrow(); // not a number option
   expect(() => checkNumberTokens(['--x', 'Infinity'], new Set(['x']))).toThrow(CrepeError);
   expect(() => checkNumberTokens(['--', '--x', ''], new Set(['x']))).not.toThrow(); // after -- nothing is an option
+});
+
+test('a sweep grid of millions of cells is refused at once, before it is expanded', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crepe-grid-'));
+  try {
+    const cfg = {
+      models: ['stories260K'],
+      methods: Array.from({ length: 240 }, (_, k) => ({ name: 'crepe', label: `c${k}`, params: { gamma: k / 1000 } })),
+      sparsities: Array.from({ length: 5000 }, (_, k) => k / 5000),
+      structures: ['unstructured'],
+      groups: ['row', 'matrix'],
+      eval: [{ dataset: 'tinystories' }],
+    };
+    fs.writeFileSync(path.join(dir, 'grid.json'), JSON.stringify(cfg));
+    const t0 = Date.now();
+    const r = runCli(['sweep', '--config', path.join(dir, 'grid.json'), '--dry-run']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/the grid has up to 2400000 cells .* above the limit of 100000/);
+    expect(Date.now() - t0).toBeLessThan(30_000); // it took 169 s and 3.9 GB before
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

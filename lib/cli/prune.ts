@@ -60,6 +60,7 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
   const sparsity = args.sparsity === undefined ? undefined : numberFlag('sparsity', args.sparsity);
   const group = args.group ?? strategy.defaultGroup;
   const structure = parseStructure(args.structure, sparsity, group);
+  if (structure.kind === 'nm' && args.group !== undefined) throw new CrepeError(`--group applies to unstructured pruning only; ${args.structure} keeps N of every M in each row`);
   const nsamples = positiveIntFlag('nsamples', args.nsamples);
   const seed = numberFlag('calib-seed', args.calibSeed);
   const allocation = args.allocation ?? 'uniform';

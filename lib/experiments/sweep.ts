@@ -171,9 +171,17 @@ export interface SweepPlan {
   columns: string[];
 }
 
+/** Most cells one sweep config may expand to. */
+export const MAX_SWEEP_CELLS = 100_000;
+
 /** Load, validate and expand a config (no output touched). */
 export function planSweep(configFile: string, out?: string): SweepPlan {
   const config = loadSweepConfig(configFile);
+  // A grid of millions of cells took minutes and GBs just to plan; no sweep here needs that many.
+  const bound = [config.models, config.methods, config.sparsities, config.structures, config.groups].reduce((a, l) => a * l.length, 1);
+  if (bound > MAX_SWEEP_CELLS) {
+    throw new CrepeError(`${configFile}: the grid has up to ${bound} cells (models x methods x sparsities x structures x groups), above the limit of ${MAX_SWEEP_CELLS}: split the config`);
+  }
   const { cells, skipped } = planCells(config);
   const columns = resultColumns(
     config.eval.map((e) => e.dataset),
