@@ -27,6 +27,7 @@ const cases: [string, string[], RegExp][] = [
   ['eval --jobs ""', [...evalCmd, '--jobs', ''], /--jobs must be a finite number/],
   ['generate --steps ""', ['generate', '--model', 'stories260K', '--steps', ''], /--steps must be a finite number/],
   ['generate --steps 1.8e308 (used to run away)', ['generate', '--model', 'stories260K', '--steps', '1.7976931348623133e+308'], /--steps .* does not fit: the context holds 512 tokens .*at most --steps 511/],
+  ['crepe with every coefficient 0', [...prune.map((a) => (a === 'magnitude' ? 'crepe' : a)), '--param', 'alpha=0', '--param', 'beta=0', '--param', 'gamma=0'], /alpha = beta = gamma = 0 scores every weight 0/],
   ['--group with an N:M structure', [...prune, '--structure', '2:4', '--group', 'row'], /--group applies to unstructured pruning only/],
   ['generate with a prompt longer than the context', ['generate', '--model', 'stories260K', '--prompt', 'Once upon a time '.repeat(200)], /the prompt has \d+ tokens, no room left in the model's context of 512/],
 ];
@@ -67,4 +68,10 @@ test('a sweep grid of millions of cells is refused at once, before it is expande
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('the default sparsity is reported when --sparsity is not given', () => {
+  const r = runCli([...prune, '--json']);
+  expect(r.code).toBe(0);
+  expect(JSON.parse(r.stdout).sparsity).toBe(0.5);
 });

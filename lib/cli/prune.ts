@@ -189,7 +189,7 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
     params,
     structure: args.structure,
     group: structure.kind === 'unstructured' ? group : null,
-    sparsity: structure.kind === 'unstructured' ? sparsity : 1 - structure.n / structure.m,
+    sparsity: structure.kind === 'unstructured' ? structure.sparsity : 1 - structure.n / structure.m,
     calibration: outcome.calibration && { ...outcome.calibration, starts: undefined },
     propagate: args.propagate,
     allocation: owl ? { method: 'owl', m: owlM, lambda: owlLambda, outlier_ratios: owl.outlierRatios, block_targets: owl.blockSparsities } : { method: 'uniform' },
@@ -239,7 +239,7 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
   };
   emit(args.json, result, () => {
     const lines = [
-      `${args.model} pruned with ${args.method} ${JSON.stringify(params)}, ${args.structure}${structure.kind === 'unstructured' ? ` ${sparsity} per ${group}` : ''}; backend ${backend}`,
+      `${args.model} pruned with ${args.method} ${JSON.stringify(params)}, ${args.structure}${structure.kind === 'unstructured' ? ` ${structure.sparsity} per ${group}` : ''}; backend ${backend}`,
       `sparsity ${(outcome.report.sparsity * 100).toFixed(4)}% of ${outcome.report.total} prunable weights; pruning took ${outcome.seconds.toFixed(2)} s`,
     ];
     if (owl) {

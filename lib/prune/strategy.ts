@@ -60,6 +60,8 @@ export interface Strategy {
   name: string;
   description: string;
   params: ParamSpecs;
+  /** Why a combination of valid values is still meaningless (e.g. every score 0), or null. */
+  checkParams?: (params: Params) => string | null;
   /** Comparison group the reference implementation uses for unstructured sparsity. */
   defaultGroup: 'row' | 'matrix';
   /** Whether the score uses calibration activations (false: calibration can be skipped). */
@@ -128,6 +130,8 @@ export function resolveParams(s: Strategy, given: Record<string, string | number
     if (err) throw new CrepeError(err);
     out[k] = v;
   }
+  const err = s.checkParams?.(out);
+  if (err) throw new CrepeError(err);
   return out;
 }
 

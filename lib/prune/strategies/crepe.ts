@@ -27,6 +27,10 @@ export const crepe: Strategy = {
     a: { default: 0.5, min: 0, max: 4, description: 'activation exponent' },
   },
   defaultGroup: 'matrix',
+  checkParams: (p) =>
+    p.alpha === 0 && p.beta === 0 && p.gamma === 0
+      ? 'crepe with alpha = beta = gamma = 0 scores every weight 0 (the mask would follow index order): give one of them a positive value'
+      : null,
   usesActivations: true,
   score: (ctx, p) =>
     tf.tidy(() => {
