@@ -7,7 +7,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { MAX_TEXT_BYTES } from '../lib/io/input';
-import { ROOT, makeTmp, rmTmp, runCli } from './helpers';
+import { MODELS, ROOT, makeTmp, rmTmp, runCli } from './helpers';
 
 let tmp: string;
 beforeAll(() => {
@@ -20,6 +20,10 @@ beforeAll(() => {
   fs.writeFileSync(path.join(tmp, 'binary.txt'), Buffer.from([0x4f, 0x6e, 0x63, 0x65, 0x00, 0x01, 0x02]));
   fs.writeFileSync(path.join(tmp, 'latin1.txt'), Buffer.from('caf\xe9 au lait, '.repeat(100), 'latin1'));
   fs.writeFileSync(path.join(tmp, 'mine.csv'), 'my,own\n1,2\n');
+  // tok512.bin with every score NaN (layout: max_token_len, then per token: float score, int32 length, bytes)
+  const tok = Buffer.from(fs.readFileSync(MODELS.stories260K.tokenizer()));
+  for (let off = 4; off < tok.length; off += 8 + tok.readInt32LE(off + 4)) tok.writeFloatLE(NaN, off);
+  fs.writeFileSync(path.join(tmp, 'nan-scores.bin'), tok);
   // a sparse file just above the text cap: no disk space used
   fs.writeFileSync(path.join(tmp, 'huge.txt'), '');
   fs.truncateSync(path.join(tmp, 'huge.txt'), MAX_TEXT_BYTES + 1);
@@ -38,6 +42,8 @@ const cases: [string, () => string[], RegExp][] = [
   ['non-UTF-8 text', () => evalOn(`text:${t('latin1.txt')}`), /latin1\.txt is not UTF-8 text/],
   ['a C4 line that is JSON null', () => evalOn(`c4:${t('c4.json')}`), /line 2 of .*c4\.json has no "text" string/],
   ['model.safetensors is a folder', () => ['eval', '--model', t('hf-folder'), '--dataset', 'tinystories'], /safetensors file .*model\.safetensors is a folder/],
+  ['a tokenizer whose scores are NaN', () => ['eval', '--model', 'stories260K', '--tokenizer', t('nan-scores.bin'), '--dataset', 'tinystories'], /nan-scores\.bin: token 0 has score NaN/],
+  ['a tokenizer of another model (more tokens than the vocabulary)', () => ['eval', '--model', 'babyllama-char', '--tokenizer', MODELS.stories260K.tokenizer(), '--dataset', 'tinystories'], /holds more tokens than the model's vocabulary of 105 .*belongs to another model/],
   ['sweep --config /dev/zero', () => ['sweep', '--config', '/dev/zero'], /config file \/dev\/zero is not a regular file/],
   ['sweep --fresh --out FOLDER', () => ['sweep', '--config', smoke, '--fresh', '--out', t('dir')], /is a folder, a file is expected/],
   ['sweep --fresh --out a file that is not a results CSV', () => ['sweep', '--config', smoke, '--fresh', '--out', t('mine.csv')], /not a crepe results CSV; refusing to discard it/],

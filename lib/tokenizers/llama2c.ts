@@ -157,10 +157,16 @@ export function loadLlama2cTokenizer(path: string, opts: Llama2cOptions = {}): L
     const len = buf.readInt32LE(off + 4);
     if (len < 0) throw bad(`token ${i} has length ${len}`);
     if (off + 8 + len > buf.length) throw bad(`truncated at token ${i}${of} (needs ${off + 8 + len} bytes, file has ${buf.length})`);
-    scores.push(buf.readFloatLE(off));
+    const score = buf.readFloatLE(off);
+    if (!Number.isFinite(score)) throw bad(`token ${i} has score ${score}`); // merges compare scores
+    scores.push(score);
     pieces.push(buf.toString('latin1', off + 8, off + 8 + len));
     off += 8 + len;
   }
   if (pieces.length <= EOS_ID) throw bad(`only ${pieces.length} tokens`);
+  if (vocabSize !== undefined && off < buf.length) {
+    // It used to fail later as 'no " " token' when the model's vocabulary was the smaller one.
+    throw new CrepeError(`llama2.c tokenizer ${path} holds more tokens than the model's vocabulary of ${vocabSize} (${buf.length - off} bytes left): it belongs to another model`);
+  }
   return new Llama2cTokenizer(path, maxTokenLength, pieces, Float32Array.from(scores));
 }
