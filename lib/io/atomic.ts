@@ -94,7 +94,13 @@ export function statPath(p: string, opts: { follow?: boolean } = {}): fs.Stats |
   }
 }
 
-function readMarkerKind(file: string): { kind?: string; size?: number; mtimeMs?: number } | null {
+/** One version of a marked output file: its size and modification time. */
+interface FileVersion {
+  size: number;
+  mtimeMs: number;
+}
+
+function readMarkerKind(file: string): { kind?: string; versions?: FileVersion[] } | null {
   try {
     return JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch {
@@ -121,7 +127,7 @@ export function replaceRefusal(abs: string, kind: OutputKind, isDir: boolean, fo
   if (!st.isFile()) return `${abs} is not a regular file`;
   if (force || kind === 'file') return null;
   const m = readMarkerKind(fileMarker(abs));
-  if (m?.kind === kind && m.size === st.size && m.mtimeMs === st.mtimeMs) return null;
+  if (m?.kind === kind && Array.isArray(m.versions) && m.versions.some((v) => v.size === st.size && v.mtimeMs === st.mtimeMs)) return null;
   return `${abs} exists and is not a previous crepe output; refusing to replace it (pass --force to replace it anyway)`;
 }
 
@@ -168,6 +174,7 @@ export function writeFileStreamAtomic(file: string, write: (fd: number) => void,
   const refusal = replaceRefusal(abs, kind, false, !!opts.force);
   if (refusal) throw new CrepeError(refusal);
   cleanStaleTemporaries(abs);
+  if (kind !== 'file') cleanStaleTemporaries(fileMarker(abs));
   const tmp = sideName(abs, TMP_TAG);
   try {
     const fd = fs.openSync(tmp, 'wx');
@@ -177,15 +184,30 @@ export function writeFileStreamAtomic(file: string, write: (fd: number) => void,
     } finally {
       fs.closeSync(fd);
     }
+    if (kind === 'file') {
+      fs.renameSync(tmp, abs);
+      return;
+    }
+    // The marker lists the old and the new version while the rename happens, so a kill at any
+    // moment leaves a file the next run recognises as its own (rename keeps the mtime).
+    const st = fs.statSync(tmp);
+    const fresh: FileVersion = { size: st.size, mtimeMs: st.mtimeMs };
+    const old = fs.statSync(abs, { throwIfNoEntry: false });
+    writeMarker(abs, kind, old ? [fresh, { size: old.size, mtimeMs: old.mtimeMs }] : [fresh]);
     fs.renameSync(tmp, abs);
+    writeMarker(abs, kind, [fresh]);
   } catch (e) {
     fs.rmSync(tmp, { force: true });
     throw osError(abs, e);
   }
-  if (kind !== 'file') {
-    const st = fs.statSync(abs);
-    fs.writeFileSync(fileMarker(abs), JSON.stringify({ kind, size: st.size, mtimeMs: st.mtimeMs }) + '\n');
-  }
+}
+
+/** The marker beside a file output, itself replaced atomically. */
+function writeMarker(abs: string, kind: OutputKind, versions: FileVersion[]): void {
+  const marker = fileMarker(abs);
+  const tmp = sideName(marker, TMP_TAG);
+  fs.writeFileSync(tmp, JSON.stringify({ kind, versions }) + '\n');
+  fs.renameSync(tmp, marker);
 }
 
 /** A folder being built under a temporary name: `commit` renames it into place, `abort` removes it. */
