@@ -7,6 +7,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { MAX_TEXT_BYTES } from '../lib/io/input';
+import { SafetensorsFile, writeSafetensors } from '../lib/model/safetensors';
 import { MODELS, ROOT, makeTmp, rmTmp, runCli } from './helpers';
 
 let tmp: string;
@@ -67,4 +68,20 @@ asUser('permission denied on --save is found before pruning', () => {
   const r = runCli(['prune', '--model', 'stories260K', '--method', 'sparsegpt', '--nsamples', '128', '--save', path.join(t('ro'), 'x.bin')]);
   expect(r.code).toBe(2);
   expect(r.stderr).toMatch(/permission denied on folder .*ro/);
+});
+
+test('a safetensors file whose tensors overlap is refused, naming both', () => {
+  const file = t('overlap.safetensors');
+  writeSafetensors(file, [
+    { name: 'a', shape: [4], data: Float32Array.of(1, 2, 3, 4) },
+    { name: 'b', shape: [4], data: Float32Array.of(5, 6, 7, 8) },
+  ], 'F32');
+  const buf = fs.readFileSync(file);
+  const n = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
+  header.b.data_offsets = [8, 24]; // shares a's last 8 bytes
+  const json = Buffer.from(JSON.stringify(header).padEnd(n, ' '));
+  expect(json.length).toBe(n);
+  fs.writeFileSync(file, Buffer.concat([buf.subarray(0, 8), json, buf.subarray(8 + n)]));
+  expect(() => SafetensorsFile.open(file)).toThrow(/tensors a and b overlap/);
 });

@@ -193,6 +193,11 @@ function parseHeader(fd: number, file: string): { entries: Map<string, Entry>; m
     }
     entries.set(name, { dtype, shape, begin: dataStart + begin, end: dataStart + end });
   }
+  // Two tensors sharing bytes would silently alias each other's weights.
+  const spans = [...entries].filter(([, e]) => e.end > e.begin).sort((a, b) => a[1].begin - b[1].begin);
+  for (let k = 1; k < spans.length; k++) {
+    if (spans[k][1].begin < spans[k - 1][1].end) throw corrupt(file, `tensors ${spans[k - 1][0]} and ${spans[k][0]} overlap in the data`);
+  }
   return { entries, meta };
 }
 
