@@ -8,7 +8,7 @@ import { Evaluator, STREAMING_THRESHOLD, residentDeviceBytes } from '../plan/mem
 import { ActivationStorage } from '../plan/spill';
 import { PerplexityResult, ProgressFn, combineWindows, perplexity } from './perplexity';
 import { sourceForWorkers, windowNllsParallel } from './pool';
-import { streamingWindowNlls } from './streaming';
+import { StreamingTiming, streamingWindowNlls } from './streaming';
 
 export interface EvalOptions {
   /** Window length; default the model's context. */
@@ -30,6 +30,8 @@ export function defaultEvaluator(source: WeightSource): Evaluator {
 export interface EvalRecord extends PerplexityResult {
   dataset: string;
   slice: string;
+  /** Streaming evaluator only: seconds in the decoder blocks and in the head (one pass for all datasets). */
+  stages?: StreamingTiming;
 }
 
 /** Check a window length against the model's context. */
@@ -72,14 +74,15 @@ function evaluateStreaming(
 ): EvalRecord[] {
   const t0 = process.hrtime.bigint();
   const all = inputs.flatMap((x) => x.windows);
-  const nlls = streamingWindowNlls(source, all, { storage: opts.storage, spillDir: opts.spillDir, onProgress: opts.onProgress });
+  const timing: StreamingTiming = { blocksSeconds: 0, headSeconds: 0 };
+  const nlls = streamingWindowNlls(source, all, { storage: opts.storage, spillDir: opts.spillDir, onProgress: opts.onProgress, timing });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   let at = 0;
   return inputs.map(({ dataset, windows, slice }) => {
     const mine = nlls.slice(at, at + windows.length);
     at += windows.length;
     // time is shared by the datasets in proportion to their windows
-    return { dataset, slice, ...combineWindows(mine, windows[0].length, (seconds * windows.length) / all.length) };
+    return { dataset, slice, stages: timing, ...combineWindows(mine, windows[0].length, (seconds * windows.length) / all.length) };
   });
 }
 

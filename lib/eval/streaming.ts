@@ -11,6 +11,7 @@ import { disposeBlock, disposeWindowTables, headLogProbs, makeBlockTensors, make
 import { WeightSource } from '../model/types';
 import { ActivationStorage } from '../plan/spill';
 import { embedWindows, runBlock } from '../prune/pipeline';
+import { secondsSince } from '../util/time';
 import { ProgressFn } from './perplexity';
 
 export interface StreamingOptions {
@@ -19,6 +20,13 @@ export interface StreamingOptions {
   /** Called after each block (done, total) and after the head. */
   onBlock?: (done: number, total: number) => void;
   onProgress?: ProgressFn;
+  /** Filled with the seconds spent in the decoder blocks (reading included) and in the head. */
+  timing?: StreamingTiming;
+}
+
+export interface StreamingTiming {
+  blocksSeconds: number;
+  headSeconds: number;
 }
 
 /**
@@ -33,6 +41,7 @@ export function streamingWindowNlls(source: WeightSource, windows: Int32Array[],
   const states = embedWindows(source, windows, opts.storage ?? 'f32', opts.spillDir);
   const tables = makeWindowTables(cfg, T);
   const t0 = process.hrtime.bigint();
+  const timing = opts.timing ?? { blocksSeconds: 0, headSeconds: 0 };
   try {
     for (let b = 0; b < cfg.nLayers; b++) {
       const bt = makeBlockTensors(cfg, source.readBlock(b));
@@ -43,6 +52,8 @@ export function streamingWindowNlls(source: WeightSource, windows: Int32Array[],
       }
       opts.onBlock?.(b + 1, cfg.nLayers + 1);
     }
+    timing.blocksSeconds = secondsSince(t0);
+    const tHead = process.hrtime.bigint();
     const cls = cfg.tiedEmbeddings ? source.readEmbedding() : source.readClassifier();
     const classifierT = tf.tensor2d(transpose(cls, cfg.vocabSize, cfg.dim), [cfg.dim, cfg.vocabSize]);
     const finalNorm = tf.tensor1d(source.readFinalNorm());
@@ -58,6 +69,7 @@ export function streamingWindowNlls(source: WeightSource, windows: Int32Array[],
       });
     } finally {
       tf.dispose([classifierT, finalNorm]);
+      timing.headSeconds = secondsSince(tHead);
       opts.onBlock?.(cfg.nLayers + 1, cfg.nLayers + 1);
     }
   } finally {

@@ -22,6 +22,7 @@ import { Structure, applyMask, selectMask, validateStructureFor } from './select
 import { InputStats, StatsOptions, accumulateStats, emptyStats } from './stats';
 import { Params, canonicalRowOrder, getStrategy } from './strategy';
 import './strategies';
+import { secondsSince } from '../util/time';
 
 export interface CalibrationSpec {
   dataset: string;
@@ -111,7 +112,20 @@ export interface PruneOutcome {
   source: OverlaySource;
   report: SparsityReport;
   seconds: number;
+  /** Where the time went, summed over blocks (the scale bench's per-block costs). */
+  timing: PruneTiming;
   calibration: CalibrationRecord | null;
+}
+
+export interface PruneTiming {
+  /** Reading blocks from the checkpoint. */
+  readSeconds: number;
+  /** Calibration forwards: the dense statistics pass and the pruned propagation (device upload included). */
+  calibrationSeconds: number;
+  /** Scoring, mask selection (and weight updates) of every linear. */
+  scoringSeconds: number;
+  /** Forward passes per calibration window and block. */
+  calibForwards: number;
 }
 
 /** Per-block hooks for add-ons (progress, custom per-layer processing). */
@@ -306,11 +320,15 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
   }
   const tables = makeWindowTables(cfg, cal.seqlen);
   const overlay = new OverlaySource(src, spec.spillBlocks ? new BlockSpill(spec.spillDir) : null);
+  const timing: PruneTiming = { readSeconds: 0, calibrationSeconds: 0, scoringSeconds: 0, calibForwards: 0 };
   const layers: LayerReport[] = [];
   let done = false;
   try {
     for (let b = 0; b < cfg.nLayers; b++) {
+      const tRead = process.hrtime.bigint();
       const dense = src.readBlock(b);
+      timing.readSeconds += secondsSince(tRead);
+      const tCal = process.hrtime.bigint();
       const bt = makeBlockTensors(cfg, dense);
       // One statistics object per input group: q/k/v share one, gate/up another.
       const statsOf = spec.precomputed?.blocks[b] ?? new Map<LinearName, InputStats>();
@@ -325,6 +343,8 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
         runBlock(cfg, bt, tables, inputs, denseOut, (names, x) => accumulateStats(statsOf.get(names[0])!, x, statsOptions));
       }
       disposeBlock(bt);
+      timing.calibrationSeconds += secondsSince(tCal);
+      const tScore = process.hrtime.bigint();
       const structure = structureOf(b);
       // Everything but the linears (norms, biases, ...) is carried over untouched.
       const pruned: BlockWeights = { ...dense, linears: { ...dense.linears } };
@@ -373,6 +393,8 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
           note: 'q/k/v share the q input statistics, gate/up share gate',
         });
       }
+      timing.scoringSeconds += secondsSince(tScore);
+      const tProp = process.hrtime.bigint();
       if (inputs && b < cfg.nLayers - 1) {
         if (denseOut) {
           inputs.dispose();
@@ -383,6 +405,7 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
           disposeBlock(pbt);
         }
       }
+      timing.calibrationSeconds += secondsSince(tProp);
       overlay.setBlock(b, pruned);
       hooks.onBlock?.(b + 1, cfg.nLayers);
     }
@@ -398,6 +421,7 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
     source: overlay,
     report: { layers, total, pruned: prunedCount, sparsity: prunedCount / total },
     seconds: Number(process.hrtime.bigint() - t0) / 1e9,
+    timing: { ...timing, calibForwards: !needCalibration ? 0 : spec.propagate === 'dense' ? 1 : 2 },
     calibration,
   };
 }

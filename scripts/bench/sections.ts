@@ -7,11 +7,13 @@ import { evalSection } from './eval';
 import { registerSection } from './framework';
 import { pruneSection } from './prune';
 import { rulesSection } from './rules';
+import { scaleSection } from './scale';
 import { selectSection } from './select';
 import { zeroshotSection } from './zeroshot';
 
 registerSection(evalSection);
 registerSection(pruneSection);
 registerSection(selectSection);
+registerSection(scaleSection);
 registerSection(rulesSection);
 registerSection(zeroshotSection);
