@@ -10,7 +10,8 @@
  * stated throughput. Results also go to results/scale-bench.{md,json}.
  *
  * Settings by environment (the bench's flags are shared by all sections):
- *   CREPE_SCALE_BLOCKS=4,8  CREPE_SCALE_METHODS=wanda,crepe  CREPE_SCALE_DIR=/tmp (checkpoints,
+ *   CREPE_SCALE_BLOCKS=4,8  CREPE_SCALE_METHODS=wanda,crepe (every method on every block count),
+ *   or CREPE_SCALE_RUNS=wanda:4,crepe:4,wanda:8 (explicit pairs)  CREPE_SCALE_DIR=/tmp (checkpoints,
  *   deleted afterwards)  CREPE_SCALE_NSAMPLES=2  CREPE_SCALE_SEQLEN=128  CREPE_SCALE_WINDOWS=2
  *   CREPE_SCALE_MAX_MEMORY=6 (GiB, passed as --max-memory)
  */
@@ -25,7 +26,7 @@ import { CostProjection, MeasuredBlockCosts, blockForwardFlops, gpuSeconds, proj
 import { GiB } from '../../lib/plan/memory';
 import { Rng } from '../../lib/util/random';
 import { writeFileAtomic } from '../../lib/io/atomic';
-import { BenchSection, BenchTable, renderTable } from './framework';
+import { BenchSection, BenchTable, SectionResult, renderTable } from './framework';
 import { PEAK_ENV, PEAK_MARKER } from './peak-memory';
 
 /** LLaMA-2-7B's shape (meta-llama/Llama-2-7b-hf config.json). */
@@ -210,8 +211,15 @@ export const scaleSection: BenchSection = {
   description: '7B-shaped synthetic checkpoint: prune + eval + save in bounded memory for two block counts, per-block costs, 7B cost model',
   runByDefault: false,
   async run(opts) {
-    const blockCounts = envList('CREPE_SCALE_BLOCKS', '4,8').map(Number);
-    const methods = envList('CREPE_SCALE_METHODS', 'wanda,crepe');
+    const pairs: [string, number][] = process.env.CREPE_SCALE_RUNS
+      ? envList('CREPE_SCALE_RUNS', '').map((p) => {
+          const [m, b] = p.split(':');
+          return [m, Number(b)];
+        })
+      : envList('CREPE_SCALE_BLOCKS', '4,8').flatMap((b) => envList('CREPE_SCALE_METHODS', 'wanda,crepe').map((m): [string, number] => [m, Number(b)]));
+    for (const [, b] of pairs) if (!(Number.isInteger(b) && b >= 1)) throw new Error(`scale: bad block count ${b}`);
+    const blockCounts = [...new Set(pairs.map(([, b]) => b))];
+    const methods = [...new Set(pairs.map(([m]) => m))];
     const settings = {
       nsamples: envNumber('CREPE_SCALE_NSAMPLES', 2),
       seqlen: envNumber('CREPE_SCALE_SEQLEN', 128),
@@ -230,10 +238,11 @@ export const scaleSection: BenchSection = {
         const files = fs.readdirSync(dir).sort();
         const bytes = files.reduce((a, f) => a + fs.statSync(path.join(dir, f)).size, 0);
         checkpoints.push({ blocks, bytes, files, seconds: (Date.now() - t0) / 1000 });
-        for (const method of methods) {
+        for (const method of pairs.filter(([, b]) => b === blocks).map(([m]) => m)) {
           opts.log(`scale: crepe prune --method ${method} on ${blocks} blocks`);
           const out = path.join(root, `pruned-${method}-${blocks}`);
           runs.push(runPrune(dir, out, method, blocks, settings));
+          summarize(runs, checkpoints, settings, methods);
           fs.rmSync(out, { recursive: true, force: true });
         }
         fs.rmSync(dir, { recursive: true, force: true });
@@ -241,55 +250,65 @@ export const scaleSection: BenchSection = {
     } finally {
       fs.rmSync(root, { recursive: true, force: true });
     }
-    const memoryTable: BenchTable = {
-      title: `[scale] crepe prune --eval wikitext2 --save on the 7B-shaped checkpoint (${settings.nsamples} x ${settings.seqlen} calibration, ${settings.windows} eval windows, --max-memory ${settings.maxMemory})`,
-      columns: [
-        { key: 'method', header: 'method' },
-        { key: 'blocks', header: 'blocks' },
-        { key: 'rss', header: 'peak RSS (GiB)', digits: 2 },
-        { key: 'heap', header: 'wasm heap (GiB)', digits: 2 },
-        { key: 'plan_host', header: 'planned host (GiB)', digits: 2 },
-        { key: 'plan_device', header: 'planned heap (GiB)', digits: 2 },
-        { key: 'calib', header: 'calibration s/block', digits: 2 },
-        { key: 'score', header: 'score+select s/block', digits: 2 },
-        { key: 'eval', header: 'eval s/block', digits: 2 },
-        { key: 'head', header: 'eval head s', digits: 2 },
-        { key: 'seconds', header: 'wall s', digits: 0 },
-      ],
-      rows: runs.map((r) => ({
-        method: r.method,
-        blocks: r.blocks,
-        rss: gib(r.maxRss),
-        heap: gib(r.wasmHeap),
-        plan_host: gib(r.plannedHost),
-        plan_device: gib(r.plannedDevice),
-        calib: r.measured.calibrationSeconds,
-        score: r.measured.scoringSeconds,
-        eval: r.measured.evalSeconds,
-        head: r.measured.evalHeadSeconds,
-        seconds: r.seconds,
-      })),
-      notes: [
-        ...checkpoints.map((c) => `${c.blocks} blocks: ${(c.bytes / 1e9).toFixed(2)} GB in ${c.files.filter((f) => f.endsWith('.safetensors')).length} safetensors shards (${c.files.join(', ')}), written in ${c.seconds.toFixed(0)} s`),
-        `command: ${runs[0]?.command ?? ''}`,
-      ],
-    };
-    const projections = runs.map((r) => ({ label: `${r.method}, ${r.blocks} blocks`, p: projectCosts(r.measured, STANDARD_7B) }));
-    const costs = costTable(projections);
-    const maxRss = Math.max(...runs.map((r) => r.maxRss));
-    const byMethod = methods.map((m) => runs.filter((r) => r.method === m).map((r) => r.maxRss));
-    const growth = Math.max(...byMethod.map((v) => (v.length > 1 ? Math.max(...v) / Math.min(...v) : 1)));
-    const result = {
-      tables: [memoryTable, costs],
-      checks: [
-        { name: 'scale: peak RSS < 6 GiB for every block count', pass: maxRss < 6 * GiB, detail: `max ${(maxRss / GiB).toFixed(2)} GiB` },
-        { name: 'scale: peak RSS does not grow with the block count (< 10% between counts)', pass: growth < 1.1, detail: `largest ratio ${growth.toFixed(3)}` },
-      ],
-    };
-    writeScaleResults(result.tables, result.checks, runs, projections);
-    return result;
+    return summarize(runs, checkpoints, settings, methods);
   },
 };
+
+/** Tables and checks of the runs so far (written after every run, so a long bench leaves its results behind). */
+function summarize(
+  runs: RunResult[],
+  checkpoints: { blocks: number; bytes: number; files: string[]; seconds: number }[],
+  settings: { nsamples: number; seqlen: number; windows: number; maxMemory: number },
+  methods: string[],
+): SectionResult {
+  const memoryTable: BenchTable = {
+    title: `[scale] crepe prune --eval wikitext2 --save on the 7B-shaped checkpoint (${settings.nsamples} x ${settings.seqlen} calibration, ${settings.windows} eval windows, --max-memory ${settings.maxMemory})`,
+    columns: [
+      { key: 'method', header: 'method' },
+      { key: 'blocks', header: 'blocks' },
+      { key: 'rss', header: 'peak RSS (GiB)', digits: 2 },
+      { key: 'heap', header: 'wasm heap (GiB)', digits: 2 },
+      { key: 'plan_host', header: 'planned host (GiB)', digits: 2 },
+      { key: 'plan_device', header: 'planned heap (GiB)', digits: 2 },
+      { key: 'calib', header: 'calibration s/block', digits: 2 },
+      { key: 'score', header: 'score+select s/block', digits: 2 },
+      { key: 'eval', header: 'eval s/block', digits: 2 },
+      { key: 'head', header: 'eval head s', digits: 2 },
+      { key: 'seconds', header: 'wall s', digits: 0 },
+    ],
+    rows: runs.map((r) => ({
+      method: r.method,
+      blocks: r.blocks,
+      rss: gib(r.maxRss),
+      heap: gib(r.wasmHeap),
+      plan_host: gib(r.plannedHost),
+      plan_device: gib(r.plannedDevice),
+      calib: r.measured.calibrationSeconds,
+      score: r.measured.scoringSeconds,
+      eval: r.measured.evalSeconds,
+      head: r.measured.evalHeadSeconds,
+      seconds: r.seconds,
+    })),
+    notes: [
+      ...checkpoints.map((c) => `${c.blocks} blocks: ${(c.bytes / 1e9).toFixed(2)} GB in ${c.files.filter((f) => f.endsWith('.safetensors')).length} safetensors shards (${c.files.join(', ')}), written in ${c.seconds.toFixed(0)} s`),
+      `command: ${runs[0]?.command ?? ''}`,
+    ],
+  };
+  const projections = runs.map((r) => ({ label: `${r.method}, ${r.blocks} blocks`, p: projectCosts(r.measured, STANDARD_7B) }));
+  const costs = costTable(projections);
+  const maxRss = Math.max(...runs.map((r) => r.maxRss));
+  const byMethod = methods.map((m) => runs.filter((r) => r.method === m).map((r) => r.maxRss));
+  const growth = Math.max(...byMethod.map((v) => (v.length > 1 ? Math.max(...v) / Math.min(...v) : 1)));
+  const result: SectionResult = {
+    tables: [memoryTable, costs],
+    checks: [
+      { name: 'scale: peak RSS < 6 GiB for every block count', pass: maxRss < 6 * GiB, detail: `max ${(maxRss / GiB).toFixed(2)} GiB` },
+      { name: 'scale: peak RSS does not grow with the block count (< 10% between counts)', pass: growth < 1.1, detail: `largest ratio ${growth.toFixed(3)}` },
+    ],
+  };
+  writeScaleResults(result.tables, result.checks, runs, projections);
+  return result;
+}
 
 /** results/scale-bench.{md,json}: the tables, and the raw runs and projections for reuse (search cost projection). */
 function writeScaleResults(tables: BenchTable[], checks: { name: string; pass: boolean | null; detail: string }[], runs: RunResult[], projections: { label: string; p: CostProjection }[]): void {
