@@ -74,49 +74,30 @@ export function spillFolder(parent?: string): { dir: string; cleanup: () => void
 }
 
 export function createActivationStore(storage: ActivationStorage, count: number, length: number, spillDir?: string): ActivationStore {
-  if (storage === 'f32') return new MemoryStore(count, length);
-  if (storage === 'f16') return new HalfStore(count, length);
+  if (storage === 'f32') return new MemoryStore<Float32Array>('f32', count, length, (x) => x, (x) => x);
+  if (storage === 'f16') return new MemoryStore<Uint16Array>('f16', count, length, floatToHalf, halfToFloat);
   return new DiskStore(count, length, spillDir);
 }
 
-class MemoryStore implements ActivationStore {
-  readonly storage = 'f32' as const;
-  private readonly items: (Float32Array | undefined)[];
+/** Records in memory, as float32 (exact) or encoded (F16: half the bytes, rounded). */
+class MemoryStore<T> implements ActivationStore {
+  private readonly items: (T | undefined)[];
   constructor(
+    readonly storage: 'f32' | 'f16',
     readonly count: number,
     readonly length: number,
+    private readonly encode: (x: Float32Array) => T,
+    private readonly decode: (v: T) => Float32Array,
   ) {
     this.items = new Array(count);
   }
   get(i: number): Float32Array {
     const v = this.items[i];
-    if (!v) throw new Error(`activation ${i} was never stored`);
-    return v;
+    if (v === undefined) throw new Error(`activation ${i} was never stored`);
+    return this.decode(v);
   }
   set(i: number, data: Float32Array): void {
-    this.items[i] = data;
-  }
-  dispose(): void {
-    this.items.fill(undefined);
-  }
-}
-
-class HalfStore implements ActivationStore {
-  readonly storage = 'f16' as const;
-  private readonly items: (Uint16Array | undefined)[];
-  constructor(
-    readonly count: number,
-    readonly length: number,
-  ) {
-    this.items = new Array(count);
-  }
-  get(i: number): Float32Array {
-    const v = this.items[i];
-    if (!v) throw new Error(`activation ${i} was never stored`);
-    return halfToFloat(v);
-  }
-  set(i: number, data: Float32Array): void {
-    this.items[i] = floatToHalf(data);
+    this.items[i] = this.encode(data);
   }
   dispose(): void {
     this.items.fill(undefined);

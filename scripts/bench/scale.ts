@@ -13,7 +13,8 @@
  *   CREPE_SCALE_BLOCKS=4,8  CREPE_SCALE_METHODS=wanda,crepe (every method on every block count),
  *   or CREPE_SCALE_RUNS=wanda:4,crepe:4,wanda:8 (explicit pairs)  CREPE_SCALE_DIR=/tmp (checkpoints,
  *   deleted afterwards)  CREPE_SCALE_NSAMPLES=2  CREPE_SCALE_SEQLEN=128  CREPE_SCALE_WINDOWS=2
- *   CREPE_SCALE_MAX_MEMORY=6 (GiB, passed as --max-memory)
+ *   CREPE_SCALE_MAX_MEMORY=6 (GiB, passed as --max-memory)  CREPE_SCALE_RESULTS=scale-bench (file
+ *   stem in results/, e.g. to run block counts in two processes side by side)
  */
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
@@ -313,11 +314,13 @@ function summarize(
 /** results/scale-bench.{md,json}: the tables, and the raw runs and projections for reuse (search cost projection). */
 function writeScaleResults(tables: BenchTable[], checks: { name: string; pass: boolean | null; detail: string }[], runs: RunResult[], projections: { label: string; p: CostProjection }[]): void {
   const dir = path.join(projectRoot(), 'results');
+  const stem = process.env.CREPE_SCALE_RESULTS ?? 'scale-bench';
+  if (!/^[\w.-]+$/.test(stem)) throw new Error(`CREPE_SCALE_RESULTS must be a plain file stem, got '${stem}'`);
   const header = `# Scale bench (7B-shaped synthetic checkpoint)\n\nWritten by \`npm run bench -- --only scale\` on ${os.cpus().length} x ${os.cpus()[0]?.model ?? 'CPU'}, node ${process.version}, backend wasm, ${new Date().toISOString()}.\n\n`;
   const md = header + tables.map((t) => '```\n' + renderTable(t) + '\n```\n').join('\n') + '\n' + checks.map((c) => `- check ${c.pass ? 'PASS' : 'FAIL'}: ${c.name} (${c.detail})`).join('\n') + '\n';
-  writeFileAtomic(path.join(dir, 'scale-bench.md'), md);
+  writeFileAtomic(path.join(dir, `${stem}.md`), md);
   writeFileAtomic(
-    path.join(dir, 'scale-bench.json'),
+    path.join(dir, `${stem}.json`),
     JSON.stringify({ date: new Date().toISOString(), standard: { ...STANDARD_7B, config: undefined }, gpu: GPU, runs, projections }, null, 2) + '\n',
   );
 }
