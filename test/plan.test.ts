@@ -149,3 +149,26 @@ describe('CLI: refused in one line before any work', () => {
     expect(Date.now() - t0).toBeLessThan(20_000);
   });
 });
+
+test('a run killed with spill files (SIGTERM, kill -9) dies at once; the next run removes its folder', async () => {
+  const { spawn } = await import('child_process');
+  const spill = fs.mkdtempSync(path.join(tmp, 'spill-'));
+  const cli = path.join(__dirname, '..', 'dist', 'scripts', 'cli.js');
+  const args = ['prune', '--model', 'babyllama-char', '--method', 'wanda', '--activations', 'disk', '--spill-dir', spill];
+  for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+    const child = spawn(process.execPath, [cli, ...args, '--nsamples', '64'], { stdio: 'ignore' });
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, sig) => resolve(sig)));
+    const deadline = Date.now() + 60_000;
+    while (fs.readdirSync(spill).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(fs.readdirSync(spill)).toEqual([expect.stringMatching(new RegExp(`^crepe-spill-${child.pid}-`))]);
+    child.kill(signal);
+    let timer: NodeJS.Timeout | undefined;
+    const how = await Promise.race([exited, new Promise<'hang'>((r) => (timer = setTimeout(() => r('hang'), 10_000)))]);
+    clearTimeout(timer);
+    if (how === 'hang') child.kill('SIGKILL');
+    expect(how).toBe(signal);
+    // the next run with the same spill folder removes the dead run's files, then its own
+    expect(runCli([...args, '--nsamples', '2']).code).toBe(0);
+    expect(fs.readdirSync(spill)).toEqual([]);
+  }
+}, 180_000);

@@ -49,22 +49,16 @@ export function removeStaleSpills(parent: string): string[] {
 }
 
 /**
- * A temporary folder for spill files (they can be tens of GB), removed by the returned cleanup,
- * on exit, and on SIGINT/SIGTERM/SIGHUP; folders left by killed crepe processes are removed first.
+ * A temporary folder for spill files (they can be tens of GB), removed by the returned cleanup and
+ * on exit; folders left by killed crepe processes (signals, kill -9) are removed by the next run.
  */
 export function spillFolder(parent?: string): { dir: string; cleanup: () => void } {
   const root = parent ?? os.tmpdir();
   removeStaleSpills(root);
   const dir = fs.mkdtempSync(path.join(root, `${SPILL_PREFIX}${process.pid}-`));
-  if (liveSpills.size === 0) {
-    process.on('exit', removeLiveSpills);
-    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-      process.once(sig, () => {
-        removeLiveSpills();
-        process.kill(process.pid, sig); // the default action, now that the handler is gone
-      });
-    }
-  }
+  // No signal listeners: a listener defers SIGTERM/SIGINT until the synchronous pipeline yields,
+  // which it may not do for hours. A killed run's folder is removed by the next run instead.
+  if (liveSpills.size === 0) process.on('exit', removeLiveSpills);
   liveSpills.add(dir);
   const cleanup = () => {
     fs.rmSync(dir, { recursive: true, force: true });
