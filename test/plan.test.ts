@@ -38,7 +38,7 @@ describe('estimates and choices', () => {
     const plan = planMemory(base({ prune: { nsamples: 128, seqlen: 2048, gram: false, calibrates: true, propagate: 'pruned' } }));
     expect(plan.fits).toBe(false);
     expect(plan.refusal).toMatch(/^needs ~\d(\.\d)? GiB of wasm heap, limit 2\.5 GiB .*--calib-seqlen \(now 2048\)/);
-    expect(planMemory(base({ prune: { nsamples: 128, seqlen: 512, gram: false, calibrates: true, propagate: 'pruned' } })).fits).toBe(true);
+    expect(planMemory(base({ prune: { nsamples: 128, seqlen: 256, gram: false, calibrates: true, propagate: 'pruned' } })).fits).toBe(true);
   });
 
   test('7B, wanda 128 x 2048 + wikitext2 (native backend): 4 GiB of activations in F32, streaming evaluator, spilled blocks', () => {
@@ -144,7 +144,7 @@ describe('CLI: refused in one line before any work', () => {
     const t0 = Date.now();
     const r = runCli(['eval', '--model', dir, '--dataset', 'tinystories', '--max-windows', '1', '--seqlen', '64']);
     // the classifier alone (2^24 x 4096 floats) is 256 GiB: the heap check or the memory check refuses
-    expect(lines(r.stderr)).toEqual([expect.stringMatching(/^crepe: needs ~[23]\d\d GiB of (memory|wasm heap), limit [\d.]+ GiB/)]);
+    expect(lines(r.stderr)).toEqual([expect.stringMatching(/^crepe: needs ~([2-9]\d\d|\d{4,}) GiB of (memory|wasm heap), limit [\d.]+ GiB/)]);
     expect(r.code).toBe(2);
     expect(Date.now() - t0).toBeLessThan(20_000);
   });
