@@ -170,13 +170,15 @@ void cli
   )
   .command(
     'search-compare',
-    'the search cost comparison of a config: hill climbing vs PHO per model and structure, baselines, transfer, PHO with every proxy; CSV + Markdown',
+    'the search cost comparison of a config: hill climbing vs PHO variants per model, structure and seed, baselines, transfer; resumable; CSV + Markdown',
     (y) =>
       common(y)
         .option('config', { type: 'string', demandOption: true, describe: 'comparison config (JSON), e.g. experiments/search.json' })
         .option('out', { type: 'string', demandOption: true, describe: 'existing folder for search-comparison.{csv,md} and the search-*.csv evaluation logs' })
         .option('models', { type: 'string', array: true, describe: "only these of the config's models (comma separated or repeated)" })
         .option('structures', { type: 'string', array: true, describe: "only these of the config's structures, by name (e.g. u50)" })
+        .option('fresh', { type: 'boolean', default: false, describe: 'start over instead of continuing the journal (search-comparison-runs.jsonl) in --out' })
+        .option('report-only', { type: 'boolean', default: false, describe: 'run nothing: write the CSV and the report from the journal as it is' })
         .example('$0 search-compare --config experiments/search.json --out results', 'every table of results/search-comparison.md (npm run search-compare)')
         .example('$0 search-compare --config experiments/search.json --out /tmp/cmp --models stories260K --structures u50', 'one model and structure'),
     (a) => runCommand(() => searchCompareCommand(a as never)),

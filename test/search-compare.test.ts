@@ -1,21 +1,22 @@
 /**
  * The search cost comparison runner (`crepe search-compare`): config validation (one line naming
- * the field, nothing written), the subset flags, the proxy-study summary, and one tiny real run on
- * stories260K (files, runs, hill climbing's full PPL = a separate fullEvaluation bit for bit, same
- * seeds = same evaluation logs).
+ * the field, nothing written), the subset flags, the proxy-study summary, the cost arithmetic
+ * over seeds, and one tiny real run on stories260K (files, rows, hill climbing's full PPL = a
+ * separate fullEvaluation bit for bit, same seeds = same evaluation logs, a killed run resumed
+ * without redoing its finished units).
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { initBackend } from '../lib/backend';
 import { parseCsv } from '../lib/util/csv';
 import {
-  ComparePlan, ComparisonResult, RESULTS_CSV, RESULTS_MD, evalLogName, planComparison, readProxyStudies, runComparison,
+  ComparePlan, ComparisonResult, JOURNAL, RESULTS_CSV, RESULTS_MD, RunRow, costRows, evalLogName, planComparison, planUnits, readProxyStudies, runComparison, spread,
 } from '../lib/experiments/search-compare';
 import { loadSearchCompareConfig, parseSearchCompareConfig, selectSubset } from '../lib/experiments/search-config';
 import { DEFAULT_PROXY } from '../lib/search/defaults';
 import { CrepeError } from '../lib/errors';
 import { openModel } from '../lib/model/resolve';
-import { fullEvaluation } from '../lib/search/objective';
+import { REPORT_DATASET, fullEvaluation } from '../lib/search/objective';
 import { ROOT, makeTmp, oneLineCrepeError, rmTmp, runCli } from './helpers';
 
 const SEARCH_JSON = path.join(ROOT, 'experiments', 'search.json');
@@ -37,9 +38,10 @@ const tiny = {
   models: ['stories260K'],
   structures: [{ name: 'u50', structure: 'unstructured', sparsity: 0.5 }],
   calibration: { dataset: 'tinystories', nsamples: 4, seed: 0, stats: 'dense' },
-  hillclimb: { budget: 3, search_windows: 2, seed: 0 },
-  pho: { proxy: 'default', budget: 3, seed: 0 },
+  hillclimb: { budget: 3, search_windows: 2 },
+  pho: [{ name: 'pho', proxies: ['default'], budget: 3 }],
   baselines: [{ name: 'RIA default', method: 'ria' }],
+  report_windows: 4,
 };
 
 function writeConfig(dir: string, json: object): string {
@@ -49,28 +51,36 @@ function writeConfig(dir: string, json: object): string {
 }
 
 describe('config', () => {
-  test('experiments/search.json is valid: both models, u50 and 2of4, the default proxy, transfer and every proxy on u50', () => {
+  test('experiments/search.json is valid: both models, u50 and 2of4, three seeds, the multi-fidelity PHO first, the Gini PHO kept, transfer', () => {
     const cfg = loadSearchCompareConfig(SEARCH_JSON);
     expect(cfg.models).toEqual(['stories260K', 'babyllama-char']);
     expect(cfg.structures.map((s) => [s.name, s.structure, s.sparsity, s.label])).toEqual([
       ['u50', 'unstructured', 0.5, '50% unstructured'],
       ['2of4', '2:4', 0.5, '2:4'],
     ]);
-    expect(cfg.pho.proxy).toBe(DEFAULT_PROXY);
+    expect(cfg.seeds.length).toBeGreaterThanOrEqual(3);
+    expect(cfg.pho[0].proxies.map((p) => p.proxy)).toEqual(['energy-row', 'energy']);
+    expect(cfg.pho[0].verify).toBeDefined();
+    expect(cfg.pho.some((v) => v.proxies.map((p) => p.proxy).join() === 'gini-pruned-scores')).toBe(true);
     expect(cfg.transfer).toEqual(['u50']);
-    expect(cfg.phoEveryProxy).toEqual(['u50']);
-    expect(cfg.baselines.map((b) => b.params)).toEqual([{ a: 0.5 }, expect.objectContaining({ alpha: 1, beta: 1, kh: 3, kw: 3 })]);
   });
 
   test('defaults, transfer: true, space overrides', () => {
     const cfg = parseSearchCompareConfig(
-      { models: ['stories260K'], structures: [{ name: 'u60', structure: 'unstructured', sparsity: 0.6 }], transfer: true, space: { bounds: ['gamma=1e-4:10'], fixed: { a: 0.3 } } },
+      {
+        models: ['stories260K'],
+        structures: [{ name: 'u60', structure: 'unstructured', sparsity: 0.6 }],
+        pho: [{ name: 'pho', proxies: ['default'], budget: 3 }],
+        transfer: true,
+        space: { bounds: ['gamma=1e-4:10'], fixed: { a: 0.3 } },
+      },
       'x.json',
     );
     expect(cfg.method).toBe('crepe');
     expect(cfg.calibration).toEqual({ dataset: 'tinystories', nsamples: 128, seed: 0, stats: 'dense' });
-    expect(cfg.hillclimb).toEqual({ budget: 40, searchWindows: 16, seed: 0 });
-    expect(cfg.pho).toMatchObject({ proxy: DEFAULT_PROXY, proxyGiven: 'default', budget: 40, seed: 0 });
+    expect(cfg.hillclimb).toEqual({ budget: 40, searchWindows: 16 });
+    expect(cfg.seeds).toEqual([0]);
+    expect(cfg.pho).toEqual([{ name: 'pho', proxies: [{ proxy: DEFAULT_PROXY, sign: 1 }], budget: 3, verify: undefined, seeds: [0] }]);
     expect(cfg.transfer).toEqual(['u60']);
     expect(cfg.space.dims.find((d) => d.name === 'gamma')).toMatchObject({ min: 1e-4, max: 10 });
     expect(cfg.space.fixed).toEqual({ a: 0.3 });
@@ -80,7 +90,14 @@ describe('config', () => {
     ['unknown key', { budgets: 3 }, /^x\.json: unknown key 'budgets'/],
     ['misspelled nested key', { hillclimb: { budget: 3, search_window: 2 } }, /^x\.json: hillclimb: unknown key 'search_window' \(did you mean 'search_windows'\?\)$/],
     ['wrong type', { hillclimb: { budget: '3' } }, /^x\.json: hillclimb\.budget: expected number, got string$/],
-    ['unknown proxy', { pho: { proxy: 'gini' } }, /^x\.json: pho\.proxy: unknown proxy 'gini' \(known: /],
+    ['unknown proxy', { pho: [{ name: 'p', proxies: ['gini'] }] }, /^x\.json: pho\[0\]\.proxies\[0\]: unknown proxy 'gini' \(known: /],
+    ['no PHO variant', { pho: [] }, /^x\.json: pho: list at least one PHO variant$/],
+    ['a proxy twice', { pho: [{ name: 'p', proxies: ['energy', 'energy'] }] }, /pho\[0\]\.proxies: a proxy is listed twice/],
+    ['PHO named like hill climbing', { pho: [{ name: 'hillclimb', proxies: ['energy'] }] }, /pho\[0\]\.name: 'hillclimb' is also the name of the hill-climbing run/],
+    ['verification on more windows than hill climbing', { pho: [{ name: 'p', proxies: ['energy'], verify: { candidates: 2, windows: 9 } }] }, /pho\[0\]\.verify\.windows: 9 is more than hill climbing's 2 search windows/],
+    ['a variant seed not in seeds', { pho: [{ name: 'p', proxies: ['energy'], seeds: [4] }] }, /pho\[0\]\.seeds\[0\]: seed 4 is not in seeds \(0\)/],
+    ['a seed twice', { seeds: [1, 1] }, /^x\.json: seeds: a seed is listed twice/],
+    ['a transfer seed not in seeds', { transfer_seeds: [3] }, /transfer_seeds\[0\]: seed 3 is not in seeds/],
     ['bad structure', { structures: [{ name: 'x', structure: '2-4' }] }, /^x\.json: structures\[0\]\.structure: structure must be 'unstructured' or N:M/],
     ['sparsity with N:M', { structures: [{ name: 'x', structure: '2:4', sparsity: 0.5 }] }, /structures\[0\]\.sparsity: sparsity applies to unstructured only/],
     ['sparsity out of range', { structures: [{ name: 'x', structure: 'unstructured', sparsity: 1.5 }] }, /structures\[0\]\.sparsity: sparsity must be in \[0, 1\)/],
@@ -89,10 +106,10 @@ describe('config', () => {
     ['unknown method', { method: 'foo' }, /^x\.json: method: unknown method 'foo'/],
     ['unknown baseline method', { baselines: [{ name: 'b', method: 'foo' }] }, /baselines\[0\]\.method: unknown method 'foo'/],
     ['baseline named like a search', { baselines: [{ name: 'pho', method: 'ria' }] }, /baselines\[0\]\.name: 'pho' is the name of a search run/],
+    ['a projection file that does not exist', { projection: '/no/such/file.json' }, /^x\.json: projection: file not found/],
     ['unknown baseline parameter', { baselines: [{ name: 'b', method: 'ria', params: { delta: 1 } }] }, /baselines\[0\]\.params: unknown parameter 'delta' for method ria/],
     ['transfer names an unknown structure', { transfer: ['2of4'] }, /^x\.json: transfer\[0\]: unknown structure name '2of4' \(structures: u50\)$/],
     ['transfer of a wrong type', { transfer: 'u50' }, /^x\.json: transfer: expected true, false or a list of structure names$/],
-    ['every-proxy names an unknown structure', { pho_every_proxy: ['u60'] }, /pho_every_proxy\[0\]: unknown structure name 'u60'/],
     ['bad stats', { calibration: { stats: 'sparse' } }, /calibration\.stats: must be one of 'dense', 'pruned', got 'sparse'/],
     ['bad bound', { space: { bounds: ['gamma=1'] } }, /space\.bounds: bad --bound 'gamma=1'/],
     ['unsearchable space', { space: { searched: ['delta'] } }, /space: cannot search 'delta'/],
@@ -108,7 +125,6 @@ describe('config', () => {
         models: ['stories260K', 'babyllama-char'],
         structures: [{ name: 'u50', structure: 'unstructured' }, { name: '2of4', structure: '2:4' }],
         transfer: true,
-        pho_every_proxy: ['2of4'],
       },
       'x.json',
     );
@@ -116,7 +132,6 @@ describe('config', () => {
     expect(sub.models).toEqual(['babyllama-char']);
     expect(sub.structures.map((s) => s.name)).toEqual(['u50']);
     expect(sub.transfer).toEqual(['u50']);
-    expect(sub.phoEveryProxy).toEqual([]);
     expect(() => selectSubset(cfg, ['stories'])).toThrow(/^--models: 'stories' is not in x\.json \(stories260K, babyllama-char\)$/);
     expect(() => selectSubset(cfg, undefined, ['u60'])).toThrow(/^--structures: 'u60' is not in x\.json/);
   });
@@ -132,10 +147,10 @@ describe('config', () => {
 
   test('the CLI: a bad config is one line and exit 2, before any file is written', () => {
     const dir = folder('cli');
-    const file = writeConfig(dir, { ...tiny, pho: { proxy: 'gini' } });
+    const file = writeConfig(dir, { ...tiny, pho: [{ name: 'p', proxies: ['gini'] }] });
     const r = runCli(['search-compare', '--config', file, '--out', dir]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/^crepe: .*config\.json: pho\.proxy: unknown proxy 'gini'.*\n$/);
+    expect(r.stderr).toMatch(/^crepe: .*config\.json: pho\[0\]\.proxies\[0\]: unknown proxy 'gini'.*\n$/);
     expect(r.stdout).toBe('');
     expect(fs.readdirSync(dir)).toEqual(['config.json']);
   });
@@ -158,7 +173,54 @@ describe('proxy-study summary', () => {
   });
 });
 
-describe('a tiny real comparison on stories260K (budgets 3, 4 calibration windows, 2 search windows)', () => {
+describe('cost accounting over seeds', () => {
+  const row = (run: string, seed: number, fullPpl: number, loop: number, cpu: number): RunRow => ({
+    key: `${run}${seed}`, model: 'stories260K', structure: 'u50', structureLabel: '50% unstructured', kind: 'search', run, seed, method: 'crepe',
+    search: run === 'hillclimb' ? 'hillclimb' : 'pho', proxies: run === 'hillclimb' ? null : 'energy', fromModel: null, params: {}, fullPpl,
+    pplEvals: run === 'hillclimb' ? 40 : 2, proxyEvals: run === 'hillclimb' ? 0 : 60, bestSearchValue: 1, stopReason: 'x', calibrationSeconds: 2,
+    loopWallSeconds: loop, loopCpuSeconds: cpu, pruneSeconds: 0, evalSeconds: 0, evalDataset: 'tinystories', evalWindows: 4, evalSeqlen: 8, evalLog: null, note: '',
+  });
+
+  test('mean and sample std; PHO against hill climbing on the same seeds; ratios of mean loop times', () => {
+    expect(spread([1, 2, 3, 4])).toEqual({ mean: 2.5, std: Math.sqrt(5 / 3), n: 4 });
+    expect(spread([7])).toEqual({ mean: 7, std: 0, n: 1 });
+    const cfg = parseSearchCompareConfig(
+      { ...tiny, seeds: [0, 1, 2], pho: [{ name: 'pho', proxies: ['energy'] }, { name: 'one', proxies: ['energy-row'], seeds: [1] }] },
+      'x.json',
+    );
+    const rows = [
+      row('hillclimb', 0, 10, 40, 38), row('hillclimb', 1, 12, 50, 45), row('hillclimb', 2, 11, 60, 57),
+      row('pho', 0, 11, 1, 1), row('pho', 1, 11, 2, 1.5), row('pho', 2, 11.1, 3, 2.5),
+      row('one', 1, 12.12, 5, 5),
+    ];
+    const [pho, one] = costRows(cfg, rows);
+    expect(pho.hillclimbPpl).toEqual(spread([10, 12, 11]));
+    expect(pho.phoVsHillclimbPct).toBeCloseTo(((11 + 11 + 11.1) / 3 / 11 - 1) * 100, 10);
+    expect(pho.loopWallRatio).toBeCloseTo(50 / 2, 12);
+    expect(pho.loopCpuRatio).toBeCloseTo(140 / 3 / (5 / 3), 12);
+    expect(pho.withCalibrationRatio).toBeCloseTo((2 + 50) / (2 + 2), 12);
+    expect(pho).toMatchObject({ within1Pct: true, loopAtLeast20x: true });
+    // a variant on seed 1 only is compared with hill climbing's seed 1 only
+    expect(one.hillclimbPpl).toEqual(spread([12]));
+    expect(one.phoVsHillclimbPct).toBeCloseTo(1, 10);
+    expect(one).toMatchObject({ within1Pct: false, loopAtLeast20x: false, loopWallRatio: 10 });
+  });
+
+  test('units: every seed of hill climbing and of each variant, baselines once, transfer of the chosen seeds both ways', () => {
+    const cfg = parseSearchCompareConfig(
+      { ...tiny, models: ['stories260K', 'babyllama-char'], seeds: [0, 1], transfer: true, transfer_seeds: [1], pho: [{ name: 'p', proxies: ['energy'] }, { name: 'q', proxies: ['energy'], seeds: [0] }] },
+      'x.json',
+    );
+    const units = planUnits(cfg).map((u) => [u.kind, u.model, u.run, u.seed, u.fromModel].join(' '));
+    expect(units).toEqual([
+      'search stories260K hillclimb 0 ', 'search stories260K p 0 ', 'search stories260K q 0 ', 'search stories260K hillclimb 1 ', 'search stories260K p 1 ', 'baseline stories260K RIA default  ',
+      'search babyllama-char hillclimb 0 ', 'search babyllama-char p 0 ', 'search babyllama-char q 0 ', 'search babyllama-char hillclimb 1 ', 'search babyllama-char p 1 ', 'baseline babyllama-char RIA default  ',
+      'transfer stories260K hillclimb 1 babyllama-char', 'transfer stories260K p 1 babyllama-char', 'transfer babyllama-char hillclimb 1 stories260K', 'transfer babyllama-char p 1 stories260K',
+    ]);
+  });
+});
+
+describe('a tiny real comparison on stories260K (budgets 3, 4 calibration windows, 2 search windows, 4 report windows)', () => {
   let plan: ComparePlan;
   let result: ComparisonResult;
   const ctx = { backend: 'wasm', codeVersion: 'test', command: 'crepe search-compare --config config.json --out out' };
@@ -176,35 +238,35 @@ describe('a tiny real comparison on stories260K (budgets 3, 4 calibration window
     result = runComparison(plan, ctx);
   });
 
-  test('writes the logs, the CSV and the Markdown report, and nothing else', () => {
-    const names = [evalLogName('stories260K', 'u50', 'hillclimb'), evalLogName('stories260K', 'u50', 'pho'), RESULTS_CSV, RESULTS_MD];
+  test('writes the logs, the journal, the CSV and the Markdown report, and nothing else', () => {
+    const names = [evalLogName('stories260K', 'u50', 'hillclimb', 0), evalLogName('stories260K', 'u50', 'pho', 0), JOURNAL, RESULTS_CSV, RESULTS_MD];
     expect(fs.readdirSync(plan.out).sort()).toEqual([...names].sort());
     expect(result.files.map((f) => path.basename(f)).sort()).toEqual([...names].sort());
     const md = fs.readFileSync(path.join(plan.out, RESULTS_MD), 'utf8');
     expect(md).toMatch(/^# .*\n\nGenerated by `crepe search-compare --config config\.json --out out` from .*config\.json \(code test, backend wasm\)/);
-    for (const heading of ['## Runs', '## Cost ratios']) expect(md).toContain(heading);
-    expect(md).toContain(`PHO (${DEFAULT_PROXY})`);
+    for (const heading of ['## Runs', '## PHO against hill climbing', '## Hill climbing converges']) expect(md).toContain(heading);
+    expect(md).toContain(`pho (${DEFAULT_PROXY})`);
     expect(md).not.toContain('## Transfer'); // one model: nothing to transfer
   });
 
-  test('the CSV has one row per run: the baseline, hill climbing, PHO', () => {
+  test('the CSV has one row per unit: hill climbing, PHO, the baseline', () => {
     const { rows } = parseCsv(fs.readFileSync(path.join(plan.out, RESULTS_CSV), 'utf8'), RESULTS_CSV);
-    expect(rows.map((r) => [r.model, r.structure, r.run, r.kind])).toEqual([
-      ['stories260K', 'u50', 'RIA default', 'baseline'],
-      ['stories260K', 'u50', 'hillclimb', 'search'],
-      ['stories260K', 'u50', 'pho', 'search'],
+    expect(rows.map((r) => [r.model, r.structure, r.run, r.seed, r.kind])).toEqual([
+      ['stories260K', 'u50', 'hillclimb', '0', 'search'],
+      ['stories260K', 'u50', 'pho', '0', 'search'],
+      ['stories260K', 'u50', 'RIA default', '', 'baseline'],
     ]);
-    const [ria, hc, pho] = rows;
-    expect(hc).toMatchObject({ ppl_evals: '3', proxy_evals: '0', vs_hillclimb_pct: '0.0000', eval_log: 'search-stories260K-u50-hillclimb.csv' });
-    expect(pho).toMatchObject({ ppl_evals: '0', proxy_evals: '3', proxy: DEFAULT_PROXY });
+    const [hc, pho, ria] = rows;
+    expect(hc).toMatchObject({ ppl_evals: '3', proxy_evals: '0', eval_log: evalLogName('stories260K', 'u50', 'hillclimb', 0), eval_windows: '4', eval_dataset: 'tinystories' });
+    expect(pho).toMatchObject({ ppl_evals: '0', proxy_evals: '3', proxies: DEFAULT_PROXY });
     expect(ria.params).toBe('a=0.5');
-    expect(Number(ria.vs_hillclimb_pct)).toBeCloseTo((Number(ria.full_ppl) / Number(hc.full_ppl) - 1) * 100, 3);
     for (const r of [hc, pho]) {
       expect(Number(r.loop_wall_s)).toBeGreaterThan(0);
       expect(Number(r.loop_cpu_s)).toBeGreaterThan(0);
       expect(Number(r.calibration_s)).toBeGreaterThan(0);
     }
     expect(result.costs).toHaveLength(1);
+    expect(result.curves[0].seeds).toEqual([{ seed: 0, evals: 3, stopReason: 'maxEvals' }]);
   });
 
   test("hill climbing's full PPL is exactly a separate fullEvaluation of the CSV's parameters", () => {
@@ -220,6 +282,8 @@ describe('a tiny real comparison on stories260K (budgets 3, 4 calibration window
         params,
         { kind: 'unstructured', group: 'matrix', sparsity: 0.5 },
         { dataset: 'tinystories', nsamples: 4, seqlen: model.source.config.maxSeqLen, seed: 0 },
+        REPORT_DATASET,
+        4,
       );
       expect(Number(hc.full_ppl)).toBe(full.ppl);
     } finally {
@@ -227,13 +291,37 @@ describe('a tiny real comparison on stories260K (budgets 3, 4 calibration window
     }
   });
 
+  test('a killed run continues from its journal: finished units are not redone, the rows are the same', () => {
+    // The multi-fidelity PHO with two proxies and PPL verification, two seeds, no baseline.
+    const config = writeConfig(folder('config-resume'), {
+      ...tiny, baselines: [], seeds: [0, 1], pho: [{ name: 'mf', proxies: ['energy-row', 'energy'], budget: 3, verify: { candidates: 1, windows: 1 } }],
+    });
+    const whole = runComparison(planComparison(config, { out: folder('resume-whole') }), ctx);
+    expect(whole).toMatchObject({ ranUnits: 4, resumedUnits: 0 });
+    const mf = whole.rows.find((r) => r.run === 'mf')!;
+    expect(mf).toMatchObject({ proxyEvals: 6, pplEvals: 2 });
+    // A run killed during its third unit: the journal has the config line, two rows and half a line.
+    const dir = folder('resume-killed');
+    const lines = fs.readFileSync(path.join(whole.plan.out, JOURNAL), 'utf8').split('\n');
+    const rowLines = lines.filter((l) => l.includes('"type":"row"'));
+    fs.writeFileSync(path.join(dir, JOURNAL), [lines[0], ...lines.filter((l) => l.includes('"type":"calibration"')), rowLines[0], rowLines[1], rowLines[2].slice(0, 40)].join('\n'));
+    const resumed = runComparison(planComparison(config, { out: dir }), ctx);
+    expect(resumed).toMatchObject({ ranUnits: 2, resumedUnits: 2 });
+    expect(resumed.rows.map((r) => [r.key, r.params, r.fullPpl])).toEqual(whole.rows.map((r) => [r.key, r.params, r.fullPpl]));
+    // only the two units run again wrote evaluation logs
+    expect(fs.readdirSync(dir).filter((f) => f.startsWith('search-') && f.endsWith('.csv') && f !== RESULTS_CSV)).toHaveLength(2);
+    // a journal of another config is refused, --fresh starts over
+    const other = writeConfig(folder('config-other'), { ...tiny, baselines: [], seeds: [0, 1], pho: [{ name: 'mf', proxies: ['energy'], budget: 3 }] });
+    expect(() => runComparison(planComparison(other, { out: dir }), ctx)).toThrow(/was written for a different config .*--fresh/);
+  });
+
   test('the same seeds give the same evaluation logs (timings apart)', () => {
     // the baselines take no part in the searches; leaving them out keeps the test short
     const second = planComparison(writeConfig(folder('config2'), { ...tiny, baselines: [] }), { out: folder('run2') });
     const again = runComparison(second, ctx);
     for (const search of ['hillclimb', 'pho']) {
-      const a = fs.readFileSync(path.join(plan.out, evalLogName('stories260K', 'u50', search)), 'utf8');
-      const b = fs.readFileSync(path.join(second.out, evalLogName('stories260K', 'u50', search)), 'utf8');
+      const a = fs.readFileSync(path.join(plan.out, evalLogName('stories260K', 'u50', search, 0)), 'utf8');
+      const b = fs.readFileSync(path.join(second.out, evalLogName('stories260K', 'u50', search, 0)), 'utf8');
       expect(a.split('\n')[0]).toMatch(/,seconds,elapsed_seconds$/);
       expect(stripTiming(b)).toEqual(stripTiming(a));
     }

@@ -238,7 +238,7 @@ describe('search command input checks (before any work)', () => {
       write.mockRestore();
     }
     const lines = fs.readFileSync(out, 'utf8').trim().split('\n');
-    expect(lines[0]).toBe('index,kind,a,alpha,beta,gamma,kh,kw,value,objective,best_objective,seconds,elapsed_seconds');
+    expect(lines[0]).toBe('index,kind,measure,a,alpha,beta,gamma,kh,kw,value,objective,best_objective,seconds,elapsed_seconds');
     expect(lines).toHaveLength(4);
     expect(fs.readdirSync(dir)).toEqual(['search-log.csv']);
     fs.rmSync(dir, { recursive: true, force: true });

@@ -247,10 +247,14 @@ describe('parameters', () => {
   });
 
   test('kernel=KHxKW shorthand', () => {
-    expect(parseParamPairs(['kernel=3x5', 'gamma=0.1'])).toEqual({ kh: '3', kw: '5', gamma: '0.1' });
-    expect(parseParamPairs(['kernel=7'])).toEqual({ kh: '7', kw: '7' });
-    expect(() => parseParamPairs(['kernel=3by3'])).toThrow(CrepeError);
-    expect(() => parseParamPairs(['gamma'])).toThrow(CrepeError);
+    // the shorthand is CRePE's own (its paramAliases), not the generic parser's
+    const crepe = getStrategy('crepe');
+    expect(parseParamPairs(['kernel=3x5', 'gamma=0.1'], crepe)).toEqual({ kh: '3', kw: '5', gamma: '0.1' });
+    expect(parseParamPairs(['kernel=7'], crepe)).toEqual({ kh: '7', kw: '7' });
+    expect(() => parseParamPairs(['kernel=3by3'], crepe)).toThrow(CrepeError);
+    expect(() => parseParamPairs(['gamma'], crepe)).toThrow(CrepeError);
+    expect(parseParamPairs(['kernel=3x5'], getStrategy('ria'))).toEqual({ kernel: '3x5' }); // then refused by resolveParams
+    expect(() => resolveParams(getStrategy('ria'), parseParamPairs(['kernel=3x5'], getStrategy('ria')))).toThrow(/unknown parameter 'kernel'/);
   });
 });
 

@@ -5,7 +5,7 @@ import { writeFileAtomic } from '../io/atomic';
 import { openModel } from '../model/resolve';
 import { Structure } from '../prune/select';
 import { calibrateOnce, setupOptionsFor } from '../search/objective';
-import { PROXY_NAMES, ProxyName, parseProxy } from '../search/proxies';
+import { listProxies, ProxyName, parseProxy } from '../search/proxies';
 import { correlations, runProxyStudy, scatterSvg, studyCsv, studyMarkdown } from '../search/study';
 import { formatParams } from '../search/space';
 import { emit, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
@@ -29,7 +29,7 @@ export async function proxyStudyCommand(args: ProxyStudyArgs): Promise<void> {
   const { strategy, space, structure } = settings;
   const samples = positiveIntFlag('samples', args.samples);
   if (samples < 3) throw new CrepeError(`--samples must be at least 3 to rank anything, got ${samples}`);
-  const proxies: ProxyName[] = (args.proxies?.flatMap((p) => p.split(',')).filter((p) => p) ?? [...PROXY_NAMES]).map(parseProxy);
+  const proxies: ProxyName[] = (args.proxies?.flatMap((p) => p.split(',')).filter((p) => p) ?? [...listProxies()]).map(parseProxy);
   if (!fs.existsSync(args.out) || !fs.statSync(args.out).isDirectory()) throw new CrepeError(`--out ${args.out} is not an existing folder`);
   const setupOptions = setupOptionsFor(settings.statsKind, proxies, setupOverrides(args));
   const keepInputs = setupOptions.keepInputs;

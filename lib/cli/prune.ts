@@ -56,7 +56,7 @@ function fmtPpl(r: EvalRecord): string {
 export async function pruneCommand(args: PruneArgs): Promise<void> {
   // Validate everything before any work, so bad input never leaves a partial output behind.
   const strategy = getStrategy(args.method);
-  const params = resolveParams(strategy, parseParamPairs(args.param ?? []));
+  const params = resolveParams(strategy, parseParamPairs(args.param ?? [], strategy));
   const sparsity = args.sparsity === undefined ? undefined : numberFlag('sparsity', args.sparsity);
   const group = args.group ?? strategy.defaultGroup;
   const structure = parseStructure(args.structure, sparsity, group);

@@ -1,3 +1,4 @@
+import * as os from 'os';
 import { comparisonJson, planComparison, runComparison } from '../experiments/search-compare';
 import { CommonArgs, emit, progressBar, startBackend, versionInfo } from './common';
 
@@ -6,6 +7,8 @@ export interface SearchCompareArgs extends CommonArgs {
   out: string;
   models?: string[];
   structures?: string[];
+  fresh?: boolean;
+  reportOnly?: boolean;
 }
 
 /** `--models a,b --models c` -> [a, b, c]; undefined when not given. */
@@ -27,7 +30,14 @@ export async function searchCompareCommand(args: SearchCompareArgs): Promise<voi
   const backend = await startBackend(args.backend);
   const result = runComparison(
     plan,
-    { backend, codeVersion: versionInfo(), command: commandLine(process.argv.slice(2)) },
+    {
+      backend,
+      codeVersion: versionInfo(),
+      command: commandLine(process.argv.slice(2)),
+      fresh: args.fresh ?? false,
+      reportOnly: args.reportOnly ?? false,
+      load: () => `load average ${os.loadavg().map((v) => v.toFixed(1)).join(' / ')} (1 / 5 / 15 min) on ${os.cpus().length} cores at the end of the run`,
+    },
     {
       progress: (label, unit, total) => {
         const bar = progressBar(label, unit);
@@ -44,9 +54,9 @@ export async function searchCompareCommand(args: SearchCompareArgs): Promise<voi
     [
       ...result.costs.map(
         (c) =>
-          `${c.model} ${c.structure}: hillclimb ${c.hillclimbPpl.toFixed(4)}, PHO ${c.phoPpl.toFixed(4)} (${c.phoVsHillclimbPct >= 0 ? '+' : ''}${c.phoVsHillclimbPct.toFixed(2)}%), loop ${c.loopWallRatio.toFixed(1)}x wall, ${c.loopCpuRatio.toFixed(1)}x CPU, ${c.withCalibrationRatio.toFixed(1)}x with calibration`,
+          `${c.model} ${c.structure} ${c.pho}: hillclimb ${c.hillclimbPpl.mean.toFixed(4)}, PHO ${c.phoPpl.mean.toFixed(4)} (${c.phoVsHillclimbPct >= 0 ? '+' : ''}${c.phoVsHillclimbPct.toFixed(2)}%, mean of ${c.phoPpl.n} seeds), loop ${c.loopWallRatio.toFixed(1)}x wall, ${c.loopCpuRatio.toFixed(1)}x CPU`,
       ),
-      `${result.rows.length} runs in ${result.totalWallSeconds.toFixed(1)} s (backend ${backend}); wrote ${result.files.length} files: ${result.files.slice(-2).join(', ')} and the evaluation logs`,
+      `${result.rows.length} rows (${result.ranUnits} run now, ${result.resumedUnits} resumed) in ${result.totalWallSeconds.toFixed(1)} s (backend ${backend}); wrote ${result.files.slice(-3).join(', ')} and the evaluation logs`,
     ].join('\n'),
   );
 }

@@ -12,13 +12,13 @@ import { DEFAULT_BUDGET, DEFAULT_PROXY, SEARCHES, SearchName } from '../search/d
 import { hillClimbSearch } from '../search/hillclimb';
 import { DEFAULT_FISHER_WINDOWS, DEFAULT_KEEP_INPUTS, FullEvaluation, REPORT_DATASET, SearchOutcome, StatsKind, calibrateOnce, evalLogCsv, fullEvaluation, proxySign, setupOptionsFor } from '../search/objective';
 import { phoSearch } from '../search/pho';
-import { PROXIES, PROXY_NAMES, ProxyName, parseProxy } from '../search/proxies';
+import { getProxy, listProxies, ProxyName, parseProxy } from '../search/proxies';
 import { SearchSpace, buildSpace, formatParams, paramFlags, parseBounds } from '../search/space';
 import { PruneTargetArgs, emit, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
 
 export const STATS_KINDS: readonly StatsKind[] = ['dense', 'pruned'];
 
-export const PROXY_HELP = `PHO proxy: ${PROXY_NAMES.join(', ')} (default ${DEFAULT_PROXY}: the most consistently PPL-correlated in our proxy studies)`;
+export const PROXY_HELP = `PHO proxy: ${listProxies().join(', ')} (default ${DEFAULT_PROXY}: the most consistently PPL-correlated in our proxy studies)`;
 
 /** Options shared by `search` and `proxy-study`. */
 export interface SpaceArgs extends PruneTargetArgs {
@@ -59,7 +59,7 @@ export function spaceSettings(args: SpaceArgs): SpaceSettings {
   const space = buildSpace(strategy, {
     searched: args.searched?.flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s),
     bounds: parseBounds(args.bound ?? []),
-    fixed: parseParamPairs(args.param ?? []),
+    fixed: parseParamPairs(args.param ?? [], strategy),
   });
   const group = args.group ?? strategy.defaultGroup;
   const structure = parseStructure(args.structure, args.sparsity === undefined ? undefined : numberFlag('sparsity', args.sparsity), group);

@@ -47,16 +47,27 @@ const hillclimbSchema = z
   .object({
     budget: positiveInt.default(DEFAULT_BUDGET.hillclimb),
     search_windows: positiveInt.default(16),
-    seed: seed.default(0),
   })
   .strict();
 
+const verifySchema = z
+  .object({
+    candidates: positiveInt,
+    windows: positiveInt,
+  })
+  .strict();
+
+/** One PHO variant: the first in the list is the method the cost table compares. */
 const phoSchema = z
   .object({
-    /** A proxy name, or 'default' for the search CLI's default proxy. */
-    proxy: z.string().min(1).default('default'),
+    name: fileSafeName,
+    /** Proxy names ('default' = the search CLI's default), one CMA-ES run each. */
+    proxies: z.array(z.string().min(1)).min(1, { message: 'list at least one proxy' }),
     budget: positiveInt.default(DEFAULT_BUDGET.pho),
-    seed: seed.default(0),
+    /** Multi-fidelity: PPL of each run's best distinct candidates on the first search windows. */
+    verify: verifySchema.optional(),
+    /** Run only for these of the config's seeds (default: all). */
+    seeds: z.array(seed).min(1).optional(),
   })
   .strict();
 
@@ -86,22 +97,28 @@ const configSchema = z
     method: z.string().min(1).default('crepe'),
     structures: z.array(structureSchema).min(1, { message: 'list at least one structure' }),
     calibration: calibrationSchema.default({}),
+    /** Search seeds: every search runs once per seed (the calibration stays the same). */
+    seeds: z.array(seed).min(1, { message: 'list at least one seed' }).default([0]),
     hillclimb: hillclimbSchema.default({}),
-    pho: phoSchema.default({}),
+    pho: z.array(phoSchema).min(1, { message: 'list at least one PHO variant' }),
     baselines: z.array(baselineSchema).default([]),
     /** true: every structure; a list: these structure names; false: none. */
     transfer: z.union([z.boolean(), z.array(z.string())]).default(false),
-    /** Structure names for which PHO is run once per proxy. */
-    pho_every_proxy: z.array(z.string()).default([]),
+    /** Full evaluations on the first N windows of the test split (default: every window). */
+    report_windows: positiveInt.optional(),
+    /** Seeds whose configurations are transferred (default: all). */
+    transfer_seeds: z.array(seed).min(1).optional(),
     space: spaceSchema.default({}),
+    /** Per-block costs of a large model for the wall-time projection (see search-compare/costs.ts). */
+    projection: z.string().min(1).optional(),
   })
   .strict();
 
 /** Unstructured sparsity when a structure gives none (the CLI's default). */
 export const DEFAULT_SPARSITY = 0.5;
 
-/** Names a baseline may not take: they are the searches' run names. */
-export const SEARCH_RUN_NAMES = ['hillclimb', 'pho'] as const;
+/** The hill-climbing run's name (a PHO variant or baseline may not take it). */
+export const HILLCLIMB_RUN = 'hillclimb';
 
 export interface StructureEntry {
   name: string;
@@ -120,6 +137,15 @@ export interface BaselineEntry {
   params: Params;
 }
 
+export interface PhoVariant {
+  name: string;
+  proxies: { proxy: ProxyName; sign: 1 | -1 }[];
+  budget: number;
+  verify?: { candidates: number; windows: number };
+  /** The seeds this variant runs for. */
+  seeds: number[];
+}
+
 export interface SearchCompareConfig {
   file: string;
   description?: string;
@@ -128,13 +154,18 @@ export interface SearchCompareConfig {
   method: string;
   structures: StructureEntry[];
   calibration: { dataset: string; nsamples: number; seed: number; stats: StatsKind };
-  hillclimb: { budget: number; searchWindows: number; seed: number };
-  pho: { proxy: ProxyName; /** as written: 'default' or the name */ proxyGiven: string; sign: 1 | -1; budget: number; seed: number };
+  seeds: number[];
+  hillclimb: { budget: number; searchWindows: number };
+  /** PHO variants; the first is the one the cost table and transfer use. */
+  pho: PhoVariant[];
   baselines: BaselineEntry[];
   /** Structure names whose best configurations are applied to every other model. */
   transfer: string[];
-  /** Structure names for which PHO runs with every proxy. */
-  phoEveryProxy: string[];
+  transferSeeds: number[];
+  /** Full evaluations on the first N test windows (undefined: all). */
+  reportWindows?: number;
+  /** Path of a per-block cost file for the projection to a large model, if any. */
+  projection?: string;
   space: SearchSpace;
   /** The space overrides as written (for the settings paragraph and --json). */
   spaceGiven: { searched?: string[]; bounds?: string[]; fixed?: Record<string, number> };
@@ -147,6 +178,7 @@ const OBJECT_SCHEMAS: Record<string, z.AnyZodObject> = {
   calibration: calibrationSchema,
   hillclimb: hillclimbSchema,
   pho: phoSchema,
+  'pho.verify': verifySchema,
   baselines: baselineSchema,
   space: spaceSchema,
 };
@@ -223,11 +255,33 @@ export function parseSearchCompareConfig(json: unknown, file: string): SearchCom
     return { name: s.name, structure: 'unstructured', sparsity: s.sparsity ?? DEFAULT_SPARSITY, label: structureLabel(st) };
   });
 
-  const proxy = atField(file, ['pho', 'proxy'], () => parseProxy(raw.pho.proxy === 'default' ? DEFAULT_PROXY : raw.pho.proxy));
+  const runNames = new Map<string, string>([[HILLCLIMB_RUN, 'the hill-climbing run']]);
+  const pho = raw.pho.map((v, i): PhoVariant => {
+    if (runNames.has(v.name)) throw fieldError(file, ['pho', i, 'name'], `'${v.name}' is also the name of ${runNames.get(v.name)}`);
+    runNames.set(v.name, `pho[${i}]`);
+    const proxies = v.proxies.map((p, j) => {
+      const proxy = atField(file, ['pho', i, 'proxies', j], () => parseProxy(p === 'default' ? DEFAULT_PROXY : p));
+      return { proxy, sign: proxySign(proxy) };
+    });
+    if (new Set(proxies.map((p) => p.proxy)).size !== proxies.length) throw fieldError(file, ['pho', i, 'proxies'], 'a proxy is listed twice');
+    if (v.verify && v.verify.windows > raw.hillclimb.search_windows) {
+      throw fieldError(file, ['pho', i, 'verify', 'windows'], `${v.verify.windows} is more than hill climbing's ${raw.hillclimb.search_windows} search windows`);
+    }
+    (v.seeds ?? []).forEach((sd, j) => {
+      if (!raw.seeds.includes(sd)) throw fieldError(file, ['pho', i, 'seeds', j], `seed ${sd} is not in seeds (${raw.seeds.join(', ')})`);
+    });
+    return { name: v.name, proxies, budget: v.budget, verify: v.verify, seeds: v.seeds ?? raw.seeds };
+  });
+  const seeds = raw.seeds;
+  if (new Set(seeds).size !== seeds.length) throw fieldError(file, ['seeds'], `a seed is listed twice: ${seeds.join(', ')}`);
+  (raw.transfer_seeds ?? []).forEach((sd, j) => {
+    if (!seeds.includes(sd)) throw fieldError(file, ['transfer_seeds', j], `seed ${sd} is not in seeds (${seeds.join(', ')})`);
+  });
+  if (raw.projection !== undefined && !fs.existsSync(raw.projection)) throw fieldError(file, ['projection'], `file not found: ${raw.projection}`);
 
   const baselineNames = new Map<string, number>();
   const baselines = raw.baselines.map((b, i): BaselineEntry => {
-    if ((SEARCH_RUN_NAMES as readonly string[]).includes(b.name)) throw fieldError(file, ['baselines', i, 'name'], `'${b.name}' is the name of a search run; choose another`);
+    if (runNames.has(b.name)) throw fieldError(file, ['baselines', i, 'name'], `'${b.name}' is the name of a search run; choose another`);
     if (baselineNames.has(b.name)) throw fieldError(file, ['baselines', i, 'name'], `'${b.name}' is also the name of baselines[${baselineNames.get(b.name)}]`);
     baselineNames.set(b.name, i);
     const s = atField(file, ['baselines', i, 'method'], () => getStrategy(b.method));
@@ -242,7 +296,6 @@ export function parseSearchCompareConfig(json: unknown, file: string): SearchCom
     return [...new Set(names)];
   };
   const transfer = raw.transfer === true ? structures.map((s) => s.name) : raw.transfer === false ? [] : checkNames('transfer', raw.transfer);
-  const phoEveryProxy = checkNames('pho_every_proxy', raw.pho_every_proxy);
 
   return {
     file,
@@ -251,11 +304,14 @@ export function parseSearchCompareConfig(json: unknown, file: string): SearchCom
     method: strategy.name,
     structures,
     calibration: { ...raw.calibration, stats: raw.calibration.stats as StatsKind },
-    hillclimb: { budget: raw.hillclimb.budget, searchWindows: raw.hillclimb.search_windows, seed: raw.hillclimb.seed },
-    pho: { proxy, proxyGiven: raw.pho.proxy, sign: proxySign(proxy), budget: raw.pho.budget, seed: raw.pho.seed },
+    seeds,
+    hillclimb: { budget: raw.hillclimb.budget, searchWindows: raw.hillclimb.search_windows },
+    pho,
     baselines,
     transfer,
-    phoEveryProxy,
+    transferSeeds: raw.transfer_seeds ?? seeds,
+    reportWindows: raw.report_windows,
+    projection: raw.projection,
     space,
     spaceGiven,
   };
@@ -286,6 +342,5 @@ export function selectSubset(config: SearchCompareConfig, models?: readonly stri
     models: pick('models', config.models, (m) => m, models),
     structures: chosenStructures,
     transfer: config.transfer.filter((n) => kept.has(n)),
-    phoEveryProxy: config.phoEveryProxy.filter((n) => kept.has(n)),
   };
 }

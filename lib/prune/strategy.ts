@@ -46,6 +46,13 @@ export interface ParamSpec {
   exclusiveMin?: boolean;
   log?: boolean;
   description: string;
+  /**
+   * How `crepe search` treats the parameter, declared by the strategy so a new strategy needs no
+   * edit in the search code. `searched: false` keeps it fixed unless the user asks for it;
+   * `bounds` (parameter units, within [min, max]) default to [min, max] (a log parameter whose
+   * min is 0 starts its range at 1e-3); `start` is where searches begin (default: `default`).
+   */
+  search?: { searched?: boolean; bounds?: readonly [number, number]; start?: number };
 }
 
 export type ParamSpecs = Record<string, ParamSpec>;
@@ -67,6 +74,17 @@ export interface Strategy {
   /** Whether the score uses calibration activations (false: calibration can be skipped). */
   usesActivations: boolean;
   score(ctx: LayerContext, params: Params): tf.Tensor2D;
+  /**
+   * Shorthands for the command line's `--param k=v`, expanding one pair into several (CRePE's
+   * `kernel=3x5` = kh=3, kw=5); throw a CrepeError on a bad value.
+   */
+  paramAliases?: Record<string, (value: string) => Record<string, string>>;
+  /**
+   * Optional fast path for searches that score the same layer under many parameter sets: cache
+   * what does not depend on the parameters and return host-side scores, equal to `score` up to
+   * float32 rounding (the strategy contract tests check it). Without it, searches call `score`.
+   */
+  prepare?(ctx: LayerContext): (params: Params) => Float32Array;
   /** Statistics needed beyond per-channel sums (SparseGPT: the Gram matrix X^T X). */
   statsNeeds?: StatsOptions;
   /**
@@ -83,6 +101,10 @@ export function registerStrategy(s: Strategy): void {
   for (const [k, spec] of Object.entries(s.params)) {
     const err = checkParam(s.name, k, spec.default, spec);
     if (err) throw new Error(`default of ${err}`);
+    const [lo, hi] = spec.search?.bounds ?? [spec.min, spec.max];
+    if (!(spec.min <= lo && lo <= hi && hi <= spec.max)) throw new Error(`search bounds [${lo}, ${hi}] of ${s.name}.${k} are outside [${spec.min}, ${spec.max}]`);
+    const start = spec.search?.start;
+    if (start !== undefined && checkParam(s.name, k, start, spec)) throw new Error(`search start of ${checkParam(s.name, k, start, spec)}`);
   }
   registry.set(s.name, s);
 }
@@ -135,20 +157,20 @@ export function resolveParams(s: Strategy, given: Record<string, string | number
   return out;
 }
 
-/** Parse `k=v` pairs from the command line; `kernel=3x5` is shorthand for kh=3, kw=5. */
-export function parseParamPairs(pairs: readonly string[]): Record<string, string> {
+/**
+ * Parse `k=v` pairs from the command line, expanding the strategy's own shorthands
+ * (`paramAliases`, e.g. CRePE's `kernel=3x5` for kh=3, kw=5).
+ */
+export function parseParamPairs(pairs: readonly string[], strategy?: Strategy): Record<string, string> {
   const out: Record<string, string> = {};
   for (const p of pairs) {
     const eq = p.indexOf('=');
     if (eq <= 0) throw new CrepeError(`bad --param '${p}' (expected name=value)`);
     const k = p.slice(0, eq).trim();
     const v = p.slice(eq + 1).trim();
-    if (k === 'kernel') {
-      const m = /^(\d+)(?:x(\d+))?$/.exec(v);
-      if (!m) throw new CrepeError(`bad kernel '${v}' (expected K or KHxKW, e.g. 3x3)`);
-      out.kh = m[1];
-      out.kw = m[2] ?? m[1];
-    } else out[k] = v;
+    const alias = strategy?.paramAliases?.[k];
+    if (alias) Object.assign(out, alias(v));
+    else out[k] = v;
   }
   return out;
 }

@@ -134,7 +134,7 @@ export function hillClimbSearch(setup: SearchSetup, space: SearchSpace, opts: Hi
       const params = paramsOf(x);
       const r = evaluateConfiguration(setup, params, { windows: opts.windows });
       const ppl = r.ppl!;
-      log.add('ppl', params, x, ppl, ppl, r.seconds);
+      log.add('ppl', params, x, ppl, ppl, r.seconds, `ppl@${opts.windows}`);
       opts.onEval?.(log.entries.length, ppl);
       return ppl;
     },

@@ -13,8 +13,9 @@ import { Structure } from '../prune/select';
 import { InputStats } from '../prune/stats';
 import { Params, Strategy, resolveParams } from '../prune/strategy';
 import { csvText } from '../util/csv';
+import { ConfigEvaluator } from './evaluator';
 import { WeightFisher, collectWeightFisher } from './fisher';
-import { PROXIES, ProxyAccumulator, ProxyName } from './proxies';
+import { getProxy, ProxyAccumulator, ProxyName } from './proxies';
 
 /** Searches and proxy studies measure on the validation split; never on the test split. */
 export const SEARCH_DATASET = TINYSTORIES_VALIDATION;
@@ -42,6 +43,8 @@ export interface SearchSetup {
   /** Wall seconds spent on the Fisher pass (0 without it); NOT included in calibrationSeconds. */
   fisherSeconds: number;
   dataset: string;
+  /** Cached per-layer scoring for score-then-select strategies (see evaluator.ts). */
+  evaluator?: ConfigEvaluator;
 }
 
 export interface SetupOptions {
@@ -68,8 +71,8 @@ export function setupOptionsFor(
   proxies: readonly ProxyName[],
   overrides: { keepInputs?: number; fisherWindows?: number } = {},
 ): SetupOptions {
-  const needInputs = proxies.some((p) => PROXIES[p].needsInputs);
-  const needFisher = proxies.some((p) => PROXIES[p].needsFisher);
+  const needInputs = proxies.some((p) => !!getProxy(p).needs?.inputs);
+  const needFisher = proxies.some((p) => !!getProxy(p).needs?.fisher);
   return {
     statsKind,
     keepInputs: needInputs ? overrides.keepInputs ?? DEFAULT_KEEP_INPUTS : 0,
@@ -109,6 +112,10 @@ export function calibrateOnce(
   const calibrationSeconds = secondsSince(t0);
   const t1 = process.hrtime.bigint();
   const fisher = opts.fisherWindows ? collectWeightFisher(model, calibration, opts.fisherWindows) : undefined;
+  const fisherSeconds = fisher ? secondsSince(t1) : 0;
+  // Building the evaluator's caches (weights read once, per-layer sums) is part of calibration.
+  const t2 = process.hrtime.bigint();
+  const evaluator = ConfigEvaluator.supports(strategy) ? new ConfigEvaluator(model, strategy, structure, stats, fisher) : undefined;
   return {
     model,
     strategy,
@@ -116,10 +123,11 @@ export function calibrateOnce(
     calibration,
     statsKind: opts.statsKind,
     stats,
-    calibrationSeconds,
+    calibrationSeconds: calibrationSeconds + secondsSince(t2),
     fisher,
-    fisherSeconds: fisher ? secondsSince(t1) : 0,
+    fisherSeconds,
     dataset: opts.dataset ?? SEARCH_DATASET,
+    evaluator,
   };
 }
 
@@ -144,6 +152,16 @@ export function evaluateConfiguration(
   const t0 = process.hrtime.bigint();
   const names = opts.proxies ?? [];
   const acc = names.length ? new ProxyAccumulator(names) : null;
+  if (setup.evaluator) {
+    const ev = setup.evaluator;
+    const masks = ev.prune(params, acc ? (layer) => acc.add(layer) : undefined);
+    const proxies = acc ? acc.values() : {};
+    let ppl: number | undefined;
+    if (opts.windows !== undefined) {
+      ppl = ev.perplexity(masks, setup.dataset, opts.windows);
+    }
+    return { proxies, ppl, seconds: secondsSince(t0) };
+  }
   const cfg = setup.model.source.config;
   const outcome = pruneModel(
     setup.model,
@@ -195,9 +213,11 @@ export function fullEvaluation(
   structure: Structure,
   calibration: CalibrationSpec,
   dataset = REPORT_DATASET,
+  /** Only the first N windows of the split (default: every window). */
+  maxWindows?: number,
 ): FullEvaluation {
   const pruned = pruneModel(model, { method, params, structure, calibration, propagate: 'pruned' });
-  const record = evaluateSource(model, pruned.source, [dataset])[0];
+  const record = evaluateSource(model, pruned.source, [dataset], { maxWindows })[0];
   return { params, ppl: record.ppl, record, pruneSeconds: pruned.seconds, evalSeconds: record.seconds };
 }
 
@@ -212,10 +232,13 @@ export interface EvalEntry {
   params: Params;
   /** The search coordinates (see space.ts). */
   x: number[];
+  /** What was measured: 'ppl@W' (PPL on the first W search windows) or the proxy's name. */
+  measure: string;
   /** Raw measured value: search-subset PPL, or the proxy. */
   value: number;
   /** What the search minimizes: the PPL, or sign * proxy. */
   objective: number;
+  /** Best objective so far among entries of the same measure. */
   bestObjective: number;
   seconds: number;
   /** Wall seconds since the search began (calibration excluded). */
@@ -226,18 +249,20 @@ export interface EvalEntry {
 export class EvalLog {
   readonly entries: EvalEntry[] = [];
   private readonly t0 = process.hrtime.bigint();
-  private best = Infinity;
+  private readonly best = new Map<string, number>();
 
-  add(kind: EvalKind, params: Params, x: readonly number[], value: number, objective: number, seconds: number): EvalEntry {
-    if (objective < this.best) this.best = objective;
+  add(kind: EvalKind, params: Params, x: readonly number[], value: number, objective: number, seconds: number, measure: string): EvalEntry {
+    const best = Math.min(this.best.get(measure) ?? Infinity, objective);
+    this.best.set(measure, best);
     const e: EvalEntry = {
       index: this.entries.length,
       kind,
+      measure,
       params: { ...params },
       x: [...x],
       value,
       objective,
-      bestObjective: this.best,
+      bestObjective: best,
       seconds,
       elapsed: secondsSince(this.t0),
     };
@@ -249,10 +274,11 @@ export class EvalLog {
 /** The log as CSV: one row per evaluation, one column per parameter. */
 export function evalLogCsv(entries: readonly EvalEntry[]): string {
   const names = entries.length ? Object.keys(entries[0].params) : [];
-  const header = ['index', 'kind', ...names, 'value', 'objective', 'best_objective', 'seconds', 'elapsed_seconds'];
+  const header = ['index', 'kind', 'measure', ...names, 'value', 'objective', 'best_objective', 'seconds', 'elapsed_seconds'];
   const rows = entries.map((e) => [
     e.index,
     e.kind,
+    e.measure,
     ...names.map((n) => e.params[n]),
     e.value,
     e.objective,
@@ -281,7 +307,7 @@ export interface SearchOutcome {
 }
 
 export function proxySign(name: ProxyName, override?: number): 1 | -1 {
-  return override === undefined ? PROXIES[name].sign : override < 0 ? -1 : 1;
+  return override === undefined ? getProxy(name).sign : override < 0 ? -1 : 1;
 }
 
 export function secondsSince(t0: bigint): number {

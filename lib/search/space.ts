@@ -36,31 +36,15 @@ export interface SearchSpace {
   fixed: Params;
   /** The strategy's defaults of the searched parameters. */
   defaults: Params;
+  /** The strategy's declared start values of the searched parameters (see searchStart). */
+  starts: Params;
 }
-
-/** Parameters searched by default, per method; other methods search all their parameters. */
-export const DEFAULT_SEARCHED: Record<string, readonly string[]> = {
-  crepe: ['alpha', 'beta', 'gamma', 'kh', 'kw'],
-};
-
-/**
- * Default bounds by parameter name (clipped to the strategy's own range). Coefficients span six
- * decades around 1, kernels 1..9, the activation exponent RIA's useful range [0, 1].
- */
-export const DEFAULT_BOUNDS: Record<string, readonly [number, number]> = {
-  alpha: [1e-3, 1e3],
-  beta: [1e-3, 1e3],
-  gamma: [1e-3, 1e3],
-  kh: [1, 9],
-  kw: [1, 9],
-  a: [0, 1],
-};
 
 /** Lower bound used for a log-scaled parameter whose own range starts at 0. */
 const LOG_FLOOR = 1e-3;
 
 export interface SpaceOptions {
-  /** Names of the searched parameters (default: DEFAULT_SEARCHED or every parameter). */
+  /** Names of the searched parameters (default: those the strategy's ParamSpecs do not mark `searched: false`). */
   searched?: readonly string[];
   /** Bounds in parameter units, per name. */
   bounds?: Record<string, readonly [number, number]>;
@@ -71,7 +55,7 @@ export interface SpaceOptions {
 export function buildSpace(strategy: Strategy, opts: SpaceOptions = {}): SearchSpace {
   const known = Object.keys(strategy.params);
   if (known.length === 0) throw new CrepeError(`method ${strategy.name} has no numeric parameters to search`);
-  const searched = [...(opts.searched ?? DEFAULT_SEARCHED[strategy.name] ?? known)];
+  const searched = [...(opts.searched ?? known.filter((name) => strategy.params[name].search?.searched !== false))];
   if (searched.length === 0) throw new CrepeError('no parameters to search');
   for (const name of searched) {
     if (!strategy.params[name]) throw new CrepeError(`cannot search '${name}': method ${strategy.name} has ${known.join(', ')}`);
@@ -87,11 +71,12 @@ export function buildSpace(strategy: Strategy, opts: SpaceOptions = {}): SearchS
   for (const name of searched) delete fixed[name];
   const dims = searched.map((name) => makeDim(strategy, name, strategy.params[name], opts.bounds?.[name]));
   const defaults = Object.fromEntries(searched.map((name) => [name, strategy.params[name].default]));
-  return { method: strategy.name, dims, fixed, defaults };
+  const starts = Object.fromEntries(searched.map((name) => [name, strategy.params[name].search?.start ?? strategy.params[name].default]));
+  return { method: strategy.name, dims, fixed, defaults, starts };
 }
 
 function makeDim(strategy: Strategy, name: string, spec: ParamSpec, given?: readonly [number, number]): SearchDim {
-  const [min, max] = given ?? defaultBounds(name, spec);
+  const [min, max] = given ?? defaultBounds(spec);
   const what = `bounds of ${name}`;
   if (!(min <= max)) throw new CrepeError(`${what}: ${min} is not <= ${max}`);
   // The bounds themselves must be legal values (range, integer); oddness is checked below.
@@ -125,10 +110,9 @@ function largestOddAtMost(v: number): number {
   return 2 * Math.floor((v - 1) / 2) + 1;
 }
 
-function defaultBounds(name: string, spec: ParamSpec): [number, number] {
-  const preset = DEFAULT_BOUNDS[name];
-  let lo = preset ? Math.max(preset[0], spec.min) : spec.min;
-  const hi = preset ? Math.min(preset[1], spec.max) : spec.max;
+/** The strategy's declared search bounds, or the parameter's whole range (log ranges from LOG_FLOOR). */
+function defaultBounds(spec: ParamSpec): [number, number] {
+  let [lo, hi] = spec.search?.bounds ?? [spec.min, spec.max];
   if (spec.log && !(lo > 0)) lo = LOG_FLOOR;
   return [lo, Math.max(lo, hi)];
 }
@@ -174,18 +158,13 @@ export function clampParams(space: SearchSpace, params: Params): Params {
 }
 
 /**
- * Where searches start, per method, in parameter units (clamped into the bounds). CRePE starts
- * at RIA (alpha = beta = 1, gamma = 0, kernel 3x3, a = 0.5; gamma = 0 becomes the lower bound of
- * its log range), so every search begins from the published baseline. Other methods start at
- * their defaults.
+ * Where searches start: each searched parameter's declared `search.start` (default: its
+ * default value), clamped into the bounds (CRePE declares RIA's values, so its searches begin
+ * from the published baseline).
  */
-export const SEARCH_START: Record<string, Params> = {
-  crepe: { alpha: 1, beta: 1, gamma: 0, kh: 3, kw: 3, a: 0.5 },
-};
-
 export function searchStart(space: SearchSpace): Params {
   const start: Params = { ...space.fixed };
-  for (const d of space.dims) start[d.name] = SEARCH_START[space.method]?.[d.name] ?? space.defaults[d.name];
+  for (const d of space.dims) start[d.name] = space.starts[d.name] ?? space.defaults[d.name];
   return clampParams(space, start);
 }
 

@@ -9,7 +9,7 @@ import * as vl from 'vega-lite';
 import { Params } from '../prune/strategy';
 import { csvText } from '../util/csv';
 import { SearchSetup, evaluateConfiguration } from './objective';
-import { PROXY_NAMES, ProxyName } from './proxies';
+import { listProxies, ProxyName } from './proxies';
 import { Rng } from '../util/random';
 import { kendallTau, spearman } from './rank';
 import { SearchSpace, formatParams, sampleUniform, toParams } from './space';
@@ -37,7 +37,7 @@ export function sampleConfigurations(space: SearchSpace, count: number, seed: nu
 }
 
 export function runProxyStudy(setup: SearchSetup, space: SearchSpace, opts: StudyOptions): StudySample[] {
-  const proxies = opts.proxies ?? PROXY_NAMES;
+  const proxies = opts.proxies ?? listProxies();
   return sampleConfigurations(space, opts.samples, opts.seed).map((params, index) => {
     const r = evaluateConfiguration(setup, params, { proxies, windows: opts.windows });
     opts.onSample?.(index + 1);
@@ -55,7 +55,7 @@ export interface ProxyCorrelation {
   sign: 1 | -1;
 }
 
-export function correlations(samples: readonly StudySample[], proxies: readonly ProxyName[] = PROXY_NAMES): ProxyCorrelation[] {
+export function correlations(samples: readonly StudySample[], proxies: readonly ProxyName[] = listProxies()): ProxyCorrelation[] {
   return proxies.map((proxy) => {
     const pairs = samples.filter((s) => Number.isFinite(s.proxies[proxy]) && Number.isFinite(s.ppl));
     const x = pairs.map((s) => s.proxies[proxy]!);
@@ -66,7 +66,7 @@ export function correlations(samples: readonly StudySample[], proxies: readonly 
   });
 }
 
-export function studyCsv(samples: readonly StudySample[], proxies: readonly ProxyName[] = PROXY_NAMES): string {
+export function studyCsv(samples: readonly StudySample[], proxies: readonly ProxyName[] = listProxies()): string {
   const names = samples.length ? Object.keys(samples[0].params) : [];
   return csvText(
     ['index', ...names, ...proxies, 'ppl', 'seconds'],

@@ -23,7 +23,7 @@ export const ria: Strategy = {
   name: 'ria',
   description: 'RI * ||X_j||^a (per matrix by default)',
   params: {
-    a: { default: 0.5, min: 0, max: 4, description: 'activation exponent' },
+    a: { default: 0.5, min: 0, max: 4, description: 'activation exponent', search: { bounds: [0, 1] } },
   },
   defaultGroup: 'matrix',
   usesActivations: true,

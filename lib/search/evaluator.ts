@@ -1,0 +1,174 @@
+/**
+ * Evaluating many configurations of one strategy on one model, as a search does, without redoing
+ * what does not change between them. Built once per search setup, it keeps every linear's
+ * weight, statistics and the strategy's prepared scorer (`Strategy.prepare`: for CRePE |W|, row
+ * and column sums and window sums per kernel shape); a configuration then costs one scoring pass
+ * and one mask selection per layer on the host, with no tfjs round trip and no weight reads.
+ *
+ * The masks are the ones the standard pipeline would choose from the same statistics (scores
+ * equal to `Strategy.score` up to float32 rounding, checked by the strategy contract tests), so
+ * search-subset PPLs and proxies are those of `pruneModel` with `precomputed` statistics.
+ * Strategies without `prepare`, or that update weights (`pruneLayer`), score through tfjs.
+ *
+ * Memory: the dense linears of every block stay resident (plus the prepared caches), so this is
+ * for the models a search runs on, not for checkpoints larger than memory.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { LINEAR_NAMES, LinearName, linearKey, linearKind, linearShape } from '../model/types';
+import { OverlaySource, CalibrationStats } from '../prune/pipeline';
+import { Structure, applyMask, selectMask } from '../prune/select';
+import { InputStats, emptyStats } from '../prune/stats';
+import { LayerContext, Params, Strategy, canonicalRowOrder } from '../prune/strategy';
+import { datasetWindows } from '../eval/evaluate';
+import { perplexity } from '../eval/perplexity';
+import { OpenedModel } from '../model/resolve';
+import { LlamaModel } from '../model/runtime';
+import { WeightSource, BlockWeights } from '../model/types';
+import { WeightFisher } from './fisher';
+import { LayerSample } from './proxy';
+
+interface PreparedLayer {
+  block: number;
+  name: LinearName;
+  rows: number;
+  cols: number;
+  weight: Float32Array;
+  stats: InputStats;
+  score: (params: Params) => Float32Array;
+}
+
+export interface PrunedLayer extends LayerSample {
+  block: number;
+  name: LinearName;
+}
+
+export class ConfigEvaluator {
+  private layers: PreparedLayer[] = [];
+  private denseBlocks: BlockWeights[] = [];
+  private windowCache = new Map<string, Int32Array[]>();
+
+  constructor(
+    readonly model: OpenedModel,
+    readonly strategy: Strategy,
+    readonly structure: Structure,
+    stats: CalibrationStats | null,
+    readonly fisher?: WeightFisher,
+  ) {
+    if (!stats) return; // withStructure fills the caches in
+    const src = model.source;
+    const cfg = src.config;
+    for (let b = 0; b < cfg.nLayers; b++) {
+      const dense = src.readBlock(b);
+      this.denseBlocks.push(dense);
+      for (const name of LINEAR_NAMES) {
+        const [rows, cols] = linearShape(cfg, name);
+        const weight = dense.linears[name];
+        const layerStats = stats.blocks[b]?.get(name) ?? emptyStats(cols);
+        const ctxOf = (w: tf.Tensor2D): LayerContext => ({
+          weight: w,
+          weightData: weight,
+          shape: [rows, cols],
+          stats: layerStats,
+          name,
+          block: b,
+          kind: linearKind(name),
+          key: linearKey(b, name),
+          canonicalRows: canonicalRowOrder(cfg, name),
+        });
+        let score: (p: Params) => Float32Array;
+        if (strategy.prepare) {
+          const t = tf.tensor2d(weight, [rows, cols]);
+          try {
+            score = strategy.prepare(ctxOf(t));
+          } finally {
+            t.dispose();
+          }
+        } else {
+          score = (p) => {
+            const t = tf.tensor2d(weight, [rows, cols]);
+            try {
+              const s = strategy.score(ctxOf(t), p);
+              const out = s.dataSync() as Float32Array;
+              s.dispose();
+              return out;
+            } finally {
+              t.dispose();
+            }
+          };
+        }
+        this.layers.push({ block: b, name, rows, cols, weight, stats: layerStats, score });
+      }
+    }
+  }
+
+  /** The same caches (weights, prepared scorers, windows), selecting masks for another structure. */
+  withStructure(structure: Structure): ConfigEvaluator {
+    const other = new ConfigEvaluator(this.model, this.strategy, structure, null, this.fisher);
+    other.layers = this.layers;
+    other.denseBlocks = this.denseBlocks;
+    other.windowCache = this.windowCache;
+    return other;
+  }
+
+  /** Whether this evaluator can stand in for the pipeline (score-then-select strategies). */
+  static supports(strategy: Strategy): boolean {
+    return !strategy.pruneLayer;
+  }
+
+  /** Score and select every layer under `params`, calling `onLayer` with each (in pipeline order). */
+  prune(params: Params, onLayer?: (layer: PrunedLayer) => void): Uint8Array[] {
+    const masks: Uint8Array[] = [];
+    for (const l of this.layers) {
+      const scores = l.score(params);
+      const mask = selectMask(scores, l.rows, l.cols, this.structure);
+      masks.push(mask);
+      onLayer?.({
+        block: l.block,
+        name: l.name,
+        weight: l.weight,
+        scores,
+        mask,
+        stats: l.stats,
+        rows: l.rows,
+        cols: l.cols,
+        fisher: this.fisher?.blocks[l.block]?.get(l.name),
+        outputFisher: this.fisher?.outputs[l.block]?.get(l.name),
+        fisherTokens: this.fisher && { ...this.fisher.kept[l.block].get(l.name)!, count: this.fisher.keptTokens },
+      });
+    }
+    return masks;
+  }
+
+  /**
+   * Perplexity of the pruned model on the first `windows` evaluation windows of `dataset`
+   * ('all': every one). The windows are tokenized once per evaluator, so a search pays only
+   * for the forward passes.
+   */
+  perplexity(masks: readonly Uint8Array[], dataset: string, windows: number | 'all'): number {
+    const key = `${dataset}\u0000${windows}`;
+    let ws = this.windowCache.get(key);
+    if (!ws) {
+      ws = datasetWindows(this.model, dataset, { maxWindows: windows === 'all' ? undefined : windows }).windows;
+      this.windowCache.set(key, ws);
+    }
+    const runtime = LlamaModel.fromSource(this.prunedSource(masks));
+    try {
+      return perplexity(runtime, ws).ppl;
+    } finally {
+      runtime.dispose();
+    }
+  }
+
+  /** The pruned model as a weight source (masks from `prune`). */
+  prunedSource(masks: readonly Uint8Array[]): WeightSource {
+    const overlay = new OverlaySource(this.model.source);
+    this.denseBlocks.forEach((dense, b) => {
+      const linears = { ...dense.linears };
+      LINEAR_NAMES.forEach((name, i) => {
+        linears[name] = applyMask(dense.linears[name], masks[b * LINEAR_NAMES.length + i]);
+      });
+      overlay.setBlock(b, { ...dense, linears });
+    });
+    return overlay;
+  }
+}
