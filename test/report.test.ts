@@ -85,7 +85,7 @@ test('writeReport: markdown with tables, settings and plots; SVGs with text, wri
   expect(md).toContain('| wanda | row | 8.25 | **40.00** | **20.00** |');
   expect(md).toContain('![tinystories unstructured](hand_tinystories_unstructured.svg)');
   expect(md).toContain('crepe sweep --config experiments/hand.json');
-  expect(md).toMatch(/tiny: calibration tinystories, 16 samples x 128 tokens, seed 0/);
+  expect(md).toMatch(/tiny: calibration tinystories \(calibration split\), 16 samples x 128 tokens, seed 0/);
   expect(md).toMatch(/eval wikitext2: 4 windows x 128 tokens; dense PPL 100\.00/);
   expect(md).toMatch(/Backend: wasm\+simd; code version: abc123/);
   for (const f of files.svgs) {
@@ -100,6 +100,41 @@ test('writeReport: markdown with tables, settings and plots; SVGs with text, wri
   expect(line).toMatch(/<text[^>]*>wanda<\/text>/); // legend
   expect(line).toMatch(/<text[^>]*>50%<\/text>/); // sparsity axis
   expect(fs.readdirSync(out).filter((f) => f.includes('.tmp'))).toEqual([]);
+});
+
+test('several calibration seeds: mean ± sample std (n) per cell, split named, whiskers in the plots', async () => {
+  const seeded = (key: string, label: string, structure: string, group: string, seed: number, ts: number): Row => ({
+    ...row(key, 'tiny', label, structure, group, 0.5, ts, 100 + seed, d1),
+    calib_seed: label === 'dense' ? '' : seed,
+    tinystories_split: 'test',
+    tinystories_slice: 'tinystories_val_head.txt chars [0, 200291)',
+  });
+  const rows = [
+    seeded('d', 'dense', 'dense', '', 0, 4),
+    // 10, 12, 14: mean 12, sample std 2 (n - 1 in the denominator)
+    seeded('w0', 'wanda', 'unstructured', 'row', 0, 10), seeded('w1', 'wanda', 'unstructured', 'row', 1, 12), seeded('w2', 'wanda', 'unstructured', 'row', 2, 14),
+    // 11, 11.5, 12.5: mean 11.6667, std sqrt(((2/3)^2 + (1/6)^2 + (5/6)^2) / 2) = 0.7638
+    seeded('m0', 'magnitude', 'unstructured', 'matrix', 0, 11), seeded('m1', 'magnitude', 'unstructured', 'matrix', 1, 11.5), seeded('m2', 'magnitude', 'unstructured', 'matrix', 2, 12.5),
+    // one seed only: shown as a plain value
+    seeded('n0', 'wanda', '2:4', '', 0, 30),
+  ];
+  const csv = path.join(tmp, 'seeds.csv');
+  writeCsv(csv, rows);
+  const t = buildTables(readResults(csv))[0];
+  expect(t.split).toBe('test');
+  expect(tableMarkdown(t).split('\n').slice(2)).toEqual([
+    '| Dense | – | 4.00 | 4.00 |',
+    '| wanda | row | 12.00 ± 2.00 (n=3) | **30.00** |',
+    '| magnitude | matrix | **11.67 ± 0.76 (n=3)** | – |',
+  ]);
+  const files = await writeReport(csv, path.join(tmp, 'seeds'));
+  const md = fs.readFileSync(files.markdown, 'utf8');
+  expect(md).toContain('### tiny on tinystories, test split (8 windows x 128 tokens)');
+  expect(md).toMatch(/tiny: calibration tinystories \(calibration split\), 16 samples x 128 tokens, seeds 0, 1, 2/);
+  expect(md).toContain('eval tinystories: test split, tinystories_val_head.txt chars [0, 200291): 8 windows x 128 tokens');
+  const svg = fs.readFileSync(files.svgs.find((f) => f.endsWith('_tinystories_unstructured.svg'))!, 'utf8');
+  expect(svg).toContain('whiskers = mean ± std over calibration seeds');
+  expect(svg).toMatch(/class="mark-rule role-mark/);
 });
 
 test('crepe report CLI writes next to the CSV by default; bad input exits 2 with one line', () => {

@@ -45,7 +45,7 @@ describe('config', () => {
   test('defaults: groups = method default, calibration 128 x context seed 0, propagate pruned', () => {
     const cfg = parseSweepConfig(baseJson, 'x.json');
     expect(cfg.groups).toEqual(['default']);
-    expect(cfg.calibration).toEqual({ dataset: 'tinystories', nsamples: 128, seed: 0 });
+    expect(cfg.calibration).toEqual({ dataset: 'tinystories', nsamples: 128, seeds: [0] });
     expect(cfg.propagate).toBe('pruned');
     expect(cfg.methods[1]).toEqual({ name: 'wanda', params: {}, label: 'wanda' });
     const crepe = parseSweepConfig({ ...baseJson, methods: [{ name: 'crepe', params: { gamma: 0.1 } }] }, 'x.json').methods[0];
@@ -66,6 +66,9 @@ describe('config', () => {
     ['no eval', { eval: [] }, /eval: list at least one evaluation dataset/],
     ['duplicate eval dataset', { eval: [{ dataset: 'tinystories' }, { dataset: 'tinystories', seqlen: 64 }] }, /eval\[1\]\.dataset: 'tinystories' is listed twice/],
     ['duplicate label', { methods: [{ name: 'wanda' }, { name: 'wanda' }] }, /methods\[1\]\.label: duplicate label 'wanda'/],
+    ['seed and seeds', { calibration: { seed: 1, seeds: [0, 1] } }, /^x\.json: calibration\.seeds: give 'seed' or 'seeds', not both$/],
+    ['no seeds', { calibration: { seeds: [] } }, /^x\.json: calibration\.seeds: list at least one seed$/],
+    ['negative seed', { calibration: { seeds: [0, -1] } }, /^x\.json: calibration\.seeds\[1\]: /],
   ])('%s', (_name, patch, message) => {
     expect(() => parseSweepConfig({ ...baseJson, ...patch }, 'x.json')).toThrow(message);
   });
@@ -86,6 +89,19 @@ describe('config', () => {
     const both = expand({ ...baseJson, structures: ['unstructured'], groups: ['default', 'row'] }).cells;
     expect(both.filter((c) => c.prune?.method === 'wanda')).toHaveLength(2);
     expect(both.filter((c) => c.prune?.method === 'magnitude')).toHaveLength(4);
+  });
+
+  test('calibration seeds: every pruned cell once per seed (dense once), seeds in config order, repeats dropped', () => {
+    const { cells } = expand({ ...baseJson, methods: [{ name: 'wanda' }], calibration: { seeds: [2, 0, 2, 1] } });
+    expect(parseSweepConfig({ ...baseJson, calibration: { seeds: [2, 0, 2, 1] } }, 'x.json').calibration.seeds).toEqual([2, 0, 1]);
+    expect(cells.filter((c) => !c.prune)).toHaveLength(1);
+    const pruned = cells.filter((c) => c.prune);
+    expect(pruned).toHaveLength(3 * 3);
+    expect(pruned.map((c) => c.prune!.calibration.seed)).toEqual([2, 2, 2, 0, 0, 0, 1, 1, 1]);
+    expect(new Set(pruned.map((c) => c.key)).size).toBe(9);
+    // One seed is the same cell whether written as seed or as seeds.
+    const one = (json: object) => expand(json).cells.map((c) => c.key);
+    expect(one({ ...baseJson, calibration: { seeds: [3] } })).toEqual(one({ ...baseJson, calibration: { seed: 3 } }));
   });
 
   test('keys: stable, independent of key order and label, sensitive to every setting', () => {

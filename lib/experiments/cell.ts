@@ -5,7 +5,7 @@
  * row, and read back on resume.
  */
 import { createHash } from 'crypto';
-import { loadDataset } from '../data/datasets';
+import { Split, datasetSplit, loadDataset } from '../data/datasets';
 import { CrepeError } from '../errors';
 import { checkSeqlen } from '../eval/evaluate';
 import { openModel } from '../model/resolve';
@@ -87,8 +87,8 @@ export interface Expansion {
 }
 
 /**
- * Expand a config into cells: per model, the dense baseline first, then methods x structures x
- * groups x sparsities. N:M structures ignore the sparsity and group axes (one cell each).
+ * Expand a config into cells: per model, the dense baseline first, then methods x calibration
+ * seeds x structures x groups x sparsities. N:M structures ignore the sparsity and group axes (one cell each).
  * Settings a model cannot take are errors naming the config field (a window longer than its
  * context), except an N:M structure whose M does not divide some width of one model but fits
  * another: that pair is skipped (stories260K's 172-wide down projection rules out 4:8, while
@@ -119,8 +119,8 @@ export function expandCells(config: SweepConfig, models: ModelInfo[]): Expansion
       return { dataset: e.dataset, seqlen, maxWindows: e.maxWindows ?? null };
     });
     const cal = config.calibration;
-    const calibration: CalibrationSpec = { dataset: cal.dataset, nsamples: cal.nsamples, seqlen: cal.seqlen ?? ctx, seed: cal.seed };
-    err(['calibration', 'seqlen'], () => checkSeqlen(calibration.seqlen, ctx));
+    const calibrationSeqlen = cal.seqlen ?? ctx;
+    err(['calibration', 'seqlen'], () => checkSeqlen(calibrationSeqlen, ctx));
     const structures = config.structures.filter((structure) => {
       const why = fits(model, structure);
       if (why) {
@@ -130,7 +130,8 @@ export function expandCells(config: SweepConfig, models: ModelInfo[]): Expansion
       return !why;
     });
     dense.push(makeCell(model.name, DENSE, evals, null, config.zeroshot));
-    for (const m of config.methods) {
+    for (const m of config.methods) for (const seed of cal.seeds) {
+      const calibration: CalibrationSpec = { dataset: cal.dataset, nsamples: cal.nsamples, seqlen: calibrationSeqlen, seed };
       const base = { method: m.name, params: m.params, calibration, propagate: config.propagate };
       for (const structure of structures) {
         const parsed = parseStructure(structure, undefined, 'row');
@@ -196,6 +197,9 @@ export function describeCell(c: Cell): string {
 /** One perplexity measurement. */
 export interface EvalOutcome {
   dataset: string;
+  /** Which split the number is on (test / validation) and exactly which text. */
+  split: Split;
+  slice: string;
   seqlen: number;
   windows: number;
   ppl: number;
@@ -228,7 +232,7 @@ const LEADING = [
 ] as const;
 const TRAILING = ['prune_seconds', 'eval_seconds', 'cpu_seconds', 'backend', 'code_version', 'config', 'timestamp'] as const;
 
-/** The CSV columns for a list of evaluation datasets (four per dataset) and zero-shot tasks (seven per task). */
+/** The CSV columns for a list of evaluation datasets (six per dataset) and zero-shot tasks (seven per task). */
 export function resultColumns(evalDatasets: readonly string[], zeroshotTasks: readonly string[] = []): string[] {
   // Two datasets whose names map to one column would both hold the second one's PPL.
   const byColumn = new Map<string, string>();
@@ -239,7 +243,7 @@ export function resultColumns(evalDatasets: readonly string[], zeroshotTasks: re
   }
   const perDataset = evalDatasets.flatMap((d) => {
     const c = datasetColumn(d);
-    return [`${c}_seqlen`, `${c}_windows`, `${c}_dense_ppl`, `${c}_ppl`];
+    return [`${c}_split`, `${c}_slice`, `${c}_seqlen`, `${c}_windows`, `${c}_dense_ppl`, `${c}_ppl`];
   });
   return [...LEADING, ...perDataset, ...zeroshotColumns(zeroshotTasks), ...TRAILING];
 }
@@ -275,7 +279,7 @@ export function resultRow(cell: Cell, result: CellResult, dense: readonly EvalOu
     const d = dense.find((x) => x.dataset === e.dataset);
     if (!d) throw new Error(`no dense result for ${cell.model} on ${e.dataset}`);
     const c = datasetColumn(e.dataset);
-    Object.assign(row, { [`${c}_seqlen`]: e.seqlen, [`${c}_windows`]: e.windows, [`${c}_dense_ppl`]: d.ppl, [`${c}_ppl`]: e.ppl });
+    Object.assign(row, { [`${c}_split`]: e.split, [`${c}_slice`]: e.slice, [`${c}_seqlen`]: e.seqlen, [`${c}_windows`]: e.windows, [`${c}_dense_ppl`]: d.ppl, [`${c}_ppl`]: e.ppl });
   }
   if (result.zeroshot) Object.assign(row, zeroshotRowValues(result.zeroshot));
   return {
@@ -299,6 +303,6 @@ function round(x: number, digits: number): number {
 export function denseFromRow(row: Record<string, string>, evals: readonly EvalSpec[]): EvalOutcome[] {
   return evals.map((e) => {
     const c = datasetColumn(e.dataset);
-    return { dataset: e.dataset, seqlen: Number(row[`${c}_seqlen`]), windows: Number(row[`${c}_windows`]), ppl: Number(row[`${c}_ppl`]), seconds: 0 };
+    return { dataset: e.dataset, split: datasetSplit(e.dataset, 'eval'), slice: row[`${c}_slice`] ?? '', seqlen: Number(row[`${c}_seqlen`]), windows: Number(row[`${c}_windows`]), ppl: Number(row[`${c}_ppl`]), seconds: 0 };
   });
 }

@@ -40,7 +40,10 @@ const calibrationSchema = z
     nsamples: positiveInt.default(128),
     /** Window length; default the model's context. */
     seqlen: seqlen.optional(),
-    seed: z.number().int().min(0).default(0),
+    /** One calibration seed (default 0) ... */
+    seed: z.number().int().min(0).optional(),
+    /** ... or several: every pruned cell runs once per seed, and reports show mean ± std over them. */
+    seeds: z.array(z.number().int().min(0)).min(1, { message: 'list at least one seed' }).optional(),
   })
   .strict();
 
@@ -89,7 +92,8 @@ export interface CalibrationEntry {
   dataset: string;
   nsamples: number;
   seqlen?: number;
-  seed: number;
+  /** Calibration seeds, in config order, without repeats (default [0]). */
+  seeds: number[];
 }
 
 /** A validated sweep configuration (model contexts not yet known: seqlens may be unset). */
@@ -184,6 +188,9 @@ export function parseSweepConfig(json: unknown, file: string): SweepConfig {
     throw fieldError(file, issue.path, describeIssue(issue));
   }
   const raw: RawConfig = parsed.data;
+  if (raw.calibration.seed !== undefined && raw.calibration.seeds !== undefined) {
+    throw fieldError(file, ['calibration', 'seeds'], "give 'seed' or 'seeds', not both");
+  }
   const methods: MethodEntry[] = [];
   const labels = new Map<string, number>();
   raw.methods.forEach((m, i) => {
@@ -219,7 +226,12 @@ export function parseSweepConfig(json: unknown, file: string): SweepConfig {
     sparsities: unique(raw.sparsities),
     structures: unique(structures),
     groups: unique(raw.groups),
-    calibration: raw.calibration,
+    calibration: {
+      dataset: raw.calibration.dataset,
+      nsamples: raw.calibration.nsamples,
+      seqlen: raw.calibration.seqlen,
+      seeds: unique(raw.calibration.seeds ?? [raw.calibration.seed ?? 0]),
+    },
     eval: raw.eval,
     propagate: raw.propagate,
     ...(raw.zeroshot ? { zeroshot: { tasks: raw.zeroshot.tasks, limit: raw.zeroshot.limit } } : {}),

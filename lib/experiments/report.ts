@@ -54,18 +54,29 @@ export interface TableColumn {
   sparsity: number;
 }
 
+/** A cell's perplexity over calibration seeds: mean, sample standard deviation (0 when n = 1), n. */
+export interface SeedStat {
+  mean: number;
+  std: number;
+  n: number;
+}
+
 export interface TableRow {
   label: string;
   /** Comparison group of the unstructured cells ('' when none). */
   group: string;
   dense: boolean;
-  values: (number | null)[];
+  values: (SeedStat | null)[];
 }
 
 /** One table: a model on one evaluation dataset with one window setting. */
 export interface PplTable {
   model: string;
   dataset: string;
+  /** Which split the numbers are on ('test', 'validation'; '' for results written before splits were recorded). */
+  split: string;
+  /** Exactly which text ('' when not recorded). */
+  slice: string;
   seqlen: string;
   windows: string;
   columns: TableColumn[];
@@ -77,6 +88,14 @@ const isNM = (s: string) => /^\d+:\d+$/.test(s);
 function pplOf(r: ResultRow, dataset: string): number | null {
   const v = r[`${dataset}_ppl`];
   return v === undefined || v === '' ? null : Number(v);
+}
+
+/** Mean and sample standard deviation (n - 1 in the denominator; 0 for a single value). */
+export function seedStat(values: readonly number[]): SeedStat {
+  const n = values.length;
+  const mean = values.reduce((a, v) => a + v, 0) / n;
+  const std = n > 1 ? Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (n - 1)) : 0;
+  return { mean, std, n };
 }
 
 function percent(s: number): string {
@@ -127,23 +146,38 @@ function layoutTable(dataset: string, rows: ResultRow[]): PplTable {
       return { id: s, title: s, kind: 'nm' as const, sparsity: 1 - n / m };
     }),
   ];
-  // Later rows win when two results land in one cell (e.g. from two configs).
-  const find = (label: string, group: string, col: TableColumn): number | null => {
+  // One value per calibration seed; of two results for one seed (e.g. from two configs) the later wins.
+  const find = (label: string, group: string, col: TableColumn): SeedStat | null => {
     const hits = pruned.filter((r) =>
       r.label === label && (col.kind === 'nm' ? r.structure === col.id : r.structure === 'unstructured' && r.group === group && Number(r.sparsity) === col.sparsity),
     );
-    return hits.length ? pplOf(hits[hits.length - 1], dataset) : null;
+    const bySeed = new Map<string, number>();
+    for (const r of hits) {
+      const v = pplOf(r, dataset);
+      if (v !== null) bySeed.set(r.calib_seed ?? '', v);
+    }
+    return bySeed.size ? seedStat([...bySeed.values()]) : null;
   };
   const denseRow = rows.filter((r) => r.method === DENSE).pop();
   const densePpl = denseRow ? pplOf(denseRow, dataset) : Number(rows[0][`${dataset}_dense_ppl`]);
-  const tableRows: TableRow[] = [{ label: DENSE, group: '', dense: true, values: columns.map(() => densePpl) }];
+  const denseStat = densePpl === null ? null : seedStat([densePpl]);
+  const tableRows: TableRow[] = [{ label: DENSE, group: '', dense: true, values: columns.map(() => denseStat) }];
   for (const label of uniqueInOrder(pruned.map((r) => r.label))) {
     const groups = uniqueInOrder(unstructured.filter((r) => r.label === label).map((r) => r.group));
     for (const group of groups.length ? groups : ['']) {
       tableRows.push({ label, group, dense: false, values: columns.map((c) => find(label, group, c)) });
     }
   }
-  return { model: rows[0].model, dataset, seqlen: rows[0][`${dataset}_seqlen`], windows: rows[0][`${dataset}_windows`], columns, rows: tableRows };
+  return {
+    model: rows[0].model,
+    dataset,
+    split: rows[0][`${dataset}_split`] ?? '',
+    slice: rows[0][`${dataset}_slice`] ?? '',
+    seqlen: rows[0][`${dataset}_seqlen`],
+    windows: rows[0][`${dataset}_windows`],
+    columns,
+    rows: tableRows,
+  };
 }
 
 export function formatPpl(v: number): string {
@@ -151,16 +185,21 @@ export function formatPpl(v: number): string {
   return v < 1e5 ? v.toFixed(2) : v.toExponential(2);
 }
 
-/** A Markdown table; the lowest pruned PPL of each column (ties included) in bold. */
+/** `mean ± std (n=k)` over seeds, or just the value for a single seed. */
+export function formatStat(v: SeedStat): string {
+  return v.n > 1 ? `${formatPpl(v.mean)} ± ${formatPpl(v.std)} (n=${v.n})` : formatPpl(v.mean);
+}
+
+/** A Markdown table; the lowest pruned (mean) PPL of each column (ties included) in bold. */
 export function tableMarkdown(t: PplTable): string {
   const best = t.columns.map((_, c) => {
-    const vals = t.rows.filter((r) => !r.dense).map((r) => r.values[c]).filter((v): v is number => v !== null && Number.isFinite(v));
+    const vals = t.rows.filter((r) => !r.dense).map((r) => r.values[c]?.mean).filter((v): v is number => v !== undefined && Number.isFinite(v));
     return vals.length ? formatPpl(Math.min(...vals)) : null;
   });
-  const cell = (v: number | null, c: number, dense: boolean) => {
+  const cell = (v: SeedStat | null, c: number, dense: boolean) => {
     if (v === null) return '–';
-    const s = formatPpl(v);
-    return !dense && s === best[c] ? `**${s}**` : s;
+    const s = formatStat(v);
+    return !dense && formatPpl(v.mean) === best[c] ? `**${s}**` : s;
   };
   const lines = [
     `| Method | Group | ${t.columns.map((c) => c.title).join(' | ')} |`,
@@ -179,7 +218,11 @@ interface PlotPoint {
   kind: 'pruned' | 'dense';
   sparsity?: number;
   structure?: string;
+  /** Mean over calibration seeds, and mean - std / mean + std (equal to it for one seed). */
   ppl: number;
+  lo: number;
+  hi: number;
+  n: number;
 }
 
 /** Series name: the label, plus the group when a label has rows in several groups. */
@@ -197,13 +240,16 @@ function plotPoints(tables: PplTable[], dataset: string, kind: 'unstructured' | 
     const names = seriesNames(t);
     t.rows.forEach((r, i) => {
       if (r.dense) {
-        if (r.values[0] !== null) points.push({ model: t.model, method: 'dense', kind: 'dense', ppl: r.values[0] });
+        const d = r.values[0];
+        if (d !== null) points.push({ model: t.model, method: 'dense', kind: 'dense', ppl: d.mean, lo: d.mean, hi: d.mean, n: d.n });
         return;
       }
       t.columns.forEach((c, k) => {
         const v = r.values[k];
-        if (c.kind !== kind || v === null || !(v > 0) || !Number.isFinite(v)) return;
-        points.push({ model: t.model, method: names[i], kind: 'pruned', sparsity: c.sparsity, structure: c.id, ppl: v });
+        if (c.kind !== kind || v === null || !(v.mean > 0) || !Number.isFinite(v.mean)) return;
+        // A log axis cannot show mean - std <= 0: clip the bar at a tenth of the mean.
+        const lo = Math.max(v.mean - v.std, v.mean / 10);
+        points.push({ model: t.model, method: names[i], kind: 'pruned', sparsity: c.sparsity, structure: c.id, ppl: v.mean, lo, hi: v.mean + v.std, n: v.n });
       });
     });
   }
@@ -223,7 +269,7 @@ const denseRule = {
 function perModelPanels(title: string, points: PlotPoint[], pruned: object, resolve: object): TopLevelSpec {
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title: { text: title, subtitle: 'log scale; dashed line = dense model' },
+    title: { text: title, subtitle: 'log scale; dashed line = dense model; whiskers = mean ± std over calibration seeds' },
     data: { values: points },
     facet: { column: { field: 'model', type: 'nominal', title: null } },
     spec: {
@@ -241,12 +287,14 @@ export function sparsityPlotSpec(dataset: string, points: PlotPoint[]): TopLevel
     `${dataset}: perplexity vs unstructured sparsity`,
     points,
     {
-      mark: { type: 'line', point: true },
       encoding: {
         x: { field: 'sparsity', type: 'quantitative', title: 'sparsity', axis: { format: '.0%' } },
-        y: { field: 'ppl', type: 'quantitative', title: 'perplexity', scale: { type: 'log' } },
         color: { field: 'method', type: 'nominal', title: 'method' },
       },
+      layer: [
+        { mark: { type: 'line', point: true }, encoding: { y: { field: 'ppl', type: 'quantitative', title: 'perplexity', scale: { type: 'log' } } } },
+        { mark: { type: 'rule' }, encoding: { y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } } },
+      ],
     },
     { y: 'independent' },
   );
@@ -254,20 +302,21 @@ export function sparsityPlotSpec(dataset: string, points: PlotPoint[]): TopLevel
 
 /** Vega-lite spec: grouped bars of PPL (log) per N:M structure and method, one panel per model. */
 export function nmPlotSpec(dataset: string, points: PlotPoint[]): TopLevelSpec {
-  const base = 10 ** Math.floor(Math.log10(Math.min(...points.map((p) => p.ppl))));
+  const base = 10 ** Math.floor(Math.log10(Math.min(...points.map((p) => p.lo))));
   return perModelPanels(
     `${dataset}: perplexity at N:M sparsity (keep N of every M)`,
     points,
     {
-      mark: { type: 'bar' },
       encoding: {
         x: { field: 'structure', type: 'nominal', title: 'structure', axis: { labelAngle: 0 } },
         xOffset: { field: 'method', type: 'nominal' },
-        // Bars on a log axis need an explicit positive base (the default starts at 0).
-        y: { field: 'ppl', type: 'quantitative', title: 'perplexity', scale: { type: 'log' }, stack: null },
-        y2: { datum: base },
         color: { field: 'method', type: 'nominal', title: 'method' },
       },
+      layer: [
+        // Bars on a log axis need an explicit positive base (the default starts at 0).
+        { mark: { type: 'bar' }, encoding: { y: { field: 'ppl', type: 'quantitative', title: 'perplexity', scale: { type: 'log' }, stack: null }, y2: { datum: base } } },
+        { mark: { type: 'rule', color: 'black' }, encoding: { y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } } },
+      ],
     },
     // A model's panel shows only the structures it was pruned with (M must divide its widths).
     { x: 'independent', y: 'independent' },
@@ -299,13 +348,21 @@ function settingsMarkdown(results: Results, tables: PplTable[], csvArg: string, 
   lines.push(`- Report: \`crepe report ${csvArg} --out ${outDir}\``);
   for (const model of distinct(rows, (r) => r.model)) {
     const mine = pruned.filter((r) => r.model === model);
-    const cal = distinct(mine, (r) =>
-      r.calib_dataset ? `${r.calib_dataset}, ${r.calib_nsamples} samples x ${r.calib_seqlen} tokens, seed ${r.calib_seed}` : '',
-    );
+    // One entry per calibration setting, its seeds listed together.
+    const seedsOf = new Map<string, string[]>();
+    for (const r of mine) {
+      if (!r.calib_dataset) continue;
+      const setting = `${r.calib_dataset} (calibration split), ${r.calib_nsamples} samples x ${r.calib_seqlen} tokens`;
+      const seeds = seedsOf.get(setting) ?? [];
+      if (!seeds.includes(r.calib_seed)) seeds.push(r.calib_seed);
+      seedsOf.set(setting, seeds);
+    }
+    const cal = [...seedsOf].map(([setting, seeds]) => `${setting}, ${seeds.length > 1 ? `seeds ${seeds.join(', ')}` : `seed ${seeds[0]}`}`);
     lines.push(`- ${model}: calibration ${cal.join('; ') || '–'}; next-block inputs from the ${distinct(mine, (r) => r.propagate ?? '').join('/') || '–'} model`);
     for (const t of tables.filter((x) => x.model === model)) {
       const dense = t.rows[0].values[0];
-      lines.push(`  - eval ${t.dataset}: ${t.windows} windows x ${t.seqlen} tokens; dense PPL ${dense === null ? '–' : formatPpl(dense)}`);
+      const where = t.split ? `${t.split} split${t.slice ? `, ${t.slice}` : ''}: ` : '';
+      lines.push(`  - eval ${t.dataset}: ${where}${t.windows} windows x ${t.seqlen} tokens; dense PPL ${dense === null ? '–' : formatPpl(dense.mean)}`);
     }
   }
   const methods = uniqueInOrder(pruned.map((r) => `${r.label}: ${r.method} ${r.params}`));
@@ -337,14 +394,14 @@ export async function writeReport(csvFile: string, outDir?: string): Promise<Rep
   const md: string[] = [
     `# Results: ${path.basename(csvFile)}`,
     '',
-    'Perplexity (lower is better). Rows: methods, dense first; columns: unstructured sparsity (each row prunes within its comparison group) and N:M structures (keep N of every M). The best pruned result of each column is in **bold**.',
+    'Perplexity (lower is better). Rows: methods, dense first; columns: unstructured sparsity (each row prunes within its comparison group) and N:M structures (keep N of every M). A cell run with several calibration seeds shows mean ± sample standard deviation (n = number of seeds); the best pruned mean of each column is in **bold**. Each heading names the split its numbers are on.',
   ];
   const svgs: string[] = [];
   for (const dataset of results.datasets) {
     const mine = tables.filter((t) => t.dataset === dataset);
     if (mine.length === 0) continue;
     md.push('', `## ${dataset}`);
-    for (const t of mine) md.push('', `### ${t.model} on ${dataset} (${t.windows} windows x ${t.seqlen} tokens)`, '', tableMarkdown(t));
+    for (const t of mine) md.push('', `### ${t.model} on ${dataset}${t.split ? `, ${t.split} split` : ''} (${t.windows} windows x ${t.seqlen} tokens)`, '', tableMarkdown(t));
     const plots: [string, PlotPoint[], (d: string, p: PlotPoint[]) => TopLevelSpec][] = [
       ['unstructured', plotPoints(tables, dataset, 'unstructured'), sparsityPlotSpec],
       ['nm', plotPoints(tables, dataset, 'nm'), nmPlotSpec],

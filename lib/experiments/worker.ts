@@ -5,6 +5,7 @@
  * core. Workers never touch the results file: they send results back and the parent writes.
  */
 import { BackendChoice, backendDescription, initBackend } from '../backend';
+import { datasetSplit } from '../data/datasets';
 import { CrepeError } from '../errors';
 import { evaluateSource } from '../eval/evaluate';
 import { evaluateZeroshotInProcess } from '../eval/zeroshot/evaluate';
@@ -58,7 +59,7 @@ export class CellRunner {
     }
     const evals: EvalOutcome[] = cell.eval.map((e) => {
       const [r] = evaluateSource(model, source, [e.dataset], { seqlen: e.seqlen, maxWindows: e.maxWindows ?? undefined });
-      return { dataset: e.dataset, seqlen: r.seqlen, windows: r.windows, ppl: r.ppl, seconds: r.seconds };
+      return { dataset: e.dataset, split: datasetSplit(e.dataset, 'eval'), slice: r.slice, seqlen: r.seqlen, windows: r.windows, ppl: r.ppl, seconds: r.seconds };
     });
     const zs = cell.zeroshot ? evaluateZeroshotInProcess(model, source, parseTaskList(cell.zeroshot.tasks), { limit: cell.zeroshot.limit }) : null;
     return {
