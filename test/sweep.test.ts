@@ -9,6 +9,7 @@ import * as path from 'path';
 import { Cell, ModelInfo, canonicalJson, expandCells, resultColumns } from '../lib/experiments/cell';
 import { SweepConfig, parseSweepConfig } from '../lib/experiments/config';
 import { planSweep } from '../lib/experiments/sweep';
+import { datasetSplit } from '../lib/data/datasets';
 import { csvHeader, csvLine, parseCsv, parseCsvLine } from '../lib/util/csv';
 import { CLI, ROOT, lines, makeTmp, rmTmp, runCli } from './helpers';
 
@@ -130,12 +131,15 @@ describe('config', () => {
     expect(() => expand({ ...baseJson, eval: [{ dataset: 'tinystories', seqlen: 1024 }] })).toThrow(/eval\[0\]\.seqlen: seqlen 1024 is larger than the model's context 512/);
   });
 
-  test('the shipped configs are valid; main covers 2 models x 4 methods x (8 sparsities + 2:4 + 4:8)', () => {
+  test('the shipped configs are valid; main covers 2 models x 4 methods x 3 seeds x (50% + 2:4), on test splits', () => {
     const smoke = planSweep(SMOKE);
     expect(smoke.cells).toHaveLength(5);
     const main = planSweep(MAIN);
-    expect(main.skipped).toEqual([expect.stringMatching(/^stories260K 4:8/)]);
-    expect(main.cells).toHaveLength(2 + 4 * 9 + 4 * 10);
+    expect(main.skipped).toEqual([]);
+    expect(main.cells).toHaveLength(2 + 2 * 4 * 3 * 2);
+    expect(new Set(main.cells.filter((c) => c.prune).map((c) => c.prune!.calibration.seed))).toEqual(new Set([0, 1, 2]));
+    // Every reported number is on a test split.
+    expect(main.cells.every((c) => c.eval.every((e) => datasetSplit(e.dataset, 'eval') === 'test'))).toBe(true);
   });
 
   test('CSV lines: quoting round-trips through parseCsvLine', () => {
