@@ -1,5 +1,6 @@
 import { CrepeError } from '../lib/errors';
-import { gini, kendallTau, mean, spearman, std } from '../lib/search/rank';
+import { gini, kendallTau, mean, spearman, spearmanBootstrap, std } from '../lib/search/rank';
+import { mulberry32 } from './helpers';
 
 describe('mean and std', () => {
   it('match hand-computed values', () => {
@@ -97,5 +98,47 @@ describe('gini', () => {
     expect(() => gini([1, -1])).toThrow(CrepeError);
     expect(() => gini([1, NaN])).toThrow(CrepeError);
     expect(() => gini([])).toThrow(CrepeError);
+  });
+});
+
+describe('spearmanBootstrap', () => {
+  /** n pairs of a bivariate normal with correlation r (Box-Muller on an independent generator). */
+  function correlatedPairs(n: number, r: number, seed: number): [number[], number[]] {
+    const u = mulberry32(seed);
+    const normal = (): number => Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
+    const x: number[] = [];
+    const y: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const a = normal();
+      const b = normal();
+      x.push(a);
+      y.push(r * a + Math.sqrt(1 - r * r) * b);
+    }
+    return [x, y];
+  }
+
+  it('agrees with the Fisher-z interval for Spearman rho (Bonett-Wright standard error) on a large sample', () => {
+    const [x, y] = correlatedPairs(400, 0.6, 7);
+    const rho = spearman(x, y);
+    const [lo, hi] = spearmanBootstrap(x, y, { seed: 3 });
+    // Independent asymptotic interval: atanh(rho) +- 1.96 sqrt((1 + rho^2/2) / (n - 3)).
+    const z = Math.atanh(rho);
+    const se = Math.sqrt((1 + (rho * rho) / 2) / (400 - 3));
+    expect(lo).toBeLessThan(rho);
+    expect(hi).toBeGreaterThan(rho);
+    expect(Math.abs(lo - Math.tanh(z - 1.96 * se))).toBeLessThan(0.03);
+    expect(Math.abs(hi - Math.tanh(z + 1.96 * se))).toBeLessThan(0.03);
+  });
+
+  it('is narrower with more samples, degenerate for a perfect ranking, and reproducible from its seed', () => {
+    const [xs, ys] = correlatedPairs(30, 0.6, 11);
+    const [xl, yl] = correlatedPairs(300, 0.6, 11);
+    const small = spearmanBootstrap(xs, ys, { seed: 1 });
+    const large = spearmanBootstrap(xl, yl, { seed: 1 });
+    expect(large[1] - large[0]).toBeLessThan(small[1] - small[0]);
+    expect(spearmanBootstrap([1, 2, 3, 4, 5, 6], [2, 3, 5, 7, 11, 13], { seed: 5 })).toEqual([1, 1]);
+    expect(spearmanBootstrap(xs, ys, { seed: 1 })).toEqual(small);
+    expect(spearmanBootstrap(xs, ys, { seed: 2 })).not.toEqual(small);
+    expect(spearmanBootstrap([1, 2], [2, 1])).toEqual([NaN, NaN]);
   });
 });

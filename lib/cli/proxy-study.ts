@@ -48,7 +48,7 @@ export async function proxyStudyCommand(args: ProxyStudyArgs): Promise<void> {
     bar.stop();
   }
   model.source.close();
-  const corr = correlations(rows, proxies);
+  const corr = correlations(rows, proxies, settings.seed);
   const stem = path.join(args.out, studyStem(args.model, strategy.name, structure));
   const pplOn = windows === 'all' ? `every ${setup.dataset} evaluation window` : `the first ${windows} ${setup.dataset} evaluation windows`;
   const spaceText = space.dims.map((d) => `${d.name} ${d.scale} [${d.min}, ${d.max}]`).join(', ');
@@ -93,9 +93,10 @@ export async function proxyStudyCommand(args: ProxyStudyArgs): Promise<void> {
   emit(args.json, result, () =>
     [
       `${args.model} ${strategy.name} ${structureLabel(args, structure)}: ${samples} configurations (seed ${settings.seed}), PPL on ${pplOn}; backend ${backend}`,
-      'proxy                 n   Spearman   Kendall  sign',
+      'proxy                 n   Spearman  95% CI (bootstrap)   Kendall  sign',
       ...corr.map(
-        (c) => `${c.proxy.padEnd(20)} ${String(c.n).padStart(3)}  ${c.spearman.toFixed(3).padStart(8)}  ${c.kendall.toFixed(3).padStart(8)}  ${c.sign > 0 ? '+1' : '-1'}`,
+        (c) =>
+          `${c.proxy.padEnd(20)} ${String(c.n).padStart(3)}  ${c.spearman.toFixed(3).padStart(8)}  [${c.spearmanCi95[0].toFixed(3).padStart(6)}, ${c.spearmanCi95[1].toFixed(3).padStart(6)}]  ${c.kendall.toFixed(3).padStart(8)}  ${c.sign > 0 ? '+1' : '-1'}`,
       ),
       `wrote ${stem}.{csv,md} and ${svgs.length} SVG plots`,
     ].join('\n'),

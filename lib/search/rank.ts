@@ -3,6 +3,7 @@
  * All accumulation is in Float64, whatever the input array type.
  */
 import { CrepeError } from '../errors';
+import { Rng } from '../util/random';
 
 /** Arithmetic mean. */
 export function mean(values: ArrayLike<number>): number {
@@ -32,6 +33,41 @@ export function std(values: ArrayLike<number>, ddof = 0): number {
 export function spearman(x: ArrayLike<number>, y: ArrayLike<number>): number {
   checkPaired(x, y, 'spearman');
   return pearson(averageRanks(x), averageRanks(y));
+}
+
+/**
+ * Percentile-bootstrap interval of Spearman's rho: resample the (x, y) pairs with replacement
+ * `resamples` times with a seeded generator, take the (1-level)/2 and (1+level)/2 quantiles of
+ * the resampled rhos (resamples where either side is constant are skipped, as rho is undefined
+ * there). [NaN, NaN] with fewer than 3 pairs. Deterministic for a given seed.
+ */
+export function spearmanBootstrap(
+  x: ArrayLike<number>,
+  y: ArrayLike<number>,
+  opts: { resamples?: number; level?: number; seed?: number } = {},
+): [number, number] {
+  checkPaired(x, y, 'spearmanBootstrap');
+  const n = x.length;
+  if (n < 3) return [NaN, NaN];
+  const resamples = opts.resamples ?? 2000;
+  const level = opts.level ?? 0.95;
+  const rng = new Rng(opts.seed ?? 0);
+  const rhos: number[] = [];
+  const bx = new Float64Array(n);
+  const by = new Float64Array(n);
+  for (let r = 0; r < resamples; r++) {
+    for (let i = 0; i < n; i++) {
+      const j = rng.int(n);
+      bx[i] = x[j];
+      by[i] = y[j];
+    }
+    const rho = spearman(bx, by);
+    if (Number.isFinite(rho)) rhos.push(rho);
+  }
+  if (rhos.length === 0) return [NaN, NaN];
+  rhos.sort((a, b) => a - b);
+  const at = (q: number): number => rhos[Math.min(rhos.length - 1, Math.max(0, Math.floor(q * rhos.length)))];
+  return [at((1 - level) / 2), at((1 + level) / 2)];
 }
 
 /**
