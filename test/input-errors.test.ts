@@ -4,6 +4,7 @@
  * binary text, permission denied on --save (found before pruning), sweep --fresh on a folder or
  * a file that is not a results CSV.
  */
+import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { MAX_TEXT_BYTES } from '../lib/io/input';
@@ -60,14 +61,42 @@ test.each(cases)('%s', (_name, args, message) => {
   expect(fs.readFileSync(t('mine.csv'), 'utf8')).toBe('my,own\n1,2\n');
 });
 
-// root may write anywhere, so the refusal cannot be provoked there
-const asUser = process.getuid?.() === 0 ? test.skip : test;
-asUser('permission denied on --save is found before pruning', () => {
-  fs.mkdirSync(t('ro'));
-  fs.chmodSync(t('ro'), 0o555);
-  const r = runCli(['prune', '--model', 'stories260K', '--method', 'sparsegpt', '--nsamples', '128', '--save', path.join(t('ro'), 'x.bin')]);
-  expect(r.code).toBe(2);
-  expect(r.stderr).toMatch(/permission denied on folder .*ro/);
+/**
+ * A folder the current user cannot write into. Permission bits do not stop root (CI runs as
+ * root), but the immutable attribute does, for root too: access(2) then answers EPERM. Returns
+ * an undo function, or null where neither way is available (root on a file system without
+ * chattr support).
+ */
+function unwritableFolder(dir: string): (() => void) | null {
+  fs.mkdirSync(dir);
+  if (process.getuid?.() !== 0) {
+    fs.chmodSync(dir, 0o555);
+    return () => fs.chmodSync(dir, 0o755);
+  }
+  try {
+    execFileSync('chattr', ['+i', dir], { stdio: 'ignore' });
+  } catch {
+    return null;
+  }
+  return () => execFileSync('chattr', ['-i', dir], { stdio: 'ignore' });
+}
+
+test('permission denied on --save is found before pruning', () => {
+  const undo = unwritableFolder(t('ro'));
+  if (!undo) {
+    console.warn('skipped: neither permission bits nor chattr can make a folder unwritable here');
+    return;
+  }
+  try {
+    const r = runCli(['prune', '--model', 'stories260K', '--method', 'sparsegpt', '--nsamples', '128', '--save', path.join(t('ro'), 'x.bin')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/permission denied on folder .*ro/);
+    // Found before pruning: the one-line refusal and no pruning progress or PPL.
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stdout).not.toMatch(/ppl/i);
+  } finally {
+    undo();
+  }
 });
 
 test('a safetensors file whose tensors overlap is refused, naming both', () => {
