@@ -39,18 +39,20 @@ describe.each(['stories260K', 'babyllama-char'])('%s: streaming = resident', (na
   });
 });
 
+/** Wanda 50% per row, 8 x 128 calibration windows, next-block inputs from the pruned block. */
+const WANDA_SPEC = {
+  method: 'wanda',
+  params: {},
+  structure: parseStructure('unstructured', 0.5, 'row'),
+  calibration: { dataset: 'tinystories', nsamples: 8, seqlen: 128, seed: 0 },
+  propagate: 'pruned' as const,
+};
+
 test('pruning with spilled blocks and disk activations = in memory (masks, pruned PPL streamed)', () => {
   const model = openModel('stories260K');
   try {
-    const spec = {
-      method: 'wanda',
-      params: {},
-      structure: parseStructure('unstructured', 0.5, 'row'),
-      calibration: { dataset: 'tinystories', nsamples: 8, seqlen: 128, seed: 0 },
-      propagate: 'pruned' as const,
-    };
-    const inMemory = pruneModel(model, spec);
-    const spilled = pruneModel(model, { ...spec, spillBlocks: true, activationStorage: 'disk' });
+    const inMemory = pruneModel(model, WANDA_SPEC);
+    const spilled = pruneModel(model, { ...WANDA_SPEC, spillBlocks: true, activationStorage: 'disk' });
     for (let b = 0; b < model.source.config.nLayers; b++) {
       const a = inMemory.source.readBlock(b);
       const s = spilled.source.readBlock(b);
@@ -69,15 +71,8 @@ test('pruning with spilled blocks and disk activations = in memory (masks, prune
 test('F16 activations for calibration: masks within 2% of the F32 ones', () => {
   const model = openModel('stories260K');
   try {
-    const spec = {
-      method: 'wanda',
-      params: {},
-      structure: parseStructure('unstructured', 0.5, 'row'),
-      calibration: { dataset: 'tinystories', nsamples: 8, seqlen: 128, seed: 0 },
-      propagate: 'pruned' as const,
-    };
-    const a = pruneModel(model, spec).source.readBlock(4).linears.down;
-    const b = pruneModel(model, { ...spec, activationStorage: 'f16' }).source.readBlock(4).linears.down;
+    const a = pruneModel(model, WANDA_SPEC).source.readBlock(4).linears.down;
+    const b = pruneModel(model, { ...WANDA_SPEC, activationStorage: 'f16' }).source.readBlock(4).linears.down;
     let differ = 0;
     for (let k = 0; k < a.length; k++) if ((a[k] === 0) !== (b[k] === 0)) differ++;
     expect(differ / a.length).toBeLessThan(0.02);
