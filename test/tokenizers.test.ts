@@ -463,4 +463,60 @@ describe('a Llama-2-style sentencepiece model with a U+FEFF piece (test/fixtures
     }
     expect(Array.from(hfTok.encode('<s>'))).toEqual([1]);
   });
+  describe('tokenizer_config.json beside the .model, as transformers\' LlamaTokenizer applies it', () => {
+    /** A copy of the fixture's tokenizer.model with the given tokenizer_config.json (none when undefined). */
+    const withConfig = (name: string, config?: object): string => {
+      const d = path.join(tmp, `spm-config-${name}`);
+      fs.mkdirSync(d);
+      fs.copyFileSync(path.join(dir, 'tokenizer.model'), path.join(d, 'tokenizer.model'));
+      if (config) fs.writeFileSync(path.join(d, 'tokenizer_config.json'), JSON.stringify(config));
+      return path.join(d, 'tokenizer.model');
+    };
+    const shipped = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+
+    test('add_bos_token decides whether encoded text starts with BOS (default: yes)', () => {
+      expect(loadTokenizer(withConfig('none')).addBos).toBe(true);
+      expect(loadTokenizer(path.join(dir, 'tokenizer.model')).addBos).toBe(shipped.add_bos_token);
+      const off = loadTokenizer(withConfig('bos-off', { ...shipped, add_bos_token: false }));
+      expect(off.addBos).toBe(false);
+      // Datasets and zero-shot encode with { bos: tok.addBos }: the ids are then the library's, unchanged.
+      const { text, ids } = expected.cases[0];
+      expect(Array.from(off.encode(text, { bos: off.addBos }))).toEqual(ids);
+      const on = loadTokenizer(withConfig('bos-on', { ...shipped, add_bos_token: true }));
+      expect(Array.from(on.encode(text, { bos: on.addBos }))).toEqual([on.bosId, ...ids]);
+    });
+
+    const nonLegacy = JSON.parse(fs.readFileSync(path.join(dir, 'expected-ids-nonlegacy.json'), 'utf8')) as {
+      cases: { text: string; prefix: number[]; no_prefix: number[] }[];
+    };
+    test(`legacy false, with and without add_prefix_space: transformers' procedure redone with the sentencepiece library, ${nonLegacy.cases.length} strings`, () => {
+      expect(nonLegacy.cases.length).toBeGreaterThanOrEqual(300);
+      const prefixed = loadTokenizer(withConfig('nonlegacy', { ...shipped, legacy: false }));
+      const bare = loadTokenizer(withConfig('nonlegacy-bare', { ...shipped, legacy: false, add_prefix_space: false }));
+      let differs = 0;
+      for (const c of nonLegacy.cases) {
+        expect({ text: c.text, ids: Array.from(prefixed.encode(c.text)) }).toEqual({ text: c.text, ids: c.prefix });
+        expect({ text: c.text, ids: Array.from(bare.encode(c.text)) }).toEqual({ text: c.text, ids: c.no_prefix });
+        if (c.prefix.join() !== c.no_prefix.join()) differs++;
+      }
+      expect(differs).toBeGreaterThan(nonLegacy.cases.length / 2); // the prefix really changes the ids
+    });
+
+    test('what crepe cannot honour is refused in one line naming the file and the key', () => {
+      const cases: [object, RegExp][] = [
+        [{ ...shipped, add_eos_token: true }, /add_eos_token is true/],
+        [{ ...shipped, bos_token: '</s>' }, /bos_token "<\/s>" is not the model's BOS piece/],
+        [{ ...shipped, eos_token: { content: '<eos>' } }, /eos_token "<eos>" is not the model's EOS piece/],
+        [{ ...shipped, tokenizer_class: 'T5Tokenizer' }, /tokenizer_class "T5Tokenizer"/],
+        [{ ...shipped, sp_model_kwargs: { enable_sampling: true } }, /sp_model_kwargs/],
+        [{ ...shipped, added_tokens_decoder: { 9999: { content: '<pad>' } } }, /added token 9999 "<pad>"/],
+        [{ ...shipped, add_bos_token: 'yes' }, /add_bos_token must be true or false/],
+        [{ ...shipped, do_lower_case: true }, /unknown key do_lower_case/],
+      ];
+      cases.forEach(([config, message], i) => {
+        const file = withConfig(`bad-${i}`, config);
+        expectCrepeError(() => loadTokenizer(file), 'tokenizer_config.json', message);
+      });
+    });
+  });
 });

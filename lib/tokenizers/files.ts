@@ -1,4 +1,5 @@
 import * as fs from 'fs';
+import * as path from 'path';
 import { CrepeError } from '../errors';
 import { MAX_SMALL_FILE_BYTES, assertRegularFile } from '../io/input';
 import { foreignFormat } from '../io/sniff';
@@ -25,4 +26,23 @@ export function checkId(id: number, vocabSize: number, path: string): void {
   if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
     throw new CrepeError(`token id ${id} is outside the vocabulary (size ${vocabSize}) of ${path}`);
   }
+}
+
+/** Read a JSON tokenizer file (tokenizer.json, tokenizer_config.json) that must hold one object. */
+export function readTokenizerJson(file: string): Record<string, unknown> {
+  const text = readTokenizerFile(file).toString('utf8');
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new CrepeError(`bad JSON in ${file}: ${(e as Error).message}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new CrepeError(`bad tokenizer file ${file}: not a JSON object`);
+  return value as Record<string, unknown>;
+}
+
+/** transformers' `tokenizer_config.json` in the tokenizer file's folder, or undefined when there is none. */
+export function readTokenizerConfigBeside(tokenizerFile: string): Record<string, unknown> | undefined {
+  const configFile = path.join(path.dirname(tokenizerFile), 'tokenizer_config.json');
+  return fs.existsSync(configFile) ? readTokenizerJson(configFile) : undefined;
 }

@@ -1,10 +1,8 @@
-import * as fs from 'fs';
-import * as path from 'path';
 // The package is ESM-first but ships a CommonJS build under its "node"/"require" export
 // condition, so a plain require() from crepe's CommonJS output works without network or bundler.
 import { Tokenizer as HfTokenizerImpl } from '@huggingface/tokenizers';
 import { CrepeError } from '../errors';
-import { checkId, readTokenizerFile } from './files';
+import { checkId, readTokenizerConfigBeside, readTokenizerJson } from './files';
 import type { Tokenizer } from './types';
 
 /** Names models commonly give their BOS / EOS, tried when tokenizer_config.json does not say. */
@@ -101,23 +99,10 @@ function templateStart(processor: unknown): string | undefined {
   return typeof head.SpecialToken?.id === 'string' ? head.SpecialToken.id : undefined;
 }
 
-function readJson(file: string): Record<string, unknown> {
-  const text = readTokenizerFile(file).toString('utf8');
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (e) {
-    throw new CrepeError(`bad JSON in ${file}: ${(e as Error).message}`);
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new CrepeError(`bad tokenizer file ${file}: not a JSON object`);
-  return value as Record<string, unknown>;
-}
-
 /** Load `tokenizer.json`, plus `tokenizer_config.json` beside it when present (BOS/EOS names, cleanup flags). */
 export function loadHfTokenizer(file: string): HfTokenizer {
-  const json = readJson(file);
-  const configFile = path.join(path.dirname(file), 'tokenizer_config.json');
-  const config = fs.existsSync(configFile) ? readJson(configFile) : {};
+  const json = readTokenizerJson(file);
+  const config = readTokenizerConfigBeside(file) ?? {};
   let impl: HfTokenizerImpl;
   try {
     impl = new HfTokenizerImpl(json, config);

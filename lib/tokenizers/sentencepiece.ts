@@ -1,6 +1,6 @@
 import { CrepeError } from '../errors';
 import { mergePairs } from './bpe';
-import { checkId, readTokenizerFile } from './files';
+import { checkId, readTokenizerConfigBeside, readTokenizerFile } from './files';
 import { ProtoError, fieldFloat, fieldInt, fieldMessage, fieldString, readFields } from './protobuf';
 import type { Tokenizer } from './types';
 
@@ -142,7 +142,7 @@ export class SentencePieceTokenizer implements Tokenizer {
   readonly bosId: number;
   readonly eosId: number;
   readonly unkId: number;
-  /** transformers' LlamaTokenizer default (add_bos_token=True) whenever the model has a BOS piece. */
+  /** tokenizer_config.json's add_bos_token, else transformers' LlamaTokenizer default (true) whenever the model has a BOS piece. */
   readonly addBos: boolean;
 
   /** Pieces the text can match (NORMAL, USER_DEFINED, UNUSED: sentencepiece's `pieces_`). */
@@ -152,13 +152,18 @@ export class SentencePieceTokenizer implements Tokenizer {
   /** Byte b -> id of the BYTE piece <0xNN>, when byte fallback is on. */
   private readonly idOfByte = new Int32Array(256).fill(-1);
 
-  constructor(readonly path: string, readonly model: SentencePieceModel) {
+  /** Whether the text gets sentencepiece's dummy-prefix space (the model's flag unless a tokenizer_config.json says otherwise). */
+  private readonly addDummyPrefix: boolean;
+
+  constructor(readonly path: string, readonly model: SentencePieceModel, convention: Partial<LlamaTokenizerConvention> = {}) {
     const { pieces, types } = model;
     this.vocabSize = pieces.length;
     this.bosId = model.bosId;
     this.eosId = model.eosId;
     this.unkId = types.indexOf(PieceType.UNKNOWN);
-    this.addBos = this.bosId >= 0;
+    this.addBos = convention.addBos ?? this.bosId >= 0;
+    if (this.addBos && this.bosId < 0) throw new CrepeError(`${path}: add_bos_token is true but the model has no BOS piece`);
+    this.addDummyPrefix = convention.addDummyPrefix ?? model.addDummyPrefix;
     pieces.forEach((p, id) => {
       const t = types[id];
       if ((t === PieceType.NORMAL || t === PieceType.USER_DEFINED || t === PieceType.UNUSED) && !this.idOfPiece.has(p)) {
@@ -171,7 +176,8 @@ export class SentencePieceTokenizer implements Tokenizer {
 
   /** normalizer.cc without a charsmap: trim and squeeze spaces, dummy prefix, spaces to "▁". */
   normalize(text: string): string {
-    const { addDummyPrefix, removeExtraWhitespaces, escapeWhitespaces } = this.model;
+    const { removeExtraWhitespaces, escapeWhitespaces } = this.model;
+    const addDummyPrefix = this.addDummyPrefix;
     let s = text;
     if (removeExtraWhitespaces) s = s.replace(/^ +/, '').replace(/ {2,}/g, ' ');
     if (s.length === 0) return '';
@@ -249,7 +255,8 @@ export class SentencePieceTokenizer implements Tokenizer {
    * prefix added is dropped (with remove_extra_whitespaces, all leading "▁" pieces).
    */
   decode(ids: ArrayLike<number>): string {
-    const { pieces, types, addDummyPrefix, removeExtraWhitespaces, unkSurface } = this.model;
+    const { pieces, types, removeExtraWhitespaces, unkSurface } = this.model;
+    const addDummyPrefix = this.addDummyPrefix;
     let text = '';
     let bytes: number[] = [];
     let isBosWs = true; // still at the start, where a leading "▁" is the dummy prefix
@@ -286,13 +293,101 @@ export class SentencePieceTokenizer implements Tokenizer {
   }
 }
 
-/** Load a sentencepiece `.model`; a corrupt or unsupported file raises a CrepeError naming it. */
+/**
+ * What transformers' LlamaTokenizer does on top of the `.model`, as its tokenizer_config.json
+ * sets it: whether `tokenizer(text)` starts with BOS, and whether text gets the leading "▁".
+ */
+export interface LlamaTokenizerConvention {
+  addBos: boolean;
+  addDummyPrefix: boolean;
+}
+
+/**
+ * tokenizer_config.json keys that change nothing crepe computes (padding, length limits, chat
+ * templates, decode-only cleanup) or that are checked below (class name, added tokens, sp options).
+ */
+const INERT_CONFIG_KEYS = new Set([
+  'tokenizer_class', 'model_max_length', 'padding_side', 'truncation_side', 'pad_token', 'clean_up_tokenization_spaces',
+  'spaces_between_special_tokens', 'chat_template', 'use_default_system_prompt', 'name_or_path', 'model_input_names',
+  'added_tokens_decoder', 'special_tokens_map_file', 'sp_model_kwargs',
+]);
+const LLAMA_TOKENIZER_CLASSES = new Set(['LlamaTokenizer', 'LlamaTokenizerFast', 'CodeLlamaTokenizer', 'CodeLlamaTokenizerFast']);
+
+/**
+ * Read a tokenizer_config.json the way transformers' LlamaTokenizer (4.x, slow) applies it to a
+ * `.model`: add_bos_token (default true), add_eos_token (crepe never appends EOS, so true is
+ * refused), bos/eos/unk_token (must name the model's own pieces), legacy and add_prefix_space
+ * (legacy false loads the model without its dummy prefix and adds "▁" itself when
+ * add_prefix_space, default true). Any other key that would change encoding is refused.
+ */
+export function llamaTokenizerConvention(file: string, model: SentencePieceModel, config: Record<string, unknown>): Partial<LlamaTokenizerConvention> {
+  const where = `tokenizer_config.json beside ${file}`;
+  const refuse = (what: string): never => {
+    throw new CrepeError(`${where}: ${what}`);
+  };
+  const known = new Set([...INERT_CONFIG_KEYS, 'add_bos_token', 'add_eos_token', 'bos_token', 'eos_token', 'unk_token', 'legacy', 'add_prefix_space']);
+  const unknown = Object.keys(config).filter((k) => !known.has(k));
+  if (unknown.length > 0) refuse(`unknown key${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} (not applied by crepe's sentencepiece tokenizer)`);
+  const cls = config.tokenizer_class;
+  if (cls !== undefined && !(typeof cls === 'string' && LLAMA_TOKENIZER_CLASSES.has(cls))) refuse(`tokenizer_class ${JSON.stringify(cls)} is not a LLaMA sentencepiece tokenizer`);
+  const flag = (key: string): boolean | undefined => {
+    const v = config[key];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'boolean') refuse(`${key} must be true or false, not ${JSON.stringify(v)}`);
+    return v as boolean;
+  };
+  if (config.sp_model_kwargs !== undefined && !(typeof config.sp_model_kwargs === 'object' && config.sp_model_kwargs !== null && Object.keys(config.sp_model_kwargs).length === 0)) {
+    refuse('sp_model_kwargs (sampling or other sentencepiece options) is not supported');
+  }
+  if (flag('add_eos_token')) refuse('add_eos_token is true, but crepe never appends EOS to encoded text');
+  // Added tokens that are not the model's own pieces would be matched in the text by transformers.
+  const added = config.added_tokens_decoder;
+  if (added !== undefined && added !== null) {
+    if (typeof added !== 'object') refuse('added_tokens_decoder must be an object');
+    for (const [id, entry] of Object.entries(added as Record<string, unknown>)) {
+      const content = (entry as { content?: unknown } | null)?.content;
+      if (model.pieces[Number(id)] !== content) refuse(`added token ${id} ${JSON.stringify(content)} is not the model's piece ${id} (added tokens are not supported)`);
+    }
+  }
+  const pieceId = (key: string, expected: number, what: string): void => {
+    const v = config[key];
+    if (v === undefined || v === null) return;
+    const content = typeof v === 'string' ? v : (v as { content?: unknown }).content;
+    if (typeof content !== 'string') refuse(`${key} must be a string or {content}, not ${JSON.stringify(v)}`);
+    const id = model.pieces.indexOf(content as string);
+    if (id < 0 || id !== expected) refuse(`${key} ${JSON.stringify(content)} is not the model's ${what} piece (${expected >= 0 ? JSON.stringify(model.pieces[expected]) : 'none'})`);
+  };
+  pieceId('bos_token', model.bosId, 'BOS');
+  pieceId('eos_token', model.eosId, 'EOS');
+  pieceId('unk_token', model.types.indexOf(PieceType.UNKNOWN), 'unknown');
+  const out: Partial<LlamaTokenizerConvention> = {};
+  const addBos = flag('add_bos_token');
+  if (addBos !== undefined) out.addBos = addBos;
+  if (config.bos_token === null && addBos === undefined) out.addBos = false;
+  const legacy = flag('legacy') ?? true; // transformers treats an unset legacy as true (with a warning)
+  const addPrefixSpace = flag('add_prefix_space');
+  if (!legacy) {
+    // Non-legacy encodes "<unk>" + "▁" + text without the model's dummy prefix and drops the unk
+    // pieces: the same pieces as legacy unless the model squeezes whitespace, where they differ.
+    if (model.removeExtraWhitespaces) refuse('legacy false with a model that removes extra whitespace is not supported');
+    out.addDummyPrefix = addPrefixSpace ?? true;
+  } // with legacy true transformers ignores add_prefix_space: the model's own dummy prefix applies
+  return out;
+}
+
+/**
+ * Load a sentencepiece `.model`, with transformers' tokenizer_config.json beside it when there is
+ * one; a corrupt or unsupported file raises a CrepeError naming it.
+ */
 export function loadSentencePieceTokenizer(path: string): SentencePieceTokenizer {
   const buf = readTokenizerFile(path);
+  let model: SentencePieceModel;
   try {
-    return new SentencePieceTokenizer(path, parseSentencePieceModel(buf));
+    model = parseSentencePieceModel(buf);
   } catch (e) {
     if (e instanceof ProtoError) throw new CrepeError(`bad sentencepiece model ${path}: ${e.message}`);
     throw e;
   }
+  const config = readTokenizerConfigBeside(path);
+  return new SentencePieceTokenizer(path, model, config ? llamaTokenizerConvention(path, model, config) : {});
 }
