@@ -4,7 +4,9 @@
  */
 export class CrepeError extends Error {
   constructor(message: string, readonly exitCode = 2) {
-    super(message);
+    // The user sees one line, even when a message quotes a library's error text or the input
+    // itself (V8's JSON.parse errors quote the bad text, line breaks included).
+    super(message.replace(/\s*[\r\n]+\s*/g, ' '));
     this.name = 'CrepeError';
   }
 }

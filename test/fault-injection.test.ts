@@ -162,6 +162,18 @@ describe('truncations and bit flips of every input format', () => {
     }, 80, 64);
   });
 
+  test('tokenizer_config.json beside a sentencepiece tokenizer.model', () => {
+    const dir = path.join(tmp, 'spm-config');
+    fs.mkdirSync(dir);
+    const fixture = path.join(ROOT, 'test', 'fixtures', 'spm-feff');
+    fs.copyFileSync(path.join(fixture, 'tokenizer.model'), path.join(dir, 'tokenizer.model'));
+    const file = path.join(dir, 'tokenizer_config.json');
+    fuzzFile('tokenizer_config.json (.model)', fs.readFileSync(path.join(fixture, 'tokenizer_config.json')), file, () => {
+      const tok = loadTokenizer(path.join(dir, 'tokenizer.model'));
+      tok.encode('Once upon a time', { bos: tok.addBos });
+    }, 40, 64);
+  });
+
   test('HF tokenizer.json', () => {
     const json = {
       version: '1.0', truncation: null, padding: null, added_tokens: [], normalizer: null,

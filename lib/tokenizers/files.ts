@@ -35,7 +35,7 @@ export function readTokenizerJson(file: string): Record<string, unknown> {
   try {
     value = JSON.parse(text);
   } catch (e) {
-    throw new CrepeError(`bad JSON in ${file}: ${(e as Error).message}`);
+    throw new CrepeError(`bad JSON in ${file}: ${(e as Error).message}`); // CrepeError keeps it to one line
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new CrepeError(`bad tokenizer file ${file}: not a JSON object`);
   return value as Record<string, unknown>;
