@@ -8,7 +8,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { assetPath } from '../lib/assets';
 import { CrepeError } from '../lib/errors';
-import { BlockWeights, LINEAR_NAMES, LinearName, LlamaConfig, WeightSource, linearShape } from '../lib/model/types';
+import { BlockWeights, LinearName, LlamaConfig, WeightSource, linearNames, linearShape } from '../lib/model/types';
 
 export const ROOT = path.resolve(__dirname, '..');
 export const CLI = path.join(ROOT, 'dist', 'scripts', 'cli.js');
@@ -146,11 +146,11 @@ export class MemorySource implements WeightSource {
     this.finalNorm = randomArray(dim, rng, 0.2, 1);
     this.blocks = Array.from({ length: config.nLayers }, () => {
       const linears = {} as Record<LinearName, Float32Array>;
-      for (const l of LINEAR_NAMES) {
+      for (const l of linearNames(config)) {
         const [o, i] = linearShape(config, l);
         linears[l] = randomArray(o * i, rng, 1 / Math.sqrt(i));
       }
-      return { attnNorm: randomArray(dim, rng, 0.2, 1), ffnNorm: randomArray(dim, rng, 0.2, 1), linears };
+      return { norms: { attnNorm: randomArray(dim, rng, 0.2, 1), ffnNorm: randomArray(dim, rng, 0.2, 1) }, linears };
     });
   }
 
@@ -166,8 +166,8 @@ export class MemorySource implements WeightSource {
   readBlock(i: number): BlockWeights {
     const b = this.blocks[i];
     const linears = {} as Record<LinearName, Float32Array>;
-    for (const l of LINEAR_NAMES) linears[l] = b.linears[l].slice();
-    return { attnNorm: b.attnNorm.slice(), ffnNorm: b.ffnNorm.slice(), linears };
+    for (const l of linearNames(this.config)) linears[l] = b.linears[l].slice();
+    return { norms: { attnNorm: b.norms.attnNorm.slice(), ffnNorm: b.norms.ffnNorm.slice() }, linears };
   }
   close(): void {}
 }

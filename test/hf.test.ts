@@ -6,7 +6,7 @@ import { DIR_MARKER } from '../lib/io/atomic';
 import { adjacentToHalfOrder, halfToAdjacentOrder, permuteRows, writeHfModel } from '../lib/model/convert';
 import { hfName, openHfModel, parseHfConfig } from '../lib/model/hf';
 import { SafetensorsFile, writeSafetensors } from '../lib/model/safetensors';
-import { BlockWeights, LINEAR_NAMES, LinearName, LlamaConfig, WeightSource, linearShape } from '../lib/model/types';
+import { BlockWeights, LinearName, LlamaConfig, WeightSource, linearNames, linearShape } from '../lib/model/types';
 import { mulberry32, oneLineCrepeError } from './helpers';
 
 // ---------------------------------------------------------------------------------------------
@@ -55,11 +55,11 @@ class MemorySource implements WeightSource {
     this.finalNorm = random(dim, rng);
     this.blocks = Array.from({ length: config.nLayers }, () => {
       const linears = {} as Record<LinearName, Float32Array>;
-      for (const l of LINEAR_NAMES) {
+      for (const l of linearNames(config)) {
         const [o, i] = linearShape(config, l);
         linears[l] = random(o * i, rng);
       }
-      return { attnNorm: random(dim, rng), ffnNorm: random(dim, rng), linears };
+      return { norms: { attnNorm: random(dim, rng), ffnNorm: random(dim, rng) }, linears };
     });
   }
 
@@ -71,8 +71,8 @@ class MemorySource implements WeightSource {
     this.blockReads.push(i);
     const b = this.blocks[i];
     const linears = {} as Record<LinearName, Float32Array>;
-    for (const l of LINEAR_NAMES) linears[l] = b.linears[l].slice();
-    return { attnNorm: b.attnNorm.slice(), ffnNorm: b.ffnNorm.slice(), linears };
+    for (const l of linearNames(this.config)) linears[l] = b.linears[l].slice();
+    return { norms: { attnNorm: b.norms.attnNorm.slice(), ffnNorm: b.norms.ffnNorm.slice() }, linears };
   }
   close(): void {}
 }
@@ -105,9 +105,9 @@ function expectSameModel(hf: WeightSource, src: MemorySource, tol?: (x: number) 
   same(hf.readFinalNorm(), src.finalNorm);
   for (let b = 0; b < src.config.nLayers; b++) {
     const blk = hf.readBlock(b);
-    same(blk.attnNorm, src.blocks[b].attnNorm);
-    same(blk.ffnNorm, src.blocks[b].ffnNorm);
-    for (const l of LINEAR_NAMES) same(blk.linears[l], expectedLinear(src, b, l));
+    same(blk.norms.attnNorm, src.blocks[b].norms.attnNorm);
+    same(blk.norms.ffnNorm, src.blocks[b].norms.ffnNorm);
+    for (const l of linearNames(src.config)) same(blk.linears[l], expectedLinear(src, b, l));
   }
 }
 
@@ -340,7 +340,7 @@ describe('bad HF inputs', () => {
     writeHfModel(new MemorySource(tinyConfig()), sharded, { dtype: 'F32', shardBytes: 8000 });
     const indexFile = path.join(sharded, 'model.safetensors.index.json');
     const index = JSON.parse(fs.readFileSync(indexFile, 'utf8'));
-    delete index.weight_map[hfName.ffnNorm(2)];
+    delete index.weight_map[hfName.norm(2, 'ffnNorm')];
     fs.writeFileSync(indexFile, JSON.stringify(index));
     const hf3 = openHfModel(sharded);
     expectCrepe(() => hf3.readBlock(2), /missing tensor model.layers.2.post_attention_layernorm.weight in .*model.safetensors.index.json/);

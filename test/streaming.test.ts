@@ -57,7 +57,7 @@ test('pruning with spilled blocks and disk activations = in memory (masks, prune
       const a = inMemory.source.readBlock(b);
       const s = spilled.source.readBlock(b);
       for (const l of Object.keys(a.linears) as (keyof BlockWeights['linears'])[]) expect(s.linears[l]).toEqual(a.linears[l]);
-      expect(s.attnNorm).toEqual(a.attnNorm);
+      expect(s.norms).toEqual(a.norms);
     }
     const r1 = evaluateSource(model, inMemory.source, ['tinystories'], { maxWindows: 6, evaluator: 'resident' });
     const r2 = evaluateSource(model, spilled.source, ['tinystories'], { maxWindows: 6, evaluator: 'streaming' });

@@ -9,7 +9,7 @@ import { Split, datasetSplit, loadDataset } from '../data/datasets';
 import { CrepeError } from '../errors';
 import { checkSeqlen } from '../eval/evaluate';
 import { openModel } from '../model/resolve';
-import { LINEAR_NAMES, linearShape } from '../model/types';
+import { linearNames, linearShape } from '../model/types';
 import { CalibrationSpec } from '../prune/pipeline';
 import { nmSparsity, parseStructure, validateStructureFor } from '../prune/select';
 import { Params, getStrategy } from '../prune/strategy';
@@ -173,7 +173,7 @@ export function planCells(config: SweepConfig): Expansion {
       const m = openModel(name);
       const cfg = m.source.config;
       m.source.close();
-      return { name, maxSeqLen: cfg.maxSeqLen, shapes: LINEAR_NAMES.map((l) => linearShape(cfg, l)) };
+      return { name, maxSeqLen: cfg.maxSeqLen, shapes: linearNames(cfg).map((l) => linearShape(cfg, l)) };
     }),
   );
   if (config.models.length > 0) {

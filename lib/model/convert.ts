@@ -9,6 +9,7 @@ import { writeDirAtomic } from '../io/atomic';
 import { checkF16Range } from '../io/finite';
 import { HF_CONFIG_FILE, HF_INDEX_FILE, HF_SINGLE_FILE, HfTensor, hfConfigJson, hfTensors } from './hf';
 import { FloatDtype, SafetensorsWriter, dtypeBytes } from './safetensors';
+import { rotaryHeads } from './block';
 import { BlockWeights, LlamaConfig, WeightSource } from './types';
 
 // ---------------------------------------------------------------------------------------------
@@ -183,15 +184,14 @@ function tensorFetcher(src: WeightSource): (t: HfTensor) => Float32Array {
         return src.readFinalNorm();
       case 'classifier':
         return src.readClassifier();
-      case 'attnNorm':
-      case 'ffnNorm':
-        return block(role.block)[role.kind];
+      case 'norm':
+        return block(role.block).norms[role.norm];
       case 'linear':
       case 'bias': {
         const w = role.kind === 'linear' ? block(role.block).linears[role.linear] : block(role.block).biases?.[role.linear];
         if (!w) throw new Error(`block ${role.block} has no ${role.linear} bias`);
-        if (cfg.ropeLayout === 'half' || (role.linear !== 'q' && role.linear !== 'k')) return w;
-        const heads = role.linear === 'q' ? cfg.nHeads : cfg.nKvHeads;
+        const heads = rotaryHeads(cfg, role.linear);
+        if (cfg.ropeLayout === 'half' || heads === 0) return w;
         return permuteRows(w, role.kind === 'linear' ? cfg.dim : 1, adjacentToHalfOrder(heads, cfg.headDim));
       }
     }

@@ -9,33 +9,53 @@ import { CrepeError } from '../errors';
 import { checkWeights } from '../io/finite';
 import { MAX_SMALL_FILE_BYTES, decodeText, readInputFile } from '../io/input';
 import { FloatDtype, SafetensorsFile } from './safetensors';
-import { BlockWeights, LINEAR_NAMES, LinearName, LlamaConfig, RopeScaling, WeightSource, linearShape } from './types';
+import { blockOf, blockTensorOrder, familyBiases, findBlockFamily, linearSpec } from './block';
+import { BlockWeights, LinearName, LlamaConfig, NormName, RopeScaling, WeightSource, linearShape } from './types';
 
 export const HF_CONFIG_FILE = 'config.json';
 export const HF_SINGLE_FILE = 'model.safetensors';
 export const HF_INDEX_FILE = 'model.safetensors.index.json';
 
-const ARCHITECTURES: Record<string, string> = { llama: 'LlamaForCausalLM', mistral: 'MistralForCausalLM', qwen2: 'Qwen2ForCausalLM' };
+/**
+ * The loader's side of a model family: how config.json names it and the defaults transformers'
+ * config class fills in. Its decoder block (linears, norms, biases, tensor names) is the block
+ * family of the same name (block.ts).
+ */
+export interface HfFamily {
+  /** config.json model_type = the block family's name. */
+  modelType: string;
+  /** The one entry of config.json `architectures`. */
+  architecture: string;
+  /** transformers' defaults for absent keys. */
+  defaults: { maxPositions: number; normEps: number; slidingWindow: number | null; kvHeads?: number };
+}
 
-const HF_LINEAR: Record<LinearName, string> = {
-  q: 'self_attn.q_proj',
-  k: 'self_attn.k_proj',
-  v: 'self_attn.v_proj',
-  o: 'self_attn.o_proj',
-  gate: 'mlp.gate_proj',
-  up: 'mlp.up_proj',
-  down: 'mlp.down_proj',
-};
+const HF_FAMILIES = new Map<string, HfFamily>();
 
-/** HF parameter names. */
+/** Make config.json files of model_type `f.modelType` loadable; its block family must be registered. */
+export function registerHfFamily(f: HfFamily): void {
+  if (HF_FAMILIES.has(f.modelType)) throw new Error(`HF family ${f.modelType} is already registered`);
+  if (!findBlockFamily(f.modelType)) throw new Error(`HF family ${f.modelType} has no block family (block.ts)`);
+  HF_FAMILIES.set(f.modelType, f);
+}
+
+// transformers' LlamaConfig, MistralConfig, Qwen2Config (Qwen2's default is 32 key/value heads, not num_attention_heads)
+registerHfFamily({ modelType: 'llama', architecture: 'LlamaForCausalLM', defaults: { maxPositions: 2048, normEps: 1e-6, slidingWindow: null } });
+registerHfFamily({ modelType: 'mistral', architecture: 'MistralForCausalLM', defaults: { maxPositions: 131072, normEps: 1e-6, slidingWindow: 4096 } });
+registerHfFamily({ modelType: 'qwen2', architecture: 'Qwen2ForCausalLM', defaults: { maxPositions: 32768, normEps: 1e-6, slidingWindow: null, kvHeads: 32 } });
+
+type Family = Pick<LlamaConfig, 'architecture'>;
+const LLAMA: Family = { architecture: 'llama' };
+
+/** HF parameter names; block tensors are named by the family's block description. */
 export const hfName = {
   embedding: 'model.embed_tokens.weight',
   finalNorm: 'model.norm.weight',
   classifier: 'lm_head.weight',
-  attnNorm: (block: number) => `model.layers.${block}.input_layernorm.weight`,
-  ffnNorm: (block: number) => `model.layers.${block}.post_attention_layernorm.weight`,
-  linear: (block: number, name: LinearName) => `model.layers.${block}.${HF_LINEAR[name]}.weight`,
-  bias: (block: number, name: LinearName) => `model.layers.${block}.${HF_LINEAR[name]}.bias`,
+  norm: (block: number, name: NormName, fam: Family = LLAMA) =>
+    `model.layers.${block}.${blockOf(fam).norms.find((n) => n.name === name)!.hf}.weight`,
+  linear: (block: number, name: LinearName, fam: Family = LLAMA) => `model.layers.${block}.${linearSpec(fam, name).hf}.weight`,
+  bias: (block: number, name: LinearName, fam: Family = LLAMA) => `model.layers.${block}.${linearSpec(fam, name).hf}.bias`,
 };
 
 /**
@@ -50,7 +70,7 @@ function ignorableTensor(name: string, cfg: LlamaConfig): boolean {
 /** Which piece of a WeightSource an HF tensor holds. */
 export type HfTensorRole =
   | { kind: 'embedding' | 'finalNorm' | 'classifier' }
-  | { kind: 'attnNorm' | 'ffnNorm'; block: number }
+  | { kind: 'norm'; block: number; norm: NormName }
   | { kind: 'linear' | 'bias'; block: number; linear: LinearName };
 
 export interface HfTensor {
@@ -59,27 +79,21 @@ export interface HfTensor {
   role: HfTensorRole;
 }
 
+/** Block `b`'s tensors in the usual HF file order (the block description's execution order). */
+function hfBlockTensors(cfg: LlamaConfig, b: number): HfTensor[] {
+  return blockTensorOrder(cfg).flatMap((t): HfTensor[] => {
+    if ('norm' in t) return [{ name: hfName.norm(b, t.norm.name, cfg), shape: [cfg.dim], role: { kind: 'norm', block: b, norm: t.norm.name } }];
+    const l = t.linear.name;
+    const weight: HfTensor = { name: hfName.linear(b, l, cfg), shape: linearShape(cfg, l), role: { kind: 'linear', block: b, linear: l } };
+    if (!t.bias) return [weight];
+    return [weight, { name: hfName.bias(b, l, cfg), shape: [linearShape(cfg, l)[0]], role: { kind: 'bias', block: b, linear: l } }];
+  });
+}
+
 /** Every tensor of the checkpoint in the usual HF file order; lm_head is absent when tied. */
 export function hfTensors(cfg: LlamaConfig): HfTensor[] {
   const list: HfTensor[] = [{ name: hfName.embedding, shape: [cfg.vocabSize, cfg.dim], role: { kind: 'embedding' } }];
-  for (let b = 0; b < cfg.nLayers; b++) {
-    const norm = (kind: 'attnNorm' | 'ffnNorm'): HfTensor => ({
-      name: hfName[kind](b),
-      shape: [cfg.dim],
-      role: { kind, block: b },
-    });
-    const linear = (l: LinearName): HfTensor => ({
-      name: hfName.linear(b, l),
-      shape: linearShape(cfg, l),
-      role: { kind: 'linear', block: b, linear: l },
-    });
-    const withBias = (l: LinearName): HfTensor[] =>
-      cfg.biases?.includes(l)
-        ? [linear(l), { name: hfName.bias(b, l), shape: [linearShape(cfg, l)[0]], role: { kind: 'bias', block: b, linear: l } }]
-        : [linear(l)];
-    list.push(norm('attnNorm'), ...(['q', 'k', 'v', 'o'] as const).flatMap(withBias));
-    list.push(norm('ffnNorm'), ...(['gate', 'up', 'down'] as const).flatMap(withBias));
-  }
+  for (let b = 0; b < cfg.nLayers; b++) list.push(...hfBlockTensors(cfg, b));
   list.push({ name: hfName.finalNorm, shape: [cfg.dim], role: { kind: 'finalNorm' } });
   if (!cfg.tiedEmbeddings) {
     list.push({ name: hfName.classifier, shape: [cfg.vocabSize, cfg.dim], role: { kind: 'classifier' } });
@@ -118,12 +132,8 @@ const IGNORED_CONFIG_KEYS = new Set([
   'keys_to_ignore_at_inference',
 ]);
 
-/** HF default values per model_type (transformers' LlamaConfig, MistralConfig, Qwen2Config). */
-const DEFAULTS: Record<string, { maxPositions: number; normEps: number; slidingWindow: number | null }> = {
-  llama: { maxPositions: 2048, normEps: 1e-6, slidingWindow: null },
-  mistral: { maxPositions: 131072, normEps: 1e-6, slidingWindow: 4096 },
-  qwen2: { maxPositions: 32768, normEps: 1e-6, slidingWindow: null },
-};
+/** config.json keys that switch biases on (read only for families whose block description names them). */
+const BIAS_FLAG_KEYS = ['attention_bias', 'mlp_bias'];
 
 /** Keys each rope type reads inside rope_scaling / rope_parameters. */
 const ROPE_KEYS: Record<string, string[]> = {
@@ -137,19 +147,19 @@ export function parseHfConfig(raw: unknown, file: string): LlamaConfig {
   if (!isObject(raw)) throw new CrepeError(`${file} is not a JSON object`);
   const modelType = raw.model_type;
   const archs = raw.architectures;
-  const archsOk =
-    archs === undefined ||
-    (Array.isArray(archs) && archs.length === 1 && typeof modelType === 'string' && archs[0] === ARCHITECTURES[modelType]);
-  if (typeof modelType !== 'string' || !Object.hasOwn(ARCHITECTURES, modelType) || !archsOk) {
+  const family = typeof modelType === 'string' ? HF_FAMILIES.get(modelType) : undefined;
+  const archsOk = archs === undefined || (Array.isArray(archs) && archs.length === 1 && archs[0] === family?.architecture);
+  if (typeof modelType !== 'string' || !family || !archsOk) {
     const what = `${JSON.stringify(archs ?? null)} (model_type ${JSON.stringify(modelType ?? null)})`;
-    throw new CrepeError(`unsupported architecture ${what} in ${file}; supported: ${Object.values(ARCHITECTURES).join(', ')}`);
+    const supported = [...HF_FAMILIES.values()].map((f) => f.architecture).join(', ');
+    throw new CrepeError(`unsupported architecture ${what} in ${file}; supported: ${supported}`);
   }
   for (const key of Object.keys(raw)) {
     if (!READ_CONFIG_KEYS.has(key) && !IGNORED_CONFIG_KEYS.has(key)) {
       throw new CrepeError(`unsupported config key ${JSON.stringify(key)} in ${file}: crepe does not know whether it changes the model, so it refuses to load it`);
     }
   }
-  const defaults = DEFAULTS[modelType];
+  const defaults = family.defaults;
   const unsupported = (what: string): CrepeError => new CrepeError(`unsupported ${what} in ${file}`);
 
   const int = (key: string, fallback?: number): number => {
@@ -179,8 +189,7 @@ export function parseHfConfig(raw: unknown, file: string): LlamaConfig {
 
   const dim = int('hidden_size');
   const nHeads = int('num_attention_heads');
-  // Qwen2Config's default is 32 key/value heads, not num_attention_heads.
-  const nKvHeads = int('num_key_value_heads', modelType === 'qwen2' ? 32 : nHeads);
+  const nKvHeads = int('num_key_value_heads', defaults.kvHeads ?? nHeads);
   const headDim = raw.head_dim == null ? dim / nHeads : int('head_dim');
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
     throw new CrepeError(`${file}: head dimension ${headDim} (hidden_size / num_attention_heads) must be an even integer`);
@@ -192,17 +201,13 @@ export function parseHfConfig(raw: unknown, file: string): LlamaConfig {
   const maxSeqLen = int('max_position_embeddings', defaults.maxPositions);
   const tied = flag('tie_word_embeddings', false);
 
-  // Biases: Qwen2 has them on q/k/v always; Llama on q/k/v/o with attention_bias, on the MLP with mlp_bias.
-  let biases: LinearName[] = [];
-  if (modelType === 'qwen2') biases = ['q', 'k', 'v'];
-  if (modelType === 'llama') {
-    if (flag('attention_bias', false)) biases.push('q', 'k', 'v', 'o');
-    if (flag('mlp_bias', false)) biases.push('gate', 'up', 'down');
-  } else {
-    for (const key of ['attention_bias', 'mlp_bias']) {
-      if (raw[key] != null) throw unsupported(`${key} for model_type ${modelType} (transformers does not read it)`);
-    }
+  // Biases as the block description says: always on some linears (Qwen2: q/k/v), or switched on
+  // by flags (Llama: attention_bias on q/k/v/o, mlp_bias on the MLP). A flag the family does not read is refused.
+  const block = blockOf({ architecture: modelType });
+  for (const key of BIAS_FLAG_KEYS) {
+    if (raw[key] != null && !Object.hasOwn(block.biases.flags ?? {}, key)) throw unsupported(`${key} for model_type ${modelType} (transformers does not read it)`);
   }
+  const biases = familyBiases(block, (key) => flag(key, false));
 
   const slidingWindow = parseSlidingWindow(raw, modelType, nLayers, file, defaults.slidingWindow);
   const { theta, scaling } = parseRope(raw, maxSeqLen, file);
@@ -335,7 +340,7 @@ export function hfConfigJson(cfg: LlamaConfig, dtype: FloatDtype): Record<string
   }
   const modelType = cfg.architecture === 'mistral' ? 'mistral' : 'llama';
   return {
-    architectures: [ARCHITECTURES[modelType]],
+    architectures: [HF_FAMILIES.get(modelType)!.architecture],
     model_type: modelType,
     hidden_size: cfg.dim,
     intermediate_size: cfg.hiddenDim,
@@ -449,17 +454,15 @@ class HfModel implements WeightSource {
       throw new RangeError(`block ${index} out of range [0, ${cfg.nLayers})`);
     }
     const linears = {} as Record<LinearName, Float32Array>;
-    for (const l of LINEAR_NAMES) linears[l] = this.read(hfName.linear(index, l), linearShape(cfg, l));
-    const block: BlockWeights = {
-      attnNorm: this.read(hfName.attnNorm(index), [cfg.dim]),
-      ffnNorm: this.read(hfName.ffnNorm(index), [cfg.dim]),
-      linears,
-    };
-    if (cfg.biases?.length) {
-      block.biases = {};
-      for (const l of cfg.biases) block.biases[l] = this.read(hfName.bias(index, l), [linearShape(cfg, l)[0]]);
+    const norms = {} as Record<NormName, Float32Array>;
+    const biases: Partial<Record<LinearName, Float32Array>> = {};
+    for (const t of hfBlockTensors(cfg, index)) {
+      const role = t.role;
+      if (role.kind === 'norm') norms[role.norm] = this.read(t.name, t.shape);
+      else if (role.kind === 'linear') linears[role.linear] = this.read(t.name, t.shape);
+      else if (role.kind === 'bias') biases[role.linear] = this.read(t.name, t.shape);
     }
-    return block;
+    return Object.keys(biases).length > 0 ? { norms, linears, biases } : { norms, linears };
   }
 
   readFinalNorm(): Float32Array {

@@ -2,22 +2,42 @@ import * as fs from 'fs';
 import { CrepeError } from '../errors';
 import { checkWeights } from '../io/finite';
 import { refuseForeignFile } from '../io/sniff';
-import { BlockWeights, LINEAR_NAMES, LinearName, LlamaConfig, WeightSource, linearKey, linearShape } from './types';
+import { blockOf, normKey } from './block';
+import { BlockWeights, LinearName, LlamaConfig, NormName, WeightSource, linearKey, linearShape } from './types';
 
 const HEADER_BYTES = 7 * 4;
 /** export.py version 1 and 2 files start with uint32 "ak42" and int32 version in a 256-byte header. */
 const MAGIC_AK42 = 0x616b3432;
 const VERSIONED_HEADER_BYTES = 256;
 
-/** Byte layout of a llama2.c legacy checkpoint: each tensor kind is stored for all layers in turn. */
+/**
+ * export.py's per-layer tensors in file order: the legacy layout (version 0) stores them after the
+ * embedding; version 1 stores the norms first, then the embedding, then the linears. The block
+ * description (block.ts) says which norm or linear each name is.
+ */
+const V0_BLOCK_ORDER = ['rms_att_weight', 'wq', 'wk', 'wv', 'wo', 'rms_ffn_weight', 'w1', 'w2', 'w3'];
+const V1_NORM_ORDER = ['rms_att_weight', 'rms_ffn_weight'];
+const V1_LINEAR_ORDER = ['wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3'];
+
+/** Byte layout of a llama2.c checkpoint: each per-layer tensor is stored for all layers in turn. */
 interface Llama2cLayout {
   embedding: number;
-  attnNorm: number;
-  linears: Record<LinearName, number>;
-  ffnNorm: number;
+  /** llama2.c name → byte offset of layer 0's tensor and the floats per layer. */
+  perLayer: Map<string, { offset: number; floats: number }>;
   finalNorm: number;
   classifier: number; // equals embedding when shared
   totalBytes: number;
+}
+
+/** The norms and linears of a llama2.c block, by their export.py names. */
+function llama2cTensors(cfg: LlamaConfig): Map<string, { norm: NormName } | { linear: LinearName }> {
+  const fam = blockOf(cfg);
+  const out = new Map<string, { norm: NormName } | { linear: LinearName }>();
+  for (const n of fam.norms) out.set(n.llama2c, { norm: n.name });
+  for (const l of fam.linears) out.set(l.llama2c, { linear: l.name });
+  const names = [...out.keys()].sort().join(',');
+  if (names !== [...V0_BLOCK_ORDER].sort().join(',')) throw new Error(`the ${cfg.architecture} block does not have llama2.c's tensors (${names})`);
+  return out;
 }
 
 function layoutOf(cfg: LlamaConfig, version: 0 | 1 = 0): Llama2cLayout {
@@ -29,34 +49,30 @@ function layoutOf(cfg: LlamaConfig, version: 0 | 1 = 0): Llama2cLayout {
     off += count * f;
     return at;
   };
-  const size = (n: LinearName): number => linearShape(cfg, n)[0] * linearShape(cfg, n)[1];
+  const tensors = llama2cTensors(cfg);
+  const perLayer = new Map<string, { offset: number; floats: number }>();
+  const takeLayers = (name: string): void => {
+    const t = tensors.get(name)!;
+    const floats = 'norm' in t ? cfg.dim : linearShape(cfg, t.linear)[0] * linearShape(cfg, t.linear)[1];
+    perLayer.set(name, { offset: take(L * floats), floats });
+  };
   if (version === 1) {
     // export.py version1_export: norms first, then the embedding, then each linear for all
-    // layers (w1 = gate, w2 = down, w3 = up), no RoPE tables, classifier last when not shared.
-    const attnNorm = take(L * cfg.dim);
-    const ffnNorm = take(L * cfg.dim);
+    // layers, no RoPE tables, classifier last when not shared.
+    V1_NORM_ORDER.forEach(takeLayers);
     const finalNorm = take(cfg.dim);
     const embedding = take(cfg.vocabSize * cfg.dim);
-    const [q, k, v, o, gate, down, up] = (['q', 'k', 'v', 'o', 'gate', 'down', 'up'] as const).map((n) => take(L * size(n)));
+    V1_LINEAR_ORDER.forEach(takeLayers);
     const classifier = cfg.tiedEmbeddings ? embedding : take(cfg.vocabSize * cfg.dim);
-    return { embedding, attnNorm, linears: { q, k, v, o, gate, up, down }, ffnNorm, finalNorm, classifier, totalBytes: off };
+    return { embedding, perLayer, finalNorm, classifier, totalBytes: off };
   }
   const embedding = take(cfg.vocabSize * cfg.dim);
-  const attnNorm = take(L * cfg.dim);
-  // File order: wq, wk, wv, wo, rms_ffn, w1 (gate), w2 (down), w3 (up).
-  const q = take(L * size('q'));
-  const k = take(L * size('k'));
-  const v = take(L * size('v'));
-  const o = take(L * size('o'));
-  const ffnNorm = take(L * cfg.dim);
-  const gate = take(L * size('gate'));
-  const down = take(L * size('down'));
-  const up = take(L * size('up'));
+  V0_BLOCK_ORDER.forEach(takeLayers);
   const finalNorm = take(cfg.dim);
   take(cfg.maxSeqLen * (cfg.headDim / 2)); // RoPE cos table: recomputed, not read
   take(cfg.maxSeqLen * (cfg.headDim / 2)); // RoPE sin table
   const classifier = cfg.tiedEmbeddings ? embedding : take(cfg.vocabSize * cfg.dim);
-  return { embedding, attnNorm, linears: { q, k, v, o, gate, up, down }, ffnNorm, finalNorm, classifier, totalBytes: off };
+  return { embedding, perLayer, finalNorm, classifier, totalBytes: off };
 }
 
 /** Parse and sanity-check the 7-int header; every failure names the file. */
@@ -165,15 +181,14 @@ export class Llama2cSource implements WeightSource {
     const cfg = this.config;
     if (!(index >= 0 && index < cfg.nLayers)) throw new CrepeError(`block ${index} out of range`);
     const linears = {} as Record<LinearName, Float32Array>;
-    for (const name of LINEAR_NAMES) {
-      const [o, i] = linearShape(cfg, name);
-      linears[name] = this.read(this.layout.linears[name] + index * o * i * 4, o * i, linearKey(index, name));
+    const norms = {} as Record<NormName, Float32Array>;
+    for (const [name, t] of llama2cTensors(cfg)) {
+      const { offset, floats } = this.layout.perLayer.get(name)!;
+      const at = offset + index * floats * 4;
+      if ('norm' in t) norms[t.norm] = this.read(at, floats, normKey(index, t.norm));
+      else linears[t.linear] = this.read(at, floats, linearKey(index, t.linear));
     }
-    return {
-      attnNorm: this.read(this.layout.attnNorm + index * cfg.dim * 4, cfg.dim, `blocks.${index}.attn_norm`),
-      ffnNorm: this.read(this.layout.ffnNorm + index * cfg.dim * 4, cfg.dim, `blocks.${index}.ffn_norm`),
-      linears,
-    };
+    return { norms, linears };
   }
 
   readFinalNorm(): Float32Array {
@@ -218,10 +233,11 @@ export function writeLlama2c(src: WeightSource, file: string, write: (chunks: It
       (function* () {
         for (let l = 0; l < cfg.nLayers; l++) yield bytes(pick(src.readBlock(l)));
       })();
-    yield* perBlock((b) => b.attnNorm);
-    for (const n of ['q', 'k', 'v', 'o'] as const) yield* perBlock((b) => b.linears[n]);
-    yield* perBlock((b) => b.ffnNorm);
-    for (const n of ['gate', 'down', 'up'] as const) yield* perBlock((b) => b.linears[n]);
+    const tensors = llama2cTensors(cfg);
+    for (const name of V0_BLOCK_ORDER) {
+      const t = tensors.get(name)!;
+      yield* perBlock((b) => ('norm' in t ? b.norms[t.norm] : b.linears[t.linear]));
+    }
     yield bytes(src.readFinalNorm());
     const half = cfg.headDim / 2;
     const cos = new Float32Array(cfg.maxSeqLen * half);

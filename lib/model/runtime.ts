@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ropeAngle, ropeInverseFrequencies } from './rope';
-import { BlockWeights, LinearName, LlamaConfig, WeightSource, linearShape } from './types';
+import { BlockInput, blockOf, groupOf, hasBias } from './block';
+import { BlockWeights, LinearName, LlamaConfig, NormName, WeightSource, linearShape } from './types';
 
 /**
  * The LLaMA forward pass in tfjs, written for the wasm backend's fast path (docs/performance.md):
@@ -41,8 +42,7 @@ function rotaryFreqIndex(layout: LlamaConfig['ropeLayout'], headDim: number, a: 
 
 /** Device tensors for one decoder block. */
 export interface BlockTensors {
-  attnNorm: tf.Tensor1D;
-  ffnNorm: tf.Tensor1D;
+  norms: Record<NormName, tf.Tensor1D>;
   qA: tf.Tensor2D[]; // per q head [dim, hd], scaled by 1/sqrt(hd)
   qB: tf.Tensor2D[]; // per q head, rotary partner columns
   kA: tf.Tensor2D[]; // per kv head [hd, dim]: k^T = kA · x^T
@@ -71,13 +71,13 @@ export interface BlockTensors {
 }
 
 export function disposeBlock(b: BlockTensors): void {
-  tf.dispose([b.attnNorm, b.ffnNorm, ...b.qA, ...b.qB, ...b.kA, ...b.kB, ...b.vT, ...b.oT, b.gateT, b.upT, b.downT]);
+  tf.dispose([...Object.values(b.norms), ...b.qA, ...b.qB, ...b.kA, ...b.kB, ...b.vT, ...b.oT, b.gateT, b.upT, b.downT]);
   tf.dispose(Object.values(b.bias).flat());
 }
 
 /** A bias of `name`, checked against the config: present exactly for the linears in cfg.biases. */
 function biasOf(cfg: LlamaConfig, w: BlockWeights, name: LinearName): Float32Array | undefined {
-  const expected = cfg.biases?.includes(name) ?? false;
+  const expected = hasBias(cfg, name);
   const b = w.biases?.[name];
   if (expected !== (b !== undefined)) throw new Error(`block weights ${expected ? 'lack' : 'have'} a ${name} bias the config ${expected ? 'declares' : 'does not declare'}`);
   if (b && b.length !== linearShape(cfg, name)[0]) throw new Error(`${name} bias has ${b.length} values, expected ${linearShape(cfg, name)[0]}`);
@@ -169,8 +169,7 @@ export function makeBlockTensors(cfg: LlamaConfig, w: BlockWeights): BlockTensor
   }
   return {
     bias,
-    attnNorm: tf.tensor1d(w.attnNorm),
-    ffnNorm: tf.tensor1d(w.ffnNorm),
+    norms: Object.fromEntries(blockOf(cfg).norms.map((n) => [n.name, tf.tensor1d(w.norms[n.name])])) as Record<NormName, tf.Tensor1D>,
     qA,
     qB,
     kA,
@@ -299,13 +298,11 @@ function attendHead(
 }
 
 /**
- * Called with the input of each group of linears that share an input, inside the block's
- * forward: ['q','k','v'] (normed x), ['o'] (concatenated head outputs), ['gate','up'],
- * ['down']. The tensor is disposed after the call returns; copy what you need.
+ * Called with the input of each group of linears that share an input (block.ts inputGroups),
+ * inside the block's forward: ['q','k','v'] (normed x), ['o'] (concatenated head outputs),
+ * ['gate','up'], ['down']. The tensor is disposed after the call returns; copy what you need.
  */
 export type CaptureFn = (names: readonly LinearName[], input: tf.Tensor2D) => void;
-
-export const INPUT_GROUPS: readonly (readonly LinearName[])[] = [['q', 'k', 'v'], ['o'], ['gate', 'up'], ['down']];
 
 export function rmsNorm(x: tf.Tensor2D, w: tf.Tensor1D, eps: number): tf.Tensor2D {
   const ms = tf.mean(tf.square(x), -1, true);
@@ -322,8 +319,9 @@ export function forwardBlock(
 ): tf.Tensor2D {
   return tf.tidy(() => {
     const group = cfg.nHeads / cfg.nKvHeads;
-    const xn = rmsNorm(x, b.attnNorm, cfg.normEps);
-    if (capture) capture(INPUT_GROUPS[0], xn);
+    const readers = (input: BlockInput): readonly LinearName[] => groupOf(cfg, input);
+    const xn = rmsNorm(x, b.norms.attnNorm, cfg.normEps);
+    if (capture) capture(readers('attn-in'), xn);
     const xT = tf.transpose(xn) as tf.Tensor2D; // once per block, shared by all k heads
     const sp = tables.split;
     const kvs: { kT: tf.Tensor2D; v: tf.Tensor2D; kT0: tf.Tensor2D | null; v0: tf.Tensor2D | null }[] = [];
@@ -350,14 +348,14 @@ export function forwardBlock(
       ) as tf.Tensor2D;
       heads.push(attendHead(q, kvs[Math.floor(h / group)], tables));
     }
-    if (capture) capture(INPUT_GROUPS[1], tf.concat(heads, 1) as tf.Tensor2D);
+    if (capture) capture(readers('attn-out'), tf.concat(heads, 1) as tf.Tensor2D);
     const attnOut = plus(tf.addN(heads.map((o, h) => tf.matMul(o, b.oT[h]))) as tf.Tensor2D, bias.o);
     const x1 = tf.add(x, attnOut) as tf.Tensor2D;
-    const xn2 = rmsNorm(x1, b.ffnNorm, cfg.normEps);
-    if (capture) capture(INPUT_GROUPS[2], xn2);
+    const xn2 = rmsNorm(x1, b.norms.ffnNorm, cfg.normEps);
+    if (capture) capture(readers('mlp-in'), xn2);
     const gate = plus(tf.matMul(xn2, b.gateT), bias.gate);
     const hidden = tf.mul(tf.mul(gate, tf.sigmoid(gate)), plus(tf.matMul(xn2, b.upT), bias.up)) as tf.Tensor2D;
-    if (capture) capture(INPUT_GROUPS[3], hidden);
+    if (capture) capture(readers('mlp-hidden'), hidden);
     return tf.add(x1, plus(tf.matMul(hidden, b.downT), bias.down)) as tf.Tensor2D;
   });
 }

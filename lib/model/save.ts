@@ -5,9 +5,8 @@ import { writeFileStreamAtomic } from '../io/atomic';
 import { writeHfModel } from './convert';
 import { openHfModel } from './hf';
 import { Llama2cSource, writeLlama2c } from './llama2c';
-import { LINEAR_NAMES, linearKey } from './types';
 import { FloatDtype } from './safetensors';
-import { WeightSource } from './types';
+import { WeightSource, linearKey, linearNames } from './types';
 
 export type SaveFormat = 'llama2c' | 'hf';
 
@@ -64,7 +63,7 @@ export function savedSparsity(out: string, layers: readonly { key: string; prune
     let total = 0;
     for (let b = 0; b < src.config.nLayers; b++) {
       const block = src.readBlock(b);
-      for (const name of LINEAR_NAMES) {
+      for (const name of linearNames(src.config)) {
         const w = block.linears[name];
         let z = 0;
         for (let k = 0; k < w.length; k++) if (w[k] === 0) z++;

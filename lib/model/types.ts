@@ -3,14 +3,12 @@
  * Weights are kept in PyTorch layout: a linear layer's weight is [out, in], row-major.
  */
 
-/** The seven prunable linears of a LLaMA decoder block, in execution order. */
-export const LINEAR_NAMES = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
-export type LinearName = (typeof LINEAR_NAMES)[number];
+import type { LinearName, NormName } from './block';
 
-/** Where a linear sits: attention or MLP. */
-export function linearKind(name: LinearName): 'attn' | 'mlp' {
-  return name === 'gate' || name === 'up' || name === 'down' ? 'mlp' : 'attn';
-}
+// The block vocabulary lives in block.ts (one description per model family); re-exported here
+// because every model-side module speaks it.
+export type { LinearName, NormName } from './block';
+export { inputGroups, linearKey, linearKind, linearNames, linearShape, rotaryHeads } from './block';
 
 /**
  * Rotary embedding layout. 'adjacent': llama2.c / Meta, rotates pairs (2i, 2i+1).
@@ -55,34 +53,14 @@ export interface LlamaConfig {
   sourceConfig?: Readonly<Record<string, unknown>>;
 }
 
-/** [out, in] of a linear layer. */
-export function linearShape(cfg: LlamaConfig, name: LinearName): [number, number] {
-  const qDim = cfg.nHeads * cfg.headDim;
-  const kvDim = cfg.nKvHeads * cfg.headDim;
-  switch (name) {
-    case 'q':
-      return [qDim, cfg.dim];
-    case 'k':
-    case 'v':
-      return [kvDim, cfg.dim];
-    case 'o':
-      return [cfg.dim, qDim];
-    case 'gate':
-    case 'up':
-      return [cfg.hiddenDim, cfg.dim];
-    case 'down':
-      return [cfg.dim, cfg.hiddenDim];
-  }
-}
-
 /**
  * One decoder block's weights, float32, linears in [out, in] layout. Code that rebuilds a block
  * (e.g. after pruning) copies the whole object and replaces what it changes, so optional parts
  * such as biases travel with it.
  */
 export interface BlockWeights {
-  attnNorm: Float32Array; // [dim]
-  ffnNorm: Float32Array; // [dim]
+  /** The family's norms (block.ts), each [dim]. */
+  norms: Record<NormName, Float32Array>;
   linears: Record<LinearName, Float32Array>;
   /** Output biases [out] of the linears in config.biases (never pruned, not counted in sparsity). */
   biases?: Partial<Record<LinearName, Float32Array>>;
@@ -102,9 +80,4 @@ export interface WeightSource {
   readFinalNorm(): Float32Array; // [dim]
   readClassifier(): Float32Array; // [vocab, dim]; equals the embedding when tied
   close(): void;
-}
-
-/** Canonical parameter names used in dumps and HF-style maps, e.g. `blocks.0.attn.q`. */
-export function linearKey(block: number, name: LinearName): string {
-  return `blocks.${block}.${linearKind(name)}.${name}`;
 }

@@ -7,12 +7,12 @@
  * FLOPs divided by a stated sustained throughput (a lower bound: no memory traffic, no kernel
  * launch costs). Used by the scale bench and by the search cost projection.
  */
-import { LINEAR_NAMES, LlamaConfig, linearShape } from '../model/types';
+import { LlamaConfig, linearNames, linearShape } from '../model/types';
 
 /** FLOPs of one decoder block's forward pass over `windows` windows of `seqlen` tokens. */
 export function blockForwardFlops(cfg: LlamaConfig, windows: number, seqlen: number): number {
   let params = 0;
-  for (const l of LINEAR_NAMES) {
+  for (const l of linearNames(cfg)) {
     const [o, i] = linearShape(cfg, l);
     params += o * i;
   }

@@ -8,7 +8,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import { CrepeError } from '../errors';
-import { LINEAR_NAMES, LlamaConfig, linearShape } from '../model/types';
+import { LlamaConfig, linearNames, linearShape } from '../model/types';
 import { ActivationStorage } from './spill';
 
 export const GiB = 2 ** 30;
@@ -100,7 +100,7 @@ export interface MemoryPlan {
 /** Floats of one decoder block's weights. */
 export function blockParams(cfg: LlamaConfig): number {
   let n = 2 * cfg.dim;
-  for (const l of LINEAR_NAMES) {
+  for (const l of linearNames(cfg)) {
     const [o, i] = linearShape(cfg, l);
     n += o * i;
   }

@@ -7,7 +7,6 @@ import { writeFileAtomic } from '../io/atomic';
 import { OpenedModel } from '../model/resolve';
 import {
   BlockTensors,
-  INPUT_GROUPS,
   disposeBlock,
   disposeWindowTables,
   forwardBlock,
@@ -16,7 +15,7 @@ import {
 } from '../model/runtime';
 import { writeSafetensors } from '../model/safetensors';
 import { ActivationStorage, ActivationStore, BlockSpill, createActivationStore } from '../plan/spill';
-import { BlockWeights, LINEAR_NAMES, LinearName, LlamaConfig, WeightSource, linearKey, linearKind, linearShape } from '../model/types';
+import { BlockWeights, LinearName, LlamaConfig, WeightSource, inputGroups, linearKey, linearKind, linearNames, linearShape } from '../model/types';
 import { permuteForNM } from './permute';
 import { Structure, applyMask, selectMask, validateStructureFor } from './select';
 import { InputStats, StatsOptions, accumulateStats, emptyStats } from './stats';
@@ -214,7 +213,7 @@ export function collectDenseStats(model: OpenedModel, cal: CalibrationSpec, opts
     for (let b = 0; b < cfg.nLayers; b++) {
       const bt = makeBlockTensors(cfg, model.source.readBlock(b));
       const statsOf = new Map<LinearName, InputStats>();
-      for (const group of INPUT_GROUPS) {
+      for (const group of inputGroups(cfg)) {
         const s = emptyStats(linearShape(cfg, group[0])[1], opts);
         for (const n of group) statsOf.set(n, s);
       }
@@ -290,7 +289,7 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
   }
   const structureOf = (b: number): Structure => spec.blockStructures?.[b] ?? spec.structure;
   for (let b = 0; b < cfg.nLayers; b++) {
-    for (const name of LINEAR_NAMES) {
+    for (const name of linearNames(cfg)) {
       const [o, i] = linearShape(cfg, name);
       validateStructureFor(structureOf(b), o, i);
     }
@@ -335,7 +334,7 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
       // With --propagate pruned the dense outputs are not needed: only their statistics are kept.
       const denseOut = inputs && spec.propagate === 'dense' && b < cfg.nLayers - 1 ? emptyLike(inputs, spec.spillDir) : null;
       if (inputs) {
-        for (const group of INPUT_GROUPS) {
+        for (const group of inputGroups(cfg)) {
           const [, inF] = linearShape(cfg, group[0]);
           const s = emptyStats(inF, statsOptions);
           for (const n of group) statsOf.set(n, s);
@@ -349,7 +348,7 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
       // Everything but the linears (norms, biases, ...) is carried over untouched.
       const pruned: BlockWeights = { ...dense, linears: { ...dense.linears } };
       const dumpTensors: { name: string; shape: number[]; data: Float32Array }[] = [];
-      for (const name of LINEAR_NAMES) {
+      for (const name of linearNames(cfg)) {
         const [o, i] = linearShape(cfg, name);
         const w = dense.linears[name];
         const stats = statsOf.get(name) ?? emptyStats(i);

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { CrepeError } from '../errors';
 import { adjacentToHalfOrder } from '../model/convert';
-import { LinearName, LlamaConfig } from '../model/types';
+import { LinearName, LlamaConfig, rotaryHeads } from '../model/types';
 import { Structure } from './select';
 import { InputStats, StatsOptions } from './stats';
 
@@ -31,8 +31,9 @@ export interface LayerContext {
 
 /** The canonicalRows of a linear (see LayerContext): q/k of an adjacent-RoPE file, else undefined. */
 export function canonicalRowOrder(cfg: LlamaConfig, name: LinearName): Int32Array | undefined {
-  if (cfg.ropeLayout !== 'adjacent' || (name !== 'q' && name !== 'k')) return undefined;
-  return adjacentToHalfOrder(name === 'q' ? cfg.nHeads : cfg.nKvHeads, cfg.headDim);
+  const heads = rotaryHeads(cfg, name);
+  if (cfg.ropeLayout !== 'adjacent' || heads === 0) return undefined;
+  return adjacentToHalfOrder(heads, cfg.headDim);
 }
 
 /** A numeric parameter: typed, bounded, with a default; `log` marks it for log-space search. */

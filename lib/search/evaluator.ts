@@ -14,7 +14,7 @@
  * for the models a search runs on, not for checkpoints larger than memory.
  */
 import * as tf from '@tensorflow/tfjs';
-import { LINEAR_NAMES, LinearName, linearKey, linearKind, linearShape } from '../model/types';
+import { LinearName, linearKey, linearKind, linearNames, linearShape } from '../model/types';
 import { OverlaySource, CalibrationStats } from '../prune/pipeline';
 import { Structure, applyMask, selectMask } from '../prune/select';
 import { InputStats, emptyStats } from '../prune/stats';
@@ -60,7 +60,7 @@ export class ConfigEvaluator {
     for (let b = 0; b < cfg.nLayers; b++) {
       const dense = src.readBlock(b);
       this.denseBlocks.push(dense);
-      for (const name of LINEAR_NAMES) {
+      for (const name of linearNames(cfg)) {
         const [rows, cols] = linearShape(cfg, name);
         const weight = dense.linears[name];
         const layerStats = stats.blocks[b]?.get(name) ?? emptyStats(cols);
@@ -164,8 +164,9 @@ export class ConfigEvaluator {
     const overlay = new OverlaySource(this.model.source);
     this.denseBlocks.forEach((dense, b) => {
       const linears = { ...dense.linears };
-      LINEAR_NAMES.forEach((name, i) => {
-        linears[name] = applyMask(dense.linears[name], masks[b * LINEAR_NAMES.length + i]);
+      const names = linearNames(this.model.source.config);
+      names.forEach((name, i) => {
+        linears[name] = applyMask(dense.linears[name], masks[b * names.length + i]);
       });
       overlay.setBlock(b, { ...dense, linears });
     });

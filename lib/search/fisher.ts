@@ -19,7 +19,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { OpenedModel } from '../model/resolve';
 import { disposeWindowTables, makeWindowTables, rmsNorm, rotaryPartner } from '../model/runtime';
-import { LINEAR_NAMES, LinearName, LlamaConfig, linearShape } from '../model/types';
+import { LinearName, LlamaConfig, linearNames, linearShape } from '../model/types';
 import { CalibrationSpec, drawCalibration } from '../prune/pipeline';
 import { Rng } from '../util/random';
 
@@ -150,13 +150,13 @@ function gradModel(model: OpenedModel): GradModel {
   for (let i = 0; i < cfg.nLayers; i++) {
     const w = src.readBlock(i);
     const wT = {} as Record<LinearName, tf.Tensor2D>;
-    for (const n of LINEAR_NAMES) {
+    for (const n of linearNames(cfg)) {
       const [o, inF] = linearShape(cfg, n);
       wT[n] = tf.tidy(() => tf.transpose(tf.tensor2d(w.linears[n], [o, inF])));
     }
     const bias: GradBlock['bias'] = {};
     for (const [n, v] of Object.entries(w.biases ?? {}) as [LinearName, Float32Array][]) bias[n] = tf.tensor2d(v, [1, v.length]);
-    blocks.push({ attnNorm: tf.tensor1d(w.attnNorm), ffnNorm: tf.tensor1d(w.ffnNorm), wT, bias });
+    blocks.push({ attnNorm: tf.tensor1d(w.norms.attnNorm), ffnNorm: tf.tensor1d(w.norms.ffnNorm), wT, bias });
   }
   return {
     emb: tf.tensor2d(emb, [cfg.vocabSize, cfg.dim]),
@@ -173,7 +173,7 @@ function disposeGradModel(m: GradModel): void {
 
 function zeroDeltas(cfg: LlamaConfig, T: number): Record<LinearName, tf.Tensor2D> {
   const d = {} as Record<LinearName, tf.Tensor2D>;
-  for (const n of LINEAR_NAMES) d[n] = tf.zeros([T, linearShape(cfg, n)[0]]);
+  for (const n of linearNames(cfg)) d[n] = tf.zeros([T, linearShape(cfg, n)[0]]);
   return d;
 }
 
@@ -249,14 +249,14 @@ export function collectWeightFisher(
   for (let b = 0; b < cfg.nLayers; b++) {
     const mp = new Map<LinearName, Float64Array>();
     const mo = new Map<LinearName, Float64Array>();
-    for (const n of LINEAR_NAMES) {
+    for (const n of linearNames(cfg)) {
       const [o, i] = linearShape(cfg, n);
       mp.set(n, new Float64Array(o * i));
       mo.set(n, new Float64Array(o));
     }
     acc.push(mp);
     accOut.push(mo);
-    keptParts.push(new Map(LINEAR_NAMES.map((n) => [n, { g: [], x: [] }])));
+    keptParts.push(new Map(linearNames(cfg).map((n) => [n, { g: [], x: [] }])));
   }
   const m = gradModel(model);
   const rope = ropeTables(cfg, cal.seqlen);
@@ -265,13 +265,13 @@ export function collectWeightFisher(
     for (const w of picked) {
       const targets = labels === 'data' ? w.subarray(1) : sampleTargets(cfg, m, rope, w, rng);
       const deltas = m.blocks.map(() => zeroDeltas(cfg, w.length));
-      const flat = deltas.flatMap((d) => LINEAR_NAMES.map((n) => d[n]));
+      const flat = deltas.flatMap((d) => linearNames(cfg).map((n) => d[n]));
       const inputs: Map<LinearName, tf.Tensor2D>[] = m.blocks.map(() => new Map());
       const { grads } = tf.tidy(() => {
         const lossOf = (...ds: tf.Tensor[]): tf.Scalar => {
           const rebuilt = m.blocks.map((_, b) => {
             const d = {} as Record<LinearName, tf.Tensor2D>;
-            LINEAR_NAMES.forEach((n, k) => (d[n] = ds[b * LINEAR_NAMES.length + k] as tf.Tensor2D));
+            linearNames(cfg).forEach((n, k) => (d[n] = ds[b * linearNames(cfg).length + k] as tf.Tensor2D));
             return d;
           });
           const logp = windowLogSoftmax(cfg, m, rope, w, rebuilt, (b, names, x) => {
@@ -285,8 +285,8 @@ export function collectWeightFisher(
       });
       const take = Math.min(keepTokens - keptTokens, w.length - 1);
       for (let b = 0; b < cfg.nLayers; b++) {
-        LINEAR_NAMES.forEach((n, k) => {
-          const g = grads[b * LINEAR_NAMES.length + k];
+        linearNames(cfg).forEach((n, k) => {
+          const g = grads[b * linearNames(cfg).length + k];
           if (take > 0) {
             const [o, i] = linearShape(cfg, n);
             keptParts[b].get(n)!.g.push((g.dataSync() as Float32Array).slice(0, take * o));

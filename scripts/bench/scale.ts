@@ -22,7 +22,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { assetPath, projectRoot } from '../../lib/assets';
 import { writeHfModel } from '../../lib/model/convert';
-import { BlockWeights, LINEAR_NAMES, LinearName, LlamaConfig, WeightSource, linearShape } from '../../lib/model/types';
+import { BlockWeights, LinearName, LlamaConfig, WeightSource, linearNames, linearShape } from '../../lib/model/types';
 import { CostProjection, MeasuredBlockCosts, blockForwardFlops, gpuSeconds, projectCosts } from '../../lib/plan/cost';
 import { GiB } from '../../lib/plan/memory';
 import { Rng } from '../../lib/util/random';
@@ -85,12 +85,12 @@ export class SyntheticSource implements WeightSource {
   }
   readBlock(index: number): BlockWeights {
     const linears = {} as Record<LinearName, Float32Array>;
-    LINEAR_NAMES.forEach((l, k) => {
+    linearNames(this.config).forEach((l, k) => {
       const [o, i] = linearShape(this.config, l);
       linears[l] = this.random(o * i, 100 + index * 10 + k);
     });
     const ones = () => new Float32Array(this.config.dim).fill(1);
-    return { attnNorm: ones(), ffnNorm: ones(), linears };
+    return { norms: { attnNorm: ones(), ffnNorm: ones() }, linears };
   }
   close(): void {}
 }

@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import { CrepeError } from '../../errors';
 import { loadDataset } from '../../data/datasets';
 import { OpenedModel, openModel } from '../../model/resolve';
-import { LINEAR_NAMES, linearShape } from '../../model/types';
+import { linearNames, linearShape } from '../../model/types';
 import { validateStructureFor } from '../../prune/select';
 import { SEARCH_DATASET } from '../../search/objective';
 import { fieldError } from '../config';
@@ -52,7 +52,7 @@ export function planComparison(configFile: string, opts: PlanOptions): ComparePl
     try {
       for (const entry of config.structures) {
         const at = full.structures.findIndex((s) => s.name === entry.name);
-        for (const linear of LINEAR_NAMES) {
+        for (const linear of linearNames(model.source.config)) {
           const [rows, cols] = linearShape(model.source.config, linear);
           try {
             validateStructureFor(structureFor(entry, config.method), rows, cols);

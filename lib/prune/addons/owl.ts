@@ -24,7 +24,7 @@
  */
 import { CrepeError } from '../../errors';
 import { OpenedModel } from '../../model/resolve';
-import { LINEAR_NAMES, linearShape } from '../../model/types';
+import { linearNames, linearShape } from '../../model/types';
 import { CalibrationSpec, CalibrationStats, collectDenseStats } from '../pipeline';
 import { Structure } from '../select';
 import { scalerRow } from '../stats';
@@ -67,7 +67,7 @@ export function blockOutlierRatios(model: OpenedModel, stats: CalibrationStats, 
   const ratios: number[] = [];
   for (let b = 0; b < cfg.nLayers; b++) {
     const block = model.source.readBlock(b);
-    const scores = LINEAR_NAMES.map((name) => {
+    const scores = linearNames(cfg).map((name) => {
       const [rows, cols] = linearShape(cfg, name);
       const s = stats.blocks[b].get(name);
       if (!s) throw new Error(`owl: no statistics for block ${b} ${name}`);
