@@ -342,14 +342,29 @@ export function forwardBlock(
     }
     const heads: tf.Tensor2D[] = [];
     for (let h = 0; h < cfg.nHeads; h++) {
-      const q = tf.add(
-        tf.mul(plus(tf.matMul(xn, b.qA[h]), bias.qA?.[h]), tables.cos),
-        tf.mul(plus(tf.matMul(xn, b.qB[h]), bias.qB?.[h]), tables.sin),
-      ) as tf.Tensor2D;
-      heads.push(attendHead(q, kvs[Math.floor(h / group)], tables));
+      // one tidy per head: its [T, T] scores are freed before the next head's, so the attention
+      // intermediates on the device are one head's, not nHeads' (2048-token windows at 32 heads)
+      heads.push(
+        tf.tidy(() => {
+          const q = tf.add(
+            tf.mul(plus(tf.matMul(xn, b.qA[h]), bias.qA?.[h]), tables.cos),
+            tf.mul(plus(tf.matMul(xn, b.qB[h]), bias.qB?.[h]), tables.sin),
+          ) as tf.Tensor2D;
+          return attendHead(q, kvs[Math.floor(h / group)], tables);
+        }),
+      );
     }
     if (capture) capture(readers('attn-out'), tf.concat(heads, 1) as tf.Tensor2D);
-    const attnOut = plus(tf.addN(heads.map((o, h) => tf.matMul(o, b.oT[h]))) as tf.Tensor2D, bias.o);
+    // the o projection summed head by head in order (what addN computes), holding one [T, dim]
+    // partial product at a time instead of nHeads of them
+    let projected = tf.matMul(heads[0], b.oT[0]) as tf.Tensor2D;
+    for (let h = 1; h < cfg.nHeads; h++) {
+      const term = tf.matMul(heads[h], b.oT[h]);
+      const sum = tf.add(projected, term) as tf.Tensor2D;
+      tf.dispose([projected, term]);
+      projected = sum;
+    }
+    const attnOut = plus(projected, bias.o);
     const x1 = tf.add(x, attnOut) as tf.Tensor2D;
     const xn2 = rmsNorm(x1, b.norms.ffnNorm, cfg.normEps);
     if (capture) capture(readers('mlp-in'), xn2);

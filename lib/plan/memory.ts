@@ -117,12 +117,14 @@ export function blockDeviceBytes(cfg: LlamaConfig): number {
 /** Peak device bytes of the intermediates of one block's forward pass over one window of T tokens. */
 export function forwardActivationBytes(cfg: LlamaConfig, T: number): number {
   const hd = cfg.headDim;
-  // scores, scores + mask, softmax per head; the two-block causal split scores 3/4 of T x T
-  const scores = 3 * T * T * (T >= 128 ? 0.75 : 1);
-  const perHead = scores + 6 * T * hd;
+  // Attention runs head by head and frees a head's intermediates before the next (runtime.ts
+  // forwardBlock): one head's scores, scores + mask and softmax (the two-block causal split
+  // scores 3/4 of T x T) and its q, plus every head's [T, hd] output, kept for the o projection.
+  const oneHead = 3 * T * T * (T >= 128 ? 0.75 : 1) + 6 * T * hd;
+  const headOutputs = 2 * cfg.nHeads * T * hd;
   const perKvHead = 8 * T * hd;
   const mlp = 5 * T * cfg.hiddenDim;
-  return (cfg.nHeads * perHead + cfg.nKvHeads * perKvHead + mlp + 12 * T * cfg.dim) * F32;
+  return (oneHead + headOutputs + cfg.nKvHeads * perKvHead + mlp + 12 * T * cfg.dim) * F32;
 }
 
 /** Device bytes of the classifier head: the transposed classifier, one chunk of logits, final norm. */
