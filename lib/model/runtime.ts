@@ -309,16 +309,47 @@ export function rmsNorm(x: tf.Tensor2D, w: tf.Tensor1D, eps: number): tf.Tensor2
   return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), w) as tf.Tensor2D;
 }
 
-/** One decoder block over one window x [T, dim] → [T, dim]. */
+/**
+ * Tensors [T, out] added to linears' outputs y = x·W^T + b, for the differentiable pass: the
+ * Fisher pass (lib/search/fisher.ts) adds zeros and takes the loss's gradient with respect to
+ * them, which is dL/dy. The folded q/k projections rotate inside their matMuls, so a q or k
+ * delta is rotated here the same way, with `partners` (rotaryPartnerMatrix) as a matMul because
+ * wasm has no kernel for gather's gradient; q's is also scaled by 1/sqrt(headDim) like qA/qB.
+ */
+export interface OutputDeltas {
+  delta: Partial<Record<LinearName, tf.Tensor2D>>;
+  partners: tf.Tensor2D;
+}
+
+/** [hd, hd] signed permutation P with (z·P)[c] = sign(c) * z[partner(c)]: RoPE is z ⊙ cos + (z·P) ⊙ sin. */
+export function rotaryPartnerMatrix(cfg: LlamaConfig): tf.Tensor2D {
+  const hd = cfg.headDim;
+  const p = new Float32Array(hd * hd);
+  for (let c = 0; c < hd; c++) {
+    const [partner, sign] = rotaryPartner(cfg.ropeLayout, hd, c);
+    p[partner * hd + c] = sign;
+  }
+  return tf.tensor2d(p, [hd, hd]);
+}
+
+/**
+ * One decoder block over one window x [T, dim] → [T, dim]: THE forward definition of the block.
+ * Evaluation, generation and the pruning pipeline run it as it is; the Fisher pass runs it
+ * under tfjs autodiff with `deltas` on the linears' outputs. One definition rather than a
+ * second, plainer differentiable copy: the two cannot drift apart, and the fast path pays
+ * nothing for the hooks (a skipped branch per linear when `deltas` is absent).
+ */
 export function forwardBlock(
   cfg: LlamaConfig,
   b: BlockTensors,
   tables: WindowTables,
   x: tf.Tensor2D,
   capture?: CaptureFn,
+  deltas?: OutputDeltas,
 ): tf.Tensor2D {
   return tf.tidy(() => {
     const group = cfg.nHeads / cfg.nKvHeads;
+    const hd = cfg.headDim;
     const readers = (input: BlockInput): readonly LinearName[] => groupOf(cfg, input);
     const xn = rmsNorm(x, b.norms.attnNorm, cfg.normEps);
     if (capture) capture(readers('attn-in'), xn);
@@ -327,17 +358,26 @@ export function forwardBlock(
     const kvs: { kT: tf.Tensor2D; v: tf.Tensor2D; kT0: tf.Tensor2D | null; v0: tf.Tensor2D | null }[] = [];
     const bias = b.bias;
     const plus = (y: tf.Tensor2D, add: tf.Tensor2D | undefined): tf.Tensor2D => (add ? tf.add(y, add) : y);
+    const d = deltas?.delta ?? {};
+    const headDelta = (name: LinearName, h: number): tf.Tensor2D | undefined => {
+      const t = d[name];
+      return t && (tf.slice(t, [0, h * hd], [t.shape[0], hd]) as tf.Tensor2D);
+    };
+    const rotated = (z: tf.Tensor2D): tf.Tensor2D =>
+      tf.add(tf.mul(z, tables.cos), tf.mul(tf.matMul(z, deltas!.partners), tables.sin)) as tf.Tensor2D;
     for (let h = 0; h < cfg.nKvHeads; h++) {
-      const kT = tf.add(
+      let kT = tf.add(
         tf.mul(plus(tf.matMul(b.kA[h], xT), bias.kA?.[h]), tables.cosT),
         tf.mul(plus(tf.matMul(b.kB[h], xT), bias.kB?.[h]), tables.sinT),
       ) as tf.Tensor2D;
-      const v = plus(tf.matMul(xn, b.vT[h]), bias.v?.[h]);
+      const dk = headDelta('k', h);
+      if (dk) kT = tf.add(kT, tf.transpose(rotated(dk))) as tf.Tensor2D;
+      const v = plus(plus(tf.matMul(xn, b.vT[h]), bias.v?.[h]), headDelta('v', h));
       kvs.push({
         kT,
         v,
-        kT0: sp ? (tf.slice(kT, [0, 0], [cfg.headDim, sp.h]) as tf.Tensor2D) : null,
-        v0: sp ? (tf.slice(v, [0, 0], [sp.h, cfg.headDim]) as tf.Tensor2D) : null,
+        kT0: sp ? (tf.slice(kT, [0, 0], [hd, sp.h]) as tf.Tensor2D) : null,
+        v0: sp ? (tf.slice(v, [0, 0], [sp.h, hd]) as tf.Tensor2D) : null,
       });
     }
     const heads: tf.Tensor2D[] = [];
@@ -346,10 +386,12 @@ export function forwardBlock(
       // intermediates on the device are one head's, not nHeads' (2048-token windows at 32 heads)
       heads.push(
         tf.tidy(() => {
-          const q = tf.add(
+          let q = tf.add(
             tf.mul(plus(tf.matMul(xn, b.qA[h]), bias.qA?.[h]), tables.cos),
             tf.mul(plus(tf.matMul(xn, b.qB[h]), bias.qB?.[h]), tables.sin),
           ) as tf.Tensor2D;
+          const dq = headDelta('q', h);
+          if (dq) q = tf.add(q, tf.mul(rotated(dq), 1 / Math.sqrt(hd))) as tf.Tensor2D;
           return attendHead(q, kvs[Math.floor(h / group)], tables);
         }),
       );
@@ -364,15 +406,21 @@ export function forwardBlock(
       tf.dispose([projected, term]);
       projected = sum;
     }
-    const attnOut = plus(projected, bias.o);
+    const attnOut = plus(plus(projected, bias.o), d.o);
     const x1 = tf.add(x, attnOut) as tf.Tensor2D;
     const xn2 = rmsNorm(x1, b.norms.ffnNorm, cfg.normEps);
     if (capture) capture(readers('mlp-in'), xn2);
-    const gate = plus(tf.matMul(xn2, b.gateT), bias.gate);
-    const hidden = tf.mul(tf.mul(gate, tf.sigmoid(gate)), plus(tf.matMul(xn2, b.upT), bias.up)) as tf.Tensor2D;
+    const gate = plus(plus(tf.matMul(xn2, b.gateT), bias.gate), d.gate);
+    const up = plus(plus(tf.matMul(xn2, b.upT), bias.up), d.up);
+    const hidden = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up) as tf.Tensor2D;
     if (capture) capture(readers('mlp-hidden'), hidden);
-    return tf.add(x1, plus(tf.matMul(hidden, b.downT), bias.down)) as tf.Tensor2D;
+    return tf.add(x1, plus(plus(tf.matMul(hidden, b.downT), bias.down), d.down)) as tf.Tensor2D;
   });
+}
+
+/** Next-token logits [rows, vocab] from final hidden states [rows, dim]: the final norm, then the classifier. */
+export function headLogits(cfg: LlamaConfig, finalNorm: tf.Tensor1D, classifierT: tf.Tensor2D, x: tf.Tensor2D): tf.Tensor2D {
+  return tf.matMul(rmsNorm(x, finalNorm, cfg.normEps), classifierT);
 }
 
 /** Largest number of logits materialised at once by the head (keeps big vocabularies in bounds). */
@@ -395,7 +443,7 @@ export function headLogProbs(cfg: LlamaConfig, finalNorm: tf.Tensor1D, classifie
     for (let t = 0; t < len; t++) idx[t] = t * V + tokens[start + t + 1];
     const logits = tf.tidy(() => {
       const xs = tf.slice(x, [start, 0], [len, cfg.dim]);
-      return tf.matMul(rmsNorm(xs, finalNorm, cfg.normEps), classifierT);
+      return headLogits(cfg, finalNorm, classifierT, xs);
     });
     // The native softmax kernel is several times faster than tfjs's composite logSoftmax;
     // log p is exact to float32 rounding unless p underflows, and then (p = 0) the chunk is
@@ -469,15 +517,28 @@ export class LlamaModel {
     return tf.tidy(() => tf.gather(this.embedding, tf.tensor1d(tokens, 'int32')) as tf.Tensor2D);
   }
 
-  /** Final hidden states [T, dim] of one window (or of a packed sequence with its own tables). */
-  hidden(tokens: Int32Array, tables: WindowTables = this.windowTables(tokens.length)): tf.Tensor2D {
+  /**
+   * Final hidden states [T, dim] of one window (or of a packed sequence with its own tables).
+   * `hooks(block)` gives a block's capture and output deltas (the Fisher pass).
+   */
+  hidden(
+    tokens: Int32Array,
+    tables: WindowTables = this.windowTables(tokens.length),
+    hooks?: (block: number) => { capture?: CaptureFn; deltas?: OutputDeltas },
+  ): tf.Tensor2D {
     let x = this.embed(tokens);
-    for (const b of this.blocks) {
-      const next = forwardBlock(this.config, b, tables, x);
+    this.blocks.forEach((b, i) => {
+      const h = hooks?.(i);
+      const next = forwardBlock(this.config, b, tables, x, h?.capture, h?.deltas);
       x.dispose();
       x = next;
-    }
+    });
     return x;
+  }
+
+  /** Next-token logits [rows, vocab] from final hidden states [rows, dim] (not disposed). */
+  logits(x: tf.Tensor2D): tf.Tensor2D {
+    return headLogits(this.config, this.finalNorm, this.classifierT, x);
   }
 
   /**
@@ -494,9 +555,7 @@ export class LlamaModel {
 
   /** Logits [rows.length, vocab] (row-major) at the given positions of final hidden states `x`. */
   logitsAt(x: tf.Tensor2D, rows: Int32Array): Float32Array {
-    const logits = tf.tidy(() =>
-      tf.matMul(rmsNorm(tf.gather(x, tf.tensor1d(rows, 'int32')) as tf.Tensor2D, this.finalNorm, this.config.normEps), this.classifierT),
-    );
+    const logits = tf.tidy(() => this.logits(tf.gather(x, tf.tensor1d(rows, 'int32')) as tf.Tensor2D));
     const out = logits.dataSync() as Float32Array;
     logits.dispose();
     return out;
@@ -506,9 +565,7 @@ export class LlamaModel {
   lastLogits(tokens: Int32Array): Float32Array {
     const x = this.hidden(tokens);
     const T = tokens.length;
-    const logits = tf.tidy(() =>
-      tf.matMul(rmsNorm(tf.slice(x, [T - 1, 0], [1, this.config.dim]), this.finalNorm, this.config.normEps), this.classifierT),
-    );
+    const logits = tf.tidy(() => this.logits(tf.slice(x, [T - 1, 0], [1, this.config.dim])));
     const out = logits.dataSync() as Float32Array;
     tf.dispose([x, logits]);
     return out;
