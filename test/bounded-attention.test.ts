@@ -13,7 +13,7 @@ import { initBackend } from '../lib/backend';
 import { disposeBlock, disposeWindowTables, forwardBlock, makeBlockTensors, makeWindowTables } from '../lib/model/runtime';
 import { BlockWeights, LinearName, LlamaConfig, linearNames, linearShape } from '../lib/model/types';
 import { forwardActivationBytes } from '../lib/plan/memory';
-import { mulberry32, randomArray, tinyConfig } from './helpers';
+import { maxDeviation, mulberry32, randomArray, tinyConfig } from './helpers';
 
 beforeAll(async () => {
   await initBackend('wasm');
@@ -145,12 +145,7 @@ describe('forwardBlock with bounded attention', () => {
       const x = randomArray(T * cfg.dim, mulberry32(11));
       const { y } = await runBlock(cfg, w, x, T);
       const ref = referenceBlock(cfg, w, x, T);
-      let worst = 0;
-      let scale = 0;
-      for (let i = 0; i < ref.length; i++) {
-        worst = Math.max(worst, Math.abs(y[i] - ref[i]));
-        scale = Math.max(scale, Math.abs(ref[i]));
-      }
+      const { worst, scale } = maxDeviation(y, ref);
       expect(scale).toBeGreaterThan(0.5);
       expect(worst / scale).toBeLessThan(2e-5);
     });

@@ -9,7 +9,7 @@ import { OpenedModel, openModel } from '../lib/model/resolve';
 import { LlamaModel } from '../lib/model/runtime';
 import { BlockWeights, WeightSource, linearShape } from '../lib/model/types';
 import { halfToAdjacentOrder, permuteRows, writeHfModel } from '../lib/model/convert';
-import { makeTmp, rmTmp } from './helpers';
+import { makeTmp, maxDeviation, rmTmp } from './helpers';
 import { CalibrationSpec, drawCalibration } from '../lib/prune/pipeline';
 import { emptyStats } from '../lib/prune/stats';
 import { collectWeightFisher, gradForwardLogProbs } from '../lib/search/fisher';
@@ -99,12 +99,7 @@ describe('Fisher pass on stories260K', () => {
         const heads = name === 'q' ? cfg.nHeads : cfg.nKvHeads;
         const fa = a.blocks[2].get(name)!;
         const fb = name === 'q' || name === 'k' ? permuteRows(b.blocks[2].get(name)!, cols, halfToAdjacentOrder(heads, cfg.headDim)) : b.blocks[2].get(name)!;
-        let worst = 0;
-        let scale = 0;
-        for (let e = 0; e < fa.length; e++) {
-          worst = Math.max(worst, Math.abs(fa[e] - fb[e]));
-          scale = Math.max(scale, Math.abs(fa[e]));
-        }
+        const { worst, scale } = maxDeviation(fb, fa);
         expect(scale).toBeGreaterThan(0);
         expect(worst / scale).toBeLessThan(1e-3);
       }

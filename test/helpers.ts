@@ -186,6 +186,14 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return worst;
 }
 
+/** The largest deviation of `a` from `ref`, and the largest |ref| to judge it by (a relative error no single near-zero entry inflates). */
+export function maxDeviation(a: ArrayLike<number>, ref: ArrayLike<number>): { worst: number; scale: number } {
+  if (a.length !== ref.length) throw new Error(`length ${a.length} != ${ref.length}`);
+  let scale = 0;
+  for (let i = 0; i < ref.length; i++) scale = Math.max(scale, Math.abs(ref[i]));
+  return { worst: maxAbsDiff(a, ref), scale };
+}
+
 /**
  * Run `fn`, expect it to throw a CrepeError whose message is one line (the bad-input contract),
  * and return the message for further checks.

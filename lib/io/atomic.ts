@@ -151,6 +151,20 @@ function osError(abs: string, e: unknown): unknown {
   return new CrepeError(`cannot write ${abs}: ${why[code] ?? code}`);
 }
 
+/**
+ * The start every atomic output shares (file or folder): the parent folder exists and is
+ * writable, what is at the target may be replaced (replaceRefusal), temporaries of killed runs
+ * are gone. Returns the absolute target and a fresh temporary name beside it.
+ */
+function prepareTarget(target: string, kind: OutputKind, isDir: boolean, force: boolean): { abs: string; tmp: string } {
+  const abs = path.resolve(target);
+  checkParent(abs);
+  const refusal = replaceRefusal(abs, kind, isDir, force);
+  if (refusal) throw new CrepeError(refusal);
+  cleanStaleTemporaries(abs);
+  return { abs, tmp: sideName(abs, TMP_TAG) };
+}
+
 export interface AtomicOptions {
   /** What is written; a marker records it so a rerun may replace the output (default 'file'). */
   kind?: OutputKind;
@@ -168,14 +182,9 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, opts: A
 
 /** writeFileAtomic for content written in pieces: `write` gets the temporary file's descriptor. */
 export function writeFileStreamAtomic(file: string, write: (fd: number) => void, opts: AtomicOptions = {}): void {
-  const abs = path.resolve(file);
   const kind = opts.kind ?? 'file';
-  checkParent(abs);
-  const refusal = replaceRefusal(abs, kind, false, !!opts.force);
-  if (refusal) throw new CrepeError(refusal);
-  cleanStaleTemporaries(abs);
+  const { abs, tmp } = prepareTarget(file, kind, false, !!opts.force);
   if (kind !== 'file') cleanStaleTemporaries(fileMarker(abs));
-  const tmp = sideName(abs, TMP_TAG);
   try {
     const fd = fs.openSync(tmp, 'wx');
     try {
@@ -222,12 +231,7 @@ export interface StagedDir {
  * anything when the folder may not be replaced (see replaceRefusal) or its parent is missing.
  */
 export function stageDir(dir: string, kind: OutputKind, opts: { force?: boolean } = {}): StagedDir {
-  const abs = path.resolve(dir);
-  checkParent(abs);
-  const refusal = replaceRefusal(abs, kind, true, !!opts.force);
-  if (refusal) throw new CrepeError(refusal);
-  cleanStaleTemporaries(abs);
-  const tmp = sideName(abs, TMP_TAG);
+  const { abs, tmp } = prepareTarget(dir, kind, true, !!opts.force);
   try {
     // Not recursive: the parent exists (checked), and a recursive mkdir loops forever where
     // mkdir returns ENOENT for other reasons (e.g. under /proc).

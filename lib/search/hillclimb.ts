@@ -7,7 +7,8 @@
  */
 import { CrepeError } from '../errors';
 import { Params } from '../prune/strategy';
-import { EvalLog, SearchOutcome, SearchSetup, cpuSecondsSince, evaluateConfiguration, secondsSince } from './objective';
+import { EvalLog, SearchOutcome, SearchSetup, cpuSecondsSince, evaluateConfiguration } from './objective';
+import { secondsSince } from '../util/time';
 import { Rng } from '../util/random';
 import { SearchSpace, searchStart, toParams, toVector } from './space';
 

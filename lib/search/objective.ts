@@ -13,6 +13,7 @@ import { Structure } from '../prune/select';
 import { InputStats } from '../prune/stats';
 import { Params, Strategy, resolveParams } from '../prune/strategy';
 import { csvText } from '../util/csv';
+import { secondsSince } from '../util/time';
 import { ConfigEvaluator } from './evaluator';
 import { WeightFisher, collectWeightFisher } from './fisher';
 import { getProxy, ProxyAccumulator, ProxyName } from './proxies';
@@ -308,10 +309,6 @@ export interface SearchOutcome {
 
 export function proxySign(name: ProxyName, override?: number): 1 | -1 {
   return override === undefined ? getProxy(name).sign : override < 0 ? -1 : 1;
-}
-
-export function secondsSince(t0: bigint): number {
-  return Number(process.hrtime.bigint() - t0) / 1e9;
 }
 
 /** CPU seconds (user + system) of this process since `start` (from process.cpuUsage()). */

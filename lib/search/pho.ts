@@ -6,7 +6,8 @@
  */
 import { CrepeError } from '../errors';
 import { cmaes } from './cmaes';
-import { EvalLog, SearchOutcome, SearchSetup, cpuSecondsSince, evaluateConfiguration, secondsSince } from './objective';
+import { EvalLog, SearchOutcome, SearchSetup, cpuSecondsSince, evaluateConfiguration } from './objective';
+import { secondsSince } from '../util/time';
 import { getProxy, ProxyName } from './proxies';
 import { Params } from '../prune/strategy';
 import { SearchSpace, searchStart, toParams, toVector } from './space';
