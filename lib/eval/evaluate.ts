@@ -74,7 +74,7 @@ function evaluateStreaming(
 ): EvalRecord[] {
   const t0 = process.hrtime.bigint();
   const all = inputs.flatMap((x) => x.windows);
-  const timing: StreamingTiming = { blocksSeconds: 0, headSeconds: 0 };
+  const timing: StreamingTiming = { blocksSeconds: 0, headSeconds: 0, blocksCpuSeconds: 0, headCpuSeconds: 0 };
   const nlls = streamingWindowNlls(source, all, { storage: opts.storage, spillDir: opts.spillDir, onProgress: opts.onProgress, timing });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   let at = 0;

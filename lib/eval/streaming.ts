@@ -11,7 +11,7 @@ import { disposeBlock, disposeWindowTables, headLogProbs, makeBlockTensors, make
 import { WeightSource } from '../model/types';
 import { ActivationStorage } from '../plan/spill';
 import { embedWindows, runBlock } from '../prune/pipeline';
-import { secondsSince } from '../util/time';
+import { cpuSecondsSince, secondsSince } from '../util/time';
 import { ProgressFn } from './perplexity';
 
 export interface StreamingOptions {
@@ -27,6 +27,9 @@ export interface StreamingOptions {
 export interface StreamingTiming {
   blocksSeconds: number;
   headSeconds: number;
+  /** CPU seconds (user + system) of the same two stages. */
+  blocksCpuSeconds: number;
+  headCpuSeconds: number;
 }
 
 /**
@@ -41,7 +44,8 @@ export function streamingWindowNlls(source: WeightSource, windows: Int32Array[],
   const states = embedWindows(source, windows, opts.storage ?? 'f32', opts.spillDir);
   const tables = makeWindowTables(cfg, T);
   const t0 = process.hrtime.bigint();
-  const timing = opts.timing ?? { blocksSeconds: 0, headSeconds: 0 };
+  const c0 = process.cpuUsage();
+  const timing = opts.timing ?? { blocksSeconds: 0, headSeconds: 0, blocksCpuSeconds: 0, headCpuSeconds: 0 };
   try {
     for (let b = 0; b < cfg.nLayers; b++) {
       const bt = makeBlockTensors(cfg, source.readBlock(b));
@@ -53,7 +57,9 @@ export function streamingWindowNlls(source: WeightSource, windows: Int32Array[],
       opts.onBlock?.(b + 1, cfg.nLayers + 1);
     }
     timing.blocksSeconds = secondsSince(t0);
+    timing.blocksCpuSeconds = cpuSecondsSince(c0);
     const tHead = process.hrtime.bigint();
+    const cHead = process.cpuUsage();
     const cls = cfg.tiedEmbeddings ? source.readEmbedding() : source.readClassifier();
     const classifierT = tf.tensor2d(transpose(cls, cfg.vocabSize, cfg.dim), [cfg.dim, cfg.vocabSize]);
     const finalNorm = tf.tensor1d(source.readFinalNorm());
@@ -70,6 +76,7 @@ export function streamingWindowNlls(source: WeightSource, windows: Int32Array[],
     } finally {
       tf.dispose([classifierT, finalNorm]);
       timing.headSeconds = secondsSince(tHead);
+      timing.headCpuSeconds = cpuSecondsSince(cHead);
       opts.onBlock?.(cfg.nLayers + 1, cfg.nLayers + 1);
     }
   } finally {

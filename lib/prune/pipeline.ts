@@ -21,7 +21,7 @@ import { Structure, applyMask, selectMask, validateStructureFor } from './select
 import { InputStats, StatsOptions, accumulateStats, emptyStats } from './stats';
 import { Params, canonicalRowOrder, getStrategy } from './strategy';
 import './strategies';
-import { secondsSince } from '../util/time';
+import { cpuSecondsSince, secondsSince } from '../util/time';
 
 export interface CalibrationSpec {
   dataset: string;
@@ -125,6 +125,8 @@ export interface PruneTiming {
   scoringSeconds: number;
   /** Forward passes per calibration window and block. */
   calibForwards: number;
+  /** CPU seconds (user + system) of the same three stages: comparable across machine loads, unlike wall seconds. */
+  cpu: { readSeconds: number; calibrationSeconds: number; scoringSeconds: number };
 }
 
 /** Per-block hooks for add-ons (progress, custom per-layer processing). */
@@ -319,15 +321,18 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
   }
   const tables = makeWindowTables(cfg, cal.seqlen);
   const overlay = new OverlaySource(src, spec.spillBlocks ? new BlockSpill(spec.spillDir) : null);
-  const timing: PruneTiming = { readSeconds: 0, calibrationSeconds: 0, scoringSeconds: 0, calibForwards: 0 };
+  const timing: PruneTiming = { readSeconds: 0, calibrationSeconds: 0, scoringSeconds: 0, calibForwards: 0, cpu: { readSeconds: 0, calibrationSeconds: 0, scoringSeconds: 0 } };
   const layers: LayerReport[] = [];
   let done = false;
   try {
     for (let b = 0; b < cfg.nLayers; b++) {
       const tRead = process.hrtime.bigint();
+      const tReadCpu = process.cpuUsage();
       const dense = src.readBlock(b);
       timing.readSeconds += secondsSince(tRead);
+      timing.cpu.readSeconds += cpuSecondsSince(tReadCpu);
       const tCal = process.hrtime.bigint();
+      const tCalCpu = process.cpuUsage();
       const bt = makeBlockTensors(cfg, dense);
       // One statistics object per input group: q/k/v share one, gate/up another.
       const statsOf = spec.precomputed?.blocks[b] ?? new Map<LinearName, InputStats>();
@@ -343,7 +348,9 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
       }
       disposeBlock(bt);
       timing.calibrationSeconds += secondsSince(tCal);
+      timing.cpu.calibrationSeconds += cpuSecondsSince(tCalCpu);
       const tScore = process.hrtime.bigint();
+      const tScoreCpu = process.cpuUsage();
       const structure = structureOf(b);
       // Everything but the linears (norms, biases, ...) is carried over untouched.
       const pruned: BlockWeights = { ...dense, linears: { ...dense.linears } };
@@ -393,7 +400,9 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
         });
       }
       timing.scoringSeconds += secondsSince(tScore);
+      timing.cpu.scoringSeconds += cpuSecondsSince(tScoreCpu);
       const tProp = process.hrtime.bigint();
+      const tPropCpu = process.cpuUsage();
       if (inputs && b < cfg.nLayers - 1) {
         if (denseOut) {
           inputs.dispose();
@@ -405,6 +414,7 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
         }
       }
       timing.calibrationSeconds += secondsSince(tProp);
+      timing.cpu.calibrationSeconds += cpuSecondsSince(tPropCpu);
       overlay.setBlock(b, pruned);
       hooks.onBlock?.(b + 1, cfg.nLayers);
     }

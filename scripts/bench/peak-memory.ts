@@ -1,7 +1,8 @@
 /**
  * Preloaded into a child process by the scale bench (`node -r .../peak-memory.js cli.js ...`):
  * at exit, prints the process's peak resident set size (getrusage) and the size of the tfjs-wasm
- * heap (wasm memory only grows, so its size at exit is its peak) as one line on stderr.
+ * heap (wasm memory only grows, so its size at exit is its peak) and its own CPU seconds (user +
+ * system) as one line on stderr.
  */
 import * as fs from 'fs';
 
@@ -20,7 +21,9 @@ function report(): void {
   } catch {
     /* no tfjs loaded: nothing to report */
   }
-  fs.writeSync(2, `${PEAK_MARKER}${JSON.stringify({ max_rss_bytes: process.resourceUsage().maxRSS * 1024, wasm_heap_bytes: wasmHeap })}\n`);
+  const u = process.resourceUsage();
+  const cpuSeconds = (u.userCPUTime + u.systemCPUTime) / 1e6;
+  fs.writeSync(2, `${PEAK_MARKER}${JSON.stringify({ max_rss_bytes: u.maxRSS * 1024, wasm_heap_bytes: wasmHeap, cpu_seconds: cpuSeconds })}\n`);
 }
 
 if (process.env[PEAK_ENV] === '1') process.on('exit', report);

@@ -3,11 +3,16 @@
  * checkpoint shaped like LLaMA-2-7B (dim 4096, hidden 11008, 32 heads, vocab 32000, BF16, HF
  * safetensors shards as `save_pretrained` writes them, seeded random weights) with a few
  * decoder blocks is pruned with `crepe prune ... --eval wikitext2 --save` in a child process,
- * for two block counts. Reported: peak RSS and wasm heap of that process (they must not grow with
- * the block count), seconds per block for calibration, scoring + selection and evaluation, and
- * the cost model (lib/plan/cost.ts): the per-block costs extrapolated to the full 32-block model
- * at 128 x 2048 calibration and the full WikiText-2 evaluation, on this CPU and on a GPU at a
- * stated throughput. Results also go to results/scale-bench.{md,json}.
+ * per method and block count. Reported: peak RSS and wasm heap of that process (they must not
+ * grow with the block count: at least two block counts per method, or the check fails), wall and
+ * CPU seconds and the load average, seconds per block for reading, calibration, scoring +
+ * selection and evaluation, and the cost model (lib/plan/cost.ts): first, in this process, one
+ * 7B-shaped block's forward is timed on one window at several lengths (CPU seconds) and fitted as
+ * a + b T + c T^2, the head likewise as a + b T; each run's per-block stage costs then split into
+ * a fixed part (measured minus the forwards' share) and the forwards, and only the forwards are
+ * extrapolated to the full 32-block model at 128 x 2048 calibration and the full WikiText-2
+ * evaluation, on this CPU and on a GPU at a stated throughput. Results also go to
+ * results/scale-bench.{md,json}.
  *
  * Settings by environment (the bench's flags are shared by all sections):
  *   CREPE_SCALE_BLOCKS=4,8  CREPE_SCALE_METHODS=wanda,crepe (every method on every block count),
@@ -15,17 +20,21 @@
  *   deleted afterwards)  CREPE_SCALE_NSAMPLES=2  CREPE_SCALE_SEQLEN=128  CREPE_SCALE_WINDOWS=2
  *   CREPE_SCALE_MAX_MEMORY=6 (GiB, passed as --max-memory)  CREPE_SCALE_RESULTS=scale-bench (file
  *   stem in results/, e.g. to run block counts in two processes side by side)
+ *   CREPE_SCALE_FIT=128,256,512,1024 (window lengths of the block forward fit; the head's: those <= 512)
  */
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
 import { assetPath, projectRoot } from '../../lib/assets';
 import { writeHfModel } from '../../lib/model/convert';
+import { disposeBlock, disposeWindowTables, forwardBlock, headLogProbs, makeBlockTensors, makeWindowTables, transpose } from '../../lib/model/runtime';
 import { BlockWeights, LinearName, LlamaConfig, WeightSource, linearNames, linearShape } from '../../lib/model/types';
-import { CostProjection, MeasuredBlockCosts, blockForwardFlops, gpuSeconds, projectCosts } from '../../lib/plan/cost';
+import { CostProjection, MeasuredBlockCosts, TimedWindow, WindowCost, blockForwardFlops, fitWindowCost, gpuSeconds, headFlops, projectCosts, windowSeconds } from '../../lib/plan/cost';
 import { GiB } from '../../lib/plan/memory';
 import { Rng } from '../../lib/util/random';
+import { cpuSecondsSince } from '../../lib/util/time';
 import { writeFileAtomic } from '../../lib/io/atomic';
 import { BenchSection, BenchTable, SectionResult, renderTable } from './framework';
 import { PEAK_ENV, PEAK_MARKER } from './peak-memory';
@@ -111,15 +120,31 @@ export function writeSynthetic7B(dir: string, blocks: number, seed = 0): void {
 interface RunResult {
   method: string;
   blocks: number;
+  /** Wall seconds of the child process, and its CPU seconds (user + system, its own and its children's). */
   seconds: number;
+  cpuSeconds: number;
+  /** 1-minute load average when the run started and ended (2 CPUs shared with other work). */
+  loadavg: [number, number];
   maxRss: number;
   wasmHeap: number | null;
   plannedHost: number;
   plannedDevice: number;
+  /** Per-block costs in CPU seconds (what the cost model uses), and the same stages in wall seconds. */
   measured: MeasuredBlockCosts;
+  measuredWall: MeasuredBlockCosts;
   densePpl: number;
   prunedPpl: number;
   command: string;
+}
+
+/** Window costs of one 7B-shaped block and of the head, timed in this process (CPU seconds). */
+export interface WindowFits {
+  block: WindowCost;
+  head: WindowCost;
+  /** Wall seconds of the same timings, for comparison. */
+  blockWall: TimedWindow[];
+  headWall: TimedWindow[];
+  loadavg: [number, number];
 }
 
 function envList(name: string, fallback: string): string[] {
@@ -132,6 +157,83 @@ function envNumber(name: string, fallback: number): number {
   return v;
 }
 
+/** Time `fn` once: CPU seconds (user + system of this process) and wall seconds. */
+function timed(fn: () => void): { cpu: number; wall: number } {
+  const c0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  fn();
+  return { cpu: cpuSecondsSince(c0), wall: Number(process.hrtime.bigint() - t0) / 1e9 };
+}
+
+/**
+ * Time one window through one 7B-shaped block (random weights) at each length, after a warm-up
+ * forward (XNNPACK packs each weight on first use), then the head on one window per length;
+ * fit both. wasm runs on one thread, so CPU seconds are what one idle core would take.
+ */
+export async function measureWindowCosts(lengths: number[], log: (m: string) => void): Promise<WindowFits> {
+  const load0 = os.loadavg()[0];
+  const cfg = { ...LLAMA2_7B, nLayers: 1 };
+  const src = new SyntheticSource(cfg, 1);
+  const block: TimedWindow[] = [];
+  const blockWall: TimedWindow[] = [];
+  const bt = makeBlockTensors(cfg, src.readBlock(0));
+  const rng = new Rng(7);
+  const input = (T: number) => tf.tensor2d(Float32Array.from({ length: T * cfg.dim }, () => 2 * rng.next() - 1), [T, cfg.dim]);
+  try {
+    for (const T of [lengths[0], ...lengths]) {
+      const tables = makeWindowTables(cfg, T);
+      const x = input(T);
+      const t = timed(() => forwardBlock(cfg, bt, tables, x).dispose());
+      tf.dispose(x);
+      disposeWindowTables(tables);
+      block.push({ tokens: T, seconds: t.cpu });
+      blockWall.push({ tokens: T, seconds: t.wall });
+      log(`scale: block forward, ${T} tokens: ${t.cpu.toFixed(2)} CPU s, ${t.wall.toFixed(2)} wall s`);
+    }
+  } finally {
+    disposeBlock(bt);
+  }
+  // the first timing was the warm-up
+  block.shift();
+  blockWall.shift();
+  const head: TimedWindow[] = [];
+  const headWall: TimedWindow[] = [];
+  const classifierT = tf.tensor2d(transpose(src.readClassifier(), cfg.vocabSize, cfg.dim), [cfg.dim, cfg.vocabSize]);
+  const finalNorm = tf.tensor1d(src.readFinalNorm());
+  try {
+    const headLengths = lengths.filter((T) => T <= 512);
+    for (const T of [headLengths[0], ...headLengths]) {
+      const x = input(T);
+      const tokens = Int32Array.from({ length: T }, (_, k) => (k * 7919) % cfg.vocabSize);
+      const t = timed(() => headLogProbs(cfg, finalNorm, classifierT, x, tokens));
+      x.dispose();
+      head.push({ tokens: T, seconds: t.cpu });
+      headWall.push({ tokens: T, seconds: t.wall });
+      log(`scale: head, ${T} tokens: ${t.cpu.toFixed(2)} CPU s, ${t.wall.toFixed(2)} wall s`);
+    }
+  } finally {
+    tf.dispose([classifierT, finalNorm]);
+  }
+  head.shift();
+  headWall.shift();
+  return { block: fitWindowCost(block), head: fitWindowCost(head, false), blockWall, headWall, loadavg: [load0, os.loadavg()[0]] };
+}
+
+/**
+ * CPU seconds (user + system) of this process's waited-for children and their descendants, from
+ * /proc/self/stat (cutime, cstime in clock ticks of 1/100 s); null off Linux.
+ */
+function childrenCpuSeconds(): number | null {
+  try {
+    const stat = fs.readFileSync('/proc/self/stat', 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields[0] is field 3 (state): cutime and cstime are fields 16 and 17
+    return (Number(fields[13]) + Number(fields[14])) / 100;
+  } catch {
+    return null;
+  }
+}
+
 /** Run `crepe prune` on the checkpoint in a child process and collect its JSON and peak memory. */
 function runPrune(dir: string, out: string, method: string, blocks: number, s: { nsamples: number; seqlen: number; windows: number; maxMemory: number }): RunResult {
   const cli = path.join(projectRoot(), 'dist', 'scripts', 'cli.js');
@@ -141,32 +243,46 @@ function runPrune(dir: string, out: string, method: string, blocks: number, s: {
     '--eval', 'wikitext2', '--seqlen', String(s.seqlen), '--max-windows', String(s.windows), '--save', out, '--max-memory', String(s.maxMemory),
     '--backend', 'wasm', '--json',
   ];
+  const load0 = os.loadavg()[0];
+  const cpu0 = childrenCpuSeconds();
   const t0 = Date.now();
   const r = spawnSync(process.execPath, ['-r', preload, cli, ...args], { encoding: 'utf8', maxBuffer: 256 << 20, env: { ...process.env, [PEAK_ENV]: '1' } });
   const seconds = (Date.now() - t0) / 1000;
+  const cpu1 = childrenCpuSeconds();
   const peakLine = r.stderr.split('\n').find((l) => l.startsWith(PEAK_MARKER));
   if (r.status !== 0 || !peakLine) throw new Error(`crepe ${args.join(' ')} failed (${r.status}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
-  const peak = JSON.parse(peakLine.slice(PEAK_MARKER.length)) as { max_rss_bytes: number; wasm_heap_bytes: number | null };
+  const peak = JSON.parse(peakLine.slice(PEAK_MARKER.length)) as { max_rss_bytes: number; wasm_heap_bytes: number | null; cpu_seconds: number };
   const j = JSON.parse(r.stdout.trim().split('\n').pop()!);
   const e = j.eval[0];
+  const t = j.prune_timing;
+  // the last block propagates nothing: window forwards per block, averaged
+  const calibWindowForwards = (s.nsamples * (t.calib_forwards * blocks - (t.calib_forwards > 1 ? 1 : 0))) / blocks;
+  const settings = { nsamples: s.nsamples, calibSeqlen: s.seqlen, calibForwards: t.calib_forwards, calibWindowForwards, evalWindows: e.windows, evalSeqlen: e.seqlen };
   return {
     method,
     blocks,
     seconds,
+    cpuSeconds: cpu0 !== null && cpu1 !== null ? cpu1 - cpu0 : peak.cpu_seconds,
+    loadavg: [load0, os.loadavg()[0]],
     maxRss: peak.max_rss_bytes,
     wasmHeap: peak.wasm_heap_bytes,
     plannedHost: j.memory_plan.host_bytes,
     plannedDevice: j.memory_plan.device_bytes,
     measured: {
-      calibrationSeconds: j.prune_timing.calibration_seconds / blocks,
-      scoringSeconds: j.prune_timing.scoring_seconds / blocks,
+      readSeconds: t.cpu_read_seconds / blocks,
+      calibrationSeconds: t.cpu_calibration_seconds / blocks,
+      scoringSeconds: t.cpu_scoring_seconds / blocks,
+      evalSeconds: e.eval_blocks_cpu_seconds / blocks,
+      evalHeadSeconds: e.eval_head_cpu_seconds,
+      ...settings,
+    },
+    measuredWall: {
+      readSeconds: t.read_seconds / blocks,
+      calibrationSeconds: t.calibration_seconds / blocks,
+      scoringSeconds: t.scoring_seconds / blocks,
       evalSeconds: e.eval_blocks_seconds / blocks,
       evalHeadSeconds: e.eval_head_seconds,
-      nsamples: s.nsamples,
-      calibSeqlen: s.seqlen,
-      calibForwards: j.prune_timing.calib_forwards,
-      evalWindows: e.windows,
-      evalSeqlen: e.seqlen,
+      ...settings,
     },
     densePpl: e.dense_ppl,
     prunedPpl: e.pruned_ppl,
@@ -176,14 +292,45 @@ function runPrune(dir: string, out: string, method: string, blocks: number, s: {
 
 const gib = (b: number | null) => (b === null ? null : b / GiB);
 
+/** The block's and the head's fitted window costs against the timings, with the FLOP rate they imply. */
+export function fitTable(fits: WindowFits): BenchTable {
+  const cfg = LLAMA2_7B;
+  const rows = [
+    ...fits.block.points.map((p, k) => ({ part: 'block forward', T: p.tokens, cpu: p.seconds, wall: fits.blockWall[k].seconds, fit: windowSeconds(fits.block, p.tokens), gflops: blockForwardFlops(cfg, 1, p.tokens) / p.seconds / 1e9 })),
+    ...fits.head.points.map((p, k) => ({ part: 'head', T: p.tokens, cpu: p.seconds, wall: fits.headWall[k].seconds, fit: windowSeconds(fits.head, p.tokens), gflops: headFlops(cfg, 1, p.tokens) / p.seconds / 1e9 })),
+    { part: 'block forward (fit)', T: STANDARD_7B.calibSeqlen, cpu: null, wall: null, fit: windowSeconds(fits.block, STANDARD_7B.calibSeqlen), gflops: blockForwardFlops(cfg, 1, STANDARD_7B.calibSeqlen) / windowSeconds(fits.block, STANDARD_7B.calibSeqlen) / 1e9 },
+    { part: 'head (fit)', T: STANDARD_7B.evalSeqlen, cpu: null, wall: null, fit: windowSeconds(fits.head, STANDARD_7B.evalSeqlen), gflops: headFlops(cfg, 1, STANDARD_7B.evalSeqlen) / windowSeconds(fits.head, STANDARD_7B.evalSeqlen) / 1e9 },
+  ];
+  const f = fits.block;
+  return {
+    title: '[scale] one window through one 7B-shaped block and through the head (this process, wasm, one thread)',
+    columns: [
+      { key: 'part', header: 'part' },
+      { key: 'T', header: 'tokens' },
+      { key: 'cpu', header: 'CPU s', digits: 2 },
+      { key: 'wall', header: 'wall s', digits: 2 },
+      { key: 'fit', header: 'fitted s', digits: 2 },
+      { key: 'gflops', header: 'GFLOP/s', digits: 1 },
+    ],
+    rows,
+    notes: [
+      `block: w(T) = ${f.perWindow.toFixed(3)} + ${(f.perToken * 1e3).toFixed(3)}e-3 T + ${(f.perTokenSq * 1e6).toFixed(4)}e-6 T^2 CPU s (least squares over the timed lengths; a negative term is dropped and the rest refitted)`,
+      `head: h(T) = ${fits.head.perWindow.toFixed(3)} + ${(fits.head.perToken * 1e3).toFixed(3)}e-3 T CPU s`,
+      `load average ${fits.loadavg[0].toFixed(2)} at the start, ${fits.loadavg[1].toFixed(2)} at the end (2 CPUs shared with other work)`,
+    ],
+  };
+}
+
 export function costTable(rows: { label: string; p: CostProjection }[]): BenchTable {
   return {
-    title: `[scale] cost model: LLaMA-2-7B (32 blocks), ${STANDARD_7B.nsamples} x ${STANDARD_7B.calibSeqlen} calibration, full WikiText-2 (${STANDARD_7B.evalWindows} x ${STANDARD_7B.evalSeqlen})`,
+    title: `[scale] cost model: LLaMA-2-7B (32 blocks), ${STANDARD_7B.nsamples} x ${STANDARD_7B.calibSeqlen} calibration, full WikiText-2 (${STANDARD_7B.evalWindows} x ${STANDARD_7B.evalSeqlen}), CPU seconds of one core`,
     columns: [
       { key: 'label', header: 'measured on' },
-      { key: 'calib', header: 'calibration s/block', digits: 1 },
-      { key: 'score', header: 'score+select s/block', digits: 1 },
-      { key: 'eval', header: 'eval s/block', digits: 1 },
+      { key: 'fixed', header: 'fixed prune s/block', digits: 1 },
+      { key: 'fixed_eval', header: 'fixed eval s/block', digits: 1 },
+      { key: 'window', header: 's/window/block @2048', digits: 1 },
+      { key: 'calib', header: 'calibration s/block', digits: 0 },
+      { key: 'eval', header: 'eval s/block', digits: 0 },
       { key: 'prune_h', header: 'prune, this CPU (h)', digits: 1 },
       { key: 'eval_h', header: 'eval, this CPU (h)', digits: 1 },
       { key: 'gpu_prune_s', header: 'prune, GPU (s)', digits: 0 },
@@ -191,8 +338,10 @@ export function costTable(rows: { label: string; p: CostProjection }[]): BenchTa
     ],
     rows: rows.map(({ label, p }) => ({
       label,
+      fixed: p.fixed.read + p.fixed.calibration + p.fixed.scoring,
+      fixed_eval: p.fixed.eval,
+      window: p.windowSeconds.calibration,
       calib: p.calibrationSecondsPerBlock,
-      score: p.scoringSecondsPerBlock,
       eval: p.evalSecondsPerBlock,
       prune_h: p.pruneSeconds / 3600,
       eval_h: p.evalSeconds / 3600,
@@ -200,7 +349,9 @@ export function costTable(rows: { label: string; p: CostProjection }[]): BenchTa
       gpu_eval_s: gpuSeconds(p.flops.eval, GPU.flopsPerSecond),
     })),
     notes: [
-      'CPU: measured seconds per block x (FLOPs at the standard settings / FLOPs at the measured settings); scoring + selection does not scale with the calibration set.',
+      'fixed: a stage\'s measured CPU seconds per block minus its window forwards x w(T) (read + calibration uploads + scoring + selection; eval: read + upload); not extrapolated.',
+      `calibration s/block = fixed + ${STANDARD_7B.nsamples} x (2 - 1/32) window forwards x w(${STANDARD_7B.calibSeqlen}); eval s/block = fixed + ${STANDARD_7B.evalWindows} x w(${STANDARD_7B.evalSeqlen}); prune = 32 x (read + calibration + scoring); eval = 32 x eval + head.`,
+      'this CPU: CPU seconds of one core (wasm runs on one thread; an idle core\'s wall time); two worker processes would halve the evaluation.',
       `GPU: FLOPs / ${GPU.name}; a lower bound (no memory traffic); scoring + selection not included.`,
       `FLOPs per block forward: 2 x tokens x 202.4M linear parameters + 4 x T^2 x 4096 attention; at 2048 tokens ${(blockForwardFlops(LLAMA2_7B, 1, 2048) / 1e12).toFixed(2)} TFLOP per window.`,
     ],
@@ -227,6 +378,10 @@ export const scaleSection: BenchSection = {
       windows: envNumber('CREPE_SCALE_WINDOWS', 2),
       maxMemory: envNumber('CREPE_SCALE_MAX_MEMORY', 6),
     };
+    const fitLengths = envList('CREPE_SCALE_FIT', '128,256,512,1024').map(Number);
+    if (fitLengths.length < 3 || fitLengths.some((T) => !(Number.isInteger(T) && T >= 2))) throw new Error('CREPE_SCALE_FIT needs at least three window lengths');
+    opts.log(`scale: timing one 7B-shaped block's forward at ${fitLengths.join(', ')} tokens`);
+    const fits = await measureWindowCosts(fitLengths, opts.log);
     const root = fs.mkdtempSync(path.join(process.env.CREPE_SCALE_DIR ?? os.tmpdir(), 'crepe-scale-'));
     const runs: RunResult[] = [];
     const checkpoints: { blocks: number; bytes: number; files: string[]; seconds: number }[] = [];
@@ -243,7 +398,7 @@ export const scaleSection: BenchSection = {
           opts.log(`scale: crepe prune --method ${method} on ${blocks} blocks`);
           const out = path.join(root, `pruned-${method}-${blocks}`);
           runs.push(runPrune(dir, out, method, blocks, settings));
-          summarize(runs, checkpoints, settings, methods);
+          summarize(runs, checkpoints, settings, methods, fits);
           fs.rmSync(out, { recursive: true, force: true });
         }
         fs.rmSync(dir, { recursive: true, force: true });
@@ -251,9 +406,34 @@ export const scaleSection: BenchSection = {
     } finally {
       fs.rmSync(root, { recursive: true, force: true });
     }
-    return summarize(runs, checkpoints, settings, methods);
+    return summarize(runs, checkpoints, settings, methods, fits);
   },
 };
+
+/**
+ * The check that peak RSS does not grow with the number of blocks: it needs at least two block
+ * counts of every method (one count cannot show growth, so it fails rather than pass vacuously).
+ */
+export function rssGrowthCheck(runs: { method: string; blocks: number; maxRss: number }[]): { pass: boolean; detail: string } {
+  const methods = [...new Set(runs.map((r) => r.method))];
+  if (methods.length === 0) return { pass: false, detail: 'no runs' };
+  const parts: string[] = [];
+  let pass = true;
+  for (const m of methods) {
+    const mine = runs.filter((r) => r.method === m).sort((a, b) => a.blocks - b.blocks);
+    const counts = [...new Set(mine.map((r) => r.blocks))];
+    if (counts.length < 2) {
+      pass = false;
+      parts.push(`${m}: only ${counts.join('')} blocks measured, two block counts needed`);
+      continue;
+    }
+    const ratio = Math.max(...mine.map((r) => r.maxRss)) / Math.min(...mine.map((r) => r.maxRss));
+    const largerUses = mine[mine.length - 1].maxRss / mine[0].maxRss;
+    if (!(ratio < 1.1)) pass = false;
+    parts.push(`${m}: ${counts.join(' vs ')} blocks, ${mine.map((r) => (r.maxRss / GiB).toFixed(2)).join(' vs ')} GiB (${counts[counts.length - 1]}/${counts[0]}: x${largerUses.toFixed(3)})`);
+  }
+  return { pass, detail: parts.join('; ') };
+}
 
 /** Tables and checks of the runs so far (written after every run, so a long bench leaves its results behind). */
 function summarize(
@@ -261,6 +441,7 @@ function summarize(
   checkpoints: { blocks: number; bytes: number; files: string[]; seconds: number }[],
   settings: { nsamples: number; seqlen: number; windows: number; maxMemory: number },
   methods: string[],
+  fits: WindowFits,
 ): SectionResult {
   const memoryTable: BenchTable = {
     title: `[scale] crepe prune --eval wikitext2 --save on the 7B-shaped checkpoint (${settings.nsamples} x ${settings.seqlen} calibration, ${settings.windows} eval windows, --max-memory ${settings.maxMemory})`,
@@ -271,11 +452,14 @@ function summarize(
       { key: 'heap', header: 'wasm heap (GiB)', digits: 2 },
       { key: 'plan_host', header: 'planned host (GiB)', digits: 2 },
       { key: 'plan_device', header: 'planned heap (GiB)', digits: 2 },
-      { key: 'calib', header: 'calibration s/block', digits: 2 },
-      { key: 'score', header: 'score+select s/block', digits: 2 },
-      { key: 'eval', header: 'eval s/block', digits: 2 },
-      { key: 'head', header: 'eval head s', digits: 2 },
+      { key: 'read', header: 'read s/block', digits: 1 },
+      { key: 'calib', header: 'calibration s/block', digits: 1 },
+      { key: 'score', header: 'score+select s/block', digits: 1 },
+      { key: 'eval', header: 'eval s/block', digits: 1 },
+      { key: 'head', header: 'eval head s', digits: 1 },
       { key: 'seconds', header: 'wall s', digits: 0 },
+      { key: 'cpu', header: 'CPU s', digits: 0 },
+      { key: 'load', header: 'load avg', digits: 0 },
     ],
     rows: runs.map((r) => ({
       method: r.method,
@@ -284,43 +468,59 @@ function summarize(
       heap: gib(r.wasmHeap),
       plan_host: gib(r.plannedHost),
       plan_device: gib(r.plannedDevice),
+      read: r.measured.readSeconds,
       calib: r.measured.calibrationSeconds,
       score: r.measured.scoringSeconds,
       eval: r.measured.evalSeconds,
       head: r.measured.evalHeadSeconds,
       seconds: r.seconds,
+      cpu: r.cpuSeconds,
+      load: `${r.loadavg[0].toFixed(1)}-${r.loadavg[1].toFixed(1)}`,
     })),
     notes: [
+      'per-block stage costs in CPU seconds (user + system of the crepe process); wall s and CPU s are the whole child process; load avg: 1-minute, at its start and end, 2 CPUs',
+      ...runs.map((r) => `${r.method}, ${r.blocks} blocks, the same stages in wall seconds: read ${r.measuredWall.readSeconds.toFixed(1)}, calibration ${r.measuredWall.calibrationSeconds.toFixed(1)}, scoring ${r.measuredWall.scoringSeconds.toFixed(1)}, eval ${r.measuredWall.evalSeconds.toFixed(1)} s/block, head ${r.measuredWall.evalHeadSeconds.toFixed(1)} s; PPL dense ${r.densePpl.toFixed(1)}, pruned ${r.prunedPpl.toFixed(1)} (random weights)`),
       ...checkpoints.map((c) => `${c.blocks} blocks: ${(c.bytes / 1e9).toFixed(2)} GB in ${c.files.filter((f) => f.endsWith('.safetensors')).length} safetensors shards (${c.files.join(', ')}), written in ${c.seconds.toFixed(0)} s`),
       `command: ${runs[0]?.command ?? ''}`,
     ],
   };
-  const projections = runs.map((r) => ({ label: `${r.method}, ${r.blocks} blocks`, p: projectCosts(r.measured, STANDARD_7B) }));
-  const costs = costTable(projections);
+  const projections = runs.map((r) => ({ label: `${r.method}, ${r.blocks} blocks`, p: projectCosts(r.measured, fits.block, fits.head, STANDARD_7B) }));
   const maxRss = Math.max(...runs.map((r) => r.maxRss));
-  const byMethod = methods.map((m) => runs.filter((r) => r.method === m).map((r) => r.maxRss));
-  const growth = Math.max(...byMethod.map((v) => (v.length > 1 ? Math.max(...v) / Math.min(...v) : 1)));
+  const growth = rssGrowthCheck(runs);
   const result: SectionResult = {
-    tables: [memoryTable, costs],
+    tables: [memoryTable, fitTable(fits), costTable(projections)],
     checks: [
-      { name: 'scale: peak RSS < 6 GiB for every block count', pass: maxRss < 6 * GiB, detail: `max ${(maxRss / GiB).toFixed(2)} GiB` },
-      { name: 'scale: peak RSS does not grow with the block count (< 10% between counts)', pass: growth < 1.1, detail: `largest ratio ${growth.toFixed(3)}` },
+      { name: 'scale: peak RSS < 6 GiB for every run', pass: runs.length > 0 && maxRss < 6 * GiB, detail: `max ${(maxRss / GiB).toFixed(2)} GiB over ${runs.length} runs` },
+      { name: 'scale: peak RSS does not grow with the block count (< 10% between counts, two counts per method)', ...growth },
     ],
   };
-  writeScaleResults(result.tables, result.checks, runs, projections);
+  writeScaleResults(result.tables, result.checks, runs, fits, projections, methods);
   return result;
 }
 
-/** results/scale-bench.{md,json}: the tables, and the raw runs and projections for reuse (search cost projection). */
-function writeScaleResults(tables: BenchTable[], checks: { name: string; pass: boolean | null; detail: string }[], runs: RunResult[], projections: { label: string; p: CostProjection }[]): void {
+/** results/scale-bench.{md,json}: the tables, and the raw runs, fits and projections for reuse. */
+function writeScaleResults(
+  tables: BenchTable[],
+  checks: { name: string; pass: boolean | null; detail: string }[],
+  runs: RunResult[],
+  fits: WindowFits,
+  projections: { label: string; p: CostProjection }[],
+  methods: string[],
+): void {
   const dir = path.join(projectRoot(), 'results');
   const stem = process.env.CREPE_SCALE_RESULTS ?? 'scale-bench';
   if (!/^[\w.-]+$/.test(stem)) throw new Error(`CREPE_SCALE_RESULTS must be a plain file stem, got '${stem}'`);
-  const header = `# Scale bench (7B-shaped synthetic checkpoint)\n\nWritten by \`npm run bench -- --only scale\` on ${os.cpus().length} x ${os.cpus()[0]?.model ?? 'CPU'}, node ${process.version}, backend wasm, ${new Date().toISOString()}.\n\n`;
+  const env = ['CREPE_SCALE_RUNS', 'CREPE_SCALE_BLOCKS', 'CREPE_SCALE_METHODS', 'CREPE_SCALE_NSAMPLES', 'CREPE_SCALE_SEQLEN', 'CREPE_SCALE_WINDOWS', 'CREPE_SCALE_MAX_MEMORY', 'CREPE_SCALE_FIT']
+    .filter((k) => process.env[k] !== undefined)
+    .map((k) => `${k}=${process.env[k]} `)
+    .join('');
+  const header =
+    `# Scale bench (7B-shaped synthetic checkpoint)\n\nWritten by \`${env}npm run bench -- --only scale\` (methods ${methods.join(', ')}) on ${os.cpus().length} x ${os.cpus()[0]?.model ?? 'CPU'}, ` +
+    `node ${process.version}, backend wasm, ${new Date().toISOString()}; the machine was shared with other work (load averages below), so wall seconds are inflated and CPU seconds are the comparable measure.\n\n`;
   const md = header + tables.map((t) => '```\n' + renderTable(t) + '\n```\n').join('\n') + '\n' + checks.map((c) => `- check ${c.pass ? 'PASS' : 'FAIL'}: ${c.name} (${c.detail})`).join('\n') + '\n';
   writeFileAtomic(path.join(dir, `${stem}.md`), md);
   writeFileAtomic(
     path.join(dir, `${stem}.json`),
-    JSON.stringify({ date: new Date().toISOString(), standard: { ...STANDARD_7B, config: undefined }, gpu: GPU, runs, projections }, null, 2) + '\n',
+    JSON.stringify({ date: new Date().toISOString(), standard: { ...STANDARD_7B, config: undefined }, gpu: GPU, fits, runs, projections }, null, 2) + '\n',
   );
 }
