@@ -13,7 +13,7 @@ import { OwlAllocation, OWL_DEFAULTS, checkOwlOptions, owlAllocation } from '../
 import { PruneOutcome, pruneModel } from '../prune/pipeline';
 import { parseStructure } from '../prune/select';
 import { getStrategy, parseParamPairs, resolveParams } from '../prune/strategy';
-import { planJson } from '../plan/memory';
+import { planJson, scoringCopies } from '../plan/memory';
 import { parseTaskList } from '../eval/zeroshot/tasks';
 import { zeroshotMarkdown } from '../eval/zeroshot/table';
 import { ZeroshotResult } from '../eval/zeroshot/evaluate';
@@ -111,6 +111,7 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
         seqlen: calibSeqlen,
         gram: !!strategy.statsNeeds?.gram,
         calibrates: strategy.usesActivations || refine !== 'none' || allocation === 'owl',
+        scoreCopies: scoringCopies(args.method),
         propagate: args.propagate,
       },
       eval: evalSets.length ? { windows: evalWindows, seqlen: args.seqlen ?? cfg.maxSeqLen, jobs: 1 } : undefined,

@@ -305,8 +305,11 @@ function attendHead(
 export type CaptureFn = (names: readonly LinearName[], input: tf.Tensor2D) => void;
 
 export function rmsNorm(x: tf.Tensor2D, w: tf.Tensor1D, eps: number): tf.Tensor2D {
-  const ms = tf.mean(tf.square(x), -1, true);
-  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), w) as tf.Tensor2D;
+  // a tidy of its own: the [T, dim] square and product are freed here, not at the end of the block
+  return tf.tidy(() => {
+    const ms = tf.mean(tf.square(x), -1, true);
+    return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), w) as tf.Tensor2D;
+  });
 }
 
 /**
@@ -366,13 +369,16 @@ export function forwardBlock(
     const rotated = (z: tf.Tensor2D): tf.Tensor2D =>
       tf.add(tf.mul(z, tables.cos), tf.mul(tf.matMul(z, deltas!.partners), tables.sin)) as tf.Tensor2D;
     for (let h = 0; h < cfg.nKvHeads; h++) {
-      let kT = tf.add(
-        tf.mul(plus(tf.matMul(b.kA[h], xT), bias.kA?.[h]), tables.cosT),
-        tf.mul(plus(tf.matMul(b.kB[h], xT), bias.kB?.[h]), tables.sinT),
-      ) as tf.Tensor2D;
-      const dk = headDelta('k', h);
-      if (dk) kT = tf.add(kT, tf.transpose(rotated(dk))) as tf.Tensor2D;
-      const v = plus(plus(tf.matMul(xn, b.vT[h]), bias.v?.[h]), headDelta('v', h));
+      // a tidy per kv head: only its k^T and v stay until the attention, not the projections' parts
+      const [kT, v] = tf.tidy(() => {
+        let kT = tf.add(
+          tf.mul(plus(tf.matMul(b.kA[h], xT), bias.kA?.[h]), tables.cosT),
+          tf.mul(plus(tf.matMul(b.kB[h], xT), bias.kB?.[h]), tables.sinT),
+        ) as tf.Tensor2D;
+        const dk = headDelta('k', h);
+        if (dk) kT = tf.add(kT, tf.transpose(rotated(dk))) as tf.Tensor2D;
+        return [kT, plus(plus(tf.matMul(xn, b.vT[h]), bias.v?.[h]), headDelta('v', h))];
+      }) as [tf.Tensor2D, tf.Tensor2D];
       kvs.push({
         kT,
         v,
@@ -410,9 +416,12 @@ export function forwardBlock(
     const x1 = tf.add(x, attnOut) as tf.Tensor2D;
     const xn2 = rmsNorm(x1, b.norms.ffnNorm, cfg.normEps);
     if (capture) capture(readers('mlp-in'), xn2);
-    const gate = plus(plus(tf.matMul(xn2, b.gateT), bias.gate), d.gate);
-    const up = plus(plus(tf.matMul(xn2, b.upT), bias.up), d.up);
-    const hidden = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up) as tf.Tensor2D;
+    // a tidy for the MLP's [T, hidden] gate, sigmoid, product and up: only their result stays
+    const hidden = tf.tidy(() => {
+      const gate = plus(plus(tf.matMul(xn2, b.gateT), bias.gate), d.gate);
+      const up = plus(plus(tf.matMul(xn2, b.upT), bias.up), d.up);
+      return tf.mul(tf.mul(gate, tf.sigmoid(gate)), up) as tf.Tensor2D;
+    });
     if (capture) capture(readers('mlp-hidden'), hidden);
     return tf.add(x1, plus(plus(tf.matMul(hidden, b.downT), bias.down), d.down)) as tf.Tensor2D;
   });

@@ -14,19 +14,36 @@ import { ActivationStorage } from './spill';
 export const GiB = 2 ** 30;
 /** wasm32 addresses at most 4 GiB; tfjs-wasm can corrupt memory silently when its heap runs out. */
 export const WASM_HEAP_CAP = 4 * GiB;
-/** The planner keeps the estimated wasm heap below this, far enough from the cap for fragmentation. */
-export const WASM_HEAP_LIMIT = 2.5 * GiB;
+/**
+ * The planner keeps the estimated wasm heap below this. The estimates are upper bounds of heaps
+ * measured on the 7B shape (factors below; e.g. a 2048-token forward: 3.0 GiB estimated, 2.77 GiB
+ * measured), so 0.8 GiB of the cap stay free on top of the estimate's own margin.
+ */
+export const WASM_HEAP_LIMIT = 3.2 * GiB;
 /** Device bytes of a resident model above which evaluation streams blocks by default. */
 export const STREAMING_THRESHOLD = 1 * GiB;
 /** Node, tfjs, the wasm module, tokenizers and datasets. */
 const RUNTIME_BYTES = 0.35 * GiB;
 /**
- * The wasm heap grows in steps and fragments (freed blocks of one size are not reused for
- * another): estimates of device tensors are scaled by this. Calibrated on the 7B-shaped scale
- * bench, where a planned 1.20 GiB became a 2.22 GiB heap (1.85x); a native backend gets 1.1.
+ * Heap factors, measured on the 7B-shaped block (wasm, scale bench's probes): XNNPACK packs every
+ * weight a matMul uses into a copy of its own, so weights take twice their bytes (0.88 GiB of
+ * block tensors became a 1.80 GiB heap after one forward); a forward's intermediates, freed and
+ * reallocated window after window, took up to 1.44x their bytes at 2048 tokens (0.70 GiB at peak,
+ * their estimate here 0.92 GiB); scoring's differently-sized temporaries (CRePE's padded window
+ * sums) fragment most, 1.58x. Estimates are scaled by these (with a margin); a native backend
+ * gets 1.1 throughout.
  */
-const WASM_HEAP_OVERHEAD = 2;
-const NATIVE_OVERHEAD = 1.1;
+const WASM_FACTORS = { weights: 2.1, activations: 1.25, scoring: 1.7 };
+const NATIVE_FACTORS = { weights: 1.1, activations: 1.1, scoring: 1.1 };
+/**
+ * Device copies of one linear's size that a strategy's scoring holds at its peak, the weight
+ * included (tf.profile on a 11008 x 4096 linear: magnitude 2, wanda 3, ria 5, crepe 9); others
+ * get the largest.
+ */
+const SCORE_COPIES: Record<string, number> = { magnitude: 2, wanda: 3, ria: 5, crepe: 9 };
+export function scoringCopies(method: string): number {
+  return SCORE_COPIES[method] ?? Math.max(...Object.values(SCORE_COPIES));
+}
 const F32 = 4;
 /** Spill files may take at most this share of the free disk space. */
 const DISK_SHARE = 0.25;
@@ -60,6 +77,8 @@ export interface PlanRequest {
     gram: boolean;
     /** Calibration runs at all (magnitude without add-ons needs none). */
     calibrates: boolean;
+    /** Device copies of the largest linear while it is scored (scoringCopies); default the largest known. */
+    scoreCopies?: number;
     propagate: 'pruned' | 'dense';
   };
   /** Evaluation windows (all datasets together) and their length; absent when nothing is evaluated. */
@@ -117,20 +136,28 @@ export function blockDeviceBytes(cfg: LlamaConfig): number {
 /** Peak device bytes of the intermediates of one block's forward pass over one window of T tokens. */
 export function forwardActivationBytes(cfg: LlamaConfig, T: number): number {
   const hd = cfg.headDim;
-  // Attention runs head by head and frees a head's intermediates before the next (runtime.ts
-  // forwardBlock): one head's scores, scores + mask and softmax (the two-block causal split
-  // scores 3/4 of T x T) and its q, plus every head's [T, hd] output, kept for the o projection.
-  const oneHead = 3 * T * T * (T >= 128 ? 0.75 : 1) + 6 * T * hd;
-  const headOutputs = 2 * cfg.nHeads * T * hd;
-  const perKvHead = 8 * T * hd;
-  const mlp = 5 * T * cfg.hiddenDim;
-  return (oneHead + headOutputs + cfg.nKvHeads * perKvHead + mlp + 12 * T * cfg.dim) * F32;
+  // runtime.ts forwardBlock frees as it goes (a tidy per kv head, per head, per norm, for the
+  // MLP): kept through the block are the normed input and its transpose, every kv head's k^T and
+  // v (+ the split's slices), every head's output (+ their concatenation for capture), the o
+  // projection's partial sums, the residual, the second norm and the MLP's output.
+  const kept = 8 * T * cfg.dim + 3 * cfg.nKvHeads * T * hd + 2 * cfg.nHeads * T * hd;
+  // on top, at one time either one head's attention (scores, + mask, softmax: 3/4 of T x T with
+  // the two-block causal split; its q) or one kv head's projections, or the MLP's gate, sigmoid,
+  // product, up and result, or the down projection
+  const attention = 3 * T * T * (T >= 128 ? 0.75 : 1) + 8 * T * hd;
+  const mlp = 5 * T * cfg.hiddenDim + 3 * T * cfg.dim;
+  return (kept + Math.max(attention, mlp)) * F32;
 }
 
-/** Device bytes of the classifier head: the transposed classifier, one chunk of logits, final norm. */
-function headDeviceBytes(cfg: LlamaConfig, T: number): number {
+/** Device bytes of the classifier head: the transposed classifier (a weight), and one chunk of logits with the final states. */
+function headDeviceBytes(cfg: LlamaConfig, T: number): { weights: number; activations: number } {
   const chunkRows = Math.min(T, Math.max(1, Math.floor((1 << 22) / cfg.vocabSize)));
-  return (cfg.vocabSize * cfg.dim + 3 * chunkRows * cfg.vocabSize + 2 * T * cfg.dim) * F32;
+  return { weights: cfg.vocabSize * cfg.dim * F32, activations: (3 * chunkRows * cfg.vocabSize + 2 * T * cfg.dim) * F32 };
+}
+
+/** Bytes of the largest linear (scoring holds a few of its size on the device). */
+function largestLinearBytes(cfg: LlamaConfig): number {
+  return Math.max(...linearNames(cfg).map((l) => linearShape(cfg, l)[0] * linearShape(cfg, l)[1])) * F32;
 }
 
 export function residentDeviceBytes(cfg: LlamaConfig): number {
@@ -169,15 +196,16 @@ export function parseMemoryFlag(v: unknown): number {
 /** The plan for one storage / evaluator / spill choice (no decisions). */
 function estimate(req: PlanRequest, storage: ActivationStorage, evaluator: Evaluator | null, spillBlocks: boolean): MemoryPlan {
   const cfg = req.config;
-  const HEAP_OVERHEAD = req.wasm ? WASM_HEAP_OVERHEAD : NATIVE_OVERHEAD;
+  const factor = req.wasm ? WASM_FACTORS : NATIVE_FACTORS;
   const blockHost = blockParams(cfg) * F32;
   const embHost = cfg.vocabSize * cfg.dim * F32;
   const items: PlanItem[] = [{ what: 'runtime (node, tfjs, tokenizer, text)', host: RUNTIME_BYTES, device: 0 }];
   // Phases run one after the other; the host peak is the largest phase, the wasm heap keeps its largest size.
   const phases: { host: number; device: number }[] = [];
-  const phase = (list: PlanItem[]) => {
+  // device: the sum of the items, unless the phase's device items take turns (then their largest turn)
+  const phase = (list: PlanItem[], device?: number) => {
     items.push(...list);
-    phases.push({ host: list.reduce((a, i) => a + i.host, 0), device: list.reduce((a, i) => a + i.device, 0) });
+    phases.push({ host: list.reduce((a, i) => a + i.host, 0), device: device ?? list.reduce((a, i) => a + i.device, 0) });
   };
   phase([{ what: 'embedding read from the checkpoint', host: embHost, device: 0 }]);
   const p = req.prune;
@@ -192,12 +220,19 @@ function estimate(req: PlanRequest, storage: ActivationStorage, evaluator: Evalu
         device: 0,
         disk: storage === 'disk' ? buffers * p.nsamples * window : 0,
       },
-      { what: 'one block: dense, pruned and transposed copies (F32)', host: 3 * blockHost, device: HEAP_OVERHEAD * blockDeviceBytes(cfg) },
-      { what: `one window's forward intermediates (${T} tokens)`, host: 0, device: p.calibrates ? HEAP_OVERHEAD * forwardActivationBytes(cfg, T) : 0 },
+      { what: 'one block: dense, pruned and transposed copies (F32)', host: 3 * blockHost, device: factor.weights * blockDeviceBytes(cfg) },
+      { what: `one window's forward intermediates (${T} tokens)`, host: 0, device: p.calibrates ? factor.activations * forwardActivationBytes(cfg, T) : 0 },
     ];
+    // scoring runs after the block has left the device: the largest linear and its score temporaries
+    const scoring: PlanItem = {
+      what: `scoring: the largest linear and its temporaries (${p.scoreCopies ?? scoringCopies('')} copies), after the block left the device`,
+      host: 0,
+      device: factor.scoring * (p.scoreCopies ?? scoringCopies('')) * largestLinearBytes(cfg),
+    };
+    list.push(scoring);
     if (p.gram) {
       const hidden = Math.max(cfg.hiddenDim, cfg.dim);
-      list.push({ what: 'SparseGPT X^T X accumulators and Hessian factors (F64)', host: gramBytes(cfg), device: HEAP_OVERHEAD * 2 * hidden * hidden * F32 });
+      list.push({ what: 'SparseGPT X^T X accumulators and Hessian factors (F64; on the device while scoring)', host: gramBytes(cfg), device: factor.activations * 2 * hidden * hidden * F32 });
     }
     list.push({
       what: spillBlocks ? 'pruned blocks (spill file on disk)' : `pruned blocks kept in memory (${cfg.nLayers})`,
@@ -205,7 +240,9 @@ function estimate(req: PlanRequest, storage: ActivationStorage, evaluator: Evalu
       device: 0,
       disk: spillBlocks ? cfg.nLayers * blockHost : 0,
     });
-    phase(list);
+    const forwardTurn = list[1].device + list[2].device;
+    const scoringTurn = list.slice(3).reduce((a, i) => a + i.device, 0);
+    phase(list, Math.max(forwardTurn, scoringTurn));
   }
   const e = req.eval;
   const evalStorage: ActivationStorage = storage === 'f16' ? 'disk' : storage;
@@ -213,8 +250,8 @@ function estimate(req: PlanRequest, storage: ActivationStorage, evaluator: Evalu
     const T = e.seqlen;
     if (evaluator === 'resident') {
       phase([
-        { what: 'resident model: every block on the device (per process)', host: 2 * blockHost, device: HEAP_OVERHEAD * residentDeviceBytes(cfg) },
-        { what: `evaluation forward intermediates (${T} tokens)`, host: 0, device: HEAP_OVERHEAD * (forwardActivationBytes(cfg, T) + headDeviceBytes(cfg, T)) },
+        { what: 'resident model: every block on the device (per process)', host: 2 * blockHost, device: factor.weights * residentDeviceBytes(cfg) },
+        { what: `evaluation forward intermediates (${T} tokens)`, host: 0, device: factor.activations * (forwardActivationBytes(cfg, T) + headDeviceBytes(cfg, T).activations) },
       ]);
     } else {
       const states: PlanItem = {
@@ -226,12 +263,12 @@ function estimate(req: PlanRequest, storage: ActivationStorage, evaluator: Evalu
       // blocks first, then the head: never on the device together
       phase([
         states,
-        { what: 'streaming: one block on the device', host: 2 * blockHost, device: HEAP_OVERHEAD * blockDeviceBytes(cfg) },
-        { what: `evaluation forward intermediates (${T} tokens)`, host: 0, device: HEAP_OVERHEAD * forwardActivationBytes(cfg, T) },
+        { what: 'streaming: one block on the device', host: 2 * blockHost, device: factor.weights * blockDeviceBytes(cfg) },
+        { what: `evaluation forward intermediates (${T} tokens)`, host: 0, device: factor.activations * forwardActivationBytes(cfg, T) },
       ]);
       phase([
         { ...states, what: 'evaluation hidden states (as above)', disk: 0 },
-        { what: 'streaming: the classifier head on the device', host: 2 * embHost, device: HEAP_OVERHEAD * headDeviceBytes(cfg, T) },
+        { what: 'streaming: the classifier head on the device', host: 2 * embHost, device: factor.weights * headDeviceBytes(cfg, T).weights + factor.activations * headDeviceBytes(cfg, T).activations },
       ]);
     }
   }
