@@ -177,10 +177,12 @@ void cli
         .option('out', { type: 'string', demandOption: true, describe: 'existing folder for search-comparison.{csv,md} and the search-*.csv evaluation logs' })
         .option('models', { type: 'string', array: true, describe: "only these of the config's models (comma separated or repeated)" })
         .option('structures', { type: 'string', array: true, describe: "only these of the config's structures, by name (e.g. u50)" })
+        .option('runs', { type: 'string', array: true, describe: "only these runs ('hillclimb', PHO variant or baseline names); the report still covers every run" })
         .option('fresh', { type: 'boolean', default: false, describe: 'start over instead of continuing the journal (search-comparison-runs.jsonl) in --out' })
         .option('report-only', { type: 'boolean', default: false, describe: 'run nothing: write the CSV and the report from the journal as it is' })
         .example('$0 search-compare --config experiments/search.json --out results', 'every table of results/search-comparison.md (npm run search-compare)')
-        .example('$0 search-compare --config experiments/search.json --out /tmp/cmp --models stories260K --structures u50', 'one model and structure'),
+        .example('$0 search-compare --config experiments/search.json --out /tmp/cmp --models stories260K --structures u50', 'one model and structure')
+        .example('$0 search-compare --config experiments/search.json --out results --runs hillclimb', 'only the hill-climbing runs (e.g. started early, in the background)'),
     (a) => runCommand(() => searchCompareCommand(a as never)),
   )
   .command(

@@ -179,6 +179,7 @@ describe('cost accounting over seeds', () => {
     search: run === 'hillclimb' ? 'hillclimb' : 'pho', proxies: run === 'hillclimb' ? null : 'energy', fromModel: null, params: {}, fullPpl,
     pplEvals: run === 'hillclimb' ? 40 : 2, proxyEvals: run === 'hillclimb' ? 0 : 60, bestSearchValue: 1, stopReason: 'x', calibrationSeconds: 2,
     loopWallSeconds: loop, loopCpuSeconds: cpu, pruneSeconds: 0, evalSeconds: 0, evalDataset: 'tinystories', evalWindows: 4, evalSeqlen: 8, evalLog: null, note: '',
+    loadAverage: 1, codeVersion: 'test', fingerprint: 'f',
   });
 
   test('mean and sample std; PHO against hill climbing on the same seeds; ratios of mean loop times', () => {
@@ -310,9 +311,23 @@ describe('a tiny real comparison on stories260K (budgets 3, 4 calibration window
     expect(resumed.rows.map((r) => [r.key, r.params, r.fullPpl])).toEqual(whole.rows.map((r) => [r.key, r.params, r.fullPpl]));
     // only the two units run again wrote evaluation logs
     expect(fs.readdirSync(dir).filter((f) => f.startsWith('search-') && f.endsWith('.csv') && f !== RESULTS_CSV)).toHaveLength(2);
-    // a journal of another config is refused, --fresh starts over
+    // Another PHO variant under the same name: only its rows are stale and rerun, hill climbing's are kept.
     const other = writeConfig(folder('config-other'), { ...tiny, baselines: [], seeds: [0, 1], pho: [{ name: 'mf', proxies: ['energy'], budget: 3 }] });
-    expect(() => runComparison(planComparison(other, { out: dir }), ctx)).toThrow(/was written for a different config .*--fresh/);
+    const changed = runComparison(planComparison(other, { out: dir }), ctx);
+    expect(changed).toMatchObject({ ranUnits: 2, resumedUnits: 2, staleUnits: 2 });
+    expect(changed.rows.filter((r) => r.run === 'hillclimb')).toEqual(resumed.rows.filter((r) => r.run === 'hillclimb'));
+    expect(changed.rows.find((r) => r.run === 'mf')).toMatchObject({ proxies: 'energy', pplEvals: 0 });
+    // A row whose fingerprint no longer matches (as after a change of the scoring code) is rerun.
+    const text = fs.readFileSync(path.join(dir, JOURNAL), 'utf8');
+    const hcFingerprint = changed.rows.find((r) => r.run === 'hillclimb' && r.seed === 1)!.fingerprint;
+    fs.writeFileSync(path.join(dir, JOURNAL), text.split(hcFingerprint).join('0000000000000000'));
+    const again = runComparison(planComparison(other, { out: dir }), ctx);
+    expect(again).toMatchObject({ ranUnits: 1, resumedUnits: 3, staleUnits: 1 });
+    expect(again.rows.map((r) => [r.key, r.params, r.fullPpl])).toEqual(changed.rows.map((r) => [r.key, r.params, r.fullPpl]));
+    // --runs runs only the named runs; an unknown name is refused before any work
+    const onlyHc = runComparison(planComparison(config, { out: folder('resume-runs'), runs: ['hillclimb'] }), ctx);
+    expect(onlyHc.rows.map((r) => r.run)).toEqual(['hillclimb', 'hillclimb']);
+    expect(() => planComparison(config, { out: dir, runs: ['hc'] })).toThrow(/--runs: 'hc' is not a run of .*\(hillclimb, mf\)/);
   });
 
   test('the same seeds give the same evaluation logs (timings apart)', () => {

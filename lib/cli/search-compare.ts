@@ -7,6 +7,7 @@ export interface SearchCompareArgs extends CommonArgs {
   out: string;
   models?: string[];
   structures?: string[];
+  runs?: string[];
   fresh?: boolean;
   reportOnly?: boolean;
 }
@@ -26,7 +27,7 @@ function commandLine(argv: readonly string[]): string {
 /** `crepe search-compare`: the whole search cost comparison of a config, in this process. */
 export async function searchCompareCommand(args: SearchCompareArgs): Promise<void> {
   // Config, subset, output folder, datasets and models are all checked before any work.
-  const plan = planComparison(args.config, { out: args.out, models: listFlag(args.models), structures: listFlag(args.structures) });
+  const plan = planComparison(args.config, { out: args.out, models: listFlag(args.models), structures: listFlag(args.structures), runs: listFlag(args.runs) });
   const backend = await startBackend(args.backend);
   const result = runComparison(
     plan,

@@ -20,7 +20,7 @@ import { Structure, applyMask, selectMask } from '../prune/select';
 import { InputStats, emptyStats } from '../prune/stats';
 import { LayerContext, Params, Strategy, canonicalRowOrder } from '../prune/strategy';
 import { datasetWindows } from '../eval/evaluate';
-import { perplexity } from '../eval/perplexity';
+import { perplexity, windowNll } from '../eval/perplexity';
 import { OpenedModel } from '../model/resolve';
 import { LlamaModel } from '../model/runtime';
 import { WeightSource, BlockWeights } from '../model/types';
@@ -140,17 +140,68 @@ export class ConfigEvaluator {
   }
 
   /**
+   * Like `prune`, but each layer keeps only an evenly spaced `fraction` of its rows (at least
+   * one) after scoring, and selects the mask within them: what a proxy needs when an estimate
+   * from a row sample is enough. Row-wise and N:M selections are exactly those of the whole
+   * layer on the kept rows; a matrix-wide unstructured selection uses the sample's own
+   * threshold (an estimate of the whole matrix's). No masks are returned: the sample cannot
+   * prune the model.
+   */
+  pruneSampled(params: Params, fraction: number, onLayer: (layer: PrunedLayer) => void): void {
+    if (!(fraction > 0 && fraction <= 1)) throw new Error(`row fraction must be in (0, 1], got ${fraction}`);
+    for (const l of this.layers) {
+      const kept = Math.max(1, Math.round(l.rows * fraction));
+      const full = l.score(params);
+      let scores = full;
+      let weight = l.weight;
+      if (kept < l.rows) {
+        scores = new Float32Array(kept * l.cols);
+        weight = new Float32Array(kept * l.cols);
+        for (let i = 0; i < kept; i++) {
+          const r = Math.floor(((i + 0.5) * l.rows) / kept);
+          scores.set(full.subarray(r * l.cols, (r + 1) * l.cols), i * l.cols);
+          weight.set(l.weight.subarray(r * l.cols, (r + 1) * l.cols), i * l.cols);
+        }
+      }
+      const mask = selectMask(scores, kept, l.cols, this.structure);
+      onLayer({ block: l.block, name: l.name, weight, scores, mask, stats: l.stats, rows: kept, cols: l.cols });
+    }
+  }
+
+  /** The first `count` evaluation windows of `dataset`, tokenized once per evaluator. */
+  private windows(dataset: string, count: number | 'all'): Int32Array[] {
+    const key = `${dataset}\u0000${count}`;
+    let ws = this.windowCache.get(key);
+    if (!ws) {
+      ws = datasetWindows(this.model, dataset, { maxWindows: count === 'all' ? undefined : count }).windows;
+      this.windowCache.set(key, ws);
+    }
+    return ws;
+  }
+
+  /**
+   * Per-window NLL sums (float64, as `perplexity` sums them) of windows [from, to) of `dataset`
+   * under the pruned model, so that a multi-fidelity search can extend a candidate's measurement
+   * with more windows without recomputing the ones it has.
+   */
+  windowNlls(masks: readonly Uint8Array[], dataset: string, from: number, to: number): number[] {
+    const ws = this.windows(dataset, to);
+    if (ws.length < to) throw new Error(`${dataset} has ${ws.length} evaluation windows, ${to} asked for`);
+    const runtime = LlamaModel.fromSource(this.prunedSource(masks));
+    try {
+      return ws.slice(from, to).map((w) => windowNll(runtime, w));
+    } finally {
+      runtime.dispose();
+    }
+  }
+
+  /**
    * Perplexity of the pruned model on the first `windows` evaluation windows of `dataset`
    * ('all': every one). The windows are tokenized once per evaluator, so a search pays only
    * for the forward passes.
    */
   perplexity(masks: readonly Uint8Array[], dataset: string, windows: number | 'all'): number {
-    const key = `${dataset}\u0000${windows}`;
-    let ws = this.windowCache.get(key);
-    if (!ws) {
-      ws = datasetWindows(this.model, dataset, { maxWindows: windows === 'all' ? undefined : windows }).windows;
-      this.windowCache.set(key, ws);
-    }
+    const ws = this.windows(dataset, windows);
     const runtime = LlamaModel.fromSource(this.prunedSource(masks));
     try {
       return perplexity(runtime, ws).ppl;

@@ -7,7 +7,8 @@
  */
 import { CrepeError } from '../errors';
 import { Params } from '../prune/strategy';
-import { EvalLog, SearchOutcome, SearchSetup, cpuSecondsSince, evaluateConfiguration } from './objective';
+import { CpuClock } from './cpu';
+import { EvalLog, SearchOutcome, SearchSetup, evaluateConfiguration } from './objective';
 import { secondsSince } from '../util/time';
 import { Rng } from '../util/random';
 import { SearchSpace, searchStart, toParams, toVector } from './space';
@@ -126,7 +127,7 @@ export interface HillClimbSearchOptions {
 /** Hill climbing on the search-subset PPL, from RIA's values (see `searchStart`). */
 export function hillClimbSearch(setup: SearchSetup, space: SearchSpace, opts: HillClimbSearchOptions): SearchOutcome {
   const log = new EvalLog();
-  const cpu0 = process.cpuUsage();
+  const cpu = new CpuClock();
   const t0 = process.hrtime.bigint();
   const { steps, minSteps } = defaultSteps(space);
   const paramsOf = (x: number[]): Params => toParams(space, x);
@@ -159,7 +160,7 @@ export function hillClimbSearch(setup: SearchSetup, space: SearchSpace, opts: Hi
     pplEvals: result.evals,
     proxyEvals: 0,
     seconds: secondsSince(t0),
-    cpuSeconds: cpuSecondsSince(cpu0),
+    cpuSeconds: cpu.seconds(),
     stopReason: result.stopReason,
     log: log.entries,
   };

@@ -300,7 +300,7 @@ export interface SearchOutcome {
   bestValue: number;
   pplEvals: number;
   proxyEvals: number;
-  /** Wall and CPU seconds of the search loop, calibration excluded. */
+  /** Wall and CPU seconds of the search loop, calibration excluded; CPU includes child processes (cpu.ts). */
   seconds: number;
   cpuSeconds: number;
   stopReason: string;
@@ -309,10 +309,4 @@ export interface SearchOutcome {
 
 export function proxySign(name: ProxyName, override?: number): 1 | -1 {
   return override === undefined ? getProxy(name).sign : override < 0 ? -1 : 1;
-}
-
-/** CPU seconds (user + system) of this process since `start` (from process.cpuUsage()). */
-export function cpuSecondsSince(start: NodeJS.CpuUsage): number {
-  const d = process.cpuUsage(start);
-  return (d.user + d.system) / 1e6;
 }

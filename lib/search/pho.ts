@@ -6,7 +6,8 @@
  */
 import { CrepeError } from '../errors';
 import { cmaes } from './cmaes';
-import { EvalLog, SearchOutcome, SearchSetup, cpuSecondsSince, evaluateConfiguration } from './objective';
+import { CpuClock } from './cpu';
+import { EvalLog, SearchOutcome, SearchSetup, evaluateConfiguration } from './objective';
 import { secondsSince } from '../util/time';
 import { getProxy, ProxyName } from './proxies';
 import { Params } from '../prune/strategy';
@@ -57,7 +58,7 @@ export function phoSearch(setup: SearchSetup, space: SearchSpace, opts: PhoOptio
     throw new CrepeError(`PHO verification needs positive whole numbers of candidates and windows, got ${opts.verify.candidates} and ${opts.verify.windows}`);
   }
   const log = new EvalLog();
-  const cpu0 = process.cpuUsage();
+  const cpu = new CpuClock();
   const t0 = process.hrtime.bigint();
   let proxyEvals = 0;
   let best: { x: number[]; objective: number; value: number } | null = null;
@@ -122,7 +123,7 @@ export function phoSearch(setup: SearchSetup, space: SearchSpace, opts: PhoOptio
     pplEvals,
     proxyEvals,
     seconds: secondsSince(t0),
-    cpuSeconds: cpuSecondsSince(cpu0),
+    cpuSeconds: cpu.seconds(),
     stopReason,
     log: log.entries,
   };

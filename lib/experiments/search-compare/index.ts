@@ -8,12 +8,12 @@ import * as path from 'path';
 import { writeFileAtomic } from '../../io/atomic';
 import { convergenceCurves, costRows, projectCosts, readProjectionCosts, transferRows } from './costs';
 import { Journal } from './journal';
-import { ComparePlan, planUnits, unitKey } from './plan';
+import { ComparePlan, planUnits } from './plan';
 import { ComparisonResult, RESULTS_CSV, RESULTS_MD, comparisonCsv, comparisonMarkdown, readProxyStudies } from './report';
 import { CompareHooks, runUnits } from './run';
 
 export * from './costs';
-export { JOURNAL, Journal } from './journal';
+export { CODE_PATHS, JOURNAL, Journal, sourceFingerprint, unitFingerprint } from './journal';
 export * from './plan';
 export * from './report';
 export * from './rows';
@@ -39,11 +39,12 @@ export function runComparison(plan: ComparePlan, ctx: CompareContext, hooks: Com
   const t0 = process.hrtime.bigint();
   const { config } = plan;
   const journal = Journal.open(plan.out, plan.fullConfig, ctx.fresh ?? false);
-  const resumed = planUnits(config).filter((u) => journal.rows.has(unitKey(u))).length;
-  const outcome = ctx.reportOnly ? { files: [], ran: 0 } : runUnits(plan, journal, hooks);
+  const resumed = planUnits(config).filter((u) => journal.has(u)).length;
+  const stale = planUnits(config).filter((u) => journal.stale(u)).length;
+  const outcome = ctx.reportOnly ? { files: [], ran: 0 } : runUnits(plan, journal, ctx.codeVersion, hooks);
   // Rows in plan order (the units list is the reading order too).
   const rows = planUnits(config)
-    .map((u) => journal.rows.get(unitKey(u)))
+    .map((u) => journal.row(u))
     .filter((r): r is NonNullable<typeof r> => r !== undefined);
   const costs = costRows(config, rows);
   const csvFile = path.join(plan.out, RESULTS_CSV);
@@ -58,7 +59,8 @@ export function runComparison(plan: ComparePlan, ctx: CompareContext, hooks: Com
     calibrations: journal.calibrations.filter((c) => config.models.includes(c.model)),
     proxyStudies: readProxyStudies(plan),
     files: [...outcome.files, journal.file, csvFile, mdFile],
-    missingUnits: planUnits(config).filter((u) => !journal.rows.has(unitKey(u))).length,
+    missingUnits: planUnits(config).filter((u) => !journal.has(u)).length,
+    staleUnits: stale,
     backend: ctx.backend,
     codeVersion: ctx.codeVersion,
     command: ctx.command,

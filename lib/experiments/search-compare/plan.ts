@@ -21,6 +21,8 @@ export interface ComparePlan {
   fullConfig: SearchCompareConfig;
   /** Existing output folder. */
   out: string;
+  /** Run only these runs' units ('hillclimb', PHO variant or baseline names; default: all). */
+  runs?: string[];
 }
 
 export interface PlanOptions {
@@ -28,6 +30,8 @@ export interface PlanOptions {
   /** Restrict to these models / structure names (default: all in the config). */
   models?: readonly string[];
   structures?: readonly string[];
+  /** Run only these runs (the report still covers every unit of the chosen models and structures). */
+  runs?: readonly string[];
 }
 
 export function planComparison(configFile: string, opts: PlanOptions): ComparePlan {
@@ -66,7 +70,13 @@ export function planComparison(configFile: string, opts: PlanOptions): ComparePl
       model.source.close();
     }
   }
-  return { config, fullConfig: full, out: opts.out };
+  let runs: string[] | undefined;
+  if (opts.runs && opts.runs.length) {
+    const known = [HILLCLIMB_RUN, ...config.pho.map((v) => v.name), ...config.baselines.map((b) => b.name)];
+    for (const r of opts.runs) if (!known.includes(r)) throw new CrepeError(`--runs: '${r}' is not a run of ${configFile} (${known.join(', ')})`);
+    runs = [...opts.runs];
+  }
+  return { config, fullConfig: full, out: opts.out, runs };
 }
 
 function checkOutFolder(out: string): void {

@@ -39,6 +39,12 @@ export interface RunRow {
   /** The evaluation log written for this search (file name in the output folder), if any. */
   evalLog: string | null;
   note: string;
+  /** 1-minute load average of the machine when the row finished (what else competed for the cores). */
+  loadAverage: number;
+  /** The code version (git commit) that produced the row. */
+  codeVersion: string;
+  /** What the row depends on (journal.ts): a row whose fingerprint differs from its unit's now is rerun. */
+  fingerprint: string;
 }
 
 export interface CalibrationRecord {

@@ -5,8 +5,10 @@
  * transfer (each model's configurations applied to the other models). Units whose rows are in
  * the journal are skipped, so a killed run continues where it stopped.
  *
- * Everything runs in this process on the library, so the loops' CPU seconds are this process's.
+ * Everything runs in this process on the library; the loops' CPU seconds also count any child
+ * process an evaluation starts (lib/search/cpu.ts).
  */
+import * as os from 'os';
 import * as path from 'path';
 import { writeFileAtomic } from '../../io/atomic';
 import { OpenedModel, openModel } from '../../model/resolve';
@@ -133,25 +135,28 @@ export interface RunOutcome {
 }
 
 /** Run every unit of the plan that the journal does not have yet. */
-export function runUnits(plan: ComparePlan, journal: Journal, hooks: CompareHooks = {}): RunOutcome {
+export function runUnits(plan: ComparePlan, journal: Journal, codeVersion: string, hooks: CompareHooks = {}): RunOutcome {
   const t0 = process.hrtime.bigint();
   const { config } = plan;
-  const units = planUnits(config).filter((u) => !journal.rows.has(unitKey(u)));
+  const units = planUnits(config).filter((u) => !journal.has(u) && (!plan.runs || plan.runs.includes(u.run)));
   const files: string[] = [];
-  const fulls = new FullEvaluations(journal.rows.values(), config);
+  const fulls = new FullEvaluations(journal.currentRows(planUnits(plan.fullConfig)), config);
+  const record = (u: Unit, row: Omit<RunRow, 'fingerprint' | 'codeVersion' | 'loadAverage'>): RunRow => journal.addRow(u, { ...row, codeVersion, loadAverage: os.loadavg()[0] });
   for (const model of config.models) {
     const mine = units.filter((u) => u.model === model && u.kind !== 'transfer');
-    if (mine.length) runModel(plan, model, mine, journal, fulls, hooks, files);
+    if (mine.length) runModel(plan, model, mine, journal, record, fulls, hooks, files);
   }
   const transfers = units.filter((u) => u.kind === 'transfer');
   for (const model of config.models) {
     const mine = transfers.filter((u) => u.model === model);
-    if (mine.length) runTransfer(plan, model, mine, journal, fulls, hooks);
+    if (mine.length) runTransfer(plan, model, mine, journal, record, fulls, hooks);
   }
   return { journal, files, ran: units.length, wallSeconds: Number(process.hrtime.bigint() - t0) / 1e9 };
 }
 
-function runModel(plan: ComparePlan, name: string, units: Unit[], journal: Journal, fulls: FullEvaluations, hooks: CompareHooks, files: string[]): void {
+type Record = (u: Unit, row: Omit<RunRow, 'fingerprint' | 'codeVersion' | 'loadAverage'>) => RunRow;
+
+function runModel(plan: ComparePlan, name: string, units: Unit[], journal: Journal, record: Record, fulls: FullEvaluations, hooks: CompareHooks, files: string[]): void {
   const { config, out } = plan;
   const log = hooks.log ?? (() => {});
   const strategy = getStrategy(config.method);
@@ -164,7 +169,7 @@ function runModel(plan: ComparePlan, name: string, units: Unit[], journal: Journ
       const t0 = process.hrtime.bigint();
       const setup = calibrateOnce(model, strategy, structureFor(entry, config.method), calibration, options);
       const shared = config.calibration.stats === 'dense';
-      const record: CalibrationRecord = {
+      const calibrationRecord: CalibrationRecord = {
         model: name,
         structure: shared ? null : entry.name,
         seconds: setup.calibrationSeconds,
@@ -174,7 +179,7 @@ function runModel(plan: ComparePlan, name: string, units: Unit[], journal: Journ
         nsamples: calibration.nsamples,
         seqlen: calibration.seqlen,
       };
-      journal.addCalibration(record);
+      journal.addCalibration(calibrationRecord);
       log(`${name}${shared ? '' : ` ${entry.name}`}: ${config.calibration.stats} statistics from ${calibration.nsamples} x ${calibration.seqlen} ${calibration.dataset} tokens in ${setup.calibrationSeconds.toFixed(2)} s`);
       return setup;
     };
@@ -197,7 +202,7 @@ function runModel(plan: ComparePlan, name: string, units: Unit[], journal: Journ
       };
       for (const u of todo) {
         const key = unitKey(u);
-        let row: RunRow;
+        let row: Omit<RunRow, 'fingerprint' | 'codeVersion' | 'loadAverage'>;
         if (u.kind === 'baseline') {
           const b = config.baselines.find((x) => x.name === u.run)!;
           row = {
@@ -244,8 +249,7 @@ function runModel(plan: ComparePlan, name: string, units: Unit[], journal: Journ
             evalLog: logFile,
           };
         }
-        journal.addRow(row);
-        say(row);
+        say(record(u, row));
       }
     }
   } finally {
@@ -259,7 +263,7 @@ function phoRun(setup: SearchSetup, config: SearchCompareConfig, variant: PhoVar
 }
 
 /** Each source model's configurations (per seed) pruned and evaluated on `target`. */
-function runTransfer(plan: ComparePlan, target: string, units: Unit[], journal: Journal, fulls: FullEvaluations, hooks: CompareHooks): void {
+function runTransfer(plan: ComparePlan, target: string, units: Unit[], journal: Journal, record: Record, fulls: FullEvaluations, hooks: CompareHooks): void {
   const { config } = plan;
   const log = hooks.log ?? (() => {});
   const model = openModel(target);
@@ -267,10 +271,10 @@ function runTransfer(plan: ComparePlan, target: string, units: Unit[], journal: 
     const calibration = calibrationFor(model, config);
     for (const u of units) {
       const entry = config.structures.find((s) => s.name === u.structure)!;
-      const found = journal.rows.get(unitKey({ kind: 'search', model: u.fromModel!, structure: u.structure, run: u.run, seed: u.seed, fromModel: null }));
+      const found = journal.row({ kind: 'search', model: u.fromModel!, structure: u.structure, run: u.run, seed: u.seed, fromModel: null });
       if (!found) continue; // the source's search is not in this run's subset
       const key = unitKey(u);
-      const row: RunRow = {
+      const row = record(u, {
         key,
         model: target,
         structure: entry.name,
@@ -284,8 +288,7 @@ function runTransfer(plan: ComparePlan, target: string, units: Unit[], journal: 
         fromModel: u.fromModel,
         ...fulls.get(model, target, config.method, entry, found.params, calibration, key),
         ...NO_SEARCH,
-      };
-      journal.addRow(row);
+      });
       log(`${target} ${entry.name} ${u.run} seed ${u.seed} of ${u.fromModel}: full PPL ${row.fullPpl.toFixed(4)} at ${formatParams(row.params)}`);
     }
   } finally {
