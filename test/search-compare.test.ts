@@ -177,7 +177,7 @@ describe('cost accounting over seeds', () => {
   const row = (run: string, seed: number, fullPpl: number, loop: number, cpu: number): RunRow => ({
     key: `${run}${seed}`, model: 'stories260K', structure: 'u50', structureLabel: '50% unstructured', kind: 'search', run, seed, method: 'crepe',
     search: run === 'hillclimb' ? 'hillclimb' : 'pho', proxies: run === 'hillclimb' ? null : 'energy', fromModel: null, params: {}, fullPpl,
-    pplEvals: run === 'hillclimb' ? 40 : 2, proxyEvals: run === 'hillclimb' ? 0 : 60, bestSearchValue: 1, stopReason: 'x', calibrationSeconds: 2,
+    pplEvals: run === 'hillclimb' ? 40 : 2, windowEvals: run === 'hillclimb' ? 640 : 8, proxyEvals: run === 'hillclimb' ? 0 : 60, bestSearchValue: 1, stopReason: 'x', calibrationSeconds: 2,
     loopWallSeconds: loop, loopCpuSeconds: cpu, pruneSeconds: 0, evalSeconds: 0, evalDataset: 'tinystories', evalWindows: 4, evalSeqlen: 8, evalLog: null, note: '',
     loadAverage: 1, codeVersion: 'test', fingerprint: 'f',
   });

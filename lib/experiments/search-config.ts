@@ -17,6 +17,8 @@ import '../prune/strategies';
 import { StatsKind, proxySign } from '../search/objective';
 import { ProxyName, parseProxy } from '../search/proxies';
 import { SearchSpace, buildSpace, parseBounds } from '../search/space';
+import { PhoVerify, verifyRungs } from '../search/pho';
+import { checkRungs } from '../search/halving';
 import { atField, editDistance, fieldError, readJsonConfig } from './config';
 
 const positiveInt = z.number().int().positive();
@@ -52,8 +54,14 @@ const hillclimbSchema = z
 
 const verifySchema = z
   .object({
+    /** Best distinct configurations taken from each proxy run. */
     candidates: positiveInt,
-    windows: positiveInt,
+    /** Cumulative search windows per successive-halving rung (one number: one rung). */
+    windows: z.union([positiveInt, z.array(positiveInt).min(1)]),
+    /** Keep ceil(n / eta) candidates after each rung but the last. */
+    eta: z.number().min(2).optional(),
+    /** Also measure the search's start point. */
+    start: z.boolean().optional(),
   })
   .strict();
 
@@ -66,6 +74,8 @@ const phoSchema = z
     budget: positiveInt.default(DEFAULT_BUDGET.pho),
     /** Multi-fidelity: PPL of each run's best distinct candidates on the first search windows. */
     verify: verifySchema.optional(),
+    /** Compute the proxies on this evenly spaced fraction of each layer's rows (default 1). */
+    proxy_rows: z.number().gt(0).max(1).optional(),
     /** Run only for these of the config's seeds (default: all). */
     seeds: z.array(seed).min(1).optional(),
   })
@@ -141,7 +151,9 @@ export interface PhoVariant {
   name: string;
   proxies: { proxy: ProxyName; sign: 1 | -1 }[];
   budget: number;
-  verify?: { candidates: number; windows: number };
+  verify?: PhoVerify;
+  /** Fraction of each layer's rows the proxies are computed on (1: all). */
+  proxyRows: number;
   /** The seeds this variant runs for. */
   seeds: number[];
 }
@@ -264,13 +276,18 @@ export function parseSearchCompareConfig(json: unknown, file: string): SearchCom
       return { proxy, sign: proxySign(proxy) };
     });
     if (new Set(proxies.map((p) => p.proxy)).size !== proxies.length) throw fieldError(file, ['pho', i, 'proxies'], 'a proxy is listed twice');
-    if (v.verify && v.verify.windows > raw.hillclimb.search_windows) {
-      throw fieldError(file, ['pho', i, 'verify', 'windows'], `${v.verify.windows} is more than hill climbing's ${raw.hillclimb.search_windows} search windows`);
+    if (v.verify) {
+      const rungs = verifyRungs(v.verify);
+      const problem = checkRungs(rungs);
+      if (problem) throw fieldError(file, ['pho', i, 'verify', 'windows'], problem);
+      if (rungs[rungs.length - 1] > raw.hillclimb.search_windows) {
+        throw fieldError(file, ['pho', i, 'verify', 'windows'], `${rungs[rungs.length - 1]} is more than hill climbing's ${raw.hillclimb.search_windows} search windows`);
+      }
     }
     (v.seeds ?? []).forEach((sd, j) => {
       if (!raw.seeds.includes(sd)) throw fieldError(file, ['pho', i, 'seeds', j], `seed ${sd} is not in seeds (${raw.seeds.join(', ')})`);
     });
-    return { name: v.name, proxies, budget: v.budget, verify: v.verify, seeds: v.seeds ?? raw.seeds };
+    return { name: v.name, proxies, budget: v.budget, verify: v.verify, proxyRows: v.proxy_rows ?? 1, seeds: v.seeds ?? raw.seeds };
   });
   const seeds = raw.seeds;
   if (new Set(seeds).size !== seeds.length) throw fieldError(file, ['seeds'], `a seed is listed twice: ${seeds.join(', ')}`);

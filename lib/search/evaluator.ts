@@ -179,20 +179,20 @@ export class ConfigEvaluator {
     return ws;
   }
 
+  /** The pruned model ready for forward passes (the caller disposes it): masks from `prune`. */
+  prunedRuntime(masks: readonly Uint8Array[]): LlamaModel {
+    return LlamaModel.fromSource(this.prunedSource(masks));
+  }
+
   /**
    * Per-window NLL sums (float64, as `perplexity` sums them) of windows [from, to) of `dataset`
-   * under the pruned model, so that a multi-fidelity search can extend a candidate's measurement
-   * with more windows without recomputing the ones it has.
+   * under `runtime` (from `prunedRuntime`), so that a multi-fidelity search can extend a
+   * candidate's measurement with more windows without recomputing the ones it has.
    */
-  windowNlls(masks: readonly Uint8Array[], dataset: string, from: number, to: number): number[] {
+  windowNlls(runtime: LlamaModel, dataset: string, from: number, to: number): number[] {
     const ws = this.windows(dataset, to);
     if (ws.length < to) throw new Error(`${dataset} has ${ws.length} evaluation windows, ${to} asked for`);
-    const runtime = LlamaModel.fromSource(this.prunedSource(masks));
-    try {
-      return ws.slice(from, to).map((w) => windowNll(runtime, w));
-    } finally {
-      runtime.dispose();
-    }
+    return ws.slice(from, to).map((w) => windowNll(runtime, w));
   }
 
   /**

@@ -9,7 +9,9 @@ import { cmaes } from './cmaes';
 import { CpuClock } from './cpu';
 import { EvalLog, SearchOutcome, SearchSetup, evaluateConfiguration } from './objective';
 import { secondsSince } from '../util/time';
-import { getProxy, ProxyName } from './proxies';
+import { getProxy, ProxyAccumulator, ProxyName } from './proxies';
+import { HalvingResult, checkRungs, successiveHalving } from './halving';
+import { LlamaModel } from '../model/runtime';
 import { Params } from '../prune/strategy';
 import { SearchSpace, searchStart, toParams, toVector } from './space';
 
@@ -17,6 +19,23 @@ export interface ProxyRun {
   proxy: ProxyName;
   /** +1 minimizes the proxy, -1 maximizes it. */
   sign: 1 | -1;
+}
+
+export interface PhoVerify {
+  candidates: number;
+  /** Cumulative windows per successive-halving rung (one number: one rung). */
+  windows: number | readonly number[];
+  /** Keep ceil(n / eta) after each rung but the last (default 3). */
+  eta?: number;
+  /** Also measure the search's start point (the strategy's declared start, e.g. RIA's values for CRePE). */
+  start?: boolean;
+}
+
+export const DEFAULT_ETA = 3;
+
+/** The rung list of a verification: one number is one rung. */
+export function verifyRungs(v: PhoVerify): number[] {
+  return typeof v.windows === 'number' ? [v.windows] : [...v.windows];
 }
 
 export interface PhoOptions extends ProxyRun {
@@ -32,11 +51,18 @@ export interface PhoOptions extends ProxyRun {
   /** Initial CMA-ES step size in search coordinates; default a quarter of the mean coordinate range. */
   sigma0?: number;
   /**
-   * Multi-fidelity: the `candidates` best distinct configurations of each proxy run are measured
-   * by their PPL on the first `windows` search windows, and the lowest PPL wins. Without it the
-   * best proxy value wins (the paper's PHO).
+   * Multi-fidelity: the `candidates` best distinct configurations of each proxy run (plus the
+   * search's start point when `start` is set) are measured by their PPL on the search windows by
+   * successive halving (halving.ts): every candidate on the first `windows[0]` windows, the best
+   * 1/eta (default 3) on up to `windows[1]`, and so on; the lowest PPL at the last rung wins.
+   * Without it the best proxy value wins (the paper's PHO).
    */
-  verify?: { candidates: number; windows: number };
+  verify?: PhoVerify;
+  /**
+   * Proxies computed on an evenly spaced fraction of each layer's rows (evaluator.pruneSampled):
+   * a cheaper estimate of the same proxy. Default 1 (every row).
+   */
+  proxyRows?: number;
   onEval?: (done: number, value: number) => void;
 }
 
@@ -46,7 +72,12 @@ export function defaultSigma0(space: SearchSpace): number {
   return ranges.length ? ranges.reduce((a, r) => a + r, 0) / ranges.length / 4 : 1;
 }
 
-export function phoSearch(setup: SearchSetup, space: SearchSpace, opts: PhoOptions): SearchOutcome {
+export interface PhoOutcome extends SearchOutcome {
+  /** Window evaluations of the verification in all (a PPL evaluation on W windows counts W). */
+  windowEvals: number;
+}
+
+export function phoSearch(setup: SearchSetup, space: SearchSpace, opts: PhoOptions): PhoOutcome {
   if (!(Number.isInteger(opts.budget) && opts.budget > 0)) throw new CrepeError(`--budget must be a positive integer, got ${opts.budget}`);
   const runs: ProxyRun[] = [{ proxy: opts.proxy, sign: opts.sign }, ...(opts.portfolio ?? [])];
   for (const r of runs) {
@@ -54,11 +85,27 @@ export function phoSearch(setup: SearchSetup, space: SearchSpace, opts: PhoOptio
       throw new CrepeError(`proxy '${r.proxy}' needs statistics collected with kept calibration inputs`);
     }
   }
-  if (opts.verify && !(Number.isInteger(opts.verify.candidates) && opts.verify.candidates > 0 && Number.isInteger(opts.verify.windows) && opts.verify.windows > 0)) {
-    throw new CrepeError(`PHO verification needs positive whole numbers of candidates and windows, got ${opts.verify.candidates} and ${opts.verify.windows}`);
+  if (opts.verify) {
+    const problem = checkRungs(verifyRungs(opts.verify));
+    if (!(Number.isInteger(opts.verify.candidates) && opts.verify.candidates > 0) || problem) {
+      throw new CrepeError(`PHO verification needs a positive whole number of candidates and increasing window counts, got ${opts.verify.candidates} and ${verifyRungs(opts.verify).join(', ')}`);
+    }
+    if (!((opts.verify.eta ?? DEFAULT_ETA) >= 2)) throw new CrepeError(`PHO verification: eta must be at least 2, got ${opts.verify.eta}`);
   }
+  const proxyRows = opts.proxyRows ?? 1;
+  if (!(proxyRows > 0 && proxyRows <= 1)) throw new CrepeError(`PHO proxy row fraction must be in (0, 1], got ${proxyRows}`);
   const log = new EvalLog();
   const cpu = new CpuClock();
+  const proxyOf = (params: Params, proxy: ProxyName): { value: number; seconds: number } => {
+    if (proxyRows === 1 || !setup.evaluator) {
+      const r = evaluateConfiguration(setup, params, { proxies: [proxy] });
+      return { value: r.proxies[proxy]!, seconds: r.seconds };
+    }
+    const t = process.hrtime.bigint();
+    const acc = new ProxyAccumulator([proxy]);
+    setup.evaluator.pruneSampled(params, proxyRows, (layer) => acc.add(layer));
+    return { value: acc.values()[proxy], seconds: secondsSince(t) };
+  };
   const t0 = process.hrtime.bigint();
   let proxyEvals = 0;
   let best: { x: number[]; objective: number; value: number } | null = null;
@@ -70,9 +117,9 @@ export function phoSearch(setup: SearchSetup, space: SearchSpace, opts: PhoOptio
     const result = cmaes(
       (x) => {
         const params = toParams(space, x);
-        const r = evaluateConfiguration(setup, params, { proxies: [run.proxy] });
-        const value = r.proxies[run.proxy]!;
-        log.add('proxy', params, x, value, run.sign * value, r.seconds, run.proxy);
+        const r = proxyOf(params, run.proxy);
+        const value = r.value;
+        log.add('proxy', params, x, value, run.sign * value, r.seconds, proxyRows === 1 ? run.proxy : `${run.proxy}@rows${proxyRows}`);
         entries.push({ x: x.slice(), params, objective: run.sign * value });
         opts.onEval?.(log.entries.length, value);
         return run.sign * value;
@@ -103,17 +150,20 @@ export function phoSearch(setup: SearchSetup, space: SearchSpace, opts: PhoOptio
     }
   }
   let pplEvals = 0;
+  let windowEvals = 0;
   if (opts.verify) {
-    best = null;
-    const measure = `ppl@${opts.verify.windows}`;
-    for (const c of candidates) {
-      const r = evaluateConfiguration(setup, c.params, { windows: opts.verify.windows });
-      pplEvals++;
-      log.add('ppl', c.params, c.x, r.ppl!, r.ppl!, r.seconds, measure);
-      opts.onEval?.(log.entries.length, r.ppl!);
-      if (!best || r.ppl! < best.objective) best = { x: c.x, objective: r.ppl!, value: r.ppl! };
+    if (opts.verify.start) {
+      const x = toVector(space, searchStart(space));
+      const params = toParams(space, x);
+      const key = JSON.stringify(params);
+      if (!seen.has(key)) candidates.push({ x, params });
     }
-    stopReason = `${stopReason}; best of ${candidates.length} candidates by ${measure}`;
+    const rungs = verifyRungs(opts.verify);
+    const v = verifyCandidates(setup, candidates, rungs, opts.verify.eta ?? DEFAULT_ETA, log, opts.onEval);
+    best = { x: v.best.x, objective: v.ppl, value: v.ppl };
+    pplEvals = v.pplEvals;
+    windowEvals = v.windowEvals;
+    stopReason = `${stopReason}; best of ${candidates.length} candidates by successive halving on ${rungs.join(', ')} windows`;
   }
   return {
     search: 'pho',
@@ -121,10 +171,57 @@ export function phoSearch(setup: SearchSetup, space: SearchSpace, opts: PhoOptio
     bestObjective: best!.objective,
     bestValue: best!.value,
     pplEvals,
+    windowEvals,
     proxyEvals,
     seconds: secondsSince(t0),
     cpuSeconds: cpu.seconds(),
     stopReason,
     log: log.entries,
   };
+}
+
+/**
+ * Successive halving over the candidates on the search windows: each candidate's masks are
+ * selected once, each window's NLL computed once per candidate. Logs one 'ppl' entry per
+ * candidate and rung: its PPL on the windows measured so far (measure 'ppl@W').
+ */
+function verifyCandidates(
+  setup: SearchSetup,
+  candidates: readonly { x: number[]; params: Params }[],
+  rungs: readonly number[],
+  eta: number,
+  log: EvalLog,
+  onEval?: (done: number, value: number) => void,
+): { best: { x: number[]; params: Params }; ppl: number; pplEvals: number; windowEvals: number } {
+  const ev = setup.evaluator;
+  if (!ev) throw new CrepeError(`PHO verification needs a strategy the search evaluator supports (score-then-select); ${setup.strategy.name} is not one`);
+  // each candidate's pruned model is built once and kept while successive halving runs
+  const runtimes = new Map<number, LlamaModel>();
+  const sums = new Map<number, number>();
+  // search windows span the model's whole context (datasetWindows' default)
+  const tokensPerWindow = setup.model.source.config.maxSeqLen - 1;
+  let pplEvals = 0;
+  let result: HalvingResult<{ x: number[]; params: Params }>;
+  try {
+    result = successiveHalving(candidates, { windows: rungs, eta }, (c, index, from, to) => {
+      const t = process.hrtime.bigint();
+      let runtime = runtimes.get(index);
+      if (!runtime) {
+        runtime = ev.prunedRuntime(ev.prune(c.params));
+        runtimes.set(index, runtime);
+      }
+      const nlls = ev.windowNlls(runtime, setup.dataset, from, to);
+      const sum = (sums.get(index) ?? 0) + nlls.reduce((a, v) => a + v, 0);
+      sums.set(index, sum);
+      const ppl = Math.exp(sum / (to * tokensPerWindow));
+      pplEvals++;
+      log.add('ppl', c.params, c.x, ppl, ppl, secondsSince(t), `ppl@${to}`);
+      onEval?.(log.entries.length, ppl);
+      return nlls;
+    });
+  } finally {
+    for (const r of runtimes.values()) r.dispose();
+  }
+  const best = result.best;
+  return { best: best.candidate, ppl: Math.exp(best.lossSum / (best.windows * tokensPerWindow)), pplEvals, windowEvals: result.windowEvals };
 }

@@ -52,6 +52,7 @@ export interface CostRow {
   hillclimbEvals: Spread;
   phoProxyEvals: Spread;
   phoPplEvals: Spread;
+  phoWindowEvals: Spread;
   within1Pct: boolean;
   loopAtLeast20x: boolean;
 }
@@ -94,6 +95,7 @@ export function costRows(config: SearchCompareConfig, rows: readonly RunRow[]): 
           hillclimbEvals: spread(hc.map((r) => r.pplEvals!)),
           phoProxyEvals: spread(pho.map((r) => r.proxyEvals!)),
           phoPplEvals: spread(pho.map((r) => r.pplEvals!)),
+          phoWindowEvals: spread(pho.map((r) => r.windowEvals ?? 0)),
           within1Pct: pct <= WITHIN_PCT,
           loopAtLeast20x: loopWallRatio >= SPEEDUP,
         });
@@ -220,7 +222,7 @@ export function readProjectionCosts(file: string): ProjectionCosts {
 export interface Projection {
   costs: ProjectionCosts;
   /** Per model and structure of our runs: both searches' evaluation counts, projected to the large model. */
-  rows: { model: string; structureLabel: string; pho: string; hillclimbSeconds: number; phoSeconds: number; ratio: number; hillclimbEvals: number; searchWindows: number; phoProxyEvals: number; phoPplEvals: number; verifyWindows: number }[];
+  rows: { model: string; structureLabel: string; pho: string; hillclimbSeconds: number; phoSeconds: number; ratio: number; hillclimbEvals: number; searchWindows: number; phoProxyEvals: number; phoPplEvals: number; phoWindowEvals: number; proxyRows: number }[];
 }
 
 /**
@@ -232,9 +234,12 @@ export function projectCosts(config: SearchCompareConfig, costs: CostRow[], c: P
   const pplEval = (windows: number): number => c.linearWeights * (c.pruneSecondsPerWeight + c.forwardSecondsPerWeightToken * windows * c.seqlen);
   const rows = costs.map((k) => {
     const variant = config.pho.find((v) => v.name === k.pho)!;
-    const verifyWindows = variant.verify?.windows ?? 0;
     const hillclimbSeconds = k.hillclimbEvals.mean * pplEval(config.hillclimb.searchWindows);
-    const phoSeconds = k.phoProxyEvals.mean * c.linearWeights * c.proxySecondsPerWeight + k.phoPplEvals.mean * (verifyWindows ? pplEval(verifyWindows) : 0);
+    // a row-sampled proxy scores and selects only that share of each layer's rows
+    const phoSeconds =
+      k.phoProxyEvals.mean * c.linearWeights * c.proxySecondsPerWeight * variant.proxyRows +
+      k.phoPplEvals.mean * c.linearWeights * c.pruneSecondsPerWeight +
+      k.phoWindowEvals.mean * c.linearWeights * c.forwardSecondsPerWeightToken * c.seqlen;
     return {
       model: k.model,
       structureLabel: k.structureLabel,
@@ -246,7 +251,8 @@ export function projectCosts(config: SearchCompareConfig, costs: CostRow[], c: P
       searchWindows: config.hillclimb.searchWindows,
       phoProxyEvals: k.phoProxyEvals.mean,
       phoPplEvals: k.phoPplEvals.mean,
-      verifyWindows,
+      phoWindowEvals: k.phoWindowEvals.mean,
+      proxyRows: variant.proxyRows,
     };
   });
   return { costs: c, rows };

@@ -90,7 +90,7 @@ export function readProxyStudies(plan: ComparePlan): ProxyStudyColumn[] {
 
 export const CSV_COLUMNS = [
   'model', 'structure', 'run', 'seed', 'params', 'full_ppl', 'ppl_evals', 'proxy_evals', 'best_search_value',
-  'calibration_s', 'loop_wall_s', 'loop_cpu_s', 'kind', 'structure_label', 'method', 'search', 'proxies',
+  'calibration_s', 'loop_wall_s', 'loop_cpu_s', 'window_evals', 'kind', 'structure_label', 'method', 'search', 'proxies',
   'from_model', 'stop_reason', 'prune_s', 'eval_s', 'eval_dataset', 'eval_windows', 'eval_seqlen', 'eval_log', 'note',
   'load_average', 'code_version',
 ] as const;
@@ -102,7 +102,7 @@ export function comparisonCsv(rows: readonly RunRow[]): string {
     CSV_COLUMNS,
     rows.map((r) => [
       r.model, r.structure, r.run, r.seed, paramsText(r.params), r.fullPpl, r.pplEvals, r.proxyEvals, r.bestSearchValue,
-      fixed(r.calibrationSeconds, 3), fixed(r.loopWallSeconds, 3), fixed(r.loopCpuSeconds, 3), r.kind, r.structureLabel, r.method, r.search, r.proxies,
+      fixed(r.calibrationSeconds, 3), fixed(r.loopWallSeconds, 3), fixed(r.loopCpuSeconds, 3), r.windowEvals, r.kind, r.structureLabel, r.method, r.search, r.proxies,
       r.fromModel, r.stopReason, r.pruneSeconds.toFixed(3), r.evalSeconds.toFixed(3), r.evalDataset, r.evalWindows, r.evalSeqlen, r.evalLog ?? '', r.note,
       r.loadAverage.toFixed(2), r.codeVersion,
     ]),
@@ -209,14 +209,14 @@ export function comparisonMarkdown(result: ComparisonResult): string {
   lines.push('## Runs', '');
   lines.push(
     ...table(
-      ['model', 'structure', 'run', 'seed', 'params', 'full PPL', 'PPL evals', 'proxy evals', 'best search value', 'loop wall s', 'loop CPU s', 'note'],
-      ['---', '---', '---', '---:', '---', '---:', '---:', '---:', '---:', '---:', '---:', '---'],
+      ['model', 'structure', 'run', 'seed', 'params', 'full PPL', 'PPL evals', 'window evals', 'proxy evals', 'best search value', 'loop wall s', 'loop CPU s', 'load', 'note'],
+      ['---', '---', '---', '---:', '---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---'],
       rows
         .filter((r) => r.kind !== 'transfer')
         .map((r) => [
           r.model, r.structureLabel, r.run, r.seed === null ? '' : String(r.seed), formatParams(r.params), ppl(r.fullPpl),
-          r.pplEvals === null ? '' : String(r.pplEvals), r.proxyEvals === null ? '' : String(r.proxyEvals),
-          r.bestSearchValue === null ? '' : r.bestSearchValue.toPrecision(5), secs(r.loopWallSeconds), secs(r.loopCpuSeconds), r.note,
+          r.pplEvals === null ? '' : String(r.pplEvals), r.windowEvals === null ? '' : String(r.windowEvals), r.proxyEvals === null ? '' : String(r.proxyEvals),
+          r.bestSearchValue === null ? '' : r.bestSearchValue.toPrecision(5), secs(r.loopWallSeconds), secs(r.loopCpuSeconds), r.loadAverage.toFixed(1), r.note,
         ]),
     ),
     '',
@@ -248,10 +248,10 @@ export function comparisonMarkdown(result: ComparisonResult): string {
     );
     lines.push(
       ...table(
-        ['counts from', 'PHO variant', 'hill climbing (evals x windows)', 'PHO (proxy evals + PPL evals x windows)', 'HC projected', 'PHO projected', 'ratio'],
+        ['counts from', 'PHO variant', 'hill climbing (evals x windows)', 'PHO (proxy evals x row share + PPL evals, window evals)', 'HC projected', 'PHO projected', 'ratio'],
         ['---', '---', '---', '---', '---:', '---:', '---:'],
         p.rows.map((r) => [
-          `${r.model} ${r.structureLabel}`, r.pho, `${r.hillclimbEvals.toFixed(1)} x ${r.searchWindows}`, `${r.phoProxyEvals.toFixed(0)} + ${r.phoPplEvals.toFixed(1)} x ${r.verifyWindows}`,
+          `${r.model} ${r.structureLabel}`, r.pho, `${r.hillclimbEvals.toFixed(1)} x ${r.searchWindows}`, `${r.phoProxyEvals.toFixed(0)} x ${r.proxyRows} + ${r.phoPplEvals.toFixed(1)}, ${r.phoWindowEvals.toFixed(1)}`,
           duration(r.hillclimbSeconds), duration(r.phoSeconds), ratio(r.ratio),
         ]),
       ),

@@ -24,6 +24,8 @@ export interface RunRow {
   params: Params;
   fullPpl: number;
   pplEvals: number | null;
+  /** Window evaluations in all (a PPL evaluation on W windows counts W). */
+  windowEvals: number | null;
   proxyEvals: number | null;
   /** Search-subset PPL (hill climbing, verified PHO) or the raw proxy (PHO) at the best point. */
   bestSearchValue: number | null;

@@ -17,7 +17,7 @@ import { Params, getStrategy } from '../../prune/strategy';
 import '../../prune/strategies';
 import { hillClimbSearch } from '../../search/hillclimb';
 import { REPORT_DATASET, SEARCH_DATASET, SearchOutcome, SearchSetup, calibrateOnce, evalLogCsv, fullEvaluation, setupOptionsFor } from '../../search/objective';
-import { phoSearch } from '../../search/pho';
+import { PhoOutcome, phoSearch } from '../../search/pho';
 import { getProxy } from '../../search/proxies';
 import { formatParams } from '../../search/space';
 import { HILLCLIMB_RUN, PhoVariant, SearchCompareConfig, StructureEntry, modelStem, structureFor } from '../search-config';
@@ -117,6 +117,7 @@ function describeKey(key: string): string {
 /** The search columns of a row that is a plain full evaluation (a baseline or a transfer). */
 const NO_SEARCH = {
   pplEvals: null,
+  windowEvals: null,
   proxyEvals: null,
   bestSearchValue: null,
   stopReason: null,
@@ -239,6 +240,7 @@ function runModel(plan: ComparePlan, name: string, units: Unit[], journal: Journ
             proxies: variant ? proxiesText(variant.proxies) : null,
             ...fulls.get(model, name, config.method, entry, outcome.best, calibration, key),
             pplEvals: outcome.pplEvals,
+            windowEvals: 'windowEvals' in outcome ? (outcome as PhoOutcome).windowEvals : outcome.pplEvals * config.hillclimb.searchWindows,
             proxyEvals: outcome.proxyEvals,
             bestSearchValue: outcome.bestValue,
             stopReason: outcome.stopReason,
@@ -259,7 +261,7 @@ function runModel(plan: ComparePlan, name: string, units: Unit[], journal: Journ
 
 function phoRun(setup: SearchSetup, config: SearchCompareConfig, variant: PhoVariant, seed: number, onEval: (done: number, v: number) => void): SearchOutcome {
   const [first, ...rest] = variant.proxies;
-  return phoSearch(setup, config.space, { ...first, portfolio: rest, budget: variant.budget, seed, verify: variant.verify, onEval });
+  return phoSearch(setup, config.space, { ...first, portfolio: rest, budget: variant.budget, seed, verify: variant.verify, proxyRows: variant.proxyRows, onEval });
 }
 
 /** Each source model's configurations (per seed) pruned and evaluated on `target`. */

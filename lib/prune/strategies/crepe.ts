@@ -76,8 +76,12 @@ function inverseOrder(order: Int32Array): Int32Array {
   return inv;
 }
 
-/** Window sums cached per layer, at most this many kernel shapes (LRU), to bound memory. */
-const MAX_CACHED_KERNELS = 8;
+/**
+ * Window sums cached per layer, at most this many kernel shapes (LRU), to bound memory: every
+ * shape of the default search space (odd kh, kw in 1..9), since a search revisits shapes all the
+ * time and recomputing them dominated a proxy evaluation (25 float32 copies of each layer).
+ */
+const MAX_CACHED_KERNELS = 25;
 
 /**
  * The same score on the host with everything that does not depend on the parameters computed
