@@ -80,7 +80,7 @@ describe('config', () => {
     expect(cfg.calibration).toEqual({ dataset: 'tinystories', nsamples: 128, seed: 0, stats: 'dense' });
     expect(cfg.hillclimb).toEqual({ budget: 40, searchWindows: 16 });
     expect(cfg.seeds).toEqual([0]);
-    expect(cfg.pho).toEqual([{ name: 'pho', proxies: [{ proxy: DEFAULT_PROXY, sign: 1 }], budget: 3, verify: undefined, seeds: [0] }]);
+    expect(cfg.pho).toEqual([{ name: 'pho', proxies: [{ proxy: DEFAULT_PROXY, sign: 1 }], budget: 3, verify: undefined, proxyRows: 1, seeds: [0] }]);
     expect(cfg.transfer).toEqual(['u60']);
     expect(cfg.space.dims.find((d) => d.name === 'gamma')).toMatchObject({ min: 1e-4, max: 10 });
     expect(cfg.space.fixed).toEqual({ a: 0.3 });
@@ -95,6 +95,10 @@ describe('config', () => {
     ['a proxy twice', { pho: [{ name: 'p', proxies: ['energy', 'energy'] }] }, /pho\[0\]\.proxies: a proxy is listed twice/],
     ['PHO named like hill climbing', { pho: [{ name: 'hillclimb', proxies: ['energy'] }] }, /pho\[0\]\.name: 'hillclimb' is also the name of the hill-climbing run/],
     ['verification on more windows than hill climbing', { pho: [{ name: 'p', proxies: ['energy'], verify: { candidates: 2, windows: 9 } }] }, /pho\[0\]\.verify\.windows: 9 is more than hill climbing's 2 search windows/],
+    ['successive-halving rungs that do not increase', { pho: [{ name: 'p', proxies: ['energy'], verify: { candidates: 2, windows: [2, 2] } }] }, /pho\[0\]\.verify\.windows: rungs must increase, got 2, 2/],
+    ['a last rung beyond hill climbing\'s windows', { pho: [{ name: 'p', proxies: ['energy'], verify: { candidates: 2, windows: [1, 3] } }] }, /pho\[0\]\.verify\.windows: 3 is more than hill climbing's 2 search windows/],
+    ['eta below 2', { pho: [{ name: 'p', proxies: ['energy'], verify: { candidates: 2, windows: [1, 2], eta: 1 } }] }, /pho\[0\]\.verify\.eta/],
+    ['a proxy row share above 1', { pho: [{ name: 'p', proxies: ['energy'], proxy_rows: 1.5 }] }, /pho\[0\]\.proxy_rows/],
     ['a variant seed not in seeds', { pho: [{ name: 'p', proxies: ['energy'], seeds: [4] }] }, /pho\[0\]\.seeds\[0\]: seed 4 is not in seeds \(0\)/],
     ['a seed twice', { seeds: [1, 1] }, /^x\.json: seeds: a seed is listed twice/],
     ['a transfer seed not in seeds', { transfer_seeds: [3] }, /transfer_seeds\[0\]: seed 3 is not in seeds/],

@@ -13,7 +13,8 @@ import { openModel } from '../lib/model/resolve';
 import { getStrategy } from '../lib/prune/strategy';
 import '../lib/prune/strategies';
 import { hillClimb, hillClimbSearch } from '../lib/search/hillclimb';
-import { SearchSetup, calibrateOnce, evalLogCsv } from '../lib/search/objective';
+import { SearchSetup, calibrateOnce, evalLogCsv, evaluateConfiguration } from '../lib/search/objective';
+import { ProxyAccumulator } from '../lib/search/proxies';
 import { phoSearch } from '../lib/search/pho';
 import { Rng } from '../lib/util/random';
 import { buildSpace, clampParams, parseBounds, sampleUniform, searchStart, toParams, toVector } from '../lib/search/space';
@@ -187,6 +188,44 @@ describe('searches on stories260K (tiny budgets, 2 search windows)', () => {
     const c = phoSearch(setup, space, { ...opts, proxy: 'gini-pruned-scores', sign: -1 });
     expect(c.bestValue).toBe(Math.max(...c.log.map((e) => e.value)));
     expect(() => phoSearch(setup, space, { ...opts, budget: 0 })).toThrow(CrepeError);
+  });
+
+  test("PHO with successive halving: the winner's PPL is the evaluator's own PPL on the windows it reached; every window measured once", () => {
+    const opts = { proxy: 'energy-row' as const, sign: 1 as const, portfolio: [{ proxy: 'energy' as const, sign: 1 as const }], budget: 4, seed: 2 };
+    const r = phoSearch(setup, space, { ...opts, verify: { candidates: 2, windows: [1, 3], eta: 2, start: true } });
+    const ppl = r.log.filter((e) => e.kind === 'ppl');
+    const rung0 = ppl.filter((e) => e.measure === 'ppl@1');
+    const rung1 = ppl.filter((e) => e.measure === 'ppl@3');
+    // up to 2 distinct candidates per proxy run plus the start point; ceil(n / 2) go on to 3 windows
+    expect(rung0.length).toBeGreaterThanOrEqual(2);
+    expect(rung0.length).toBeLessThanOrEqual(5);
+    expect(rung0.some((e) => JSON.stringify(e.params) === JSON.stringify(searchStart(space)))).toBe(true);
+    expect(rung1).toHaveLength(Math.ceil(rung0.length / 2));
+    expect(r.pplEvals).toBe(rung0.length + rung1.length);
+    expect(r.windowEvals).toBe(rung0.length + 2 * rung1.length);
+    // independent: a fresh pruning and PPL of the winner on the first 3 windows
+    const ev = setup.evaluator!;
+    expect(r.bestValue).toBeCloseTo(ev.perplexity(ev.prune(r.best), setup.dataset, 3), 10);
+    expect(r.bestValue).toBe(Math.min(...rung1.map((e) => e.value)));
+    // the rung-0 values are the candidates' PPL on window 1 alone
+    for (const e of rung0.slice(0, 2)) expect(e.value).toBeCloseTo(ev.perplexity(ev.prune(e.params), setup.dataset, 1), 10);
+  });
+
+  test('PHO proxies on a row sample: all rows equal the pipeline-order proxy; a quarter of the rows is a close estimate', () => {
+    const params = { alpha: 3, beta: 0.5, gamma: 0.01, kh: 3, kw: 5, a: 0.5 };
+    const sampled = (fraction: number): number => {
+      const acc = new ProxyAccumulator(['energy-row', 'energy']);
+      setup.evaluator!.pruneSampled(params, fraction, (layer) => acc.add(layer));
+      return acc.values()['energy-row'];
+    };
+    const full = evaluateConfiguration(setup, params, { proxies: ['energy-row'] }).proxies['energy-row']!;
+    expect(sampled(1)).toBe(full);
+    expect(Math.abs(sampled(0.25) / full - 1)).toBeLessThan(0.1);
+    expect(sampled(0.25)).not.toBe(full);
+    const quarter = phoSearch(setup, space, { proxy: 'energy-row', sign: 1, budget: 1, seed: 0, proxyRows: 0.25 });
+    expect(quarter.log[0].measure).toBe('energy-row@rows0.25');
+    expect(() => phoSearch(setup, space, { proxy: 'energy-row', sign: 1, budget: 1, seed: 0, proxyRows: 0 })).toThrow(CrepeError);
+    expect(() => phoSearch(setup, space, { proxy: 'energy-row', sign: 1, budget: 1, seed: 0, verify: { candidates: 1, windows: [2, 2] } })).toThrow(/increasing window counts/);
   });
 });
 

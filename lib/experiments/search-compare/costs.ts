@@ -50,6 +50,7 @@ export interface CostRow {
   hillclimbLoopSeconds: number;
   phoLoopSeconds: number;
   hillclimbEvals: Spread;
+  hillclimbWindowEvals: Spread;
   phoProxyEvals: Spread;
   phoPplEvals: Spread;
   phoWindowEvals: Spread;
@@ -93,6 +94,7 @@ export function costRows(config: SearchCompareConfig, rows: readonly RunRow[]): 
           hillclimbLoopSeconds: hcLoop,
           phoLoopSeconds: phoLoop,
           hillclimbEvals: spread(hc.map((r) => r.pplEvals!)),
+          hillclimbWindowEvals: spread(hc.map((r) => r.windowEvals ?? r.pplEvals! * config.hillclimb.searchWindows)),
           phoProxyEvals: spread(pho.map((r) => r.proxyEvals!)),
           phoPplEvals: spread(pho.map((r) => r.pplEvals!)),
           phoWindowEvals: spread(pho.map((r) => r.windowEvals ?? 0)),
