@@ -10,7 +10,7 @@ import * as path from 'path';
 import { initBackend } from '../lib/backend';
 import { parseCsv } from '../lib/util/csv';
 import {
-  ComparePlan, ComparisonResult, JOURNAL, RESULTS_CSV, RESULTS_MD, RunRow, costRows, evalLogName, planComparison, planUnits, readProxyStudies, runComparison, spread,
+  ComparePlan, ComparisonResult, JOURNAL, RESULTS_CSV, RESULTS_MD, RunRow, costRows, projectCosts, evalLogName, planComparison, planUnits, readProxyStudies, runComparison, spread,
 } from '../lib/experiments/search-compare';
 import { loadSearchCompareConfig, parseSearchCompareConfig, selectSubset } from '../lib/experiments/search-config';
 import { DEFAULT_PROXY } from '../lib/search/defaults';
@@ -209,6 +209,18 @@ describe('cost accounting over seeds', () => {
     expect(one.hillclimbPpl).toEqual(spread([12]));
     expect(one.phoVsHillclimbPct).toBeCloseTo(1, 10);
     expect(one).toMatchObject({ within1Pct: false, loopAtLeast20x: false, loopWallRatio: 10 });
+  });
+
+  test('projection: hill climbing pays prune + windows per step, PHO its proxies, one prune per PPL evaluation and its window evaluations', () => {
+    const cfg = parseSearchCompareConfig({ ...tiny, pho: [{ name: 'pho', proxies: ['energy'] }] }, 'x.json');
+    const rows = [row('hillclimb', 0, 10, 40, 38), row('pho', 0, 11, 1, 1)];
+    const costs = { description: 'd', command: 'c', model: 'M', linearWeights: 1e6, blocks: 2, seqlen: 100, proxySecondsPerWeight: 2e-9, pruneSecondsPerWeight: 3e-9, forwardSecondsPerWeightToken: 1e-12, backend: 'wasm', load: 'l' };
+    const [p] = projectCosts(cfg, costRows(cfg, rows), costs).rows;
+    // hill climbing: 40 steps x (prune + 2 search windows x 100 tokens of forward)
+    expect(p.hillclimbSeconds).toBeCloseTo(40 * (1e6 * 3e-9 + 1e6 * 1e-12 * 2 * 100), 12);
+    // PHO: 60 proxy evaluations + 2 prunes + 8 windows
+    expect(p.phoSeconds).toBeCloseTo(60 * 1e6 * 2e-9 + 2 * 1e6 * 3e-9 + 8 * 1e6 * 1e-12 * 100, 12);
+    expect(p.ratio).toBeCloseTo(p.hillclimbSeconds / p.phoSeconds, 12);
   });
 
   test('units: every seed of hill climbing and of each variant, baselines once, transfer of the chosen seeds both ways', () => {

@@ -237,9 +237,10 @@ export function projectCosts(config: SearchCompareConfig, costs: CostRow[], c: P
   const rows = costs.map((k) => {
     const variant = config.pho.find((v) => v.name === k.pho)!;
     const hillclimbSeconds = k.hillclimbEvals.mean * pplEval(config.hillclimb.searchWindows);
-    // a row-sampled proxy scores and selects only that share of each layer's rows
+    // A row-sampled proxy still scores whole layers (only selection and the proxy see the sample):
+    // charged as a whole-layer proxy evaluation, an upper bound.
     const phoSeconds =
-      k.phoProxyEvals.mean * c.linearWeights * c.proxySecondsPerWeight * variant.proxyRows +
+      k.phoProxyEvals.mean * c.linearWeights * c.proxySecondsPerWeight +
       k.phoPplEvals.mean * c.linearWeights * c.pruneSecondsPerWeight +
       k.phoWindowEvals.mean * c.linearWeights * c.forwardSecondsPerWeightToken * c.seqlen;
     return {

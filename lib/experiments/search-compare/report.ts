@@ -257,10 +257,10 @@ export function comparisonMarkdown(result: ComparisonResult): string {
     );
     lines.push(
       ...table(
-        ['counts from', 'PHO variant', 'hill climbing (evals x windows)', 'PHO (proxy evals x row share + PPL evals, window evals)', 'HC projected', 'PHO projected', 'ratio'],
+        ['counts from', 'PHO variant', 'hill climbing (evals x windows)', 'PHO (proxy evals + PPL evals, window evals)', 'HC projected', 'PHO projected', 'ratio'],
         ['---', '---', '---', '---', '---:', '---:', '---:'],
         p.rows.map((r) => [
-          `${r.model} ${r.structureLabel}`, r.pho, `${r.hillclimbEvals.toFixed(1)} x ${r.searchWindows}`, `${r.phoProxyEvals.toFixed(0)} x ${r.proxyRows} + ${r.phoPplEvals.toFixed(1)}, ${r.phoWindowEvals.toFixed(1)}`,
+          `${r.model} ${r.structureLabel}`, r.pho, `${r.hillclimbEvals.toFixed(1)} x ${r.searchWindows}`, `${r.phoProxyEvals.toFixed(0)} + ${r.phoPplEvals.toFixed(1)}, ${r.phoWindowEvals.toFixed(1)}`,
           duration(r.hillclimbSeconds), duration(r.phoSeconds), ratio(r.ratio),
         ]),
       ),
