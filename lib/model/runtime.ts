@@ -419,8 +419,7 @@ export function forwardBlock(
     // a tidy for the MLP's [T, hidden] gate, sigmoid, product and up: only their result stays
     const hidden = tf.tidy(() => {
       const gate = plus(plus(tf.matMul(xn2, b.gateT), bias.gate), d.gate);
-      const up = plus(plus(tf.matMul(xn2, b.upT), bias.up), d.up);
-      return tf.mul(tf.mul(gate, tf.sigmoid(gate)), up) as tf.Tensor2D;
+      return tf.mul(tf.mul(gate, tf.sigmoid(gate)), plus(plus(tf.matMul(xn2, b.upT), bias.up), d.up)) as tf.Tensor2D;
     });
     if (capture) capture(readers('mlp-hidden'), hidden);
     return tf.add(x1, plus(plus(tf.matMul(hidden, b.downT), bias.down), d.down)) as tf.Tensor2D;
