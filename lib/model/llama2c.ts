@@ -216,6 +216,7 @@ export function writeLlama2c(src: WeightSource, file: string, write: (chunks: It
   if (cfg.ropeLayout !== 'adjacent') {
     throw new CrepeError(`cannot write ${file} as llama2.c: the model uses the HF rotary layout`);
   }
+  if (cfg.biases?.length) throw new CrepeError(`cannot write ${file} as llama2.c: the format has no place for the ${cfg.biases.join('/')} biases`);
   const header = new Int32Array([
     cfg.dim,
     cfg.hiddenDim,
