@@ -56,8 +56,8 @@ async function until(cond: () => boolean, timeoutMs: number): Promise<boolean> {
 }
 
 /** `crepe eval --jobs 2` on babyllama-char's 778 TinyStories windows (tens of seconds of work per worker). */
-function startEval(): { child: ChildProcess; stderr: () => string; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, [CLI, 'eval', '--model', 'babyllama-char', '--dataset', 'tinystories', '--jobs', '2'], {
+function startEval(extra: string[] = []): { child: ChildProcess; stderr: () => string; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, [CLI, 'eval', '--model', 'babyllama-char', '--dataset', 'tinystories', '--jobs', '2', ...extra], {
     cwd: ROOT,
     env: { ...process.env, CREPE_DEBUG: '' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -88,8 +88,8 @@ test('windowRanges: contiguous, covering, as even as possible', () => {
   for (let k = 1; k < 4; k++) expect(r[k][0]).toBe(r[k - 1][1]);
 });
 
-test('a worker killed mid-run: eval --jobs 2 exits non-zero within seconds, one line naming it and its windows', async () => {
-  const ev = startEval();
+test.each([['resident'], ['streaming']])('a worker killed mid-run (%s evaluator): eval --jobs 2 exits non-zero within seconds, one line naming it and its windows', async (evaluator) => {
+  const ev = startEval(['--evaluator', evaluator]);
   const workers = await workersComputing(ev.child.pid!);
   const killedAt = Date.now();
   process.kill(workers[1], 'SIGKILL');
@@ -107,7 +107,7 @@ test('a worker killed mid-run: eval --jobs 2 exits non-zero within seconds, one 
   ]);
   // the surviving worker was stopped too, not left computing its batch
   expect(await until(() => !alive(workers[0]), 5_000)).toBe(true);
-  process.stdout.write(`eval pool: worker killed -> parent exited after ${seconds.toFixed(2)} s\n`);
+  process.stdout.write(`eval pool (${evaluator}): worker killed -> parent exited after ${seconds.toFixed(2)} s\n`);
 }, 120_000);
 
 test('the parent killed mid-run (kill -9): its eval workers exit within seconds', async () => {
@@ -131,4 +131,21 @@ test('--jobs 3 over 9 windows (uneven ranges) gives the bit-identical PPL of --j
   const one = run('1');
   expect(one.windows).toBe(9);
   expect(run('3').nll).toBe(one.nll);
+});
+
+test('the streaming evaluator in worker processes: --jobs 2 and 3 give the bit-identical NLL of one process and of the resident evaluator', () => {
+  const run = (jobs: string, evaluator: string) => {
+    const r = runCli(['eval', '--model', 'stories260K', '--dataset', 'tinystories', '--max-windows', '9', '--jobs', jobs, '--evaluator', evaluator, '--json']);
+    expect(r.code).toBe(0);
+    return JSON.parse(r.stdout) as { nll: number; windows: number; jobs: number; evaluator: string; memory_plan: { host_bytes: number } };
+  };
+  const one = run('1', 'streaming');
+  expect(one.windows).toBe(9);
+  const two = run('2', 'streaming');
+  expect([two.jobs, two.evaluator]).toEqual([2, 'streaming']);
+  expect(two.nll).toBe(one.nll);
+  expect(run('3', 'streaming').nll).toBe(one.nll);
+  expect(run('1', 'resident').nll).toBe(one.nll);
+  // the plan counts each worker's runtime and block
+  expect(two.memory_plan.host_bytes).toBeGreaterThan(one.memory_plan.host_bytes);
 });

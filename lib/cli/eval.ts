@@ -57,7 +57,7 @@ export async function evalCommand(args: EvalArgs): Promise<void> {
       slice: r.slice,
       model: args.model,
       backend,
-      jobs: plan.evaluator === 'streaming' ? 1 : jobs,
+      jobs,
       evaluator: plan.evaluator,
       seconds: r.seconds,
       tokens_per_second: r.tokensPerSecond,

@@ -98,15 +98,17 @@ export async function evaluateSourceJobs(
   datasets: readonly string[],
   opts: EvalOptions & { jobs: number; backend: BackendChoice },
 ): Promise<EvalRecord[]> {
-  // The streaming evaluator runs in this process: one block at a time is its point, N copies would defeat it.
-  if (opts.jobs <= 1 || (opts.evaluator ?? defaultEvaluator(source)) === 'streaming') return evaluateSource(model, source, datasets, opts);
+  if (opts.jobs <= 1) return evaluateSource(model, source, datasets, opts);
+  // Streaming workers each run their windows block by block: every worker reads every block, and
+  // each holds one block on its device (the memory planner counts them).
+  const streaming = (opts.evaluator ?? defaultEvaluator(source)) === 'streaming' ? { storage: opts.storage ?? 'f32', spillDir: opts.spillDir } : undefined;
   const inputs = datasets.map((d) => ({ dataset: d, ...datasetWindows(model, d, opts) }));
   const shared = sourceForWorkers(source, model.source.origin, source === model.source);
   try {
     const out: EvalRecord[] = [];
     for (const { dataset, windows, slice } of inputs) {
       const t0 = process.hrtime.bigint();
-      const nlls = await windowNllsParallel(shared.path, model.tokenizerPath, windows, opts.jobs, opts.backend, opts.onProgress);
+      const nlls = await windowNllsParallel(shared.path, model.tokenizerPath, windows, opts.jobs, opts.backend, opts.onProgress, streaming);
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       out.push({ dataset, slice, ...combineWindows(nlls, windows[0].length, seconds) });
     }

@@ -7,6 +7,7 @@ import { projectRoot } from '../assets';
 import { CrepeError } from '../errors';
 import { saveModel } from '../model/save';
 import { WeightSource } from '../model/types';
+import { ActivationStorage } from '../plan/spill';
 import { ProgressFn } from './perplexity';
 import { WorkerReply, WorkerRequest } from './worker';
 import { RequestScore, TokenRequest } from './zeroshot/loglikelihood';
@@ -50,7 +51,13 @@ export class EvalPool {
 
   private constructor(private readonly workers: PoolWorker[]) {}
 
-  static async start(modelPath: string, tokenizerPath: string, jobs: number, backend: BackendChoice): Promise<EvalPool> {
+  static async start(
+    modelPath: string,
+    tokenizerPath: string,
+    jobs: number,
+    backend: BackendChoice,
+    streaming?: { storage: ActivationStorage; spillDir?: string },
+  ): Promise<EvalPool> {
     const workers: PoolWorker[] = [];
     const pool = new EvalPool(workers);
     try {
@@ -74,7 +81,7 @@ export class EvalPool {
           return new Promise<void>((resolve, reject) => {
             w.onReply = (m) => (m.type === 'ready' ? resolve() : reject(replyError(m)));
             w.onDeath = reject;
-            const init: WorkerRequest = { type: 'init', model: modelPath, tokenizer: tokenizerPath, backend };
+            const init: WorkerRequest = { type: 'init', model: modelPath, tokenizer: tokenizerPath, backend, ...(streaming ? { streaming } : {}) };
             child.send(init);
           });
         }),
@@ -205,8 +212,9 @@ export async function windowNllsParallel(
   jobs: number,
   backend: BackendChoice,
   onProgress?: ProgressFn,
+  streaming?: { storage: ActivationStorage; spillDir?: string },
 ): Promise<number[]> {
-  const pool = await EvalPool.start(modelPath, tokenizerPath, Math.min(jobs, windows.length), backend);
+  const pool = await EvalPool.start(modelPath, tokenizerPath, Math.min(jobs, windows.length), backend, streaming);
   try {
     return await pool.run(windows, onProgress);
   } finally {

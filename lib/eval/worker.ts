@@ -1,6 +1,6 @@
 /**
- * Evaluation worker process: loads one model and returns per-window NLL sums for the windows it
- * is sent. wasm runs single-threaded in Node, so several of these use several cores.
+ * Evaluation worker process: loads one model (resident on the device, or, streaming, one block at
+ * a time) and returns per-window NLL sums for the windows it is sent. wasm runs single-threaded in Node, so several of these use several cores.
  *
  * The worker must not outlive its parent: it yields to the event loop between windows, so the
  * IPC channel's 'disconnect' (the parent exited, was killed, or closed the pool) is seen within
@@ -10,11 +10,15 @@ import { BackendChoice, initBackend } from '../backend';
 import { CrepeError } from '../errors';
 import { openModel } from '../model/resolve';
 import { LlamaModel } from '../model/runtime';
+import { WeightSource } from '../model/types';
+import { ActivationStorage } from '../plan/spill';
 import { windowNll } from './perplexity';
+import { streamingWindowNlls } from './streaming';
 import { RequestScore, scorePacked } from './zeroshot/loglikelihood';
 
 export type WorkerRequest =
-  | { type: 'init'; model: string; tokenizer: string; backend: BackendChoice }
+  /** streaming: keep the checkpoint open and run each batch of windows block by block (lib/eval/streaming.ts). */
+  | { type: 'init'; model: string; tokenizer: string; backend: BackendChoice; streaming?: { storage: ActivationStorage; spillDir?: string } }
   | { type: 'windows'; indices: number[]; windows: number[][] }
   /** One packed batch of zero-shot requests: per item, per request, input and continuation ids. */
   | { type: 'loglikelihood'; index: number; items: { input: number[]; cont: number[] }[][] };
@@ -26,6 +30,7 @@ export type WorkerReply =
   | { type: 'error'; message: string; user: boolean };
 
 let runtime: LlamaModel | null = null;
+let streaming: { source: WeightSource; storage: ActivationStorage; spillDir?: string } | null = null;
 const parentPid = process.ppid;
 
 /** The parent is gone: the channel closed, or this process was re-parented (the parent died). */
@@ -45,8 +50,11 @@ process.on('message', (msg: WorkerRequest) => {
       if (msg.type === 'init') {
         await initBackend(msg.backend);
         const model = openModel(msg.model, msg.tokenizer);
-        runtime = LlamaModel.fromSource(model.source);
-        model.source.close();
+        if (msg.streaming) streaming = { source: model.source, ...msg.streaming };
+        else {
+          runtime = LlamaModel.fromSource(model.source);
+          model.source.close();
+        }
         reply({ type: 'ready' });
       } else if (msg.type === 'loglikelihood') {
         if (!runtime) throw new Error('worker not initialised');
@@ -54,6 +62,17 @@ process.on('message', (msg: WorkerRequest) => {
         if (orphaned()) process.exit(0);
         const items = msg.items.map((reqs) => reqs.map((r) => ({ input: Int32Array.from(r.input), cont: Int32Array.from(r.cont) })));
         reply({ type: 'scores', index: msg.index, scores: scorePacked(runtime, items) });
+      } else if (streaming) {
+        // block-outer over this worker's windows; the parent's death is checked after every block
+        await nextTurn();
+        const nlls = streamingWindowNlls(streaming.source, msg.windows.map((w) => Int32Array.from(w)), {
+          storage: streaming.storage,
+          spillDir: streaming.spillDir,
+          onBlock: () => {
+            if (process.ppid !== parentPid) process.exit(0);
+          },
+        });
+        nlls.forEach((nll, k) => reply({ type: 'result', index: msg.indices[k], nll }));
       } else {
         if (!runtime) throw new Error('worker not initialised');
         for (let k = 0; k < msg.windows.length; k++) {

@@ -276,9 +276,11 @@ function estimate(req: PlanRequest, storage: ActivationStorage, evaluator: Evalu
   // Pruned blocks stay spilled while the pruned model is evaluated; the other spill files come and go.
   const diskBytes = items.reduce((a, i) => a + (i.disk ?? 0), 0);
   const diskFreeBytes = req.diskFree ?? freeDiskBytes(req.spillDir ?? os.tmpdir());
-  // The wasm heap is part of this process's memory; resident workers (--jobs) each hold their own.
-  const workers = e && evaluator === 'resident' && e.jobs > 1 ? e.jobs : 0;
-  const hostBytes = RUNTIME_BYTES + Math.max(0, ...phases.map((x) => x.host)) + deviceBytes + workers * (RUNTIME_BYTES + deviceBytes);
+  // The wasm heap is part of this process's memory; workers (--jobs) each hold their own: a resident
+  // model, or (streaming) one block on the device, its host copies and the reader's buffers.
+  const workers = e && e.jobs > 1 ? e.jobs : 0;
+  const perWorker = evaluator === 'streaming' ? RUNTIME_BYTES + deviceBytes + 2 * Math.max(blockHost, embHost) : RUNTIME_BYTES + deviceBytes;
+  const hostBytes = RUNTIME_BYTES + Math.max(0, ...phases.map((x) => x.host)) + deviceBytes + workers * perWorker;
   const deviceLimitBytes = req.wasm ? WASM_HEAP_LIMIT : null;
   let refusal: string | null = null;
   if (deviceLimitBytes !== null && deviceBytes > deviceLimitBytes) {
