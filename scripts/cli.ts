@@ -44,6 +44,13 @@ function memoryOpts<T>(y: Argv<T>) {
     .option('dry-run', { type: 'boolean', default: false, describe: 'print the memory plan and stop' });
 }
 
+/** The planner's budget flags for commands that only get planned (generate, zeroshot, searches). */
+function budgetOpts<T>(y: Argv<T>) {
+  return y
+    .option('max-memory', { type: 'string', describe: 'host memory budget in GiB (e.g. 6, 512M; default 80% of RAM): a request whose memory plan needs more is refused before any work' })
+    .option('dry-run', { type: 'boolean', default: false, describe: 'print the memory plan and stop' });
+}
+
 const cli = yargs(hideBin(process.argv));
 /** The number options of the command being parsed (getOptions is public in yargs but missing from its types). */
 const numberOptions = () => new Set((cli as unknown as { getOptions(): { number: string[] } }).getOptions().number);
@@ -69,7 +76,7 @@ void cli
     'zeroshot',
     'zero-shot task accuracy as lm-evaluation-harness scores it (ARC, OpenBookQA, PIQA, WinoGrande, BoolQ, HellaSwag, RTE, LAMBADA)',
     (y) =>
-      modelOpts(y)
+      budgetOpts(modelOpts(y))
         .option('tasks', { type: 'string', array: true, demandOption: true, describe: `comma-separated: ${TASKS.map((t) => t.name).join(', ')}; NAME:PATH reads the task from that file (original format)` })
         .option('limit', { type: 'number', describe: 'score only the first N documents of each task (the harness --limit)' })
         .option('jobs', { type: 'number', default: 1, describe: 'worker processes (wasm is single-threaded: use one per core)' })
@@ -94,7 +101,7 @@ void cli
     'generate',
     'greedy decoding',
     (y) =>
-      modelOpts(y)
+      budgetOpts(modelOpts(y))
         .option('prompt', { type: 'string', default: '', describe: 'prompt text (default: start from BOS)' })
         .option('steps', { type: 'number', default: 64 })
         .example('$0 generate --model stories260K --steps 60', 'Once upon a time, there was a little girl named Lily...'),
@@ -156,7 +163,7 @@ void cli
     'search',
     'search a method\'s hyperparameters: PPL hill climbing or PHO (proxy + CMA-ES), then one full evaluation',
     (y) =>
-      spaceOptions(modelOpts(y))
+      budgetOpts(spaceOptions(modelOpts(y)))
         .option('search', { choices: ['hillclimb', 'pho'], demandOption: true, describe: 'hillclimb: PPL on the search subset; pho: CMA-ES on a proxy' })
         .option('proxy', { type: 'string', describe: PROXY_HELP })
         .option('sign', { type: 'number', describe: "+1 minimizes the proxy, -1 maximizes it (default: the proxy's measured direction)" })
@@ -172,7 +179,7 @@ void cli
     'search-compare',
     'the search cost comparison of a config: hill climbing vs PHO variants per model, structure and seed, baselines, transfer; resumable; CSV + Markdown',
     (y) =>
-      common(y)
+      budgetOpts(common(y))
         .option('config', { type: 'string', demandOption: true, describe: 'comparison config (JSON), e.g. experiments/search.json' })
         .option('out', { type: 'string', demandOption: true, describe: 'existing folder for search-comparison.{csv,md} and the search-*.csv evaluation logs' })
         .option('models', { type: 'string', array: true, describe: "only these of the config's models (comma separated or repeated)" })
@@ -189,7 +196,7 @@ void cli
     'proxy-study',
     'rank correlation of every search proxy with PPL over seeded random configurations',
     (y) =>
-      spaceOptions(modelOpts(y))
+      budgetOpts(spaceOptions(modelOpts(y)))
         .option('samples', { type: 'number', demandOption: true, describe: 'configurations drawn uniformly in the search space' })
         .option('full', { type: 'boolean', default: false, describe: 'PPL on every evaluation window instead of --search-windows' })
         .option('proxies', { type: 'string', array: true, describe: 'proxies to study (default all)' })

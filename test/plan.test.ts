@@ -110,6 +110,32 @@ describe('estimates and choices', () => {
   });
 });
 
+/**
+ * An HF checkpoint of `cfg` whose safetensors header claims every tensor but whose data is a
+ * sparse hole (nothing on disk, nothing read), with babyllama-char's 105-piece tokenizer.
+ */
+function sparseCheckpoint(name: string, cfg: LlamaConfig): string {
+  const dir = path.join(tmp, name);
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(hfConfigJson(cfg, 'BF16')));
+  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
+  let offset = 0;
+  for (const t of hfTensors(cfg)) {
+    const bytes = t.shape.reduce((a, d) => a * d, 1) * 2;
+    header[t.name] = { dtype: 'BF16', shape: t.shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (json.length % 8)) % 8);
+  const file = path.join(dir, 'model.safetensors');
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  fs.writeFileSync(file, Buffer.concat([len, Buffer.from(json)]));
+  fs.truncateSync(file, 8 + json.length + offset);
+  fs.copyFileSync(MODELS['babyllama-char'].tokenizer(), path.join(dir, 'tokenizer.model')); // knows its own size (105)
+  return dir;
+}
+
 describe('CLI: refused in one line before any work', () => {
   test('prune with a calibration set larger than the budget', () => {
     const t0 = Date.now();
@@ -132,25 +158,7 @@ describe('CLI: refused in one line before any work', () => {
   });
 
   test('a header claiming a 256 GiB embedding (sparse file): refused at once, nothing read', () => {
-    const cfg: LlamaConfig = { ...LLAMA2_7B, nLayers: 1, vocabSize: 1 << 24, maxSeqLen: 512 };
-    const dir = path.join(tmp, 'huge');
-    fs.mkdirSync(dir);
-    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(hfConfigJson(cfg, 'BF16')));
-    const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
-    let offset = 0;
-    for (const t of hfTensors(cfg)) {
-      const bytes = t.shape.reduce((a, d) => a * d, 1) * 2;
-      header[t.name] = { dtype: 'BF16', shape: t.shape, data_offsets: [offset, offset + bytes] };
-      offset += bytes;
-    }
-    let json = JSON.stringify(header);
-    json += ' '.repeat((8 - (json.length % 8)) % 8);
-    const file = path.join(dir, 'model.safetensors');
-    const len = Buffer.alloc(8);
-    len.writeBigUInt64LE(BigInt(json.length));
-    fs.writeFileSync(file, Buffer.concat([len, Buffer.from(json)]));
-    fs.truncateSync(file, 8 + json.length + offset); // sparse: 128 GiB claimed, nothing on disk
-    fs.copyFileSync(MODELS['babyllama-char'].tokenizer(), path.join(dir, 'tokenizer.model')); // knows its own size (105)
+    const dir = sparseCheckpoint('huge', { ...LLAMA2_7B, nLayers: 1, vocabSize: 1 << 24, maxSeqLen: 512 });
     const t0 = Date.now();
     const r = runCli(['eval', '--model', dir, '--dataset', 'tinystories', '--max-windows', '1', '--seqlen', '64']);
     // the classifier alone (2^24 x 4096 floats) is 256 GiB: the heap check or the memory check refuses
@@ -158,6 +166,49 @@ describe('CLI: refused in one line before any work', () => {
     expect(r.code).toBe(2);
     expect(Date.now() - t0).toBeLessThan(20_000);
   });
+
+  test('every command that loads a model is planned: a LLaMA-2-7B-shaped checkpoint (sparse) refused in one line before any work', () => {
+    const dir = sparseCheckpoint('llama7b', LLAMA2_7B);
+    const budget = ['--max-memory', '6'];
+    const oneLine = /^crepe: needs ~\d+(\.\d)? GiB of (memory|wasm heap), limit \d+(\.\d)? GiB[^;]*; try /;
+    const cases: [string, string[], RegExp][] = [
+      // generate and zeroshot keep every block on the device: 7B in F32 cannot be resident on wasm
+      ['generate', ['generate', '--model', dir, '--steps', '8', ...budget], /wasm heap.*try a native backend/],
+      ['zeroshot', ['zeroshot', '--model', dir, '--tasks', 'arc_easy', '--limit', '1', ...budget], /wasm heap.*try a native backend/],
+      ['search', ['search', '--model', dir, '--method', 'crepe', '--search', 'hillclimb', '--sparsity', '0.5', '--nsamples', '2', '--calib-seqlen', '64', ...budget], /wasm heap/],
+      ['proxy-study', ['proxy-study', '--model', dir, '--method', 'crepe', '--sparsity', '0.5', '--nsamples', '2', '--calib-seqlen', '64', '--samples', '3', '--out', tmp, ...budget], /wasm heap/],
+    ];
+    for (const [name, args, hint] of cases) {
+      const t0 = Date.now();
+      const r = runCli(args);
+      expect([name, r.code]).toEqual([name, 2]);
+      expect(lines(r.stderr)).toEqual([expect.stringMatching(oneLine)]);
+      expect(r.stderr).toMatch(hint);
+      expect(r.stderr).not.toMatch(/--evaluator streaming/); // these commands have no streaming path
+      expect(Date.now() - t0).toBeLessThan(20_000);
+    }
+    // --dry-run prints the plan instead, exit 2 when it does not fit
+    const dry = runCli(['generate', '--model', dir, '--steps', '8', '--dry-run', '--json']);
+    expect(dry.code).toBe(2);
+    const plan = JSON.parse(dry.stdout).memory_plan;
+    expect([plan.evaluator, plan.fits]).toEqual(['resident', false]);
+    // a search keeps raw calibration inputs for the recon proxies: counted
+    const recon = JSON.parse(runCli(['search', '--model', 'stories260K', '--method', 'crepe', '--search', 'pho', '--proxy', 'recon', '--sparsity', '0.5', '--dry-run', '--json']).stdout).memory_plan;
+    expect(recon.items.map((i: { what: string }) => i.what)).toContainEqual(expect.stringMatching(/^kept calibration inputs: 4 windows/));
+  }, 120_000);
+
+  test('search-compare plans each model of its config before any work', () => {
+    const dir = sparseCheckpoint('llama7b-compare', LLAMA2_7B);
+    const config = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'experiments', 'search.json'), 'utf8'));
+    config.models = [dir];
+    const file = path.join(tmp, 'compare.json');
+    fs.writeFileSync(file, JSON.stringify(config));
+    const out = fs.mkdtempSync(path.join(tmp, 'compare-out-'));
+    const r = runCli(['search-compare', '--config', file, '--out', out, '--max-memory', '6']);
+    expect(r.code).toBe(2);
+    expect(lines(r.stderr)).toEqual([expect.stringMatching(/^crepe: needs ~\d+(\.\d)? GiB of (memory|wasm heap), limit/)]);
+    expect(fs.readdirSync(out)).toEqual([]);
+  }, 60_000);
 });
 
 test('a run killed with spill files (SIGTERM, kill -9) dies at once; the next run removes its folder', async () => {

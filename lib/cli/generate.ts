@@ -2,8 +2,9 @@ import { CrepeError } from '../errors';
 import { openModel } from '../model/resolve';
 import { LlamaModel } from '../model/runtime';
 import { CommonArgs, emit, positiveIntFlag, startBackend } from './common';
+import { BudgetArgs, budgetOf, planResident } from './memory';
 
-export interface GenerateArgs extends CommonArgs {
+export interface GenerateArgs extends CommonArgs, BudgetArgs {
   model: string;
   tokenizer?: string;
   prompt: string;
@@ -12,6 +13,7 @@ export interface GenerateArgs extends CommonArgs {
 
 export async function generateCommand(args: GenerateArgs): Promise<void> {
   const steps = positiveIntFlag('steps', args.steps);
+  budgetOf(args); // validated before any work
   const backend = await startBackend(args.backend);
   const model = openModel(args.model, args.tokenizer);
   const tok = model.tokenizer;
@@ -29,6 +31,9 @@ export async function generateCommand(args: GenerateArgs): Promise<void> {
         : `--steps ${steps} does not fit: the context holds ${context} tokens and the prompt takes ${prompt.length} (at most --steps ${context - prompt.length})`,
     );
   }
+  // every block on the device, windows up to prompt + steps tokens: refused before loading if it cannot fit
+  const plan = planResident(model.source.config, args, { seqlen: prompt.length + steps, jobs: 1, lengthFlag: null, wasm: backend.startsWith('wasm') }, { model: args.model });
+  if (!plan) return model.source.close();
   const runtime = LlamaModel.fromSource(model.source);
   // llama2.c's run.c ends a story at BOS; HF models end at EOS.
   const ids = runtime.generateGreedy(prompt, steps, [tok.bosId, tok.eosId].filter((i) => i >= 0));

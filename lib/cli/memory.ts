@@ -1,7 +1,17 @@
-/** The memory flags shared by commands that load a model (--max-memory, --activations, --evaluator, --spill-dir, --dry-run). */
+/**
+ * The memory flags shared by commands that load a model (--max-memory, --activations, --evaluator,
+ * --spill-dir, --dry-run), and the planning of every command that loads one.
+ */
 import * as fs from 'fs';
 import { CrepeError } from '../errors';
-import { EvaluatorChoice, MemoryPlan, PlanRequest, StorageChoice, defaultMemoryLimit, describePlan, parseMemoryFlag, planJson, planMemory, requireFits } from '../plan/memory';
+import { LlamaConfig } from '../model/types';
+import { OpenedModel, openModel } from '../model/resolve';
+import { Strategy, getStrategy } from '../prune/strategy';
+import { ComparePlan } from '../experiments/search-compare/plan';
+import { setupOptionsFor } from '../search/objective';
+import {
+  EvaluatorChoice, MemoryPlan, PlanRequest, StorageChoice, defaultMemoryLimit, describePlan, parseMemoryFlag, planJson, planMemory, requireFits, scoringCopies, searchPlanRequest,
+} from '../plan/memory';
 import { emit } from './common';
 
 export interface MemoryArgs {
@@ -34,4 +44,81 @@ export function planOrRefuse(req: PlanRequest, args: MemoryArgs & { json: boolea
   }
   requireFits(plan);
   return plan;
+}
+
+/** --max-memory and --dry-run of a command that is planned but chooses nothing else (generate, zeroshot, searches). */
+export interface BudgetArgs {
+  maxMemory?: string | number;
+  dryRun?: boolean;
+  json: boolean;
+}
+
+/** The --max-memory budget, validated (default 80% of RAM). */
+export function budgetOf(args: { maxMemory?: string | number }): number {
+  return args.maxMemory === undefined ? defaultMemoryLimit() : parseMemoryFlag(args.maxMemory);
+}
+
+/**
+ * Plan a command that keeps the whole model on the device (generate, zeroshot: no streaming
+ * path): one window of `seqlen` tokens per process, `jobs` processes. As planOrRefuse.
+ */
+export function planResident(
+  config: LlamaConfig,
+  args: BudgetArgs,
+  r: { seqlen: number; jobs: number; lengthFlag: string | null; wasm: boolean },
+  extra: Record<string, unknown> = {},
+): MemoryPlan | null {
+  return planOrRefuse(
+    {
+      config,
+      eval: { windows: 1, seqlen: r.seqlen, jobs: r.jobs },
+      limit: budgetOf(args),
+      storage: 'auto',
+      evaluator: 'resident',
+      residentOnly: true,
+      lengthFlag: r.lengthFlag,
+      wasm: r.wasm,
+    },
+    args,
+    extra,
+  );
+}
+
+/** Plan a search (search, proxy-study): see searchPlanRequest. As planOrRefuse. */
+export function planSearch(
+  model: OpenedModel,
+  strategy: Strategy,
+  s: { nsamples: number; seqlen: number; keepInputs: number; fisherWindows?: number; evalWindows: number },
+  args: BudgetArgs,
+  wasm: boolean,
+  extra: Record<string, unknown> = {},
+): MemoryPlan | null {
+  const req = searchPlanRequest(
+    model.source.config,
+    { ...s, fisherWindows: s.fisherWindows ?? 0, gram: !!strategy.statsNeeds?.gram, scoreCopies: scoringCopies(strategy.name) },
+    { limit: budgetOf(args), wasm },
+  );
+  return planOrRefuse(req, args, extra);
+}
+
+/**
+ * Plan every model of a search comparison (each runs its searches one after the other, as
+ * `crepe search` would): false when --dry-run printed the plans or stopped the command.
+ */
+export function planComparisonMemory(plan: ComparePlan, args: BudgetArgs, wasm: boolean): boolean {
+  const { config } = plan;
+  const strategy = getStrategy(config.method);
+  const proxies = [...new Set(config.pho.flatMap((v) => v.proxies.map((p) => p.proxy)))];
+  const options = setupOptionsFor(config.calibration.stats, proxies);
+  let go = true;
+  for (const name of config.models) {
+    const model = openModel(name);
+    try {
+      const s = { nsamples: config.calibration.nsamples, seqlen: model.source.config.maxSeqLen, keepInputs: options.keepInputs, fisherWindows: options.fisherWindows, evalWindows: config.hillclimb.searchWindows };
+      if (!planSearch(model, strategy, s, args, wasm, { model: name, method: config.method })) go = false;
+    } finally {
+      model.source.close();
+    }
+  }
+  return go;
 }

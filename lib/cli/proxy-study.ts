@@ -9,6 +9,7 @@ import { listProxies, ProxyName, parseProxy } from '../search/proxies';
 import { correlations, runProxyStudy, scatterSvg, studyCsv, studyMarkdown } from '../search/study';
 import { formatParams } from '../search/space';
 import { emit, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
+import { planSearch } from './memory';
 import { SpaceArgs, calibrationSpec, setupOverrides, spaceSettings, structureLabel } from './search';
 
 export interface ProxyStudyArgs extends SpaceArgs {
@@ -37,6 +38,8 @@ export async function proxyStudyCommand(args: ProxyStudyArgs): Promise<void> {
   const backend = await startBackend(args.backend);
   const model = openModel(args.model, args.tokenizer);
   const calibration = calibrationSpec(args, model);
+  // memory: refused (or printed with --dry-run) before calibrating
+  if (!planSearch(model, strategy, { ...calibration, keepInputs, fisherWindows: setupOptions.fisherWindows, evalWindows: settings.searchWindows }, args, backend.startsWith('wasm'), { model: args.model, method: args.method })) return model.source.close();
   const setup = calibrateOnce(model, strategy, structure, calibration, setupOptions);
   const windows = args.full ? 'all' : settings.searchWindows;
   const bar = progressBar('proxy study', 'configurations');

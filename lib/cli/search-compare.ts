@@ -1,8 +1,9 @@
 import * as os from 'os';
 import { comparisonJson, planComparison, runComparison } from '../experiments/search-compare';
 import { CommonArgs, emit, progressBar, startBackend, versionInfo } from './common';
+import { BudgetArgs, planComparisonMemory } from './memory';
 
-export interface SearchCompareArgs extends CommonArgs {
+export interface SearchCompareArgs extends CommonArgs, BudgetArgs {
   config: string;
   out: string;
   models?: string[];
@@ -29,6 +30,7 @@ export async function searchCompareCommand(args: SearchCompareArgs): Promise<voi
   // Config, subset, output folder, datasets and models are all checked before any work.
   const plan = planComparison(args.config, { out: args.out, models: listFlag(args.models), structures: listFlag(args.structures), runs: listFlag(args.runs) });
   const backend = await startBackend(args.backend);
+  if (!args.reportOnly && !planComparisonMemory(plan, args, backend.startsWith('wasm'))) return;
   const result = runComparison(
     plan,
     {

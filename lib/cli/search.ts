@@ -15,13 +15,14 @@ import { phoSearch } from '../search/pho';
 import { getProxy, listProxies, ProxyName, parseProxy } from '../search/proxies';
 import { SearchSpace, buildSpace, formatParams, paramFlags, parseBounds } from '../search/space';
 import { PruneTargetArgs, emit, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
+import { BudgetArgs, planSearch } from './memory';
 
 export const STATS_KINDS: readonly StatsKind[] = ['dense', 'pruned'];
 
 export const PROXY_HELP = `PHO proxy: ${listProxies().join(', ')} (default ${DEFAULT_PROXY}: the most consistently PPL-correlated in our proxy studies)`;
 
 /** Options shared by `search` and `proxy-study`. */
-export interface SpaceArgs extends PruneTargetArgs {
+export interface SpaceArgs extends PruneTargetArgs, BudgetArgs {
   searched?: string[];
   bound: string[];
   calibSeed: number;
@@ -124,6 +125,8 @@ export async function searchCommand(args: SearchArgs): Promise<void> {
   const backend = await startBackend(args.backend);
   const model = openModel(args.model, args.tokenizer);
   const calibration = calibrationSpec(args, model);
+  // memory: refused (or printed with --dry-run) before calibrating
+  if (!planSearch(model, strategy, { ...calibration, keepInputs, fisherWindows: setupOptions.fisherWindows, evalWindows: settings.searchWindows }, args, backend.startsWith('wasm'), { model: args.model, method: args.method })) return model.source.close();
   const setup = calibrateOnce(model, strategy, structure, calibration, setupOptions);
 
   const bar = progressBar(`search ${search}`, search === 'pho' ? 'proxy evals' : 'PPL evals');

@@ -6,8 +6,9 @@ import { zeroshotMarkdown } from '../eval/zeroshot/table';
 import { OpenedModel, openModel } from '../model/resolve';
 import { WeightSource } from '../model/types';
 import { CommonArgs, emit, positiveIntFlag, progressBar, startBackend } from './common';
+import { BudgetArgs, budgetOf, planResident } from './memory';
 
-export interface ZeroshotArgs extends CommonArgs {
+export interface ZeroshotArgs extends CommonArgs, BudgetArgs {
   model: string;
   tokenizer?: string;
   tasks: string[];
@@ -76,8 +77,13 @@ export async function zeroshotCommand(args: ZeroshotArgs): Promise<void> {
   const backend = await startBackend(args.backend);
   const specs = parseTaskList(args.tasks);
   const opts = zeroshotOptions(args);
+  budgetOf(args); // validated before any work
   const model = openModel(args.model, args.tokenizer);
   try {
+    // the model resident in every process, packed requests up to its context
+    const cfg = model.source.config;
+    const plan = planResident(cfg, args, { seqlen: cfg.maxSeqLen, jobs: opts.jobs ?? 1, lengthFlag: null, wasm: backend.startsWith('wasm') }, { model: args.model });
+    if (!plan) return;
     const r = await runZeroshot(model, model.source, specs, opts, 'zeroshot');
     emit(
       args.json,

@@ -8,7 +8,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import { CrepeError } from '../errors';
-import { LlamaConfig, linearNames, linearShape } from '../model/types';
+import { LlamaConfig, inputGroups, linearNames, linearShape } from '../model/types';
 import { ActivationStorage } from './spill';
 
 export const GiB = 2 ** 30;
@@ -83,6 +83,18 @@ export interface PlanRequest {
   };
   /** Evaluation windows (all datasets together) and their length; absent when nothing is evaluated. */
   eval?: { windows: number; seqlen: number; jobs: number };
+  /**
+   * Extra host or device needs of the command, e.g. a search's kept calibration inputs or a
+   * backward pass (added to the largest phase).
+   */
+  extra?: PlanItem[];
+  /**
+   * Commands whose evaluation has no streaming path (generate, zero-shot, the search's pruned
+   * model): the resident model only, and hints that do not suggest --evaluator streaming.
+   */
+  residentOnly?: boolean;
+  /** The flag that sets the evaluation window length, for hints (default --seqlen; null: none). */
+  lengthFlag?: string | null;
   /** Host budget in bytes (--max-memory). */
   limit: number;
   storage: StorageChoice;
@@ -272,6 +284,13 @@ function estimate(req: PlanRequest, storage: ActivationStorage, evaluator: Evalu
       ]);
     }
   }
+  if (req.extra?.length) {
+    // on top of the largest phase (they live through the command)
+    items.push(...req.extra);
+    const top = phases.reduce((a, x) => (x.host + x.device > a.host + a.device ? x : a), { host: 0, device: 0 });
+    top.host += req.extra.reduce((a, i) => a + i.host, 0);
+    top.device += req.extra.reduce((a, i) => a + i.device, 0);
+  }
   const deviceBytes = Math.max(0, ...phases.map((x) => x.device));
   // Pruned blocks stay spilled while the pruned model is evaluated; the other spill files come and go.
   const diskBytes = items.reduce((a, i) => a + (i.disk ?? 0), 0);
@@ -298,8 +317,9 @@ function estimate(req: PlanRequest, storage: ActivationStorage, evaluator: Evalu
 function deviceHint(req: PlanRequest): string {
   const tries: string[] = [];
   if (req.prune?.calibrates) tries.push(`a shorter --calib-seqlen (now ${req.prune.seqlen})`);
-  if (req.eval) tries.push(`a shorter --seqlen (now ${req.eval.seqlen})`);
-  if (req.evaluator === 'resident') tries.push('--evaluator streaming');
+  const lengthFlag = req.lengthFlag === undefined ? '--seqlen' : req.lengthFlag;
+  if (req.eval && lengthFlag) tries.push(`a shorter ${lengthFlag} (now ${req.eval.seqlen})`);
+  if (req.evaluator === 'resident' && !req.residentOnly) tries.push('--evaluator streaming');
   tries.push('a native backend (--backend tensorflow)');
   return `try ${tries.join(', or ')}`;
 }
@@ -313,7 +333,7 @@ function hostHint(req: PlanRequest, need: number): string {
     if (fewer >= 1 && fewer < p.nsamples) tries.push(`--nsamples ${fewer}`);
   }
   if (req.storage !== 'auto' && req.storage !== 'disk') tries.push('--activations disk');
-  if (req.eval && req.evaluator === 'resident') tries.push('--evaluator streaming');
+  if (req.eval && req.evaluator === 'resident' && !req.residentOnly) tries.push('--evaluator streaming');
   tries.push(`--max-memory ${Math.ceil(need / GiB)} (if the machine has it)`);
   return `try ${tries.join(' or ')}`;
 }
@@ -329,7 +349,9 @@ function hostHint(req: PlanRequest, need: number): string {
 export function planMemory(req: PlanRequest): MemoryPlan {
   const evaluators: (Evaluator | null)[] = !req.eval
     ? [null]
-    : req.evaluator !== 'auto'
+    : req.residentOnly
+      ? ['resident']
+      : req.evaluator !== 'auto'
       ? [req.evaluator]
       : residentDeviceBytes(req.config) > STREAMING_THRESHOLD
         ? ['streaming']
@@ -388,5 +410,54 @@ export function planJson(plan: MemoryPlan): Record<string, unknown> {
     fits: plan.fits,
     refusal: plan.refusal,
     items: plan.items.map((i) => ({ what: i.what, host_bytes: Math.round(i.host), device_bytes: Math.round(i.device), disk_bytes: Math.round(i.disk ?? 0) })),
+  };
+}
+
+/** Floats of one window's inputs to every input group of a block (what a search keeps per kept window). */
+function groupInputFloats(cfg: LlamaConfig, T: number): number {
+  return inputGroups(cfg).reduce((a, g) => a + T * linearShape(cfg, g[0])[1], 0);
+}
+
+/** What a search (search, proxy-study, search-compare) needs besides a prune: see searchPlanRequest. */
+export interface SearchPlanSettings {
+  nsamples: number;
+  seqlen: number;
+  /** The strategy accumulates X^T X (kept for every block through the search). */
+  gram: boolean;
+  scoreCopies: number;
+  /** Raw calibration windows kept per input group of every block (reconstruction proxies). */
+  keepInputs: number;
+  /** Windows of the Fisher pass (a backward through the resident model); 0: none. */
+  fisherWindows: number;
+  /** Evaluation windows per PPL evaluation, at the model's context. */
+  evalWindows: number;
+}
+
+/**
+ * A search calibrates once like a prune (pruned propagation), then keeps every block's
+ * statistics (X^T X too, for SparseGPT-like strategies) and kept inputs for the whole search,
+ * prunes in memory and evaluates the pruned model resident on the device, and the Fisher proxy
+ * runs a backward pass through the resident model (every block's forward intermediates kept).
+ */
+export function searchPlanRequest(cfg: LlamaConfig, s: SearchPlanSettings, rest: Pick<PlanRequest, 'limit' | 'wasm' | 'diskFree' | 'spillDir'>): PlanRequest {
+  const extra: PlanItem[] = [];
+  if (s.keepInputs > 0) {
+    extra.push({ what: `kept calibration inputs: ${s.keepInputs} windows x every input group x ${cfg.nLayers} blocks`, host: s.keepInputs * groupInputFloats(cfg, s.seqlen) * F32 * cfg.nLayers, device: 0 });
+  }
+  if (s.gram) extra.push({ what: `X^T X of every block, kept through the search (F64)`, host: cfg.nLayers * gramBytes(cfg), device: 0 });
+  if (s.fisherWindows > 0) {
+    extra.push({ what: `Fisher pass: every block's forward intermediates kept for the backward (${cfg.maxSeqLen} tokens)`, host: 0, device: WASM_FACTORS.activations * cfg.nLayers * forwardActivationBytes(cfg, s.seqlen) });
+  }
+  return {
+    config: cfg,
+    prune: { nsamples: s.nsamples, seqlen: s.seqlen, gram: s.gram, calibrates: true, propagate: 'pruned', scoreCopies: s.scoreCopies },
+    eval: { windows: s.evalWindows, seqlen: cfg.maxSeqLen, jobs: 1 },
+    storage: 'auto',
+    evaluator: 'resident',
+    residentOnly: true,
+    spillBlocks: false,
+    lengthFlag: null,
+    extra,
+    ...rest,
   };
 }
