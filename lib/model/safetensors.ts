@@ -238,6 +238,21 @@ export function f16ToNumber(h: number): number {
 const f32 = new Float32Array(1);
 const f32Bits = new Uint32Array(f32.buffer);
 
+/** float32 values → float16 bits (numberToF16 each): F16 tensors and F16 activation storage. */
+export function floatsToF16(data: Float32Array): Uint16Array {
+  const out = new Uint16Array(data.length);
+  for (let i = 0; i < data.length; i++) out[i] = numberToF16(data[i]);
+  return out;
+}
+
+/** float16 bits → float32 values, exact (through a 65,536-entry table). */
+export function f16ToFloats(data: Uint16Array): Float32Array {
+  const table = f16Table();
+  const out = new Float32Array(data.length);
+  for (let i = 0; i < data.length; i++) out[i] = table[data[i]];
+  return out;
+}
+
 /** float32 → float16 bits, round to nearest even; overflow gives ±inf, NaN stays NaN. */
 export function numberToF16(x: number): number {
   f32[0] = x;
@@ -312,13 +327,10 @@ function encodeHeader(specs: TensorSpec[], dtype: FloatDtype, metadata?: Record<
 
 function encodeTensor(data: Float32Array, dtype: FloatDtype): Uint8Array {
   if (dtype === 'F32') return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (dtype === 'F16') return new Uint8Array(floatsToF16(data).buffer);
   const out = new Uint16Array(data.length);
-  if (dtype === 'BF16') {
-    const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
-    for (let i = 0; i < data.length; i++) out[i] = f32BitsToBf16(bits[i]);
-  } else {
-    for (let i = 0; i < data.length; i++) out[i] = numberToF16(data[i]);
-  }
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  for (let i = 0; i < data.length; i++) out[i] = f32BitsToBf16(bits[i]);
   return new Uint8Array(out.buffer);
 }
 

@@ -8,6 +8,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { processAlive } from '../io/atomic';
+import { f16ToFloats, floatsToF16 } from '../model/safetensors';
 import { BlockWeights } from '../model/types';
 
 /** Where activations are kept: float32 in memory, float16 in memory (half the bytes, rounded), or on disk (exact). */
@@ -69,7 +70,7 @@ export function spillFolder(parent?: string): { dir: string; cleanup: () => void
 
 export function createActivationStore(storage: ActivationStorage, count: number, length: number, spillDir?: string): ActivationStore {
   if (storage === 'f32') return new MemoryStore<Float32Array>('f32', count, length, (x) => x, (x) => x);
-  if (storage === 'f16') return new MemoryStore<Uint16Array>('f16', count, length, floatToHalf, halfToFloat);
+  if (storage === 'f16') return new MemoryStore<Uint16Array>('f16', count, length, floatsToF16, f16ToFloats);
   return new DiskStore(count, length, spillDir);
 }
 
@@ -153,61 +154,9 @@ function writeFully(fd: number, data: Uint8Array, position: number): void {
   for (let done = 0; done < data.length; ) done += fs.writeSync(fd, data, done, Math.min(IO_CHUNK, data.length - done), position + done);
 }
 
-// ---------------------------------------------------------------------------------------------
-// IEEE 754 half precision (round to nearest, ties to even), for F16 activation storage
-
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-export function floatToHalf(data: Float32Array): Uint16Array {
-  const out = new Uint16Array(data.length);
-  for (let k = 0; k < data.length; k++) {
-    f32[0] = data[k];
-    const x = u32[0];
-    const sign = (x >>> 16) & 0x8000;
-    const exp = (x >>> 23) & 0xff;
-    let mant = x & 0x7fffff;
-    if (exp === 0xff) {
-      out[k] = sign | 0x7c00 | (mant ? 0x200 : 0); // Inf or NaN
-      continue;
-    }
-    const e = exp - 127 + 15;
-    if (e >= 0x1f) {
-      out[k] = sign | 0x7c00; // overflow to Inf
-    } else if (e <= 0) {
-      if (e < -10) {
-        out[k] = sign; // underflow to zero
-        continue;
-      }
-      mant |= 0x800000;
-      const shift = 14 - e;
-      const half = mant >>> shift;
-      const rest = mant & ((1 << shift) - 1);
-      const mid = 1 << (shift - 1);
-      out[k] = sign | (half + (rest > mid || (rest === mid && half & 1) ? 1 : 0));
-    } else {
-      const half = (e << 10) | (mant >>> 13);
-      const rest = mant & 0x1fff;
-      // a carry out of the mantissa correctly bumps the exponent (up to Inf)
-      out[k] = sign | (half + (rest > 0x1000 || (rest === 0x1000 && half & 1) ? 1 : 0));
-    }
-  }
-  return out;
-}
-
-export function halfToFloat(data: Uint16Array): Float32Array {
-  const out = new Float32Array(data.length);
-  for (let k = 0; k < data.length; k++) {
-    const h = data[k];
-    const sign = h & 0x8000 ? -1 : 1;
-    const exp = (h >>> 10) & 0x1f;
-    const mant = h & 0x3ff;
-    if (exp === 0) out[k] = sign * mant * 2 ** -24;
-    else if (exp === 0x1f) out[k] = mant ? NaN : sign * Infinity;
-    else out[k] = sign * (1 + mant / 1024) * 2 ** (exp - 15);
-  }
-  return out;
-}
+// IEEE 754 half precision (round to nearest, ties to even) for F16 activation storage: the
+// safetensors F16 codec, so a stored activation rounds exactly as an F16 checkpoint does.
+export { f16ToFloats as halfToFloat, floatsToF16 as floatToHalf } from '../model/safetensors';
 
 // ---------------------------------------------------------------------------------------------
 // pruned blocks
