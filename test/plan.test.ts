@@ -37,15 +37,18 @@ describe('estimates and choices', () => {
   test('7B at 2048 tokens on wasm: fits (attention head by head, heap factors measured); 4096 tokens refused', () => {
     const at = (seqlen: number, method: string) =>
       planMemory(base({ prune: { nsamples: 128, seqlen, gram: false, calibrates: true, propagate: 'pruned', scoreCopies: scoringCopies(method) } }));
-    // one block: 0.88 GiB of tensors x 2.1 (XNNPACK's packed copy); a 2048-token forward's intermediates 0.92 GiB x 1.25
+    // one block: 0.88 GiB of tensors x 2.2 (XNNPACK's packed copy); a 2048-token forward's intermediates 0.92 GiB x 1.25
     expect(forwardActivationBytes(LLAMA2_7B, 2048) / GiB).toBeCloseTo(0.92, 2);
     const wanda = at(2048, 'wanda');
     expect(wanda.fits).toBe(true);
-    expect(wanda.deviceBytes).toBeCloseTo(2.1 * blockDeviceBytes(LLAMA2_7B) + 1.25 * forwardActivationBytes(LLAMA2_7B, 2048), 0);
+    expect(wanda.deviceBytes).toBeCloseTo(2.2 * blockDeviceBytes(LLAMA2_7B) + 1.25 * forwardActivationBytes(LLAMA2_7B, 2048), 0);
     expect(wanda.deviceBytes).toBeLessThan(WASM_HEAP_LIMIT);
-    // CRePE's scoring holds 9 copies of the 11008 x 4096 linear: 9 x 172 MiB x 1.7 = 2.6 GiB, a turn of its own
+    // CRePE's scoring holds 9 copies of the 11008 x 4096 linear: 9 x 172 MiB x 2.0 = 3.0 GiB, a turn of its own
     const crepe = at(128, 'crepe');
-    expect(crepe.deviceBytes).toBeCloseTo(1.7 * 9 * 11008 * 4096 * 4, 0);
+    expect(crepe.deviceBytes).toBeCloseTo(2.0 * 9 * 11008 * 4096 * 4, 0);
+    // the scale bench's measured heaps (4 blocks, 2 x 128 calibration) are below the estimates
+    expect(crepe.deviceBytes).toBeGreaterThan(2.80 * GiB);
+    expect(at(128, 'wanda').deviceBytes).toBeGreaterThan(1.96 * GiB);
     const long = at(4096, 'wanda');
     expect(long.fits).toBe(false);
     expect(long.refusal).toMatch(/^needs ~\d(\.\d)? GiB of wasm heap, limit 3\.2 GiB .*--calib-seqlen \(now 4096\)/);
