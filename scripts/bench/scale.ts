@@ -20,7 +20,7 @@
  *   deleted afterwards)  CREPE_SCALE_NSAMPLES=2  CREPE_SCALE_SEQLEN=128  CREPE_SCALE_WINDOWS=2
  *   CREPE_SCALE_MAX_MEMORY=6 (GiB, passed as --max-memory)  CREPE_SCALE_RESULTS=scale-bench (file
  *   stem in results/, e.g. to run block counts in two processes side by side)
- *   CREPE_SCALE_FIT=128,256,512,1024 (window lengths of the block forward fit; the head's: those <= 512)
+ *   CREPE_SCALE_FIT=128,512,1024,2048 (window lengths of the block forward fit; the head's: those <= 512)
  */
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
@@ -378,7 +378,7 @@ export const scaleSection: BenchSection = {
       windows: envNumber('CREPE_SCALE_WINDOWS', 2),
       maxMemory: envNumber('CREPE_SCALE_MAX_MEMORY', 6),
     };
-    const fitLengths = envList('CREPE_SCALE_FIT', '128,256,512,1024').map(Number);
+    const fitLengths = envList('CREPE_SCALE_FIT', '128,512,1024,2048').map(Number);
     if (fitLengths.length < 3 || fitLengths.some((T) => !(Number.isInteger(T) && T >= 2))) throw new Error('CREPE_SCALE_FIT needs at least three window lengths');
     opts.log(`scale: timing one 7B-shaped block's forward at ${fitLengths.join(', ')} tokens`);
     const fits = await measureWindowCosts(fitLengths, opts.log);
