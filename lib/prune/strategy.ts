@@ -84,8 +84,11 @@ export interface Strategy {
    * Optional fast path for searches that score the same layer under many parameter sets: cache
    * what does not depend on the parameters and return host-side scores, equal to `score` up to
    * float32 rounding (the strategy contract tests check it). Without it, searches call `score`.
+   * With `rows` (increasing row indices) the scorer returns only those rows' scores,
+   * [rows.length, cols], equal to those rows of the whole score: what a proxy estimated from a
+   * row sample needs, at the sample's cost.
    */
-  prepare?(ctx: LayerContext): (params: Params) => Float32Array;
+  prepare?(ctx: LayerContext): (params: Params, rows?: Int32Array) => Float32Array;
   /** Statistics needed beyond per-channel sums (SparseGPT: the Gram matrix X^T X). */
   statsNeeds?: StatsOptions;
   /**

@@ -34,7 +34,14 @@ interface PreparedLayer {
   cols: number;
   weight: Float32Array;
   stats: InputStats;
-  score: (params: Params) => Float32Array;
+  /** Scores of the whole layer, or of the listed rows only ([rows.length, cols]). */
+  score: (params: Params, rows?: Int32Array) => Float32Array;
+}
+
+/** A layer's row sample for proxies: which rows, and their weights (one array, so caches keyed by it hit). */
+interface RowSample {
+  rows: Int32Array;
+  weight: Float32Array;
 }
 
 export interface PrunedLayer extends LayerSample {
@@ -46,6 +53,7 @@ export class ConfigEvaluator {
   private layers: PreparedLayer[] = [];
   private denseBlocks: BlockWeights[] = [];
   private windowCache = new Map<string, Int32Array[]>();
+  private rowSamples = new Map<number, (RowSample | undefined)[]>();
 
   constructor(
     readonly model: OpenedModel,
@@ -75,7 +83,7 @@ export class ConfigEvaluator {
           key: linearKey(b, name),
           canonicalRows: canonicalRowOrder(cfg, name),
         });
-        let score: (p: Params) => Float32Array;
+        let score: (p: Params, rows?: Int32Array) => Float32Array;
         if (strategy.prepare) {
           const t = tf.tensor2d(weight, [rows, cols]);
           try {
@@ -84,13 +92,13 @@ export class ConfigEvaluator {
             t.dispose();
           }
         } else {
-          score = (p) => {
+          score = (p, only) => {
             const t = tf.tensor2d(weight, [rows, cols]);
             try {
               const s = strategy.score(ctxOf(t), p);
               const out = s.dataSync() as Float32Array;
               s.dispose();
-              return out;
+              return only ? gatherRows(out, only, cols) : out;
             } finally {
               t.dispose();
             }
@@ -107,6 +115,7 @@ export class ConfigEvaluator {
     other.layers = this.layers;
     other.denseBlocks = this.denseBlocks;
     other.windowCache = this.windowCache;
+    other.rowSamples = this.rowSamples;
     return other;
   }
 
@@ -149,23 +158,31 @@ export class ConfigEvaluator {
    */
   pruneSampled(params: Params, fraction: number, onLayer: (layer: PrunedLayer) => void): void {
     if (!(fraction > 0 && fraction <= 1)) throw new Error(`row fraction must be in (0, 1], got ${fraction}`);
-    for (const l of this.layers) {
-      const kept = Math.max(1, Math.round(l.rows * fraction));
-      const full = l.score(params);
-      let scores = full;
-      let weight = l.weight;
-      if (kept < l.rows) {
-        scores = new Float32Array(kept * l.cols);
-        weight = new Float32Array(kept * l.cols);
-        for (let i = 0; i < kept; i++) {
-          const r = Math.floor(((i + 0.5) * l.rows) / kept);
-          scores.set(full.subarray(r * l.cols, (r + 1) * l.cols), i * l.cols);
-          weight.set(l.weight.subarray(r * l.cols, (r + 1) * l.cols), i * l.cols);
-        }
-      }
-      const mask = selectMask(scores, kept, l.cols, this.structure);
-      onLayer({ block: l.block, name: l.name, weight, scores, mask, stats: l.stats, rows: kept, cols: l.cols });
+    const samples = this.rowSamplesOf(fraction);
+    this.layers.forEach((l, i) => {
+      const sample = samples[i];
+      // only the sampled rows are scored (the prepared scorer's window sums still see their neighbours)
+      const scores = sample ? l.score(params, sample.rows) : l.score(params);
+      const weight = sample ? sample.weight : l.weight;
+      const rows = sample ? sample.rows.length : l.rows;
+      const mask = selectMask(scores, rows, l.cols, this.structure);
+      onLayer({ block: l.block, name: l.name, weight, scores, mask, stats: l.stats, rows, cols: l.cols });
+    });
+  }
+
+  /** Per layer the evenly spaced rows a fraction keeps (undefined: every row), built once per fraction. */
+  private rowSamplesOf(fraction: number): (RowSample | undefined)[] {
+    let samples = this.rowSamples.get(fraction);
+    if (!samples) {
+      samples = this.layers.map((l) => {
+        const kept = Math.max(1, Math.round(l.rows * fraction));
+        if (kept >= l.rows) return undefined;
+        const rows = Int32Array.from({ length: kept }, (_, i) => Math.floor(((i + 0.5) * l.rows) / kept));
+        return { rows, weight: gatherRows(l.weight, rows, l.cols) };
+      });
+      this.rowSamples.set(fraction, samples);
     }
+    return samples;
   }
 
   /** The first `count` evaluation windows of `dataset`, tokenized once per evaluator. */
@@ -223,4 +240,11 @@ export class ConfigEvaluator {
     });
     return overlay;
   }
+}
+
+/** The listed rows of a [*, cols] row-major matrix, in that order. */
+function gatherRows(a: Float32Array, rows: Int32Array, cols: number): Float32Array {
+  const out = new Float32Array(rows.length * cols);
+  rows.forEach((r, i) => out.set(a.subarray(r * cols, (r + 1) * cols), i * cols));
+  return out;
 }

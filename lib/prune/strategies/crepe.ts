@@ -86,9 +86,10 @@ const MAX_CACHED_KERNELS = 25;
 /**
  * The same score on the host with everything that does not depend on the parameters computed
  * once: |W|, row and column sums, and the window sums per kernel shape (separable running sums,
- * O(rows x cols) per new shape). A search then pays one pass over the weights per configuration.
+ * O(rows x cols) per new shape). A search then pays one pass over the weights per configuration,
+ * or over the `only` rows when a proxy needs a row sample.
  */
-function prepareCrepe(ctx: LayerContext): (p: Params) => Float32Array {
+function prepareCrepe(ctx: LayerContext): (p: Params, only?: Int32Array) => Float32Array {
   const [rows, cols] = ctx.shape;
   const n = rows * cols;
   const w = ctx.weightData;
@@ -137,19 +138,22 @@ function prepareCrepe(ctx: LayerContext): (p: Params) => Float32Array {
   };
   const rowCoef = new Float64Array(rows);
   const colCoef = new Float64Array(cols);
-  return (p) => {
+  return (p, only) => {
     for (let r = 0; r < rows; r++) rowCoef[r] = p.alpha / rowSum[r];
     for (let c = 0; c < cols; c++) colCoef[c] = p.beta / colSum[c];
     const f = p.a === 0 ? null : factorOf(p.a);
     const inv = p.gamma > 0 ? inverseWindowMeans(p.kh, p.kw) : null;
     const g = p.gamma / (p.kh * p.kw);
-    const out = new Float32Array(n);
-    for (let r = 0, k = 0; r < rows; r++) {
+    const count = only ? only.length : rows;
+    const out = new Float32Array(count * cols);
+    for (let i = 0, o = 0; i < count; i++) {
+      const r = only ? only[i] : i;
       const rc = rowCoef[r];
-      if (inv && f) for (let c = 0; c < cols; c++, k++) out[k] = abs[k] * (rc + colCoef[c] + g * inv[k]) * f[c];
-      else if (inv) for (let c = 0; c < cols; c++, k++) out[k] = abs[k] * (rc + colCoef[c] + g * inv[k]);
-      else if (f) for (let c = 0; c < cols; c++, k++) out[k] = abs[k] * (rc + colCoef[c]) * f[c];
-      else for (let c = 0; c < cols; c++, k++) out[k] = abs[k] * (rc + colCoef[c]);
+      let k = r * cols;
+      if (inv && f) for (let c = 0; c < cols; c++, k++, o++) out[o] = abs[k] * (rc + colCoef[c] + g * inv[k]) * f[c];
+      else if (inv) for (let c = 0; c < cols; c++, k++, o++) out[o] = abs[k] * (rc + colCoef[c] + g * inv[k]);
+      else if (f) for (let c = 0; c < cols; c++, k++, o++) out[o] = abs[k] * (rc + colCoef[c]) * f[c];
+      else for (let c = 0; c < cols; c++, k++, o++) out[o] = abs[k] * (rc + colCoef[c]);
     }
     return out;
   };
