@@ -53,6 +53,11 @@ describe('Strategy.prepare equals Strategy.score', () => {
           let worst = 0;
           for (let k = 0; k < got.length; k++) worst = Math.max(worst, Math.abs(got[k] - expected[k]) / Math.max(Math.abs(expected[k]), 1e-30));
           expect(worst).toBeLessThan(2e-5);
+          // a row subset (first, interior and last rows: kernel windows cut at both edges) is those rows of the whole score
+          const only = Int32Array.from([0, 2, Math.floor(rows / 2), rows - 1]);
+          const part = prepared(params, only);
+          expect(part).toHaveLength(only.length * cols);
+          only.forEach((r, i) => expect(Array.from(part.subarray(i * cols, (i + 1) * cols))).toEqual(Array.from(got.subarray(r * cols, (r + 1) * cols))));
         }
         ctx.weight.dispose();
       }

@@ -15,6 +15,7 @@ import '../lib/prune/strategies';
 import { hillClimb, hillClimbSearch } from '../lib/search/hillclimb';
 import { SearchSetup, calibrateOnce, evalLogCsv, evaluateConfiguration } from '../lib/search/objective';
 import { ProxyAccumulator } from '../lib/search/proxies';
+import { selectMask } from '../lib/prune/select';
 import { phoSearch } from '../lib/search/pho';
 import { Rng } from '../lib/util/random';
 import { buildSpace, clampParams, parseBounds, sampleUniform, searchStart, toParams, toVector } from '../lib/search/space';
@@ -222,6 +223,23 @@ describe('searches on stories260K (tiny budgets, 2 search windows)', () => {
     expect(sampled(1)).toBe(full);
     expect(Math.abs(sampled(0.25) / full - 1)).toBeLessThan(0.1);
     expect(sampled(0.25)).not.toBe(full);
+    // independent: score every row, keep the evenly spaced quarter, select within it, compute the proxy
+    const ev = setup.evaluator!;
+    const byHand = new ProxyAccumulator(['energy-row', 'gini-pruned-scores']);
+    ev.prune(params, (layer) => {
+      const kept = Math.max(1, Math.round(layer.rows * 0.25));
+      const rows = Array.from({ length: kept }, (_, i) => Math.floor(((i + 0.5) * layer.rows) / kept));
+      const pick = (a: Float32Array): Float32Array => Float32Array.from(rows.flatMap((r) => Array.from(a.subarray(r * layer.cols, (r + 1) * layer.cols))));
+      const scores = pick(layer.scores);
+      byHand.add({ ...layer, weight: pick(layer.weight), scores, mask: selectMask(scores, kept, layer.cols, setup.structure), rows: kept });
+    });
+    const viaSample = new ProxyAccumulator(['energy-row', 'gini-pruned-scores']);
+    ev.pruneSampled(params, 0.25, (layer) => viaSample.add(layer));
+    ev.pruneSampled(params, 0.25, () => {}); // the cached sample serves a second call unchanged
+    const again = new ProxyAccumulator(['energy-row', 'gini-pruned-scores']);
+    ev.pruneSampled(params, 0.25, (layer) => again.add(layer));
+    expect(viaSample.values()).toEqual(byHand.values());
+    expect(again.values()).toEqual(byHand.values());
     const quarter = phoSearch(setup, space, { proxy: 'energy-row', sign: 1, budget: 1, seed: 0, proxyRows: 0.25 });
     expect(quarter.log[0].measure).toBe('energy-row@rows0.25');
     expect(() => phoSearch(setup, space, { proxy: 'energy-row', sign: 1, budget: 1, seed: 0, proxyRows: 0 })).toThrow(CrepeError);
