@@ -59,8 +59,11 @@ describe('config', () => {
       ['2of4', '2:4', 0.5, '2:4'],
     ]);
     expect(cfg.seeds.length).toBeGreaterThanOrEqual(3);
-    expect(cfg.pho[0].proxies.map((p) => p.proxy)).toEqual(['energy-row', 'energy']);
-    expect(cfg.pho[0].verify).toBeDefined();
+    // the compared method: a pool over the three proxies of different tendencies, on a quarter of the rows
+    expect(cfg.pho[0].proxies.map((p) => p.proxy)).toEqual(['energy-row', 'energy', 'gini-pruned-scores']);
+    expect(cfg.pho[0].proxies.map((p) => p.sign)).toEqual([1, 1, -1]);
+    expect(cfg.pho[0].proxyRows).toBe(0.25);
+    expect(cfg.pho[0].verify).toEqual({ candidates: 1, windows: [2, 6], eta: 3, start: true });
     expect(cfg.pho.some((v) => v.proxies.map((p) => p.proxy).join() === 'gini-pruned-scores')).toBe(true);
     expect(cfg.transfer).toEqual(['u50']);
   });
