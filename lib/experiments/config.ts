@@ -139,7 +139,7 @@ export function atField<T>(file: string, path: readonly (string | number)[], fn:
 }
 
 /** Levenshtein distance, for "did you mean" hints on misspelled keys. */
-export function editDistance(a: string, b: string): number {
+function editDistance(a: string, b: string): number {
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const cur = [i];
@@ -149,23 +149,25 @@ export function editDistance(a: string, b: string): number {
   return prev[b.length];
 }
 
-/** The keys an object schema accepts at `path` (for hints), or [] when not an object. */
-function knownKeys(path: readonly (string | number)[]): string[] {
-  const objects: Record<string, z.AnyZodObject> = {
-    '': configSchema,
-    methods: methodSchema,
-    eval: evalSchema,
-    calibration: calibrationSchema,
-    zeroshot: zeroshotSchema,
-  };
-  const field = path.filter((p) => typeof p === 'string').join('.');
-  return objects[field] ? Object.keys(objects[field].shape) : [];
-}
+/** The object schemas of the sweep config, by field path (for "did you mean" hints). */
+const OBJECT_SCHEMAS: Record<string, z.AnyZodObject> = {
+  '': configSchema,
+  methods: methodSchema,
+  eval: evalSchema,
+  calibration: calibrationSchema,
+  zeroshot: zeroshotSchema,
+};
 
-function describeIssue(issue: z.ZodIssue): string {
+/**
+ * One line for a zod issue in a config file: an unknown key with the closest key the object at
+ * that field accepts (`objects`: object schemas by dotted field path, list indices dropped), a
+ * missing field, an enum's choices, else zod's own message.
+ */
+export function describeConfigIssue(issue: z.ZodIssue, objects: Record<string, z.AnyZodObject>): string {
   if (issue.code === 'unrecognized_keys') {
     const key = issue.keys[0];
-    const known = knownKeys(issue.path);
+    const schema = objects[issue.path.filter((p) => typeof p === 'string').join('.')];
+    const known = schema ? Object.keys(schema.shape) : [];
     const close = known.filter((k) => editDistance(k, key) <= 2);
     const hint = close.length ? ` (did you mean '${close[0]}'?)` : known.length ? ` (known: ${known.join(', ')})` : '';
     return `unknown key '${key}'${hint}`;
@@ -185,7 +187,7 @@ export function parseSweepConfig(json: unknown, file: string): SweepConfig {
   const parsed = configSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw fieldError(file, issue.path, describeIssue(issue));
+    throw fieldError(file, issue.path, describeConfigIssue(issue, OBJECT_SCHEMAS));
   }
   const raw: RawConfig = parsed.data;
   if (raw.calibration.seed !== undefined && raw.calibration.seeds !== undefined) {

@@ -19,7 +19,7 @@ import { ProxyName, parseProxy } from '../search/proxies';
 import { SearchSpace, buildSpace, parseBounds } from '../search/space';
 import { PhoVerify, verifyRungs } from '../search/pho';
 import { checkRungs } from '../search/halving';
-import { atField, editDistance, fieldError, readJsonConfig } from './config';
+import { atField, describeConfigIssue, fieldError, readJsonConfig } from './config';
 
 const positiveInt = z.number().int().positive();
 const seed = z.number().int().min(0);
@@ -195,23 +195,14 @@ const OBJECT_SCHEMAS: Record<string, z.AnyZodObject> = {
   space: spaceSchema,
 };
 
+/** The shared config messages, plus this config's own wording for two kinds of issue. */
 function describeIssue(issue: z.ZodIssue): string {
-  if (issue.code === 'unrecognized_keys') {
-    const key = issue.keys[0];
-    const schema = OBJECT_SCHEMAS[issue.path.filter((p) => typeof p === 'string').join('.')];
-    const known = schema ? Object.keys(schema.shape) : [];
-    const close = known.filter((k) => editDistance(k, key) <= 2);
-    const hint = close.length ? ` (did you mean '${close[0]}'?)` : known.length ? ` (known: ${known.join(', ')})` : '';
-    return `unknown key '${key}'${hint}`;
-  }
-  if (issue.code === 'invalid_type' && issue.received === 'undefined') return 'missing';
-  if (issue.code === 'invalid_type') return `expected ${issue.expected}, got ${issue.received}`;
+  if (issue.code === 'invalid_type' && issue.received !== 'undefined') return `expected ${issue.expected}, got ${issue.received}`;
   if (issue.code === 'invalid_union') {
     // transfer: report the union as one expectation rather than zod's first branch
     return 'expected true, false or a list of structure names';
   }
-  if (issue.code === 'invalid_enum_value') return `must be one of ${issue.options.map((o) => `'${String(o)}'`).join(', ')}, got '${String(issue.received)}'`;
-  return issue.message.charAt(0).toLowerCase() + issue.message.slice(1);
+  return describeConfigIssue(issue, OBJECT_SCHEMAS);
 }
 
 /** File-name form of a model: its base name with anything unusual replaced (as proxy-study does). */
