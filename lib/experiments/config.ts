@@ -250,7 +250,7 @@ export function readJsonConfig(file: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new CrepeError(`${file}: invalid JSON: ${(e as Error).message.replace(/\s*\n\s*/g, ' ')}`); // V8 quotes the input, newlines included
+    throw new CrepeError(`${file}: invalid JSON: ${(e as Error).message}`); // V8 quotes the input with its newlines; CrepeError keeps one line
   }
 }
 
