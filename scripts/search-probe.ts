@@ -1,56 +1,110 @@
 /**
- * Validation probe for PHO variants: runs the named variants of a search-compare config (same
- * calibration, statistics, space and seeds as `crepe search-compare`) and measures each pick's
- * PPL on the first 16 TinyStories validation windows, the objective hill climbing optimizes, so
- * variants can be compared without looking at the test split. Prints one line per run and the
+ * Validation probe for search methods: runs hill climbing and/or the named PHO variants of a
+ * search-compare config (same calibration, statistics, space and seeds as `crepe search-compare`)
+ * and measures each pick the way the comparison's final number is made, with the standard
+ * sequential pipeline (`crepe prune`), but on held-out VALIDATION windows: `heldOut` windows
+ * evenly spaced over the validation split, none of them one a search looked at.
+ * So variants can be chosen without looking at the test split. Prints one line per run and the
  * mean per cell; loop CPU seconds are this process's (user + system).
  *
- *   node dist/scripts/search-probe.js <config.json> <variant,...> [model,...]
+ *   node dist/scripts/search-probe.js <config.json> <run,...> [model,...] [structure,...]
+ *
+ * run: hillclimb or a PHO variant's name. Environment: CREPE_PROBE_HELDOUT=64 (held-out
+ * windows), CREPE_PROBE_STATS=dense|pruned and CREPE_PROBE_SAMPLE=first|spread (override the
+ * config's statistics and search windows), CREPE_PROBE_POOL=1 (also print the held-out PPL of
+ * every configuration a PHO run measured by PPL: what an oracle selection would reach).
  */
 import { initBackend } from '../lib/backend';
+import { datasetWindows } from '../lib/eval/evaluate';
+import { windowNll } from '../lib/eval/perplexity';
+import { LlamaModel } from '../lib/model/runtime';
 import { loadSearchCompareConfig, structureFor } from '../lib/experiments/search-config';
 import { calibrationFor } from '../lib/experiments/search-compare/run';
 import { openModel } from '../lib/model/resolve';
-import { getStrategy } from '../lib/prune/strategy';
+import { pruneModel } from '../lib/prune/pipeline';
+import { Params, getStrategy } from '../lib/prune/strategy';
 import '../lib/prune/strategies';
-import { SearchSetup, calibrateOnce, setupOptionsFor } from '../lib/search/objective';
+import { hillClimbSearch } from '../lib/search/hillclimb';
+import { SEARCH_DATASET, SearchOutcome, SearchSetup, StatsKind, calibrateOnce, setupOptionsFor } from '../lib/search/objective';
 import { phoSearch } from '../lib/search/pho';
-
-const PROBE_WINDOWS = 16;
+import { formatParams } from '../lib/search/space';
+import { WindowSample, spreadWindowIndices } from '../lib/search/evaluator';
 
 async function main(): Promise<void> {
-  const [file, variants, models] = process.argv.slice(2);
-  if (!file || !variants) throw new Error('usage: search-probe <config.json> <variant,...> [model,...]');
+  const [file, runs, models, structures] = process.argv.slice(2);
+  if (!file || !runs) throw new Error('usage: search-probe <config.json> <run,...> [model,...] [structure,...]');
+  const heldOut = Number(process.env.CREPE_PROBE_HELDOUT ?? 64);
   await initBackend('wasm');
-  const config = loadSearchCompareConfig(file);
-  const chosen = variants.split(',').map((name) => {
-    const v = config.pho.find((p) => p.name === name);
-    if (!v) throw new Error(`no PHO variant '${name}' in ${file}`);
-    return v;
-  });
+  const loaded = loadSearchCompareConfig(file);
+  const stats = (process.env.CREPE_PROBE_STATS ?? loaded.calibration.stats) as StatsKind;
+  const sample = (process.env.CREPE_PROBE_SAMPLE ?? loaded.searchSample) as WindowSample;
+  if (!['dense', 'pruned'].includes(stats) || !['first', 'spread'].includes(sample)) throw new Error(`CREPE_PROBE_STATS must be dense or pruned and CREPE_PROBE_SAMPLE first or spread`);
+  const config = { ...loaded, calibration: { ...loaded.calibration, stats }, searchSample: sample };
+  const searchWindows = config.hillclimb.searchWindows;
+  const chosen = runs.split(',');
+  for (const name of chosen) {
+    if (name !== 'hillclimb' && !config.pho.some((p) => p.name === name)) throw new Error(`no PHO variant '${name}' in ${file}`);
+  }
   const strategy = getStrategy(config.method);
+  const proxies = [...new Set(config.pho.flatMap((v) => v.proxies.map((p) => p.proxy)))];
   for (const name of models ? models.split(',') : config.models) {
     const model = openModel(name);
-    const proxies = chosen.flatMap((v) => v.proxies.map((p) => p.proxy));
+    const calibration = calibrationFor(model, config);
+    // held-out windows: evenly spaced over the split, skipping any window a search subset uses
+    const all = datasetWindows(model, SEARCH_DATASET).windows;
+    const searched = new Set(config.searchSample === 'spread' ? spreadWindowIndices(all.length, searchWindows) : Array.from({ length: searchWindows }, (_, i) => i));
+    const held: Int32Array[] = [];
+    for (let j = 0; j < heldOut; j++) {
+      let i = Math.floor(((j + 0.5) * all.length) / heldOut);
+      while (searched.has(i)) i++;
+      held.push(all[i]);
+    }
+    /** Held-out validation PPL of a configuration pruned by the standard pipeline. */
+    const heldOutPpl = (params: Params): number => {
+      const pruned = pruneModel(model, { method: config.method, params, structure: setup.structure, calibration, propagate: 'pruned' });
+      const runtime = LlamaModel.fromSource(pruned.source);
+      try {
+        const nll = held.reduce((a, w) => a + windowNll(runtime, w), 0);
+        return Math.exp(nll / held.reduce((a, w) => a + w.length - 1, 0));
+      } finally {
+        runtime.dispose();
+      }
+    };
     let base: SearchSetup | null = null;
+    let setup!: SearchSetup;
     for (const entry of config.structures) {
+      if (structures && !structures.split(',').includes(entry.name)) continue;
       const structure = structureFor(entry, config.method);
-      base ??= calibrateOnce(model, strategy, structure, calibrationFor(model, config), setupOptionsFor(config.calibration.stats, proxies));
-      const setup: SearchSetup = { ...base, structure, evaluator: base.evaluator?.withStructure(structure) };
-      const ev = setup.evaluator!;
-      for (const v of chosen) {
+      if (config.calibration.stats === 'dense') {
+        base ??= calibrateOnce(model, strategy, structure, calibration, { ...setupOptionsFor('dense', proxies), windowSample: config.searchSample });
+        setup = { ...base, structure, evaluator: base.evaluator?.withStructure(structure) };
+      } else setup = calibrateOnce(model, strategy, structure, calibration, { ...setupOptionsFor(config.calibration.stats, proxies), windowSample: config.searchSample });
+      for (const run of chosen) {
+        const variant = config.pho.find((p) => p.name === run);
         const ppls: number[] = [];
-        for (const seed of v.seeds) {
-          const [first, ...rest] = v.proxies;
+        const walls: number[] = [];
+        for (const seed of variant ? variant.seeds : config.seeds) {
           const cpu0 = process.cpuUsage();
-          const r = phoSearch(setup, config.space, { ...first, portfolio: rest, budget: v.budget, seed, verify: v.verify, proxyRows: v.proxyRows });
+          let r: SearchOutcome;
+          if (variant) {
+            const [first, ...rest] = variant.proxies;
+            r = phoSearch(setup, config.space, { ...first, portfolio: rest, budget: variant.budget, seed, verify: variant.verify, proxyRows: variant.proxyRows });
+          } else r = hillClimbSearch(setup, config.space, { budget: config.hillclimb.budget, windows: searchWindows, seed });
           const cpu = process.cpuUsage(cpu0);
-          const ppl = ev.perplexity(ev.prune(r.best), setup.dataset, PROBE_WINDOWS);
+          const ppl = heldOutPpl(r.best);
           ppls.push(ppl);
-          const params = Object.entries(r.best).map(([k, x]) => `${k}=${x.toPrecision(4)}`).join(' ');
-          console.log(`${name} ${entry.name} ${v.name} seed ${seed}: val PPL@${PROBE_WINDOWS} ${ppl.toFixed(4)}; ${r.proxyEvals} proxy + ${r.windowEvals} window evaluations; loop ${r.seconds.toFixed(2)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s CPU; ${params}`);
+          walls.push(r.seconds);
+          if (process.env.CREPE_PROBE_POOL) {
+            // every configuration the search measured by PPL, with its held-out value (oracle selection)
+            const seen = new Map<string, { params: Params; measured: string }>();
+            for (const e of r.log) if (e.kind === 'ppl') seen.set(formatParams(e.params), { params: e.params, measured: `${e.measure}=${e.value.toFixed(3)}` });
+            if (!variant) seen.clear();
+            for (const [text, c] of seen) console.log(`   pool: held-out ${heldOutPpl(c.params).toFixed(4)} last ${c.measured} ${text}`);
+          }
+          console.log(`${name} ${entry.name} ${run} seed ${seed}: held-out val PPL ${ppl.toFixed(4)}; ${r.pplEvals} PPL + ${r.proxyEvals} proxy evaluations; loop ${r.seconds.toFixed(2)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s CPU; ${formatParams(r.best)}`);
         }
-        console.log(`== ${name} ${entry.name} ${v.name}: mean val PPL@${PROBE_WINDOWS} ${(ppls.reduce((a, x) => a + x, 0) / ppls.length).toFixed(4)}`);
+        const mean = (a: number[]): number => a.reduce((s, x) => s + x, 0) / a.length;
+        console.log(`== ${name} ${entry.name} ${run} (${config.calibration.stats} statistics, ${config.searchSample} search windows): mean held-out val PPL ${mean(ppls).toFixed(4)} (${heldOut} held-out windows), mean loop ${mean(walls).toFixed(2)} s`);
       }
     }
   }

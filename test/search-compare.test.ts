@@ -17,6 +17,7 @@ import { DEFAULT_PROXY } from '../lib/search/defaults';
 import { CrepeError } from '../lib/errors';
 import { openModel } from '../lib/model/resolve';
 import { REPORT_DATASET, fullEvaluation } from '../lib/search/objective';
+import { unitFingerprint } from '../lib/experiments/search-compare/journal';
 import { ROOT, makeTmp, oneLineCrepeError, rmTmp, runCli } from './helpers';
 
 const SEARCH_JSON = path.join(ROOT, 'experiments', 'search.json');
@@ -82,6 +83,7 @@ describe('config', () => {
     expect(cfg.method).toBe('crepe');
     expect(cfg.calibration).toEqual({ dataset: 'tinystories', nsamples: 128, seed: 0, stats: 'dense' });
     expect(cfg.hillclimb).toEqual({ budget: 40, searchWindows: 16 });
+    expect(cfg.searchSample).toBe('first');
     expect(cfg.seeds).toEqual([0]);
     expect(cfg.pho).toEqual([{ name: 'pho', proxies: [{ proxy: DEFAULT_PROXY, sign: 1 }], budget: 3, verify: undefined, proxyRows: 1, seeds: [0] }]);
     expect(cfg.transfer).toEqual(['u60']);
@@ -118,6 +120,7 @@ describe('config', () => {
     ['transfer names an unknown structure', { transfer: ['2of4'] }, /^x\.json: transfer\[0\]: unknown structure name '2of4' \(structures: u50\)$/],
     ['transfer of a wrong type', { transfer: 'u50' }, /^x\.json: transfer: expected true, false or a list of structure names$/],
     ['bad stats', { calibration: { stats: 'sparse' } }, /calibration\.stats: must be one of 'dense', 'pruned', got 'sparse'/],
+    ['bad search sample', { search_sample: 'random' }, /^x\.json: search_sample: must be one of 'first', 'spread', got 'random'$/],
     ['bad bound', { space: { bounds: ['gamma=1'] } }, /space\.bounds: bad --bound 'gamma=1'/],
     ['unsearchable space', { space: { searched: ['delta'] } }, /space: cannot search 'delta'/],
     ['missing models', { models: undefined }, /^x\.json: models: missing$/],
@@ -362,5 +365,18 @@ describe('a tiny real comparison on stories260K (budgets 3, 4 calibration window
     const ppl = (r: ComparisonResult, run: string): number => r.rows.find((x) => x.run === run)!.fullPpl;
     expect(ppl(again, 'hillclimb')).toBe(ppl(result, 'hillclimb'));
     expect(ppl(again, 'pho')).toBe(ppl(result, 'pho'));
+  });
+});
+
+describe('fingerprints and the search sample', () => {
+  test("'first' (the default) leaves every fingerprint as before the option; 'spread' changes the searches' rows, not the baselines'", () => {
+    const first = parseSearchCompareConfig(tiny, 'x.json');
+    const implicit = parseSearchCompareConfig({ ...tiny, search_sample: 'first' }, 'x.json');
+    const spreadCfg = parseSearchCompareConfig({ ...tiny, search_sample: 'spread' }, 'x.json');
+    for (const u of planUnits(first)) {
+      expect(unitFingerprint(implicit, u)).toBe(unitFingerprint(first, u));
+      if (u.kind === 'baseline') expect(unitFingerprint(spreadCfg, u)).toBe(unitFingerprint(first, u));
+      else expect(unitFingerprint(spreadCfg, u)).not.toBe(unitFingerprint(first, u));
+    }
   });
 });

@@ -19,6 +19,9 @@ import { selectMask } from '../lib/prune/select';
 import { phoSearch } from '../lib/search/pho';
 import { Rng } from '../lib/util/random';
 import { buildSpace, clampParams, parseBounds, sampleUniform, searchStart, toParams, toVector } from '../lib/search/space';
+import { ConfigEvaluator, spreadWindowIndices } from '../lib/search/evaluator';
+import { datasetWindows } from '../lib/eval/evaluate';
+import { windowNll } from '../lib/eval/perplexity';
 
 const crepe = getStrategy('crepe');
 
@@ -247,6 +250,52 @@ describe('searches on stories260K (tiny budgets, 2 search windows)', () => {
   });
 });
 
+describe('Fisher proxies on a row sample (stories260K)', () => {
+  test("each sampled row carries its own Fisher data: the proxies equal a by-hand computation on the whole layer's data", async () => {
+    await initBackend('wasm');
+    const model = openModel('stories260K');
+    try {
+      const calibration = { dataset: 'tinystories', nsamples: 2, seqlen: 64, seed: 0 };
+      const structure = { kind: 'nm' as const, n: 2, m: 4 };
+      const setup = calibrateOnce(model, crepe, structure, calibration, { statsKind: 'dense', keepInputs: 0, fisherWindows: 1 });
+      const ev = setup.evaluator!;
+      const params = { alpha: 3, beta: 0.5, gamma: 0.01, kh: 3, kw: 5, a: 0.5 };
+      const names = ['fisher', 'fisher-row', 'fisher-output'] as const;
+      const viaSample = new ProxyAccumulator([...names]);
+      ev.pruneSampled(params, 0.25, (layer) => viaSample.add(layer));
+      // independent: the whole layer's Fisher arrays from the pass, restricted to the evenly spaced rows by hand
+      const byHand = new ProxyAccumulator([...names]);
+      const f = setup.fisher!;
+      ev.prune(params, (layer) => {
+        const kept = Math.max(1, Math.round(layer.rows * 0.25));
+        const rows = Array.from({ length: kept }, (_, i) => Math.floor(((i + 0.5) * layer.rows) / kept));
+        const pick = (a: Float32Array, width: number): Float32Array => Float32Array.from(rows.flatMap((r) => Array.from(a.subarray(r * width, (r + 1) * width))));
+        const scores = pick(layer.scores, layer.cols);
+        const { g, x } = f.kept[layer.block].get(layer.name)!;
+        const gs = Float32Array.from({ length: f.keptTokens * kept }, (_, k) => g[Math.floor(k / kept) * layer.rows + rows[k % kept]]);
+        byHand.add({
+          ...layer,
+          weight: pick(layer.weight, layer.cols),
+          scores,
+          mask: selectMask(scores, kept, layer.cols, structure),
+          rows: kept,
+          fisher: pick(f.blocks[layer.block].get(layer.name)!, layer.cols),
+          outputFisher: pick(f.outputs[layer.block].get(layer.name)!, 1),
+          fisherTokens: { g: gs, x, count: f.keptTokens },
+        });
+      });
+      const got = viaSample.values();
+      const want = byHand.values();
+      for (const n of names) {
+        expect(got[n]).toBeGreaterThan(0);
+        expect(got[n]).toBeCloseTo(want[n], 10);
+      }
+    } finally {
+      model.source.close();
+    }
+  });
+});
+
 describe('search command input checks (before any work)', () => {
   const args = (over: Partial<SearchArgs>): SearchArgs => ({
     backend: 'wasm',
@@ -276,6 +325,7 @@ describe('search command input checks (before any work)', () => {
     [{ method: 'magnitude' }, /no numeric parameters/],
     [{ search: 'hillclimb', proxy: 'recon' }, /only applies to --search pho/],
     [{ searchWindows: 0 }, /--search-windows/],
+    [{ searchSample: 'random' }, /--search-sample must be first or spread, got 'random'/],
     [{ out: '/nonexistent-dir/x.csv' }, /folder does not exist/],
   ] as [Partial<SearchArgs>, RegExp][])('%j', async (over, message) => {
     const p = searchCommand(args(over));
@@ -299,5 +349,46 @@ describe('search command input checks (before any work)', () => {
     expect(lines).toHaveLength(4);
     expect(fs.readdirSync(dir)).toEqual(['search-log.csv']);
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describe('search windows spread over the split', () => {
+  test('van der Corput positions: prefixes spread over the whole split, distinct, the same for any larger count', () => {
+    expect(spreadWindowIndices(16, 8)).toEqual([0, 8, 4, 12, 2, 10, 6, 14]);
+    expect(spreadWindowIndices(100, 6)).toEqual([0, 50, 25, 75, 12, 62]);
+    expect(spreadWindowIndices(100, 16).slice(0, 6)).toEqual(spreadWindowIndices(100, 6));
+    // finer than the split: collisions move to the next unused window
+    const all = spreadWindowIndices(5, 5);
+    expect([...all].sort()).toEqual([0, 1, 2, 3, 4]);
+    expect(() => spreadWindowIndices(5, 6)).toThrow(/cannot spread 6 windows over 5/);
+  });
+
+  test("a 'spread' evaluator measures exactly those windows (stories260K, against a by-hand PPL)", async () => {
+    await initBackend('wasm');
+    const model = openModel('stories260K');
+    try {
+      const structure = { kind: 'nm' as const, n: 2, m: 4 };
+      const calibration = { dataset: 'tinystories', nsamples: 2, seqlen: 64, seed: 0 };
+      const setup = calibrateOnce(model, crepe, structure, calibration, { statsKind: 'dense', keepInputs: 0, windowSample: 'spread' });
+      const ev = setup.evaluator!;
+      const masks = ev.prune({ alpha: 1, beta: 1, gamma: 0.001, kh: 3, kw: 3, a: 0.5 });
+      const all = datasetWindows(model, setup.dataset).windows;
+      const picked = spreadWindowIndices(all.length, 3);
+      expect(picked[1]).toBe(Math.floor(all.length / 2));
+      const runtime = ev.prunedRuntime(masks);
+      try {
+        const nll = picked.map((i) => windowNll(runtime, all[i]));
+        const tokens = picked.reduce((a, i) => a + all[i].length - 1, 0);
+        expect(ev.perplexity(masks, setup.dataset, 3)).toBeCloseTo(Math.exp(nll.reduce((a, v) => a + v, 0) / tokens), 10);
+        // halving extends a candidate window by window: the NLLs of [1, 3) are those of the 2nd and 3rd spread windows
+        expect(ev.windowNlls(runtime, setup.dataset, 1, 3)).toEqual(nll.slice(1));
+        // and it differs from the first windows
+        expect(ev.perplexity(masks, setup.dataset, 3)).not.toBeCloseTo(new ConfigEvaluator(model, crepe, structure, setup.stats).perplexity(masks, setup.dataset, 3), 3);
+      } finally {
+        runtime.dispose();
+      }
+    } finally {
+      model.source.close();
+    }
   });
 });

@@ -32,7 +32,7 @@ export async function proxyStudyCommand(args: ProxyStudyArgs): Promise<void> {
   if (samples < 3) throw new CrepeError(`--samples must be at least 3 to rank anything, got ${samples}`);
   const proxies: ProxyName[] = (args.proxies?.flatMap((p) => p.split(',')).filter((p) => p) ?? [...listProxies()]).map(parseProxy);
   if (!fs.existsSync(args.out) || !fs.statSync(args.out).isDirectory()) throw new CrepeError(`--out ${args.out} is not an existing folder`);
-  const setupOptions = setupOptionsFor(settings.statsKind, proxies, setupOverrides(args));
+  const setupOptions = { ...setupOptionsFor(settings.statsKind, proxies, setupOverrides(args)), windowSample: settings.windowSample };
   const keepInputs = setupOptions.keepInputs;
 
   const backend = await startBackend(args.backend);

@@ -11,6 +11,7 @@ import { Strategy, getStrategy, parseParamPairs } from '../prune/strategy';
 import { DEFAULT_BUDGET, DEFAULT_PROXY, SEARCHES, SearchName } from '../search/defaults';
 import { hillClimbSearch } from '../search/hillclimb';
 import { DEFAULT_FISHER_WINDOWS, DEFAULT_KEEP_INPUTS, FullEvaluation, REPORT_DATASET, SearchOutcome, StatsKind, calibrateOnce, evalLogCsv, fullEvaluation, proxySign, setupOptionsFor } from '../search/objective';
+import { WindowSample } from '../search/evaluator';
 import { phoSearch } from '../search/pho';
 import { getProxy, listProxies, ProxyName, parseProxy } from '../search/proxies';
 import { SearchSpace, buildSpace, formatParams, paramFlags, parseBounds } from '../search/space';
@@ -18,6 +19,7 @@ import { PruneTargetArgs, emit, numberFlag, positiveIntFlag, progressBar, startB
 import { BudgetArgs, planSearch } from './memory';
 
 export const STATS_KINDS: readonly StatsKind[] = ['dense', 'pruned'];
+export const WINDOW_SAMPLES: readonly WindowSample[] = ['first', 'spread'];
 
 export const PROXY_HELP = `PHO proxy: ${listProxies().join(', ')} (default ${DEFAULT_PROXY}: the most consistently PPL-correlated in our proxy studies)`;
 
@@ -30,6 +32,8 @@ export interface SpaceArgs extends PruneTargetArgs, BudgetArgs {
   keepInputs?: number;
   fisherWindows?: number;
   searchWindows: number;
+  /** 'first' | 'spread' (validated); absent = 'first'. */
+  searchSample?: string;
   searchSeed: number;
 }
 
@@ -52,6 +56,7 @@ export interface SpaceSettings {
   sparsity: number;
   statsKind: StatsKind;
   searchWindows: number;
+  windowSample: WindowSample;
   seed: number;
 }
 
@@ -66,6 +71,8 @@ export function spaceSettings(args: SpaceArgs): SpaceSettings {
   const structure = parseStructure(args.structure, args.sparsity === undefined ? undefined : numberFlag('sparsity', args.sparsity), group);
   const sparsity = structure.kind === 'unstructured' ? structure.sparsity : nmSparsity(structure.n, structure.m);
   if (!STATS_KINDS.includes(args.stats as StatsKind)) throw new CrepeError(`--stats must be dense or pruned, got '${args.stats}'`);
+  const windowSample = (args.searchSample ?? 'first') as WindowSample;
+  if (!WINDOW_SAMPLES.includes(windowSample)) throw new CrepeError(`--search-sample must be first or spread, got '${args.searchSample}'`);
   return {
     strategy,
     space,
@@ -74,6 +81,7 @@ export function spaceSettings(args: SpaceArgs): SpaceSettings {
     sparsity,
     statsKind: args.stats as StatsKind,
     searchWindows: positiveIntFlag('search-windows', args.searchWindows),
+    windowSample,
     seed: integerFlag('search-seed', args.searchSeed),
   };
 }
@@ -118,7 +126,7 @@ export async function searchCommand(args: SearchArgs): Promise<void> {
   if (args.seconds !== undefined && !(numberFlag('seconds', args.seconds) > 0)) throw new CrepeError(`--seconds must be positive, got ${args.seconds}`);
   if (args.seconds !== undefined && search === 'pho') throw new CrepeError('--seconds only applies to --search hillclimb (PHO is bounded by --budget)');
   if (args.out && !fs.existsSync(path.dirname(path.resolve(args.out)))) throw new CrepeError(`cannot write ${args.out}: its folder does not exist`);
-  const setupOptions = setupOptionsFor(settings.statsKind, search === 'pho' ? [proxy] : [], setupOverrides(args));
+  const setupOptions = { ...setupOptionsFor(settings.statsKind, search === 'pho' ? [proxy] : [], setupOverrides(args)), windowSample: settings.windowSample };
   const keepInputs = setupOptions.keepInputs;
 
   const t0 = process.hrtime.bigint();
@@ -162,6 +170,7 @@ export async function searchCommand(args: SearchArgs): Promise<void> {
     budget,
     seconds_budget: args.seconds ?? null,
     search_windows: search === 'hillclimb' ? settings.searchWindows : null,
+    search_sample: search === 'hillclimb' ? settings.windowSample : null,
     stats: settings.statsKind,
     keep_inputs: keepInputs,
     fisher_windows: setupOptions.fisherWindows ?? 0,
@@ -229,6 +238,7 @@ export function spaceOptions<T>(y: Argv<T>) {
     .option('stats', { choices: STATS_KINDS, default: 'dense' as StatsKind, describe: 'statistics computed once: dense block inputs, or inputs of one sequential pruned pass with default parameters' })
     .option('keep-inputs', { type: 'number', describe: `raw calibration windows kept per layer for the recon proxy (default ${DEFAULT_KEEP_INPUTS})` })
     .option('fisher-windows', { type: 'number', describe: `calibration windows for the fisher proxy's backward passes (default ${DEFAULT_FISHER_WINDOWS})` })
-    .option('search-windows', { type: 'number', default: 16, describe: 'search-subset PPL on the first N windows of tinystories-val (the validation split)' })
+    .option('search-windows', { type: 'number', default: 16, describe: 'search-subset PPL on N windows of tinystories-val (the validation split)' })
+    .option('search-sample', { choices: WINDOW_SAMPLES, default: 'first' as WindowSample, describe: 'which N windows: the first N, or N spread over the whole split (van der Corput order)' })
     .option('search-seed', { type: 'number', default: 0, describe: 'search seed (sampling, CMA-ES, hill-climbing order); the calibration seed is --calib-seed' });
 }

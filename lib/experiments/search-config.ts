@@ -19,6 +19,7 @@ import { ProxyName, parseProxy } from '../search/proxies';
 import { SearchSpace, buildSpace, parseBounds } from '../search/space';
 import { PhoVerify, verifyRungs } from '../search/pho';
 import { checkRungs } from '../search/halving';
+import { WindowSample } from '../search/evaluator';
 import { atField, describeConfigIssue, fieldError, readJsonConfig } from './config';
 
 const positiveInt = z.number().int().positive();
@@ -110,6 +111,11 @@ const configSchema = z
     /** Search seeds: every search runs once per seed (the calibration stays the same). */
     seeds: z.array(seed).min(1, { message: 'list at least one seed' }).default([0]),
     hillclimb: hillclimbSchema.default({}),
+    /**
+     * Which validation windows every search measures: 'first' = the first search_windows windows
+     * (a few consecutive stories), 'spread' = as many windows spread over the whole split.
+     */
+    search_sample: z.enum(['first', 'spread']).default('first'),
     pho: z.array(phoSchema).min(1, { message: 'list at least one PHO variant' }),
     baselines: z.array(baselineSchema).default([]),
     /** true: every structure; a list: these structure names; false: none. */
@@ -168,6 +174,8 @@ export interface SearchCompareConfig {
   calibration: { dataset: string; nsamples: number; seed: number; stats: StatsKind };
   seeds: number[];
   hillclimb: { budget: number; searchWindows: number };
+  /** How every search's validation windows are drawn (lib/search/evaluator.ts). */
+  searchSample: WindowSample;
   /** PHO variants; the first is the one the cost table and transfer use. */
   pho: PhoVariant[];
   baselines: BaselineEntry[];
@@ -314,6 +322,7 @@ export function parseSearchCompareConfig(json: unknown, file: string): SearchCom
     calibration: { ...raw.calibration, stats: raw.calibration.stats as StatsKind },
     seeds,
     hillclimb: { budget: raw.hillclimb.budget, searchWindows: raw.hillclimb.search_windows },
+    searchSample: raw.search_sample,
     pho,
     baselines,
     transfer,

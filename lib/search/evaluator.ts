@@ -38,15 +38,51 @@ interface PreparedLayer {
   score: (params: Params, rows?: Int32Array) => Float32Array;
 }
 
-/** A layer's row sample for proxies: which rows, and their weights (one array, so caches keyed by it hit). */
+/**
+ * A layer's row sample for proxies: which rows, and their weights (one array, so caches keyed by
+ * it hit), plus the Fisher data of those rows when the setup collected it.
+ */
 interface RowSample {
   rows: Int32Array;
   weight: Float32Array;
+  fisher?: Float32Array;
+  outputFisher?: Float32Array;
+  fisherTokens?: { g: Float32Array; x: Float32Array; count: number };
 }
 
 export interface PrunedLayer extends LayerSample {
   block: number;
   name: LinearName;
+}
+
+/**
+ * Which evaluation windows form a search subset of `count` windows: 'first' = the first `count`
+ * windows of the split (a few consecutive documents); 'spread' = `count` windows spread over the
+ * whole split, so that the subset samples many documents (see `spreadWindowIndices`).
+ */
+export type WindowSample = 'first' | 'spread';
+
+/**
+ * The first `count` positions of a van der Corput (base-2 radical inverse) sequence scaled to
+ * [0, total): 0, 1/2, 1/4, 3/4, 1/8, ... of the split. Every prefix is itself spread over the
+ * whole split, so a multi-fidelity search that extends 2 windows to 6 keeps sampling the whole
+ * split, and the subset of `count` windows is the same whatever larger subset is asked for later.
+ * Positions are distinct while count <= total (distinct dyadic fractions at least 1/total apart
+ * until the sequence is finer than the split; then the next unused window is taken).
+ */
+export function spreadWindowIndices(total: number, count: number): number[] {
+  if (!(Number.isInteger(count) && count >= 0 && count <= total)) throw new Error(`cannot spread ${count} windows over ${total}`);
+  const used = new Set<number>();
+  const out: number[] = [];
+  for (let k = 0; out.length < count; k++) {
+    let v = 0;
+    for (let bit = 0.5, n = k; n > 0; n >>= 1, bit /= 2) if (n & 1) v += bit;
+    let i = Math.floor(v * total);
+    while (used.has(i)) i = (i + 1) % total;
+    used.add(i);
+    out.push(i);
+  }
+  return out;
 }
 
 export class ConfigEvaluator {
@@ -61,6 +97,8 @@ export class ConfigEvaluator {
     readonly structure: Structure,
     stats: CalibrationStats | null,
     readonly fisher?: WeightFisher,
+    /** How a search subset of windows is drawn from the split (default: the first windows). */
+    readonly windowSample: WindowSample = 'first',
   ) {
     if (!stats) return; // withStructure fills the caches in
     const src = model.source;
@@ -111,7 +149,7 @@ export class ConfigEvaluator {
 
   /** The same caches (weights, prepared scorers, windows), selecting masks for another structure. */
   withStructure(structure: Structure): ConfigEvaluator {
-    const other = new ConfigEvaluator(this.model, this.strategy, structure, null, this.fisher);
+    const other = new ConfigEvaluator(this.model, this.strategy, structure, null, this.fisher, this.windowSample);
     other.layers = this.layers;
     other.denseBlocks = this.denseBlocks;
     other.windowCache = this.windowCache;
@@ -140,9 +178,7 @@ export class ConfigEvaluator {
         stats: l.stats,
         rows: l.rows,
         cols: l.cols,
-        fisher: this.fisher?.blocks[l.block]?.get(l.name),
-        outputFisher: this.fisher?.outputs[l.block]?.get(l.name),
-        fisherTokens: this.fisher && { ...this.fisher.kept[l.block].get(l.name)!, count: this.fisher.keptTokens },
+        ...this.fisherOf(l),
       });
     }
     return masks;
@@ -166,8 +202,19 @@ export class ConfigEvaluator {
       const weight = sample ? sample.weight : l.weight;
       const rows = sample ? sample.rows.length : l.rows;
       const mask = selectMask(scores, rows, l.cols, this.structure);
-      onLayer({ block: l.block, name: l.name, weight, scores, mask, stats: l.stats, rows, cols: l.cols });
+      const fisher = sample ? { fisher: sample.fisher, outputFisher: sample.outputFisher, fisherTokens: sample.fisherTokens } : this.fisherOf(l);
+      onLayer({ block: l.block, name: l.name, weight, scores, mask, stats: l.stats, rows, cols: l.cols, ...fisher });
     });
+  }
+
+  /** The layer's Fisher data (fisher.ts), when the setup collected it. */
+  private fisherOf(l: PreparedLayer): Pick<LayerSample, 'fisher' | 'outputFisher' | 'fisherTokens'> {
+    if (!this.fisher) return {};
+    return {
+      fisher: this.fisher.blocks[l.block]?.get(l.name),
+      outputFisher: this.fisher.outputs[l.block]?.get(l.name),
+      fisherTokens: { ...this.fisher.kept[l.block].get(l.name)!, count: this.fisher.keptTokens },
+    };
   }
 
   /** Per layer the evenly spaced rows a fraction keeps (undefined: every row), built once per fraction. */
@@ -178,19 +225,38 @@ export class ConfigEvaluator {
         const kept = Math.max(1, Math.round(l.rows * fraction));
         if (kept >= l.rows) return undefined;
         const rows = Int32Array.from({ length: kept }, (_, i) => Math.floor(((i + 0.5) * l.rows) / kept));
-        return { rows, weight: gatherRows(l.weight, rows, l.cols) };
+        const sample: RowSample = { rows, weight: gatherRows(l.weight, rows, l.cols) };
+        const f = this.fisherOf(l);
+        // the Fisher diagonal [rows, cols] and output sensitivities [rows] by row; the kept
+        // tokens' output gradients [S, rows] by column (their inputs [S, cols] are shared)
+        if (f.fisher) sample.fisher = gatherRows(f.fisher, rows, l.cols);
+        if (f.outputFisher) sample.outputFisher = gatherRows(f.outputFisher, rows, 1);
+        if (f.fisherTokens) {
+          const { g, x, count } = f.fisherTokens;
+          const gs = new Float32Array(count * kept);
+          for (let t = 0; t < count; t++) for (let i = 0; i < kept; i++) gs[t * kept + i] = g[t * l.rows + rows[i]];
+          sample.fisherTokens = { g: gs, x, count };
+        }
+        return sample;
       });
       this.rowSamples.set(fraction, samples);
     }
     return samples;
   }
 
-  /** The first `count` evaluation windows of `dataset`, tokenized once per evaluator. */
+  /**
+   * The search subset of `count` evaluation windows of `dataset` (see `windowSample`), tokenized
+   * once per evaluator.
+   */
   private windows(dataset: string, count: number | 'all'): Int32Array[] {
     const key = `${dataset}\u0000${count}`;
     let ws = this.windowCache.get(key);
     if (!ws) {
-      ws = datasetWindows(this.model, dataset, { maxWindows: count === 'all' ? undefined : count }).windows;
+      if (this.windowSample === 'spread' && count !== 'all') {
+        const all = this.windows(dataset, 'all');
+        if (all.length < count) throw new Error(`${dataset} has ${all.length} evaluation windows, ${count} asked for`);
+        ws = spreadWindowIndices(all.length, count).map((i) => all[i]);
+      } else ws = datasetWindows(this.model, dataset, { maxWindows: count === 'all' ? undefined : count }).windows;
       this.windowCache.set(key, ws);
     }
     return ws;
@@ -213,7 +279,7 @@ export class ConfigEvaluator {
   }
 
   /**
-   * Perplexity of the pruned model on the first `windows` evaluation windows of `dataset`
+   * Perplexity of the pruned model on the search subset of `windows` evaluation windows of `dataset`
    * ('all': every one). The windows are tokenized once per evaluator, so a search pays only
    * for the forward passes.
    */

@@ -14,7 +14,7 @@ import { InputStats } from '../prune/stats';
 import { Params, Strategy, resolveParams } from '../prune/strategy';
 import { csvText } from '../util/csv';
 import { secondsSince } from '../util/time';
-import { ConfigEvaluator } from './evaluator';
+import { ConfigEvaluator, WindowSample } from './evaluator';
 import { WeightFisher, collectWeightFisher } from './fisher';
 import { getProxy, ProxyAccumulator, ProxyName } from './proxies';
 
@@ -55,6 +55,8 @@ export interface SetupOptions {
   /** Calibration windows for the Fisher diagonal (0: none). */
   fisherWindows?: number;
   dataset?: string;
+  /** How search subsets of windows are drawn from the split (evaluator.ts; default 'first'). */
+  windowSample?: WindowSample;
 }
 
 /** Raw calibration windows kept per layer input when a proxy needs them ('recon', 'recon-row'). */
@@ -116,7 +118,7 @@ export function calibrateOnce(
   const fisherSeconds = fisher ? secondsSince(t1) : 0;
   // Building the evaluator's caches (weights read once, per-layer sums) is part of calibration.
   const t2 = process.hrtime.bigint();
-  const evaluator = ConfigEvaluator.supports(strategy) ? new ConfigEvaluator(model, strategy, structure, stats, fisher) : undefined;
+  const evaluator = ConfigEvaluator.supports(strategy) ? new ConfigEvaluator(model, strategy, structure, stats, fisher, opts.windowSample) : undefined;
   return {
     model,
     strategy,

@@ -101,16 +101,18 @@ export function unitFingerprint(config: SearchCompareConfig, unit: Unit): string
     reportWindows: config.reportWindows ?? null,
     code: sourceFingerprint(CODE_PATHS.common),
   };
+  // the searches' validation windows; absent for the default, so rows made before the option existed keep their fingerprints
+  const sample = config.searchSample === 'first' ? {} : { searchSample: config.searchSample };
   if (unit.kind === 'baseline') return hash({ ...common, baseline: config.baselines.find((b) => b.name === unit.run) });
   if (unit.kind === 'transfer') {
     const source: Unit = { kind: 'search', model: unit.fromModel!, structure: unit.structure, run: unit.run, seed: unit.seed, fromModel: null };
     return hash({ ...common, from: unitFingerprint(config, source) });
   }
   if (unit.run === HILLCLIMB_RUN) {
-    return hash({ ...common, seed: unit.seed, hillclimb: config.hillclimb, code: [common.code, sourceFingerprint(CODE_PATHS.hillclimb)] });
+    return hash({ ...common, ...sample, seed: unit.seed, hillclimb: config.hillclimb, code: [common.code, sourceFingerprint(CODE_PATHS.hillclimb)] });
   }
   const { seeds: _seeds, ...variant } = config.pho.find((v) => v.name === unit.run)!;
-  return hash({ ...common, seed: unit.seed, variant, code: [common.code, sourceFingerprint(CODE_PATHS.pho, CODE_PATHS.phoExcept)] });
+  return hash({ ...common, ...sample, seed: unit.seed, variant, code: [common.code, sourceFingerprint(CODE_PATHS.pho, CODE_PATHS.phoExcept)] });
 }
 
 export class Journal {

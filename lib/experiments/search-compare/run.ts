@@ -166,7 +166,7 @@ function runModel(plan: ComparePlan, name: string, units: Unit[], journal: Journ
     const calibration = calibrationFor(model, config);
     const proxies = [...new Set(config.pho.flatMap((v) => v.proxies.map((p) => p.proxy)))];
     const calibrate = (entry: StructureEntry): SearchSetup => {
-      const options = setupOptionsFor(config.calibration.stats, proxies);
+      const options = { ...setupOptionsFor(config.calibration.stats, proxies), windowSample: config.searchSample };
       const t0 = process.hrtime.bigint();
       const setup = calibrateOnce(model, strategy, structureFor(entry, config.method), calibration, options);
       const shared = config.calibration.stats === 'dense';
