@@ -69,6 +69,15 @@ describe('config', () => {
     expect(cfg.transfer).toEqual(['u50']);
   });
 
+  test('experiments/search-variants.json (the validation trials) is valid: each variant changes one thing of pho-pool', () => {
+    const base = loadSearchCompareConfig(SEARCH_JSON).pho[0];
+    const trials = loadSearchCompareConfig(path.join(ROOT, 'experiments', 'search-variants.json'));
+    expect(trials.pho.map((v) => v.name)).toEqual(['pho-c2', 'pho-r1', 'pho-fisher', 'pho-recon']);
+    const same = (v: (typeof trials.pho)[number]): string[] =>
+      (['proxies', 'budget', 'verify', 'proxyRows'] as const).filter((k) => JSON.stringify(v[k]) !== JSON.stringify(base[k]));
+    expect(trials.pho.map(same)).toEqual([['verify'], ['verify'], ['proxies'], ['proxies']]);
+  });
+
   test('defaults, transfer: true, space overrides', () => {
     const cfg = parseSearchCompareConfig(
       {
