@@ -161,6 +161,9 @@ describe('config', () => {
     expect(() => planComparison(file, { out: path.join(dir, 'missing') })).toThrow(/is not an existing folder/);
     expect(() => planComparison(file, { out: dir, structures: ['2of4'] })).toThrow(CrepeError);
     expect(planComparison(file, { out: dir }).config.models).toEqual(['stories260K']);
+    // more search windows than the validation split has at the model's context: refused, not silently fewer
+    const tooMany = writeConfig(folder('plan-windows'), { ...tiny, hillclimb: { budget: 3, search_windows: 100000 } });
+    expect(oneLineCrepeError(() => planComparison(tooMany, { out: dir }))).toMatch(/hillclimb\.search_windows: stories260K: search_windows 100000: tinystories-val has only \d+ windows of 512 tokens/);
     expect(fs.readdirSync(dir)).toEqual(['config.json']);
   });
 

@@ -4,7 +4,8 @@ import { CrepeError } from '../errors';
 import { writeFileAtomic } from '../io/atomic';
 import { openModel } from '../model/resolve';
 import { Structure } from '../prune/select';
-import { calibrateOnce, setupOptionsFor } from '../search/objective';
+import { SEARCH_DATASET, calibrateOnce, setupOptionsFor } from '../search/objective';
+import { checkWindowCount } from '../eval/evaluate';
 import { listProxies, ProxyName, parseProxy } from '../search/proxies';
 import { correlations, runProxyStudy, scatterSvg, studyCsv, studyMarkdown } from '../search/study';
 import { formatParams } from '../search/space';
@@ -38,6 +39,7 @@ export async function proxyStudyCommand(args: ProxyStudyArgs): Promise<void> {
   const backend = await startBackend(args.backend);
   const model = openModel(args.model, args.tokenizer);
   const calibration = calibrationSpec(args, model);
+  if (!args.full) checkWindowCount(model, SEARCH_DATASET, settings.searchWindows, '--search-windows');
   // memory: refused (or printed with --dry-run) before calibrating
   if (!planSearch(model, strategy, { ...calibration, keepInputs, fisherWindows: setupOptions.fisherWindows, evalWindows: settings.searchWindows }, args, backend.startsWith('wasm'), { model: args.model, method: args.method })) return model.source.close();
   const setup = calibrateOnce(model, strategy, structure, calibration, setupOptions);

@@ -3,14 +3,14 @@ import * as path from 'path';
 import { Argv } from 'yargs';
 import { CrepeError } from '../errors';
 import { writeFileAtomic } from '../io/atomic';
-import { checkSeqlen } from '../eval/evaluate';
+import { checkSeqlen, checkWindowCount } from '../eval/evaluate';
 import { OpenedModel, openModel } from '../model/resolve';
 import { CalibrationSpec } from '../prune/pipeline';
 import { Structure, nmSparsity, parseStructure } from '../prune/select';
 import { Strategy, getStrategy, parseParamPairs } from '../prune/strategy';
 import { DEFAULT_BUDGET, DEFAULT_PROXY, SEARCHES, SearchName } from '../search/defaults';
 import { hillClimbSearch } from '../search/hillclimb';
-import { DEFAULT_FISHER_WINDOWS, DEFAULT_KEEP_INPUTS, FullEvaluation, REPORT_DATASET, SearchOutcome, StatsKind, calibrateOnce, evalLogCsv, fullEvaluation, proxySign, setupOptionsFor } from '../search/objective';
+import { DEFAULT_FISHER_WINDOWS, DEFAULT_KEEP_INPUTS, FullEvaluation, REPORT_DATASET, SEARCH_DATASET, SearchOutcome, StatsKind, calibrateOnce, evalLogCsv, fullEvaluation, proxySign, setupOptionsFor } from '../search/objective';
 import { WindowSample } from '../search/evaluator';
 import { phoSearch } from '../search/pho';
 import { getProxy, listProxies, ProxyName, parseProxy } from '../search/proxies';
@@ -133,6 +133,7 @@ export async function searchCommand(args: SearchArgs): Promise<void> {
   const backend = await startBackend(args.backend);
   const model = openModel(args.model, args.tokenizer);
   const calibration = calibrationSpec(args, model);
+  if (search === 'hillclimb') checkWindowCount(model, SEARCH_DATASET, settings.searchWindows, '--search-windows');
   // memory: refused (or printed with --dry-run) before calibrating
   if (!planSearch(model, strategy, { ...calibration, keepInputs, fisherWindows: setupOptions.fisherWindows, evalWindows: settings.searchWindows }, args, backend.startsWith('wasm'), { model: args.model, method: args.method })) return model.source.close();
   const setup = calibrateOnce(model, strategy, structure, calibration, setupOptions);

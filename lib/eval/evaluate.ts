@@ -49,6 +49,17 @@ export function datasetWindows(model: OpenedModel, dataset: string, opts: EvalOp
   return { windows: evaluationWindows(tokens, seqlen, opts.maxWindows), slice: ds.slice };
 }
 
+/**
+ * Refuse a search subset larger than the split: `count` windows of `dataset` at the model's
+ * context must exist (otherwise a search would measure fewer windows than it reports).
+ */
+export function checkWindowCount(model: OpenedModel, dataset: string, count: number, what: string): void {
+  const available = datasetWindows(model, dataset).windows.length;
+  if (count > available) {
+    throw new CrepeError(`${what} ${count}: ${dataset} has only ${available} windows of ${model.source.config.maxSeqLen} tokens for this model`);
+  }
+}
+
 /** Perplexity of `source` (the model's own weights, or pruned ones) on each dataset. */
 export function evaluateSource(
   model: OpenedModel,

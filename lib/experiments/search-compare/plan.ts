@@ -11,6 +11,7 @@ import { OpenedModel, openModel } from '../../model/resolve';
 import { linearNames, linearShape } from '../../model/types';
 import { validateStructureFor } from '../../prune/select';
 import { SEARCH_DATASET } from '../../search/objective';
+import { checkWindowCount } from '../../eval/evaluate';
 import { fieldError } from '../config';
 import { HILLCLIMB_RUN, SearchCompareConfig, loadSearchCompareConfig, selectSubset, structureFor } from '../search-config';
 
@@ -54,6 +55,12 @@ export function planComparison(configFile: string, opts: PlanOptions): ComparePl
       throw e;
     }
     try {
+      try {
+        checkWindowCount(model, SEARCH_DATASET, config.hillclimb.searchWindows, 'search_windows');
+      } catch (e) {
+        if (e instanceof CrepeError) throw fieldError(configFile, ['hillclimb', 'search_windows'], `${name}: ${e.message}`);
+        throw e;
+      }
       for (const entry of config.structures) {
         const at = full.structures.findIndex((s) => s.name === entry.name);
         for (const linear of linearNames(model.source.config)) {
