@@ -16,7 +16,7 @@
  */
 import { initBackend } from '../lib/backend';
 import { datasetWindows } from '../lib/eval/evaluate';
-import { windowNll } from '../lib/eval/perplexity';
+import { perplexity } from '../lib/eval/perplexity';
 import { LlamaModel } from '../lib/model/runtime';
 import { loadSearchCompareConfig, structureFor } from '../lib/experiments/search-config';
 import { calibrationFor } from '../lib/experiments/search-compare/run';
@@ -64,8 +64,7 @@ async function main(): Promise<void> {
       const pruned = pruneModel(model, { method: config.method, params, structure: setup.structure, calibration, propagate: 'pruned' });
       const runtime = LlamaModel.fromSource(pruned.source);
       try {
-        const nll = held.reduce((a, w) => a + windowNll(runtime, w), 0);
-        return Math.exp(nll / held.reduce((a, w) => a + w.length - 1, 0));
+        return perplexity(runtime, held).ppl;
       } finally {
         runtime.dispose();
       }
@@ -94,11 +93,10 @@ async function main(): Promise<void> {
           const ppl = heldOutPpl(r.best);
           ppls.push(ppl);
           walls.push(r.seconds);
-          if (process.env.CREPE_PROBE_POOL) {
+          if (variant && process.env.CREPE_PROBE_POOL) {
             // every configuration the search measured by PPL, with its held-out value (oracle selection)
             const seen = new Map<string, { params: Params; measured: string }>();
             for (const e of r.log) if (e.kind === 'ppl') seen.set(formatParams(e.params), { params: e.params, measured: `${e.measure}=${e.value.toFixed(3)}` });
-            if (!variant) seen.clear();
             for (const [text, c] of seen) console.log(`   pool: held-out ${heldOutPpl(c.params).toFixed(4)} last ${c.measured} ${text}`);
           }
           console.log(`${name} ${entry.name} ${run} seed ${seed}: held-out val PPL ${ppl.toFixed(4)}; ${r.pplEvals} PPL + ${r.proxyEvals} proxy evaluations; loop ${r.seconds.toFixed(2)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s CPU; ${formatParams(r.best)}`);

@@ -12,7 +12,7 @@ import { linearNames, linearShape } from '../../model/types';
 import { validateStructureFor } from '../../prune/select';
 import { SEARCH_DATASET } from '../../search/objective';
 import { checkWindowCount } from '../../eval/evaluate';
-import { fieldError } from '../config';
+import { atField, fieldError } from '../config';
 import { HILLCLIMB_RUN, SearchCompareConfig, loadSearchCompareConfig, selectSubset, structureFor } from '../search-config';
 
 export interface ComparePlan {
@@ -39,28 +39,12 @@ export function planComparison(configFile: string, opts: PlanOptions): ComparePl
   const full = loadSearchCompareConfig(configFile);
   const config = selectSubset(full, opts.models, opts.structures);
   checkOutFolder(opts.out);
-  try {
-    loadDataset(config.calibration.dataset, 'calib');
-  } catch (e) {
-    if (e instanceof CrepeError) throw fieldError(configFile, ['calibration', 'dataset'], e.message);
-    throw e;
-  }
+  atField(configFile, ['calibration', 'dataset'], () => loadDataset(config.calibration.dataset, 'calib'));
   loadDataset(SEARCH_DATASET, 'eval');
   for (const name of config.models) {
-    let model: OpenedModel;
+    const model: OpenedModel = atField(configFile, ['models', full.models.indexOf(name)], () => openModel(name));
     try {
-      model = openModel(name);
-    } catch (e) {
-      if (e instanceof CrepeError) throw fieldError(configFile, ['models', full.models.indexOf(name)], e.message);
-      throw e;
-    }
-    try {
-      try {
-        checkWindowCount(model, SEARCH_DATASET, config.hillclimb.searchWindows, 'search_windows');
-      } catch (e) {
-        if (e instanceof CrepeError) throw fieldError(configFile, ['hillclimb', 'search_windows'], `${name}: ${e.message}`);
-        throw e;
-      }
+      atField(configFile, ['hillclimb', 'search_windows'], () => checkWindowCount(model, SEARCH_DATASET, config.hillclimb.searchWindows, `${name}: search_windows`));
       for (const entry of config.structures) {
         const at = full.structures.findIndex((s) => s.name === entry.name);
         for (const linear of linearNames(model.source.config)) {
