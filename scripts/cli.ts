@@ -220,14 +220,17 @@ void cli
     (a) => runCommand(() => sweepCommand(a as never)),
   )
   .command(
-    'report <csv>',
-    'paper-style Markdown tables and SVG plots from a sweep CSV',
+    'report <csv..>',
+    'paper-style Markdown tables and SVG plots from a sweep CSV, or from the CSVs of its shards (merged)',
     (y) =>
       y
         .option('json', { type: 'boolean', default: false, describe: 'print the written files as one JSON object' })
-        .positional('csv', { type: 'string', demandOption: true, describe: 'results CSV written by crepe sweep' })
-        .option('out', { type: 'string', describe: "output folder (default: the CSV's folder); writes <csv name>.md and <csv name>_*.svg" })
-        .example('$0 report results/main.csv --out results', 'results/main.md, results/main_tinystories_unstructured.svg, ...'),
+        .positional('csv', { type: 'string', array: true, demandOption: true, describe: 'results CSV written by crepe sweep; several: the shards of one sweep, merged (a cell in two files is refused)' })
+        .option('out', { type: 'string', describe: "output folder (default: the first CSV's folder); writes <name>.md and <name>_*.svg" })
+        .option('name', { type: 'string', describe: "base name of the written files (default: the CSV's name; for several CSVs their common prefix)" })
+        .option('force', { type: 'boolean', default: false, describe: 'replace files at the output names that crepe report did not write' })
+        .example('$0 report results/main.csv --out results', 'results/main.md, results/main_tinystories_unstructured.svg, ...')
+        .example('$0 report main.1of3.csv main.2of3.csv main.3of3.csv --out results', 'one report (results/main.md, ...) from the shards of one sweep'),
     (a) => runCommand(() => reportCommand(a as never)),
   )
   .middleware(() => runCommand(async () => checkNumberTokens(hideBin(process.argv), numberOptions())), true)

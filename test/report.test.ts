@@ -55,8 +55,9 @@ test('tables: per model and dataset, dense first, sparsities then N:M, best in b
   const results = readResults(csv);
   expect(results.datasets).toEqual(['tinystories', 'wikitext2']);
   const tables = buildTables(results);
-  expect(tables.map((t) => `${t.model}/${t.dataset}`)).toEqual(['tiny/tinystories', 'tiny/wikitext2', 'other/tinystories', 'other/wikitext2']);
-  const md = tableMarkdown(tables[0]).split('\n');
+  // Models by name, whatever order the rows were written in.
+  expect(tables.map((t) => `${t.model}/${t.dataset}`)).toEqual(['other/tinystories', 'other/wikitext2', 'tiny/tinystories', 'tiny/wikitext2']);
+  const md = tableMarkdown(tables[2]).split('\n');
   expect(md).toEqual([
     '| Method | Group | 50% | 70% | 2:4 |',
     '|:--|:--|--:|--:|--:|',
@@ -65,17 +66,17 @@ test('tables: per model and dataset, dense first, sparsities then N:M, best in b
     '| wanda | row | 8.25 | **40.00** | **20.00** |',
     '| crepe(gamma=0.1) | matrix | **7.50** | – | – |',
   ]);
-  const wiki = tableMarkdown(tables[1]).split('\n');
+  const wiki = tableMarkdown(tables[3]).split('\n');
   expect(wiki[3]).toBe('| magnitude | matrix | 300.00 | **3000.00** | 500.00 |');
   expect(wiki[4]).toBe('| wanda | row | **200.00** | 4000.00 | **400.00** |');
-  expect(tableMarkdown(tables[2]).split('\n')[0]).toBe('| Method | Group | 50% | 4:8 |');
+  expect(tableMarkdown(tables[0]).split('\n')[0]).toBe('| Method | Group | 50% | 4:8 |');
 });
 
 test('writeReport: markdown with tables, settings and plots; SVGs with text, written atomically', async () => {
   const csv = path.join(tmp, 'hand.csv');
   writeCsv(csv, handRows);
   const out = path.join(tmp, 'report');
-  const files = await writeReport(csv, out);
+  const files = await writeReport(csv, { out });
   expect(files.markdown).toBe(path.join(out, 'hand.md'));
   expect(files.svgs.map((f) => path.basename(f)).sort()).toEqual([
     'hand_tinystories_nm.svg', 'hand_tinystories_unstructured.svg', 'hand_wikitext2_nm.svg', 'hand_wikitext2_unstructured.svg',
@@ -124,10 +125,10 @@ test('several calibration seeds: mean ± sample std (n) per cell, split named, w
   expect(t.split).toBe('test');
   expect(tableMarkdown(t).split('\n').slice(2)).toEqual([
     '| Dense | – | 4.00 | 4.00 |',
-    '| wanda | row | 12.00 ± 2.00 (n=3) | **30.00** |',
     '| magnitude | matrix | **11.67 ± 0.76 (n=3)** | – |',
+    '| wanda | row | 12.00 ± 2.00 (n=3) | **30.00** |',
   ]);
-  const files = await writeReport(csv, path.join(tmp, 'seeds'));
+  const files = await writeReport(csv, { out: path.join(tmp, 'seeds') });
   const md = fs.readFileSync(files.markdown, 'utf8');
   expect(md).toContain('### tiny on tinystories, test split (8 windows x 128 tokens)');
   expect(md).toMatch(/tiny: calibration tinystories \(calibration split\), 16 samples x 128 tokens, seeds 0, 1, 2/);
@@ -155,4 +156,120 @@ test('crepe report CLI writes next to the CSV by default; bad input exits 2 with
   const e = runCli(['report', empty]);
   expect(e.code).toBe(2);
   expect(lines(e.stderr)).toEqual([expect.stringMatching(/holds no results yet/)]);
+});
+
+describe('report order, merging and outputs', () => {
+  test('the report does not depend on the order the rows were written in (byte for byte)', async () => {
+    const dir = path.join(tmp, 'order');
+    fs.mkdirSync(dir);
+    const csv = path.join(dir, 'r.csv');
+    const report = async () => {
+      const files = await writeReport(csv);
+      return [files.markdown, ...files.svgs].map((f) => [path.basename(f), fs.readFileSync(f, 'utf8')]);
+    };
+    writeCsv(csv, handRows);
+    const fa = await report();
+    // Same rows, reversed and rotated: as workers finishing cells in another order write them.
+    writeCsv(csv, [...handRows.slice(5).reverse(), ...handRows.slice(0, 5)]);
+    const fb = await report();
+    expect(fb).toEqual(fa);
+    expect(fa).toHaveLength(5);
+    // Methods follow the strategy registry (magnitude, wanda, ..., crepe), not the file.
+    const tiny = fa[0][1].slice(fa[0][1].indexOf('### tiny on tinystories'));
+    expect(tiny.indexOf('| magnitude |')).toBeLessThan(tiny.indexOf('| wanda |'));
+    expect(tiny.indexOf('| wanda |')).toBeLessThan(tiny.indexOf('| crepe(gamma=0.1) |'));
+  });
+
+  test('several CSVs (shards) merge into the report of their union; duplicates, conflicts and other columns are refused in one line', async () => {
+    const dir = path.join(tmp, 'merge');
+    fs.mkdirSync(dir);
+    const whole = path.join(dir, 'whole.csv');
+    writeCsv(whole, handRows);
+    const shards = [0, 1, 2].map((k) => path.join(dir, `main.${k + 1}of3.csv`));
+    shards.forEach((f, k) => writeCsv(f, handRows.filter((_, i) => i % 3 === k)));
+    const one = await writeReport(whole, { out: path.join(dir, 'one') });
+    expect(path.basename((await writeReport(shards, { out: path.join(dir, 'prefix') })).markdown)).toBe('main.md'); // the shards' common prefix
+    const merged = await writeReport(shards, { out: path.join(dir, 'merged'), name: 'whole' });
+    // Identical but for the lines that name the input files.
+    const body = (f: string) => fs.readFileSync(f, 'utf8').split('\n').filter((l) => !/^# Results|^- Sweep|^- Report/.test(l));
+    expect(body(merged.markdown)).toEqual(body(one.markdown));
+    expect(fs.readFileSync(merged.markdown, 'utf8')).toContain('merged from');
+    one.svgs.forEach((f, i) => expect(fs.readFileSync(merged.svgs[i], 'utf8')).toBe(fs.readFileSync(f, 'utf8')));
+
+    const refuse = (args: string[]) => {
+      const r = runCli(['report', ...args, '--out', path.join(dir, 'refused')]);
+      expect(r.code).toBe(2);
+      expect(lines(r.stderr)).toHaveLength(1);
+      expect(fs.existsSync(path.join(dir, 'refused'))).toBe(false);
+      return r.stderr;
+    };
+    expect(refuse([shards[0], shards[1], shards[0]])).toMatch(/is given twice/);
+    expect(refuse([whole, shards[1]])).toMatch(/^crepe: cell \w+ \(.*\) is in both .*whole\.csv and .*main\.2of3\.csv/);
+    // Another key at the same table entry: a conflict, named.
+    const conflict = path.join(dir, 'conflict.csv');
+    writeCsv(conflict, [{ ...handRows[1], key: 'other-key' }]);
+    expect(refuse([shards[1], conflict])).toMatch(/both hold tiny magnitude unstructured 0\.5 per matrix seed 0 with different settings/);
+    const otherCols = path.join(dir, 'cols.csv');
+    fs.writeFileSync(otherCols, csvHeader(resultColumns(['tinystories'])));
+    expect(refuse([shards[0], otherCols])).toMatch(/has other columns than/);
+  });
+
+  test('a CSV holding only the dense row gives a valid report (no plots)', () => {
+    const dir = path.join(tmp, 'dense-only');
+    fs.mkdirSync(dir);
+    writeCsv(path.join(dir, 'd.csv'), [handRows[0]]);
+    const r = runCli(['report', path.join(dir, 'd.csv')]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(fs.readdirSync(dir).sort()).toEqual(['d.csv', 'd.md']);
+    const md = fs.readFileSync(path.join(dir, 'd.md'), 'utf8');
+    expect(md).toContain('| Dense | 4.00 |');
+    expect(md).toContain('No pruned results yet.');
+  });
+
+  test('output policy: never over an input, never over a file crepe did not write (unless --force), checked before any work', () => {
+    const dir = path.join(tmp, 'policy');
+    fs.mkdirSync(dir);
+    // A results CSV named .md: its report would be <name>.md, the input itself.
+    const asMd = path.join(dir, 'res.md');
+    writeCsv(asMd, handRows);
+    const before = fs.readFileSync(asMd, 'utf8');
+    const self = runCli(['report', asMd]);
+    expect(self.code).toBe(2);
+    expect(lines(self.stderr)).toEqual([expect.stringMatching(/^crepe: the report would write .*res\.md over its input .*res\.md: give another --name or --out$/)]);
+    expect(fs.readFileSync(asMd, 'utf8')).toBe(before);
+    expect(fs.readdirSync(dir)).toEqual(['res.md']);
+    expect(runCli(['report', asMd, '--name', 'res-report']).code).toBe(0);
+
+    // A user's file at the second plot's name: refused before anything is written.
+    const out = path.join(dir, 'out');
+    fs.mkdirSync(out);
+    const csv = path.join(dir, 'r.csv');
+    writeCsv(csv, handRows);
+    fs.writeFileSync(path.join(out, 'r_tinystories_nm.svg'), 'my drawing');
+    const user = runCli(['report', csv, '--out', out]);
+    expect(user.code).toBe(2);
+    expect(lines(user.stderr)).toEqual([expect.stringMatching(/r_tinystories_nm\.svg exists and is not a report crepe wrote; refusing to replace it \(pass --force/)]);
+    expect(fs.readdirSync(out)).toEqual(['r_tinystories_nm.svg']);
+    // A folder in the way: refused, nothing written.
+    fs.rmSync(path.join(out, 'r_tinystories_nm.svg'));
+    fs.mkdirSync(path.join(out, 'r_wikitext2_nm.svg'));
+    const folder = runCli(['report', csv, '--out', out]);
+    expect(folder.code).toBe(2);
+    expect(lines(folder.stderr)).toHaveLength(1);
+    expect(fs.readdirSync(out)).toEqual(['r_wikitext2_nm.svg']);
+    fs.rmdirSync(path.join(out, 'r_wikitext2_nm.svg'));
+    // --force replaces a user's file; a rerun replaces the report it wrote, without --force.
+    fs.writeFileSync(path.join(out, 'r.md'), 'my notes');
+    expect(runCli(['report', csv, '--out', out]).code).toBe(2);
+    expect(runCli(['report', csv, '--out', out, '--force']).code).toBe(0);
+    const again = runCli(['report', csv, '--out', out]);
+    expect(again.stderr).toBe('');
+    expect(again.code).toBe(0);
+    expect(fs.readdirSync(out).sort()).toEqual(['r.md', 'r_tinystories_nm.svg', 'r_tinystories_unstructured.svg', 'r_wikitext2_nm.svg', 'r_wikitext2_unstructured.svg']);
+    // An --out below a file cannot be created: refused, nothing created.
+    const under = runCli(['report', csv, '--out', path.join(csv, 'sub')]);
+    expect(under.code).toBe(2);
+    expect(lines(under.stderr)).toHaveLength(1);
+  });
 });
