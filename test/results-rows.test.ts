@@ -78,6 +78,18 @@ describe('sweep resume validates every row it reads', () => {
     expect(rows(csv())).toHaveLength(2);
   });
 
+  test('a row written twice: the note says the cell is done, and nothing is recomputed', () => {
+    const text = fs.readFileSync(csv(), 'utf8');
+    const pruned = text.split('\n').find((l) => l.includes(',magnitude,'))!;
+    fs.writeFileSync(csv(), text + pruned + '\n');
+    const r = runCli(['sweep', '--config', cfgFile(), '--out', csv(), '--json']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/two\.csv line \d: key [0-9a-f]+ appears again on line 4, which is used instead; the earlier row is dropped \(the cell is done and not recomputed\)/);
+    expect(r.stderr).not.toMatch(/recomputed\n/);
+    expect(JSON.parse(r.stdout).ran).toBe(0);
+    expect(rows(csv())).toHaveLength(2);
+  });
+
   test('the report leaves damaged and duplicate rows out and says so', () => {
     const text = fs.readFileSync(csv(), 'utf8');
     const lines = text.trimEnd().split('\n');

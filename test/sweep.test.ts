@@ -3,12 +3,14 @@
  * `crepe sweep` child processes on experiments/smoke.json (end to end, resume after kill -9,
  * --jobs 2 = --jobs 1, bad configs).
  */
-import { spawn } from 'child_process';
+import { spawn, spawnSync } from 'child_process';
+import * as os from 'os';
 import * as fs from 'fs';
 import * as path from 'path';
 import { Cell, ModelInfo, canonicalJson, expandCells, resultColumns } from '../lib/experiments/cell';
 import { SweepConfig, parseSweepConfig } from '../lib/experiments/config';
-import { planSweep } from '../lib/experiments/sweep';
+import { parseShard, planSweep, shardOf } from '../lib/experiments/sweep';
+import { readResults } from '../lib/experiments/report';
 import { datasetSplit } from '../lib/data/datasets';
 import { csvHeader, csvLine, parseCsv, parseCsvLine } from '../lib/util/csv';
 import { CLI, ROOT, lines, makeTmp, rmTmp, runCli } from './helpers';
@@ -245,6 +247,7 @@ describe('crepe sweep (child processes, smoke config)', () => {
       ['unknown model', { models: ['nope'] }, null, /models\[0\]: unknown model 'nope'/],
       ['unknown dataset', { eval: [{ dataset: 'imagenet' }] }, null, /eval\[0\]\.dataset: unknown dataset 'imagenet'/],
       ['calibration on wikitext2', { calibration: { dataset: 'wikitext2' } }, null, /calibration\.dataset: wikitext2 holds only the test split/],
+      ['methods differing only in label', { methods: [{ name: 'wanda', label: 'A' }, { name: 'wanda', label: 'B' }] }, null, /methods\[1\]: runs the same cells as methods\[0\] \('A'\), differing only in its label 'B'/],
       ['output folder missing', null, 'no-such-dir/out.csv', /cannot write .*no-such-dir\/out\.csv: folder .* does not exist/],
       ['output is the folder holding the config', null, '.', /--out .* contains the input .*config\.json: refusing to replace it/],
     ];
@@ -263,7 +266,7 @@ describe('crepe sweep (child processes, smoke config)', () => {
       expect(fs.readdirSync(dir)).toEqual(['config.json']); // no CSV, no temporary files
     });
 
-    test('a CSV written for other evaluation datasets is refused, untouched', () => {
+    test('a CSV written for other evaluation datasets (or by another version) is refused, untouched, by the run and by --dry-run alike', () => {
       const csv = path.join(tmp, 'other-columns.csv');
       const content = csvHeader(resultColumns(['wikitext2']));
       fs.writeFileSync(csv, content);
@@ -271,6 +274,102 @@ describe('crepe sweep (child processes, smoke config)', () => {
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(/other columns/);
       expect(fs.readFileSync(csv, 'utf8')).toBe(content);
+      const dry = runCli(['sweep', '--config', SMOKE, '--out', csv, '--dry-run']);
+      expect(dry.code).toBe(2);
+      expect(dry.stdout).toBe('');
+      expect(lines(dry.stderr)).toEqual(lines(r.stderr));
     });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// shards and the results lock
+
+describe('crepe sweep --shard K/N', () => {
+  test('shards partition the cells by a hash of the key: stable when the config is reordered', () => {
+    expect(parseShard('2/3')).toEqual({ k: 2, n: 3 });
+    for (const bad of ['0/3', '4/3', '1/0', '1', 'a/b', '1/3/4', '-1/3']) expect(() => parseShard(bad)).toThrow(/--shard must be K\/N/);
+    const all = planSweep(MAIN).cells;
+    const shards = [1, 2, 3].map((k) => planSweep(MAIN, undefined, { k, n: 3 }));
+    // each cell in exactly one shard, every shard non-empty for the main job
+    expect(shards.flatMap((p) => p.cells.map((c) => c.key)).sort()).toEqual(all.map((c) => c.key).sort());
+    for (const p of shards) expect(p.cells.length).toBeGreaterThan(0);
+    expect(shards[1].out).toBe(path.join('results', 'main.2of3.csv'));
+    // The rule, computed independently: the first 12 hex digits of the key, modulo N, plus one.
+    for (const c of all) expect(shardOf(c.key, 3)).toBe((Number(BigInt(`0x${c.key.slice(0, 12)}`) % 3n)) + 1);
+    // Reordered lists (models, methods, seeds): every cell stays in its shard.
+    const main = JSON.parse(fs.readFileSync(MAIN, 'utf8'));
+    const reordered = path.join(tmp, 'main-reordered.json');
+    fs.writeFileSync(reordered, JSON.stringify({ ...main, models: [...main.models].reverse(), methods: [...main.methods].reverse(), calibration: { ...main.calibration, seeds: [...main.calibration.seeds].reverse() } }));
+    const membership = (file: string) => Object.fromEntries([1, 2, 3].flatMap((k) => planSweep(file, undefined, { k, n: 3 }).cells.map((c) => [c.key, k])));
+    expect(membership(reordered)).toEqual(membership(MAIN));
+  });
+
+  test('3 shards run separately and merged equal the unsharded sweep, row for row', () => {
+    // The unsharded sweep of the end-to-end test above (run here when that test was skipped).
+    const whole = path.join(tmp, 'smoke-j1.csv');
+    if (!fs.existsSync(whole)) expect(runCli(['sweep', '--config', SMOKE, '--out', whole], { timeoutMs: 110_000 }).code).toBe(0);
+    const parts = [1, 2, 3].map((k) => path.join(tmp, `smoke.${k}of3.csv`));
+    parts.forEach((out, i) => {
+      const r = runCli(['sweep', '--config', SMOKE, '--shard', `${i + 1}/3`, '--out', out, '--json'], { timeoutMs: 110_000 });
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ shard: `${i + 1}/3`, sweepTotal: 5 });
+    });
+    // Timings and timestamps differ between runs; every other column must match.
+    const timing = new Set(['prune_seconds', 'eval_seconds', 'cpu_seconds', 'timestamp']);
+    const strip = (r: Record<string, string>) => Object.fromEntries(Object.entries(r).filter(([k]) => !timing.has(k)));
+    const merged = readResults(parts);
+    const single = readResults(whole);
+    expect(merged.rows).toHaveLength(5);
+    expect(merged.rows.map(strip)).toEqual(single.rows.map(strip));
+    // Each shard wrote only its own cells (the dense row once, in its owner's file).
+    const byFile = parts.map((f) => readRows(f).map((x) => x.key));
+    expect(byFile.flat().sort()).toEqual(readRows(whole).map((x) => x.key).sort());
+    byFile.forEach((keys, i) => keys.forEach((k) => expect(shardOf(k, 3)).toBe(i + 1)));
+    // A shard's CSV given as another shard's --out is refused before any work.
+    const wrong = runCli(['sweep', '--config', SMOKE, '--shard', '1/3', '--out', parts.find((_, i) => byFile[i].length > 0 && i !== 0)!]);
+    expect(wrong.code).toBe(2);
+    expect(lines(wrong.stderr)).toEqual([expect.stringMatching(/holds cell \w+ \(.*\) of shard [23]\/3, not of this shard 1\/3: give each shard its own --out/)]);
+  });
+});
+
+describe('results lock', () => {
+  const deadPid = (): number => {
+    const r = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    return Number(r.stdout);
+  };
+
+  test('a second sweep on the same --out refuses in one line naming the holder\'s pid (run, --dry-run, --fresh), changing nothing', () => {
+    const csv = path.join(tmp, 'locked.csv');
+    fs.writeFileSync(csv, csvHeader(resultColumns(['tinystories'])));
+    // This test process stands for a sweep that is running: its pid is alive.
+    const owner = { pid: process.pid, host: os.hostname(), since: '2026-01-01T00:00:00.000Z', what: 'crepe sweep' };
+    fs.writeFileSync(`${csv}.lock`, JSON.stringify(owner));
+    for (const extra of [[], ['--dry-run'], ['--fresh'], ['--fresh', '--dry-run']]) {
+      const second = runCli(['sweep', '--config', SMOKE, '--out', csv, ...extra]);
+      expect(second.code).toBe(2);
+      expect(lines(second.stderr)).toEqual([`crepe: ${csv} is being written by crepe sweep (pid ${process.pid}, since ${owner.since}): wait for it to finish, or give another --out`]);
+    }
+    expect(fs.readFileSync(csv, 'utf8')).toBe(csvHeader(resultColumns(['tinystories'])));
+    expect(JSON.parse(fs.readFileSync(`${csv}.lock`, 'utf8'))).toEqual(owner);
+    fs.rmSync(`${csv}.lock`);
+  });
+
+  test('a lock left by a process that is gone is taken over with a note', () => {
+    const csv = path.join(tmp, 'stale.csv');
+    const pid = deadPid();
+    fs.writeFileSync(`${csv}.lock`, JSON.stringify({ pid, host: os.hostname(), since: '2026-01-01T00:00:00.000Z', what: 'crepe sweep' }));
+    const dry = runCli(['sweep', '--config', SMOKE, '--out', csv, '--dry-run']);
+    expect(dry.code).toBe(0);
+    const r = runCli(['sweep', '--config', SMOKE, '--out', csv], { timeoutMs: 110_000 });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(`crepe: taking over ${csv}.lock from crepe sweep pid ${pid}, which is no longer running`);
+    expect(fs.existsSync(`${csv}.lock`)).toBe(false);
+    // A lock from another host is never taken over: its pid cannot be checked from here.
+    fs.writeFileSync(`${csv}.lock`, JSON.stringify({ pid, host: 'elsewhere', since: '2026-01-01T00:00:00.000Z', what: 'crepe sweep' }));
+    const other = runCli(['sweep', '--config', SMOKE, '--out', csv]);
+    expect(other.code).toBe(2);
+    expect(lines(other.stderr)).toEqual([expect.stringMatching(/locked by crepe sweep \(pid \d+ on host elsewhere, .*\): .* if that run is gone, remove .*stale\.csv\.lock$/)]);
+    fs.rmSync(`${csv}.lock`);
   });
 });

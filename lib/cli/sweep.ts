@@ -1,6 +1,8 @@
 import * as fs from 'fs';
+import * as path from 'path';
 import { describeCell, datasetColumn } from '../experiments/cell';
-import { doneKeys, planSweep, runSweep } from '../experiments/sweep';
+import { existingRows, parseShard, planSweep, runSweep } from '../experiments/sweep';
+import { FileLock, lockFile, lockRefusal } from '../io/lock';
 import { CrepeError } from '../errors';
 import { checkOutputs } from '../io/outputs';
 import { CommonArgs, datasetFile, emit, positiveIntFlag, progressBar } from './common';
@@ -13,35 +15,62 @@ export interface SweepArgs extends CommonArgs {
   fresh: boolean;
   /** With --fresh, discard --out even when it is not a crepe results CSV. */
   force?: boolean;
+  /** 'K/N': run share K of N of the cells (a cluster job array). */
+  shard?: string;
 }
 
 /** `crepe sweep`: run every cell of a config on worker processes, appending rows to a CSV. */
 export async function sweepCommand(args: SweepArgs): Promise<void> {
   // Everything is validated (config, models, datasets, output file) before a worker starts.
   const jobs = positiveIntFlag('jobs', args.jobs);
-  const plan = planSweep(args.config, args.out);
+  const shard = args.shard === undefined ? undefined : parseShard(String(args.shard));
+  const plan = planSweep(args.config, args.out, shard);
   // --fresh recomputes every cell (npm run reproduce); without it a rerun resumes.
   checkOutputs([{ flag: '--out', path: plan.out, kind: 'file', isDir: false }], [
     args.config,
     ...[...plan.config.eval.map((e) => e.dataset), plan.config.calibration.dataset].flatMap((d) => datasetFile(d) ?? []),
   ]);
-  if (args.fresh && !args.dryRun && fs.existsSync(plan.out)) {
-    // --fresh discards a previous results CSV, never a file of the user's
-    const first = fs.readFileSync(plan.out, 'utf8').split('\n', 1)[0].replace(/\r$/, '');
-    if (!first.startsWith('key,model,method,') && !args.force) {
-      throw new CrepeError(`--out ${plan.out} is not a crepe results CSV; refusing to discard it (pass --force to replace it anyway)`);
-    }
-    fs.rmSync(plan.out);
-  }
   for (const s of plan.skipped) process.stderr.write(`crepe: skipping ${s}\n`);
   if (args.dryRun) {
-    const done = doneKeys(plan.out);
+    // The same checks as the run (lock, columns, shard), so the dry run refuses what the run would.
+    let done: Map<string, unknown>;
+    if (args.fresh) {
+      const refusal = lockRefusal(plan.out);
+      if (refusal) throw new CrepeError(refusal);
+      checkDiscardable(plan.out, !!args.force);
+      done = new Map();
+    } else done = existingRows(plan);
     const lines = plan.cells.map((c) => `${c.key}  ${done.has(c.key) ? 'done' : 'todo'}  ${describeCell(c)}`);
-    emit(args.json, { out: plan.out, cells: plan.cells.map((c) => ({ ...c, done: done.has(c.key) })) }, () =>
-      [...lines, `${plan.cells.length} cells, ${plan.cells.filter((c) => !done.has(c.key)).length} to run, results in ${plan.out}`].join('\n'),
+    const share = plan.shard ? ` (shard ${plan.shard.k}/${plan.shard.n} of ${plan.allCells.length} cells)` : '';
+    emit(args.json, { out: plan.out, ...(plan.shard ? { shard: `${plan.shard.k}/${plan.shard.n}`, sweepTotal: plan.allCells.length } : {}), cells: plan.cells.map((c) => ({ ...c, done: done.has(c.key) })) }, () =>
+      [...lines, `${plan.cells.length} cells${share}, ${plan.cells.filter((c) => !done.has(c.key)).length} to run, results in ${plan.out}`].join('\n'),
     );
     return;
   }
+  // Locked before --fresh discards the old file: a running sweep's CSV is never removed.
+  let lock: FileLock | undefined;
+  if (fs.existsSync(path.dirname(path.resolve(plan.out)))) lock = lockFile(plan.out, 'crepe sweep');
+  try {
+    if (args.fresh && fs.existsSync(plan.out)) {
+      checkDiscardable(plan.out, !!args.force);
+      fs.rmSync(plan.out);
+    }
+    await runAndReport(args, plan, jobs, lock);
+  } finally {
+    lock?.release();
+  }
+}
+
+/** --fresh discards a previous results CSV, never a file of the user's (unless --force). */
+function checkDiscardable(out: string, force: boolean): void {
+  if (!fs.existsSync(out) || force) return;
+  const first = fs.readFileSync(out, 'utf8').split('\n', 1)[0].replace(/\r$/, '');
+  if (!first.startsWith('key,model,method,')) {
+    throw new CrepeError(`--out ${out} is not a crepe results CSV; refusing to discard it (pass --force to replace it anyway)`);
+  }
+}
+
+async function runAndReport(args: SweepArgs, plan: ReturnType<typeof planSweep>, jobs: number, lock: FileLock | undefined): Promise<void> {
   const bar = progressBar('sweep', 'cells');
   // The bar draws only on a terminal; elsewhere (nohup, CI) one line per cell goes to stderr.
   const log = !process.stderr.isTTY;
@@ -51,6 +80,7 @@ export async function sweepCommand(args: SweepArgs): Promise<void> {
     onStart: (s) => {
       done = s.skipped;
       total = s.total;
+      if (s.helpers > 0) process.stderr.write(`crepe: shard ${plan.shard!.k}/${plan.shard!.n} evaluates ${s.helpers} dense baseline(s) that another shard writes (its pruned rows need the dense PPL)\n`);
       if (s.repairedBytes > 0) process.stderr.write(`crepe: cut off an interrupted last line (${s.repairedBytes} bytes) of ${plan.out}\n`);
       if (log) process.stderr.write(`sweep: ${s.total} cells, ${s.skipped} already in ${plan.out}, ${s.toRun} to run on ${Math.min(jobs, s.toRun)} workers\n`);
       bar.start(s.total, s.skipped, { rate: '' });
@@ -62,8 +92,8 @@ export async function sweepCommand(args: SweepArgs): Promise<void> {
       bar.update(done, { rate: last });
       if (log) process.stderr.write(`[${done}/${total}] ${last} (prune ${row.prune_seconds} s, eval ${row.eval_seconds} s)\n`);
     },
-  }).finally(() => bar.stop());
+  }, lock).finally(() => bar.stop());
   emit(args.json, { ...summary }, () =>
-    `${summary.ran} cells run, ${summary.skipped} already done (${summary.total} in all) in ${summary.seconds.toFixed(1)} s; results in ${summary.out}`,
+    `${summary.ran} cells run, ${summary.skipped} already done (${summary.total} in all${summary.shard ? `, shard ${summary.shard} of ${summary.sweepTotal} cells` : ''}) in ${summary.seconds.toFixed(1)} s; results in ${summary.out}`,
   );
 }

@@ -42,6 +42,7 @@ function readOne(file: string): { columns: string[]; rows: ResultRow[] } {
   }
   const checked = checkRows(table, file);
   for (const p of checked.problems) process.stderr.write(`crepe: ${p}; the row is left out of the report\n`);
+  for (const p of checked.duplicates) process.stderr.write(`crepe: ${p}\n`);
   return { columns: table.columns, rows: checked.rows };
 }
 

@@ -1,14 +1,17 @@
 /**
  * Validation of the rows of a results CSV as they are read back (resume, dry run, report): a
  * damaged row (empty or non-numeric PPL, impossible counts) is reported and left out, never
- * used, so its cell is recomputed; of rows with the same key the last complete one counts.
+ * used, so a sweep recomputes its cell; of rows with the same key the last complete one counts
+ * (the cell is done: nothing is recomputed).
  */
 import { CsvTable } from '../util/csv';
 
 export interface CheckedRows {
   rows: Record<string, string>[];
-  /** One line per row left out: '<file> line <n>: <why>'. */
+  /** One line per damaged row left out: '<file> line <n>: <why>'. */
   problems: string[];
+  /** One line per earlier row of a key written again: its cell is not lost (the later row counts). */
+  duplicates: string[];
 }
 
 type Rule = (v: string) => boolean;
@@ -50,6 +53,7 @@ export function rowProblem(row: Record<string, string>, columns: readonly string
 /** The usable rows of a parsed results table (line numbers assume one line per row, as crepe writes). */
 export function checkRows(table: CsvTable, file: string): CheckedRows {
   const problems: string[] = [];
+  const duplicates: string[] = [];
   const byKey = new Map<string, { row: Record<string, string>; line: number }>();
   table.rows.forEach((row, k) => {
     const line = k + 2;
@@ -60,10 +64,10 @@ export function checkRows(table: CsvTable, file: string): CheckedRows {
     }
     const earlier = byKey.get(row.key);
     if (earlier) {
-      problems.push(`${file} line ${earlier.line}: key ${row.key} appears again on line ${line}, which is used instead`);
+      duplicates.push(`${file} line ${earlier.line}: key ${row.key} appears again on line ${line}, which is used instead`);
       byKey.delete(row.key);
     }
     byKey.set(row.key, { row, line });
   });
-  return { rows: [...byKey.values()].map((r) => r.row), problems };
+  return { rows: [...byKey.values()].map((r) => r.row), problems, duplicates };
 }

@@ -4,7 +4,8 @@
  *
  * Crash safety: every row is one line written with a single write() and fsync'd, so after a kill
  * the file holds complete rows plus at most one partial last line, which the next start cuts
- * off. Only this process writes the file. Resume is by key: a cell whose key is in the file is
+ * off. Only this process writes the file: it holds `<out>.lock` (lib/io/lock.ts) while it runs, and a
+ * second sweep on the same file refuses. Resume is by key: a cell whose key is in the file is
  * done, including the dense baselines, whose PPL is read back instead of recomputed.
  */
 import { fork } from 'child_process';
@@ -13,18 +14,65 @@ import * as path from 'path';
 import { BackendChoice } from '../backend';
 import { CrepeError } from '../errors';
 import { makeDirs, writeFileAtomic } from '../io/atomic';
-import { checkRows } from './row-check';
+import { CheckedRows, checkRows } from './row-check';
 import { csvHeader, csvLine, parseCsv } from '../util/csv';
 import { gitVersion } from '../version';
 import {
-  Cell, CellResult, EvalOutcome, Row, denseFromRow, describeCell, planCells, resultColumns, resultRow,
+  Cell, CellResult, EvalOutcome, Row, canonicalJson, denseFromRow, describeCell, planCells, resultColumns, resultRow,
 } from './cell';
 import { parseTaskList } from '../eval/zeroshot/tasks';
-import { SweepConfig, loadSweepConfig } from './config';
+import { SweepConfig, fieldError, loadSweepConfig } from './config';
+import { FileLock, lockFile, lockRefusal } from '../io/lock';
 import { FromWorker, ToWorker } from './worker';
 
 // ---------------------------------------------------------------------------------------------
 // the results file
+
+/** What a results CSV holds, read without changing it (resume, dry run). */
+export interface ResultsFileContents {
+  /** The file has a header line (false: new or empty). */
+  hasHeader: boolean;
+  /** Usable rows, damaged ones and repeated keys. */
+  checked: CheckedRows;
+  /** Windows line endings (the file is rewritten with \n on opening). */
+  crlf: boolean;
+  /** Bytes of an interrupted last line (cut off on opening), and the bytes before it. */
+  repairedBytes: number;
+  completeBytes: number;
+}
+
+/**
+ * Check that `file` can be a sweep's results CSV (its folder exists, it is a regular writable
+ * file or absent, its header is `columns`) and read its rows, changing nothing. The real run and
+ * --dry-run both call this, so a dry run refuses exactly what the run refuses.
+ */
+export function readResultsFile(file: string, columns: readonly string[]): ResultsFileContents {
+  const abs = path.resolve(file);
+  const dir = path.dirname(abs);
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new CrepeError(`cannot write ${file}: folder ${dir} does not exist`);
+  let text = '';
+  if (fs.existsSync(abs)) {
+    if (!fs.statSync(abs).isFile()) throw new CrepeError(`cannot write ${file}: it is not a regular file`);
+    text = fs.readFileSync(abs, 'utf8');
+  }
+  try {
+    fs.accessSync(fs.existsSync(abs) ? abs : dir, fs.constants.W_OK);
+  } catch {
+    throw new CrepeError(`cannot write ${file}: permission denied`);
+  }
+  // Windows line endings (a CSV saved by a spreadsheet) become \n, so appended rows match.
+  const crlf = text.includes('\r\n');
+  if (crlf) text = text.replace(/\r\n/g, '\n');
+  const complete = text.slice(0, text.lastIndexOf('\n') + 1);
+  const table = parseCsv(complete, file);
+  if (table.columns.length > 0 && table.columns.join(',') !== columns.join(',')) {
+    throw new CrepeError(
+      `${file} has other columns than this sweep writes (different evaluation datasets, or written by another version of crepe?): use another --out`,
+    );
+  }
+  const completeBytes = Buffer.byteLength(complete);
+  return { hasHeader: table.columns.length > 0, checked: checkRows(table, file), crlf, repairedBytes: Buffer.byteLength(text) - completeBytes, completeBytes };
+}
 
 /** An append-only results CSV, opened (and repaired) once, before any cell runs. */
 export class ResultsFile {
@@ -45,43 +93,22 @@ export class ResultsFile {
    */
   static open(file: string, columns: string[]): ResultsFile {
     const abs = path.resolve(file);
-    const dir = path.dirname(abs);
-    if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new CrepeError(`cannot write ${file}: folder ${dir} does not exist`);
-    let text = '';
-    if (fs.existsSync(abs)) {
-      if (!fs.statSync(abs).isFile()) throw new CrepeError(`cannot write ${file}: it is not a regular file`);
-      text = fs.readFileSync(abs, 'utf8');
-    }
-    try {
-      fs.accessSync(fs.existsSync(abs) ? abs : dir, fs.constants.W_OK);
-    } catch {
-      throw new CrepeError(`cannot write ${file}: permission denied`);
-    }
-    // Windows line endings (a CSV saved by a spreadsheet) become \n, so appended rows match.
-    const crlf = text.includes('\r\n');
-    if (crlf) text = text.replace(/\r\n/g, '\n');
-    const complete = text.slice(0, text.lastIndexOf('\n') + 1);
-    const table = parseCsv(complete, file);
-    if (table.columns.length > 0 && table.columns.join(',') !== columns.join(',')) {
-      throw new CrepeError(
-        `${file} has other columns than this sweep writes (different evaluation datasets?): use another --out`,
-      );
-    }
-    const repairedBytes = Buffer.byteLength(text) - Buffer.byteLength(complete);
-    const checked = checkRows(table, file);
-    for (const p of checked.problems) process.stderr.write(`crepe: ${p}; the row is dropped and its cell recomputed\n`);
-    if (crlf || checked.problems.length > 0) {
-      if (crlf) process.stderr.write(`crepe: ${file} had Windows line endings; rewritten with \\n\n`);
-      writeFileAtomic(abs, csvHeader(columns) + checked.rows.map((r) => csvLine(columns, r)).join(''));
-    } else if (repairedBytes > 0) fs.truncateSync(abs, Buffer.byteLength(complete));
+    const read = readResultsFile(file, columns);
+    for (const p of read.checked.problems) process.stderr.write(`crepe: ${p}; the row is dropped and its cell recomputed\n`);
+    for (const p of read.checked.duplicates) process.stderr.write(`crepe: ${p}; the earlier row is dropped (the cell is done and not recomputed)\n`);
+    const rewrite = read.crlf || read.checked.problems.length > 0 || read.checked.duplicates.length > 0;
+    if (rewrite) {
+      if (read.crlf) process.stderr.write(`crepe: ${file} had Windows line endings; rewritten with \\n\n`);
+      writeFileAtomic(abs, csvHeader(columns) + read.checked.rows.map((r) => csvLine(columns, r)).join(''));
+    } else if (read.repairedBytes > 0) fs.truncateSync(abs, read.completeBytes);
     let fd: number;
     try {
       fd = fs.openSync(abs, 'a');
     } catch (e) {
       throw new CrepeError(`cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
-    const results = new ResultsFile(file, columns, fd, new Map(checked.rows.map((r) => [r.key, r])), repairedBytes);
-    if (table.columns.length === 0) results.writeLine(csvHeader(columns));
+    const results = new ResultsFile(file, columns, fd, new Map(read.checked.rows.map((r) => [r.key, r])), read.repairedBytes);
+    if (!read.hasHeader) results.writeLine(csvHeader(columns));
     return results;
   }
 
@@ -164,47 +191,121 @@ export function runOnWorkers(cells: Cell[], jobs: number, backend: BackendChoice
 
 export interface SweepPlan {
   config: SweepConfig;
+  /** The cells this run writes (with --shard: its share). */
   cells: Cell[];
   /** (model, N:M structure) pairs the model's widths rule out, with the reason. */
   skipped: string[];
   out: string;
   columns: string[];
+  /** This run's share of the sweep; absent: the whole sweep. */
+  shard?: Shard;
+  /** Every cell of the sweep (equal to `cells` without --shard). */
+  allCells: Cell[];
+}
+
+/** Share K of N of a sweep's cells (1 <= K <= N). */
+export interface Shard {
+  k: number;
+  n: number;
+}
+
+/** Most shards a sweep may be split into. */
+export const MAX_SHARDS = 10_000;
+
+/** `--shard K/N` as given on the command line. */
+export function parseShard(text: string): Shard {
+  const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(text);
+  const k = m ? Number(m[1]) : NaN;
+  const n = m ? Number(m[2]) : NaN;
+  if (!m || !(n >= 1 && n <= MAX_SHARDS) || !(k >= 1 && k <= n)) {
+    throw new CrepeError(`--shard must be K/N with 1 <= K <= N <= ${MAX_SHARDS} (e.g. 2/3), got '${text}'`);
+  }
+  return { k, n };
+}
+
+/**
+ * The shard (1..n) a cell belongs to: its key (a sha256 prefix of its settings) read as a
+ * number, modulo n, plus one. It depends on the cell's settings alone, not on its position in
+ * the config, so reordering a config's lists, or adding models, methods or seeds to it, moves no
+ * existing cell to another shard, and every shard's CSV stays valid for resuming. The shares are
+ * random-like: close to equal for sweeps of many cells, uneven for tiny ones.
+ */
+export function shardOf(key: string, n: number): number {
+  return (parseInt(key.slice(0, 12), 16) % n) + 1;
+}
+
+/** results/<config name>.csv, or results/<config name>.<K>of<N>.csv for a shard. */
+export function defaultOut(configFile: string, shard?: Shard): string {
+  const name = path.basename(configFile, path.extname(configFile));
+  return path.join('results', shard ? `${name}.${shard.k}of${shard.n}.csv` : `${name}.csv`);
 }
 
 /** Most cells one sweep config may expand to. */
 export const MAX_SWEEP_CELLS = 100_000;
 
-/** Load, validate and expand a config (no output touched). */
-export function planSweep(configFile: string, out?: string): SweepPlan {
+/**
+ * Two method entries that differ only in their label would run the same cells: the key leaves
+ * the label out (relabelling must not recompute), so one entry's rows would silently stand for
+ * both. Refused, naming both entries.
+ */
+function checkLabelOnlyTwins(config: SweepConfig): void {
+  const seen = new Map<string, number>();
+  config.methods.forEach((m, i) => {
+    const id = canonicalJson({ ...m, label: undefined });
+    const twin = seen.get(id);
+    if (twin !== undefined) {
+      throw fieldError(config.file, ['methods', i], `runs the same cells as methods[${twin}] ('${config.methods[twin].label}'), differing only in its label '${m.label}': remove one, or change a parameter`);
+    }
+    seen.set(id, i);
+  });
+}
+
+/** Load, validate and expand a config (no output touched); with `shard`, keep that share of the cells. */
+export function planSweep(configFile: string, out?: string, shard?: Shard): SweepPlan {
   const config = loadSweepConfig(configFile);
   // A grid of millions of cells took minutes and GBs just to plan; no sweep here needs that many.
   const bound = [config.models, config.methods, config.sparsities, config.structures, config.groups].reduce((a, l) => a * l.length, 1);
   if (bound > MAX_SWEEP_CELLS) {
     throw new CrepeError(`${configFile}: the grid has up to ${bound} cells (models x methods x sparsities x structures x groups), above the limit of ${MAX_SWEEP_CELLS}: split the config`);
   }
+  checkLabelOnlyTwins(config);
   const { cells, skipped } = planCells(config);
   const columns = resultColumns(
     config.eval.map((e) => e.dataset),
     config.zeroshot ? parseTaskList(config.zeroshot.tasks).map((s) => s.task.name) : [],
   );
-  return { config, cells, skipped, columns, out: out ?? defaultOut(configFile) };
+  const mine = shard ? cells.filter((c) => shardOf(c.key, shard.n) === shard.k) : cells;
+  return { config, cells: mine, allCells: cells, skipped, columns, out: out ?? defaultOut(configFile, shard), ...(shard ? { shard } : {}) };
 }
 
-/** results/<config name>.csv */
-export function defaultOut(configFile: string): string {
-  return path.join('results', `${path.basename(configFile, path.extname(configFile))}.csv`);
+/**
+ * The rows already in `plan.out`, by key, read without changing anything (for --dry-run). Refuses
+ * exactly what the run refuses: a file of other columns (another version's CSV), a file holding
+ * another shard's cells, a file another sweep is writing.
+ */
+export function existingRows(plan: SweepPlan): Map<string, Record<string, string>> {
+  const refusal = lockRefusal(plan.out);
+  if (refusal) throw new CrepeError(refusal);
+  // The default results/ folder is created by the run.
+  if (plan.out === defaultOut(plan.config.file, plan.shard) && !fs.existsSync(path.dirname(plan.out))) return new Map();
+  const rows = new Map(readResultsFile(plan.out, plan.columns).checked.rows.map((r) => [r.key, r]));
+  checkShardRows(plan, rows);
+  return rows;
 }
 
-/** Keys already present in `out` (for --dry-run; reads only). */
-export function doneKeys(out: string): Set<string> {
-  if (!fs.existsSync(out) || !fs.statSync(out).isFile()) return new Set();
-  const text = fs.readFileSync(out, 'utf8').replace(/\r\n/g, '\n');
-  return new Set(checkRows(parseCsv(text.slice(0, text.lastIndexOf('\n') + 1), out), out).rows.map((r) => r.key));
+/** A shard's CSV must not hold cells of other shards (e.g. a file written with another N): they would be merged twice. */
+function checkShardRows(plan: SweepPlan, rows: ReadonlyMap<string, unknown>): void {
+  if (!plan.shard) return;
+  const { k, n } = plan.shard;
+  const foreign = plan.allCells.find((c) => rows.has(c.key) && shardOf(c.key, n) !== k);
+  if (foreign) {
+    throw new CrepeError(`${plan.out} holds cell ${foreign.key} (${describeCell(foreign)}) of shard ${shardOf(foreign.key, n)}/${n}, not of this shard ${k}/${n}: give each shard its own --out`);
+  }
 }
 
 export interface SweepEvents {
   /** Once, before work starts. */
-  onStart?: (info: { total: number; skipped: number; toRun: number; repairedBytes: number }) => void;
+  onStart?: (info: { total: number; skipped: number; toRun: number; repairedBytes: number; helpers: number }) => void;
   /** After each row is written. */
   onRow?: (cell: Cell, row: Row) => void;
 }
@@ -215,16 +316,34 @@ export interface SweepSummary {
   skipped: number;
   ran: number;
   seconds: number;
+  /** With --shard: 'K/N' and the number of cells of the whole sweep. */
+  shard?: string;
+  sweepTotal?: number;
 }
 
 /**
  * Run every cell of `plan` not yet in its CSV on `jobs` workers. A pruned cell's row needs its
  * model's dense PPL: rows whose dense baseline is still running wait for it (in memory; a kill
- * loses them and the rerun redoes those cells).
+ * loses them and the rerun redoes those cells). A shard whose pruned cells need a dense baseline
+ * that another shard writes evaluates it too, without writing its row (rows are merged by key).
+ *
+ * The CSV is locked for the whole run (`<out>.lock`, lib/io/lock.ts): a second sweep on the
+ * same file refuses with one line naming the first one's pid. Pass `lock` when the caller took it
+ * earlier (the CLI does, before --fresh removes the old file).
  */
-export async function runSweep(plan: SweepPlan, jobs: number, backend: BackendChoice, events: SweepEvents = {}): Promise<SweepSummary> {
+export async function runSweep(plan: SweepPlan, jobs: number, backend: BackendChoice, events: SweepEvents = {}, lock?: FileLock): Promise<SweepSummary> {
   const t0 = Date.now();
-  if (plan.out === defaultOut(plan.config.file)) makeDirs(path.dirname(plan.out));
+  if (plan.out === defaultOut(plan.config.file, plan.shard)) makeDirs(path.dirname(plan.out));
+  const held = lock ?? lockFile(plan.out, 'crepe sweep');
+  try {
+    return await runLocked(plan, jobs, backend, events, t0);
+  } finally {
+    if (!lock) held.release();
+  }
+}
+
+async function runLocked(plan: SweepPlan, jobs: number, backend: BackendChoice, events: SweepEvents, t0: number): Promise<SweepSummary> {
+  checkShardRows(plan, readResultsFile(plan.out, plan.columns).checked.rows.reduce((m, r) => m.set(r.key, r), new Map<string, unknown>()));
   const results = ResultsFile.open(plan.out, plan.columns);
   const dense = new Map<string, EvalOutcome[]>();
   for (const c of plan.cells) {
@@ -232,8 +351,13 @@ export async function runSweep(plan: SweepPlan, jobs: number, backend: BackendCh
     if (!c.prune && row) dense.set(c.model, denseFromRow(row, c.eval));
   }
   const todo = plan.cells.filter((c) => !results.existing.has(c.key));
-  events.onStart?.({ total: plan.cells.length, skipped: plan.cells.length - todo.length, toRun: todo.length, repairedBytes: results.repairedBytes });
-  const byKey = new Map(todo.map((c) => [c.key, c]));
+  // Dense baselines this shard needs but does not own: evaluated first, never written.
+  const owned = new Set(plan.cells.map((c) => c.key));
+  const needed = new Set(todo.filter((c) => c.prune && !dense.has(c.model)).map((c) => c.model));
+  const helpers = plan.allCells.filter((c) => !c.prune && needed.has(c.model) && !owned.has(c.key));
+  const helperKeys = new Set(helpers.map((c) => c.key));
+  events.onStart?.({ total: plan.cells.length, skipped: plan.cells.length - todo.length, toRun: todo.length, repairedBytes: results.repairedBytes, helpers: helpers.length });
+  const byKey = new Map([...helpers, ...todo].map((c) => [c.key, c]));
   const waiting = new Map<string, { cell: Cell; result: CellResult }[]>();
   const ctx = { codeVersion: gitVersion(), config: plan.config.file };
   const write = (cell: Cell, result: CellResult, denseEvals: EvalOutcome[]) => {
@@ -242,12 +366,12 @@ export async function runSweep(plan: SweepPlan, jobs: number, backend: BackendCh
     events.onRow?.(cell, row);
   };
   try {
-    await runOnWorkers(todo, jobs, backend, (result) => {
+    await runOnWorkers([...helpers, ...todo], jobs, backend, (result) => {
       const cell = byKey.get(result.key);
       if (!cell) throw new Error(`a worker returned an unknown cell ${result.key}`);
       if (!cell.prune) {
         dense.set(cell.model, result.evals);
-        write(cell, result, result.evals);
+        if (!helperKeys.has(cell.key)) write(cell, result, result.evals);
         for (const w of waiting.get(cell.model) ?? []) write(w.cell, w.result, result.evals);
         waiting.delete(cell.model);
         return;
@@ -259,5 +383,5 @@ export async function runSweep(plan: SweepPlan, jobs: number, backend: BackendCh
   } finally {
     results.close();
   }
-  return { out: plan.out, total: plan.cells.length, skipped: plan.cells.length - todo.length, ran: todo.length, seconds: (Date.now() - t0) / 1000 };
+  return { out: plan.out, total: plan.cells.length, skipped: plan.cells.length - todo.length, ran: todo.length, seconds: (Date.now() - t0) / 1000, ...(plan.shard ? { shard: `${plan.shard.k}/${plan.shard.n}`, sweepTotal: plan.allCells.length } : {}) };
 }
