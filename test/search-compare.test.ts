@@ -17,7 +17,8 @@ import { DEFAULT_PROXY } from '../lib/search/defaults';
 import { CrepeError } from '../lib/errors';
 import { openModel } from '../lib/model/resolve';
 import { REPORT_DATASET, fullEvaluation } from '../lib/search/objective';
-import { unitFingerprint } from '../lib/experiments/search-compare/journal';
+import { Journal, LEGACY_CODE_PATHS, unitFingerprint, unitSourceFiles, unitSources } from '../lib/experiments/search-compare/journal';
+import { unitKey } from '../lib/experiments/search-compare/plan';
 import { ROOT, makeTmp, oneLineCrepeError, rmTmp, runCli } from './helpers';
 
 const SEARCH_JSON = path.join(ROOT, 'experiments', 'search.json');
@@ -389,6 +390,48 @@ describe('fingerprints and the search sample', () => {
       expect(unitFingerprint(implicit, u)).toBe(unitFingerprint(first, u));
       if (u.kind === 'baseline') expect(unitFingerprint(spreadCfg, u)).toBe(unitFingerprint(first, u));
       else expect(unitFingerprint(spreadCfg, u)).not.toBe(unitFingerprint(first, u));
+    }
+  });
+});
+
+describe('the code a row depends on', () => {
+  test('is the import closure of the search code: it holds the files the hand-kept list missed', () => {
+    const cfg = parseSearchCompareConfig(tiny, 'x.json');
+    const units = planUnits(cfg);
+    const search = units.find((u) => u.kind === 'search' && u.run !== 'hillclimb')!;
+    const files = unitSourceFiles(search)!;
+    // CRePE's terms and the seeded generator, which the hand-kept list left out
+    expect(files).toEqual(expect.arrayContaining(['lib/prune/strategies/terms.ts', 'lib/util/random.ts', ...LEGACY_CODE_PATHS.common]));
+    // every file of the closure exists and none lies outside lib/
+    for (const f of files) expect(fs.existsSync(path.join(ROOT, f)) && f.startsWith('lib/')).toBe(true);
+    // a baseline depends on less than a search (no search loop)
+    const baseline = unitSourceFiles(units.find((u) => u.kind === 'baseline')!)!;
+    expect(baseline.length).toBeLessThan(files.length);
+    expect(baseline).not.toContain('lib/search/pho.ts');
+  });
+
+  test('a row is current while its settings and every file of its code are unchanged, file by file', () => {
+    const cfg = parseSearchCompareConfig(tiny, 'x.json');
+    const unit = planUnits(cfg).find((u) => u.kind === 'search')!;
+    const dir = makeTmp('crepe-journal-');
+    try {
+      const sources = unitSources(unit)!;
+      const open = (row: object) => {
+        fs.writeFileSync(path.join(dir, JOURNAL), `${JSON.stringify({ type: 'journal' })}\n${JSON.stringify({ type: 'row', row: { key: unitKey(unit), codeVersion: 'test', ...row } })}\n`);
+        return Journal.open(dir, cfg, false);
+      };
+      expect(open({ fingerprint: unitFingerprint(cfg, unit), sources }).has(unit)).toBe(true);
+      // one file changed (its recorded hash differs): stale
+      expect(open({ fingerprint: unitFingerprint(cfg, unit), sources: { ...sources, 'lib/prune/strategies/terms.ts': '0'.repeat(16) } }).stale(unit)).toBe(true);
+      // a file the code now imports that the row did not depend on: stale
+      const { ['lib/util/random.ts']: _gone, ...fewer } = sources;
+      expect(open({ fingerprint: unitFingerprint(cfg, unit), sources: fewer }).stale(unit)).toBe(true);
+      // other settings: stale
+      expect(open({ fingerprint: '0'.repeat(16), sources }).stale(unit)).toBe(true);
+      // a row without per-file records and an unknown commit cannot be checked: stale
+      expect(open({ fingerprint: unitFingerprint(cfg, unit) }).stale(unit)).toBe(true);
+    } finally {
+      rmTmp(dir);
     }
   });
 });

@@ -13,7 +13,7 @@ import { ComparisonResult, RESULTS_CSV, RESULTS_MD, comparisonCsv, comparisonMar
 import { CompareHooks, runUnits } from './run';
 
 export * from './costs';
-export { CODE_PATHS, JOURNAL, Journal, sourceFingerprint, unitFingerprint } from './journal';
+export { CODE_ROOTS, JOURNAL, Journal, LEGACY_CODE_PATHS, sourceFingerprint, unitFingerprint, unitSourceFiles } from './journal';
 export * from './plan';
 export * from './report';
 export * from './rows';

@@ -47,6 +47,8 @@ export interface RunRow {
   codeVersion: string;
   /** What the row depends on (journal.ts): a row whose fingerprint differs from its unit's now is rerun. */
   fingerprint: string;
+  /** A hash per source file of the code that decided the row's numbers (journal.ts); absent in rows written before it was recorded. */
+  sources?: Record<string, string>;
 }
 
 export interface CalibrationRecord {
