@@ -373,10 +373,12 @@ export function plotPoints(tables: PplTable[], dataset: string, kind: 'unstructu
       t.columns.forEach((c, k) => {
         const v = r.values[k];
         if (c.kind !== kind || v === null || !(v.mean > 0) || !Number.isFinite(v.mean)) return;
-        // A log axis cannot show mean - std <= 0: clip the whisker at a tenth of the mean.
-        const lo = Math.max(v.mean - v.std, v.mean / 10);
+        // A log axis cannot show mean - std <= 0: clip the whisker at a tenth of the mean. Seeds
+        // that agree (magnitude pruning reads no calibration data) can leave a rounding-size std.
+        const std = v.std > 1e-9 * v.mean ? v.std : 0;
+        const lo = Math.max(v.mean - std, v.mean / 10);
         const text = `${t.model} ${names[i]} ${c.title}: ${formatStat(v)}`;
-        points.push({ model: t.model, method: names[i], kind: 'pruned', sparsity: c.sparsity, structure: c.id, ppl: v.mean, lo, hi: v.mean + v.std, n: v.n, text });
+        points.push({ model: t.model, method: names[i], kind: 'pruned', sparsity: c.sparsity, structure: c.id, ppl: v.mean, lo, hi: v.mean + std, n: v.n, text });
       });
     });
   }
