@@ -48,8 +48,16 @@ export function lockRefusal(file: string): string | null {
   if (!fs.existsSync(lockFile)) return null;
   const owner = readLockOwner(lockFile);
   if (!owner) {
-    // Unreadable: a lock torn by a kill while it was created (taken over), unless it is so young
-    // that its owner may still be writing it.
+    let text = '';
+    try {
+      text = fs.readFileSync(lockFile, 'utf8');
+    } catch {
+      return null; // gone meanwhile
+    }
+    // Not a lock at all (a file of the user's under that name): never removed.
+    if (text !== '' && !text.startsWith('{"pid":')) return `${lockFile} exists and is not a crepe lock: remove or rename it`;
+    // A lock torn by a kill while it was created (taken over), unless it is so young that its
+    // owner may still be writing it.
     const age = Date.now() - (fs.statSync(lockFile, { throwIfNoEntry: false })?.mtimeMs ?? 0);
     return age < 5000 ? `${file} is being locked by another run (${lockFile} is being written): try again, or give another --out` : null;
   }
