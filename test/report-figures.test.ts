@@ -8,7 +8,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Row, resultColumns } from '../lib/experiments/cell';
-import { CAP_WIDTH, MARKER_AREA, writeReport } from '../lib/experiments/report';
+import { CAP_WIDTH, MARKER_AREA, isReportFile, writeReport } from '../lib/experiments/report';
 import { csvHeader, csvLine } from '../lib/util/csv';
 import { makeTmp, rmTmp } from './helpers';
 
@@ -114,6 +114,8 @@ describe('report figures (geometry of the written SVG)', () => {
   beforeAll(async () => {
     const csv = path.join(tmp, 'synthetic.csv');
     fs.writeFileSync(csv, csvHeader(columns) + syntheticRows().map((r) => csvLine(columns, r)).join(''));
+    await writeReport(csv, { out: path.join(tmp, 'out') });
+    // written again over itself: the rerun recognises its own files
     const files = await writeReport(csv, { out: path.join(tmp, 'out') });
     svgs = Object.fromEntries(files.svgs.map((f) => [path.basename(f), fs.readFileSync(f, 'utf8')]));
     expect(Object.keys(svgs).sort()).toEqual(['synthetic_tinystories_nm.svg', 'synthetic_tinystories_unstructured.svg']);
@@ -190,4 +192,21 @@ describe('report figures (geometry of the written SVG)', () => {
       }
     }
   });
+});
+
+test('a report file is recognised wherever its title sits (large figures put it past the first 64 KB)', async () => {
+  const csv = path.join(tmp, 'big.csv');
+  fs.writeFileSync(csv, csvHeader(columns) + syntheticRows().map((r) => csvLine(columns, r)).join(''));
+  const files = await writeReport(csv, { out: path.join(tmp, 'big') });
+  for (const f of [files.markdown, ...files.svgs]) expect(isReportFile(f)).toBe(true);
+  const svg = files.svgs[0];
+  const text = fs.readFileSync(svg, 'utf8');
+  const open = text.indexOf('>') + 1;
+  fs.writeFileSync(svg, `${text.slice(0, open)}<!--${' '.repeat(100_000)}-->${text.slice(open)}`);
+  expect(isReportFile(svg)).toBe(true);
+  // a drawing of someone else's is not
+  fs.writeFileSync(svg, text.replace(/perplexity (vs unstructured sparsity|at N:M sparsity)/g, 'accuracy'));
+  expect(isReportFile(svg)).toBe(false);
+  fs.writeFileSync(files.markdown, '# My notes\n');
+  expect(isReportFile(files.markdown)).toBe(false);
 });
