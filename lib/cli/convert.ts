@@ -3,7 +3,8 @@ import { FloatDtype } from '../model/safetensors';
 import { SaveFormat, saveModel } from '../model/save';
 import { CrepeError } from '../errors';
 import { checkOutputs } from '../io/outputs';
-import { CommonArgs, emit, inputPaths } from './common';
+import { convertedModelCard } from '../model/card';
+import { CommonArgs, emit, inputPaths, versionInfo } from './common';
 
 export interface ConvertArgs extends CommonArgs {
   model: string;
@@ -21,7 +22,8 @@ export async function convertCommand(args: ConvertArgs): Promise<void> {
   try {
     const isDir = args.to === 'hf';
     checkOutputs([{ flag: '--out', path: args.out, kind: isDir ? 'hf-model' : 'llama2c-model', isDir }], inputPaths(model), { force: args.force });
-    saveModel(model.source, args.out, { format: args.to, dtype: args.dtype, tokenizer: model.tokenizerPath, force: args.force });
+    const card = convertedModelCard(args.model, args.dtype, versionInfo(), `crepe ${process.argv.slice(2).join(' ')}`);
+    saveModel(model.source, args.out, { format: args.to, dtype: args.dtype, tokenizer: model.tokenizerPath, force: args.force, card });
   } finally {
     model.source.close();
   }

@@ -5,6 +5,7 @@ import { StagedDir, stageDir, writeFileAtomic } from '../io/atomic';
 import { OutputTarget, checkOutputs } from '../io/outputs';
 import { EvalOptions, EvalRecord, checkSeqlen, datasetWindows, evaluateSource } from '../eval/evaluate';
 import { openModel } from '../model/resolve';
+import { prunedModelCard } from '../model/card';
 import { configDtype } from '../model/hf';
 import { FloatDtype } from '../model/safetensors';
 import { formatForPath, saveModel, savedSparsity } from '../model/save';
@@ -207,7 +208,8 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
   if (args.save) {
     const format = formatForPath(args.save);
     const dtype = format === 'hf' ? args.dtype ?? configDtype(cfg) ?? 'F32' : 'F32';
-    saveModel(outcome.source, args.save, { tokenizer: model.tokenizerPath, dtype, force: args.force });
+    const card = prunedModelCard({ model: args.model, recipe: settings, sparsity: outcome.report.sparsity, dtype, codeVersion: settings.code_version, dense, pruned, zeroshot: denseZs && prunedZs ? { dense: denseZs, pruned: prunedZs } : null, command: `crepe ${process.argv.slice(2).join(' ')}` });
+    saveModel(outcome.source, args.save, { tokenizer: model.tokenizerPath, dtype, force: args.force, card });
     // Read back: every pruned weight must be zero in the file, whatever the dtype.
     const check = savedSparsity(args.save, outcome.report.layers);
     saved = { format, dtype, ...check };

@@ -8,19 +8,21 @@
  *   the new one in, and only then deleting the old one: a kill at any moment leaves the old or
  *   the new tree under the final name, never a half-deleted one.
  * - What is at the target is replaced only when it is empty, or a previous crepe output of the
- *   same kind (a marker file says so), or `force` is set.
+ *   same kind (for a folder its visible record says so, see ownership.ts; for a file a marker
+ *   beside it), or `force` is set.
  * - Temporaries left by a killed run (their process is gone) are removed by the next write of
  *   the same target, with a note on stderr.
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { CrepeError } from '../errors';
+import { LEGACY_DIR_MARKER, folderOwnership, recordOwnership } from './ownership';
 
 /** The kinds of outputs crepe writes; a marker records the kind so a rerun may replace it. */
 export type OutputKind = 'hf-model' | 'llama2c-model' | 'prune-dump' | 'file';
 
-/** Marker inside a crepe output folder. */
-export const DIR_MARKER = '.crepe-output';
+/** The hidden marker earlier versions left inside an output folder (still recognised; folders now carry a visible record, see ownership.ts). */
+export const DIR_MARKER = LEGACY_DIR_MARKER;
 /** Marker beside a crepe output file: `.<name>.crepe-output` (records its size and mtime). */
 export const fileMarker = (abs: string): string => path.join(path.dirname(abs), `.${path.basename(abs)}${DIR_MARKER}`);
 
@@ -120,7 +122,9 @@ export function replaceRefusal(abs: string, kind: OutputKind, isDir: boolean, fo
     if (force) return null;
     const entries = fs.readdirSync(abs);
     if (entries.length === 0) return null;
-    if (entries.includes(DIR_MARKER) && readMarkerKind(path.join(abs, DIR_MARKER))?.kind === kind) return null;
+    const owner = folderOwnership(abs, kind);
+    if (owner === 'owned') return null;
+    if (owner === 'changed') return `${abs} was written by crepe but has changed since (files added, removed or rewritten); refusing to replace it (pass --force to replace it anyway)`;
     return `${abs} is a folder crepe did not write (${entries.length} entries); refusing to replace it (pass --force to replace it anyway)`;
   }
   if (st.isDirectory()) return `${abs} is a folder, a file is expected here`;
@@ -244,7 +248,7 @@ export function stageDir(dir: string, kind: OutputKind, opts: { force?: boolean 
     abort: () => fs.rmSync(tmp, { recursive: true, force: true }),
     commit: () => {
       try {
-        fs.writeFileSync(path.join(tmp, DIR_MARKER), JSON.stringify({ kind }) + '\n');
+        recordOwnership(tmp, kind);
         // Checked again: something may have appeared at the target while we worked.
         const late = replaceRefusal(abs, kind, true, !!opts.force);
         if (late) throw new CrepeError(late);

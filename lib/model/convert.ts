@@ -7,7 +7,11 @@ import * as path from 'path';
 import { CrepeError } from '../errors';
 import { writeDirAtomic } from '../io/atomic';
 import { checkF16Range } from '../io/finite';
-import { HF_CONFIG_FILE, HF_INDEX_FILE, HF_SINGLE_FILE, HfTensor, hfConfigJson, hfTensors } from './hf';
+import { loadTokenizer } from '../tokenizers';
+import { HfTokenizerFiles, tokenizerToHf } from '../tokenizers/export';
+import { gitVersion } from '../version';
+import { ModelCardInfo, convertedModelCard, writeModelCard } from './card';
+import { HF_CONFIG_FILE, HF_INDEX_FILE, HF_SINGLE_FILE, HfTensor, SpecialTokenIds, hfConfigJson, hfTensors } from './hf';
 import { FloatDtype, SafetensorsWriter, dtypeBytes } from './safetensors';
 import { rotaryHeads } from './block';
 import { BlockWeights, LlamaConfig, WeightSource } from './types';
@@ -66,12 +70,18 @@ export interface WriteHfOptions {
   dtype: FloatDtype;
   /** Split into model-0000k-of-0000n.safetensors shards above this size; default 5 GB like HF. */
   shardBytes?: number;
-  /** A tokenizer file (tokenizer.json, tokenizer.model, tok512.bin, ...) copied beside the weights. */
+  /**
+   * The model's tokenizer. A llama2.c `.bin` or sentencepiece `.model` is converted to
+   * tokenizer.json, tokenizer_config.json and special_tokens_map.json (copied as it is when it
+   * cannot be, with a note on the card); any other file (tokenizer.json, ...) is copied.
+   */
   tokenizer?: string;
   /** Replace an existing folder crepe did not write. */
   force?: boolean;
   /** Folders whose tokenizer and generation files (COMPANION_FILES) are copied too, first found wins. */
   companionDirs?: string[];
+  /** What the model card and crepe-recipe.json say; default: a conversion of `src.origin`. */
+  card?: ModelCardInfo;
 }
 
 /** The files besides the weights that the HF ecosystem reads from a model folder. */
@@ -107,8 +117,13 @@ export function writeHfModel(src: WeightSource, outDir: string, opts: WriteHfOpt
   const shards = planShards(tensors, bytesOf, shardBytes);
   const fetch = tensorFetcher(src);
 
+  const notes: string[] = [];
+  const converted = opts.tokenizer !== undefined ? convertTokenizer(opts.tokenizer, cfg, notes) : null;
+  const ids: SpecialTokenIds = converted ? { bos: converted.bosId, eos: converted.eosId } : {};
+
   writeDirAtomic(outDir, (tmp) => {
-    fs.writeFileSync(path.join(tmp, HF_CONFIG_FILE), JSON.stringify(hfConfigJson(cfg, opts.dtype), null, 2) + '\n');
+    const config = hfConfigJson(cfg, opts.dtype, ids);
+    fs.writeFileSync(path.join(tmp, HF_CONFIG_FILE), JSON.stringify(config, null, 2) + '\n');
     for (const shard of shards) {
       // transformers refuses safetensors files whose metadata lacks format "pt".
       const writer = new SafetensorsWriter(path.join(tmp, shard.file), shard.tensors, opts.dtype, { format: 'pt' });
@@ -136,14 +151,50 @@ export function writeHfModel(src: WeightSource, outDir: string, opts: WriteHfOpt
       fs.copyFileSync(from, to);
       fs.chmodSync(to, 0o644); // the source may be a read-only asset; the output is the user's
     };
-    if (opts.tokenizer !== undefined) copy(opts.tokenizer);
+    const json = (name: string, value: unknown) => fs.writeFileSync(path.join(tmp, name), JSON.stringify(value, null, 2) + '\n');
+    if (converted) {
+      json('tokenizer.json', converted.tokenizer);
+      json('tokenizer_config.json', converted.tokenizerConfig);
+      json('special_tokens_map.json', converted.specialTokensMap);
+    } else if (opts.tokenizer !== undefined) {
+      copy(opts.tokenizer);
+    }
     for (const dir of opts.companionDirs ?? []) {
       for (const name of COMPANION_FILES) {
         const from = path.join(dir, name);
         if (fs.statSync(from, { throwIfNoEntry: false })?.isFile()) copy(from);
       }
     }
+    const generation = generationConfig(config);
+    if (generation && !fs.existsSync(path.join(tmp, 'generation_config.json'))) json('generation_config.json', generation);
+    const card: ModelCardInfo = opts.card ?? convertedModelCard(src.origin, opts.dtype, gitVersion());
+    writeModelCard(tmp, { ...card, notes: [...card.notes, ...notes] });
   }, 'hf-model', { force: opts.force });
+}
+
+/**
+ * The HF tokenizer files for a llama2.c or sentencepiece tokenizer; null for other files (copied
+ * as they are) and for one that cannot be converted (then copied, and the reason noted).
+ */
+function convertTokenizer(file: string, cfg: LlamaConfig, notes: string[]): HfTokenizerFiles | null {
+  const ext = path.extname(file).toLowerCase();
+  if (ext !== '.bin' && ext !== '.model') return null;
+  try {
+    return tokenizerToHf(loadTokenizer(file, { vocabSize: ext === '.bin' ? cfg.vocabSize : undefined }), { modelMaxLength: cfg.maxSeqLen });
+  } catch (e) {
+    if (!(e instanceof CrepeError)) throw e;
+    const note = `the tokenizer ${path.basename(file)} is copied as it is, not converted to tokenizer.json: ${e.message}`;
+    process.stderr.write(`crepe: warning: ${note}\n`);
+    notes.push(note);
+    return null;
+  }
+}
+
+/** generation_config.json from config.json's token ids, as transformers derives it (_from_model_config); null without ids. */
+function generationConfig(config: Record<string, unknown>): Record<string, unknown> | null {
+  const out: Record<string, unknown> = { _from_model_config: true };
+  for (const key of ['bos_token_id', 'eos_token_id', 'pad_token_id']) if (config[key] != null) out[key] = config[key];
+  return Object.keys(out).length > 1 ? out : null;
 }
 
 /** Consecutive tensors packed greedily into shards of at most maxBytes (a bigger tensor gets its own). */

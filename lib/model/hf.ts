@@ -328,9 +328,14 @@ export function configDtype(cfg: LlamaConfig): FloatDtype | undefined {
  * new one. The caller must have put q/k rows in rotate_half order (HF has no setting for the
  * adjacent layout).
  */
-export function hfConfigJson(cfg: LlamaConfig, dtype: FloatDtype): Record<string, unknown> {
+export function hfConfigJson(cfg: LlamaConfig, dtype: FloatDtype, tokens: SpecialTokenIds = {}): Record<string, unknown> {
+  // The tokenizer's ids, where the source's config.json does not already say (-1: the tokenizer has none).
+  const ids: Record<string, number> = {};
+  for (const [key, id] of [['bos_token_id', tokens.bos], ['eos_token_id', tokens.eos], ['pad_token_id', tokens.pad]] as const) {
+    if (id !== undefined && id >= 0 && cfg.sourceConfig?.[key] == null) ids[key] = id;
+  }
   if (cfg.sourceConfig) {
-    const out: Record<string, unknown> = structuredClone(cfg.sourceConfig) as Record<string, unknown>;
+    const out: Record<string, unknown> = { ...structuredClone(cfg.sourceConfig), ...ids };
     if ('dtype' in out || !('torch_dtype' in out)) out.dtype = TORCH_DTYPE[dtype];
     if ('torch_dtype' in out) out.torch_dtype = TORCH_DTYPE[dtype];
     return out;
@@ -356,8 +361,16 @@ export function hfConfigJson(cfg: LlamaConfig, dtype: FloatDtype): Record<string
     tie_word_embeddings: cfg.tiedEmbeddings,
     hidden_act: 'silu',
     ...(modelType === 'mistral' ? { sliding_window: null } : { attention_bias: false, mlp_bias: false }),
+    ...ids,
     torch_dtype: TORCH_DTYPE[dtype],
   };
+}
+
+/** Special-token ids for config.json and generation_config.json; absent or -1: none. */
+export interface SpecialTokenIds {
+  bos?: number;
+  eos?: number;
+  pad?: number;
 }
 
 function readJson(file: string, what: string): unknown {

@@ -2,6 +2,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { CrepeError } from '../errors';
 import { writeFileStreamAtomic } from '../io/atomic';
+import { ModelCardInfo } from './card';
 import { writeHfModel } from './convert';
 import { openHfModel } from './hf';
 import { Llama2cSource, writeLlama2c } from './llama2c';
@@ -17,12 +18,13 @@ export function formatForPath(p: string): SaveFormat {
 
 /**
  * Save a model (e.g. a pruned overlay) atomically: llama2.c files are streamed to a temporary
- * file and renamed; HF directories are built under a temporary name and renamed.
+ * file and renamed; HF directories are built under a temporary name and renamed, with the
+ * tokenizer files transformers loads, a model card (README.md) and crepe-recipe.json from `card`.
  */
 export function saveModel(
   src: WeightSource,
   out: string,
-  opts: { format?: SaveFormat; dtype?: FloatDtype; tokenizer?: string; force?: boolean } = {},
+  opts: { format?: SaveFormat; dtype?: FloatDtype; tokenizer?: string; force?: boolean; card?: ModelCardInfo } = {},
 ): SaveFormat {
   const format = opts.format ?? formatForPath(out);
   const dir = path.dirname(path.resolve(out));
@@ -36,6 +38,7 @@ export function saveModel(
       tokenizer: opts.tokenizer,
       companionDirs: companionDirs.filter((d): d is string => !!d),
       force: opts.force,
+      card: opts.card,
     });
     return format;
   }

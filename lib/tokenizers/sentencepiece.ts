@@ -153,7 +153,7 @@ export class SentencePieceTokenizer implements Tokenizer {
   private readonly idOfByte = new Int32Array(256).fill(-1);
 
   /** Whether the text gets sentencepiece's dummy-prefix space (the model's flag unless a tokenizer_config.json says otherwise). */
-  private readonly addDummyPrefix: boolean;
+  readonly addDummyPrefix: boolean;
 
   constructor(readonly path: string, readonly model: SentencePieceModel, convention: Partial<LlamaTokenizerConvention> = {}) {
     const { pieces, types } = model;
