@@ -88,6 +88,7 @@ export function baseModelInfo(name: string): BaseModelInfo {
   const known = KNOWN_SOURCES[name];
   if (known) return { name, ...known };
   const info: BaseModelInfo = { name, hub_id: null, license: null, url: null };
+  if (!fs.statSync(name, { throwIfNoEntry: false })?.isDirectory()) return info;
   const card = path.join(name, MODEL_CARD_FILE);
   if (fs.statSync(card, { throwIfNoEntry: false })?.isFile()) {
     const meta = frontMatter(fs.readFileSync(card, 'utf8'));
