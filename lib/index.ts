@@ -1,6 +1,7 @@
 /**
- * crepe's public API, the package's `main`: what a script needs to open a model, prune it,
- * measure its perplexity and save it in-process, and to add a scoring strategy. The CLI
+ * crepe's public API, the package's `main` (with type declarations, `types`): what a script needs
+ * to open a model, prune it, measure its perplexity and zero-shot accuracy, save it as a folder
+ * transformers loads, run sweeps and hyperparameter searches, and add a scoring strategy. The CLI
  * (scripts/cli.ts) is built on the same functions. Everything else under lib/ is internal.
  *
  *   const model = openModel('stories260K');
@@ -23,5 +24,38 @@ export { loadDataset } from './data/datasets';
 export { getStrategy, listStrategies, registerStrategy, resolveParams, type LayerContext, type ParamSpec, type Params, type Strategy } from './prune/strategy';
 export { parseStructure, selectMask, type Structure } from './prune/select';
 export { pruneModel, type CalibrationSpec, type PruneOutcome, type PruneSpec } from './prune/pipeline';
-export { evaluateSource, type EvalRecord } from './eval/evaluate';
+export { evaluateSource, evaluateSourceJobs, datasetWindows, type EvalOptions, type EvalRecord } from './eval/evaluate';
+export { perplexity, type PerplexityResult } from './eval/perplexity';
 export { Rng } from './util/random';
+
+// Writing models others load: HF folders with tokenizer files, model card and recipe file.
+export { writeHfModel, type WriteHfOptions } from './model/convert';
+export {
+  writeModelCard,
+  renderModelCard,
+  prunedModelCard,
+  convertedModelCard,
+  baseModelInfo,
+  RECIPE_FILE,
+  type ModelCardInfo,
+  type BaseModelInfo,
+  type JsonObject,
+} from './model/card';
+export { tokenizerToHf, type HfTokenizerFiles } from './tokenizers/export';
+
+// Zero-shot evaluation (lm-evaluation-harness tasks).
+export { evaluateZeroshot, type ZeroshotOptions, type ZeroshotResult, type TaskResult } from './eval/zeroshot/evaluate';
+export { TASKS, parseTaskList, type TaskSpec, type TaskDef } from './eval/zeroshot/tasks';
+export { zeroshotMarkdown } from './eval/zeroshot/table';
+
+// Sweeps and their reports.
+export { planSweep, runSweep, type SweepPlan, type SweepSummary, type SweepEvents } from './experiments/sweep';
+export { writeReport, readResults, type ReportFiles } from './experiments/report';
+
+// Hyperparameter search.
+export { calibrateOnce, evaluateConfiguration, fullEvaluation, type SearchSetup, type SearchOutcome, type FullEvaluation } from './search/objective';
+export { buildSpace, type SearchSpace } from './search/space';
+export { phoSearch, type PhoOptions, type PhoOutcome } from './search/pho';
+export { hillClimbSearch, type HillClimbSearchOptions } from './search/hillclimb';
+
+// Recipes: the recipe module's exports are added here when it lands.

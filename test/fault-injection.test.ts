@@ -345,8 +345,8 @@ describe('kill -9 at random moments', () => {
     expect(runCli(args('F32')).code).toBe(0);
     for (const [k, ms] of delays(6, 1500).entries()) {
       await killAfter(args(k % 2 ? 'F32' : 'BF16'), ms);
-      const marked = fs.existsSync(path.join(out, '.crepe-output'));
-      const afterKill = marked ? handled(() => readAll(openHfModel(out))) : 'the final folder has no marker (incomplete)';
+      const marked = fs.existsSync(path.join(out, 'crepe-recipe.json'));
+      const afterKill = marked ? handled(() => readAll(openHfModel(out))) : 'the final folder has no ownership record (incomplete)';
       rerunAndRecord('kill -9: convert', ms, afterKill, args('F32'), tmp, 'conv');
     }
   }, 180_000);

@@ -15,7 +15,7 @@ import { openModel } from '../lib/model/resolve';
 import { WeightSource } from '../lib/model/types';
 import { RECIPE_FILE } from '../lib/model/card';
 import { ownershipFile } from '../lib/io/ownership';
-import { MODELS, makeTmp, rmTmp, runCli } from './helpers';
+import { makeTmp, oneLineCrepeError, rmTmp, runCli } from './helpers';
 
 let tmp: string;
 const saved: Record<string, { dir: string; json: Record<string, any> }> = {};
@@ -359,30 +359,32 @@ describe('ownership without hidden files', () => {
   test('a rerun replaces crepe\'s folder; a changed one, or a user\'s, is refused; a folder of the old version is still crepe\'s', () => {
     expect(ownershipFile('hf-model')).toBe(RECIPE_FILE);
     const out = path.join(tmp, 'conv');
-    const convert = () => runCli(['convert', '--model', 'stories260K', '--to', 'hf', '--out', out]);
-    expect(convert().code).toBe(0);
-    expect(fs.readdirSync(out).filter((f) => f.startsWith('.'))).toEqual([]);
-    expect(convert().code).toBe(0);
+    const m = openModel('stories260K');
+    const convert = () => writeHfModel(m.source, out, { dtype: 'F32', tokenizer: m.tokenizerPath });
+    try {
+      convert();
+      expect(fs.readdirSync(out).filter((f) => f.startsWith('.'))).toEqual([]);
+      convert();
 
-    fs.appendFileSync(path.join(out, 'config.json'), '\n');
-    const changed = convert();
-    expect(changed.code).toBe(2);
-    expect(changed.stderr).toMatch(/written by crepe but has changed since/);
+      fs.appendFileSync(path.join(out, 'config.json'), '\n');
+      expect(oneLineCrepeError(convert)).toMatch(/written by crepe but has changed since/);
 
-    // A folder an earlier crepe wrote: weights, config and the hidden marker.
-    fs.rmSync(out, { recursive: true });
-    fs.mkdirSync(out);
-    fs.writeFileSync(path.join(out, 'config.json'), '{}');
-    fs.writeFileSync(path.join(out, 'tok512.bin'), 'x');
-    fs.writeFileSync(path.join(out, '.crepe-output'), JSON.stringify({ kind: 'hf-model' }) + '\n');
-    expect(convert().code).toBe(0);
-    expect(fs.existsSync(path.join(out, '.crepe-output'))).toBe(false);
-    expect(fs.existsSync(path.join(out, 'tokenizer.json'))).toBe(true);
+      // A folder an earlier crepe wrote: weights, config and the hidden marker.
+      fs.rmSync(out, { recursive: true });
+      fs.mkdirSync(out);
+      fs.writeFileSync(path.join(out, 'config.json'), '{}');
+      fs.writeFileSync(path.join(out, 'tok512.bin'), 'x');
+      fs.writeFileSync(path.join(out, '.crepe-output'), JSON.stringify({ kind: 'hf-model' }) + '\n');
+      convert();
+      expect(fs.existsSync(path.join(out, '.crepe-output'))).toBe(false);
+      expect(fs.existsSync(path.join(out, 'tokenizer.json'))).toBe(true);
 
-    const mine = path.join(tmp, 'mine');
-    fs.mkdirSync(mine);
-    fs.writeFileSync(path.join(mine, RECIPE_FILE), '{"format":"crepe-recipe/1"}');
-    const foreign = runCli(['convert', '--model', 'stories260K', '--to', 'hf', '--out', mine]);
-    expect(foreign.stderr).toMatch(/crepe did not write/);
+      const mine = path.join(tmp, 'mine');
+      fs.mkdirSync(mine);
+      fs.writeFileSync(path.join(mine, RECIPE_FILE), '{"format":"crepe-recipe/1"}');
+      expect(oneLineCrepeError(() => writeHfModel(m.source, mine, { dtype: 'F32' }))).toMatch(/crepe did not write/);
+    } finally {
+      m.source.close();
+    }
   });
 });

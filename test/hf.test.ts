@@ -2,7 +2,6 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { CrepeError } from '../lib/errors';
-import { DIR_MARKER } from '../lib/io/atomic';
 import { adjacentToHalfOrder, halfToAdjacentOrder, permuteRows, writeHfModel } from '../lib/model/convert';
 import { hfName, openHfModel, parseHfConfig } from '../lib/model/hf';
 import { SafetensorsFile, writeSafetensors } from '../lib/model/safetensors';
@@ -154,7 +153,7 @@ describe('writeHfModel + openHfModel', () => {
     const src = new MemorySource(tinyConfig());
     writeHfModel(src, out('f32'), { dtype: 'F32' });
     expect(src.blockReads).toEqual([0, 1, 2]);
-    expect(fs.readdirSync(out('f32')).filter((f) => f !== DIR_MARKER).sort()).toEqual(['config.json', 'model.safetensors']);
+    expect(fs.readdirSync(out('f32')).sort()).toEqual(['README.md', 'config.json', 'crepe-recipe.json', 'model.safetensors']);
     const hf = openHfModel(out('f32'));
     expect(hf.format).toBe('hf');
     expect({ ...hf.config, sourceConfig: undefined }).toEqual({ ...src.config, ropeLayout: 'half' });
@@ -231,7 +230,7 @@ describe('writeHfModel + openHfModel', () => {
     const failing = new MemorySource(tinyConfig(), 9);
     failing.failAtBlock = 2;
     expect(() => writeHfModel(failing, out('tok'), { dtype: 'F32' })).toThrow('disk on fire');
-    expect(fs.readdirSync(out('tok')).filter((f) => f !== DIR_MARKER).sort()).toEqual(['config.json', 'model.safetensors', 'tok512.bin']);
+    expect(fs.readdirSync(out('tok')).sort()).toEqual(['README.md', 'config.json', 'crepe-recipe.json', 'model.safetensors', 'tok512.bin']);
     expect(fs.readdirSync(tmp).filter((f) => f.includes('.tmp'))).toEqual([]);
     expect(() => writeHfModel(src, out('x'), { dtype: 'F32', tokenizer: out('nope.model') })).toThrow(CrepeError);
   });

@@ -4,7 +4,8 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { DIR_MARKER, cleanStaleTemporaries, makeDirs, writeDirAtomic, writeFileAtomic } from '../lib/io/atomic';
+import { cleanStaleTemporaries, makeDirs, writeDirAtomic, writeFileAtomic } from '../lib/io/atomic';
+import { ownershipFile } from '../lib/io/ownership';
 import { checkOutputs } from '../lib/io/outputs';
 import { CrepeError } from '../lib/errors';
 import { MODELS, makeTmp, rmTmp, runCli } from './helpers';
@@ -162,7 +163,7 @@ describe('atomic folder replacement', () => {
     } finally {
       crash.duringRemove = false;
     }
-    const names = fs.readdirSync(out).filter((f) => f !== DIR_MARKER);
+    const names = fs.readdirSync(out).filter((f) => f !== ownershipFile('hf-model'));
     expect(names).toHaveLength(10);
     expect(new Set(names.map((f) => fs.readFileSync(path.join(out, f), 'utf8')))).toEqual(new Set(['new']));
     // the half-deleted old tree is left under a recognisable name (removed by a later run once this process is gone)
