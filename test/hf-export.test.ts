@@ -10,6 +10,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
 import { loadTokenizer } from '../lib/tokenizers';
+import { tokenizerToHf } from '../lib/tokenizers/export';
 import { writeHfModel } from '../lib/model/convert';
 import { openModel } from '../lib/model/resolve';
 import { WeightSource } from '../lib/model/types';
@@ -94,6 +95,27 @@ describe('tokenizer.json reproduces the source tokenizer', () => {
     expect([back.bosId, back.eosId, back.addBos, back.vocabSize]).toEqual([src.bosId, src.eosId, src.addBos, src.vocabSize]);
     expect(decoded).toBeGreaterThan(250);
     console.log(`${model}: ${compared} of ${texts.length} strings, ${idsCompared} ids equal (strings naming a special token skipped: ${texts.length - compared}); ${decoded} decoded equal`);
+  });
+
+  test('a sentencepiece BPE model with merges (test/fixtures/spm-feff): transformers\' LlamaConverter\'s vocabulary, merges and normalizer, and the sentencepiece library\'s ids', () => {
+    const dir = path.join(__dirname, 'fixtures', 'spm-feff');
+    const src = loadTokenizer(path.join(dir, 'tokenizer.model'));
+    const files = tokenizerToHf(src, { modelMaxLength: 512 })!;
+    const reference = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8'));
+    const model = files.tokenizer.model as { vocab: Record<string, number>; merges: string[] };
+    expect(model.vocab).toEqual(reference.model.vocab);
+    expect(model.merges).toEqual(reference.model.merges.map((m: string | string[]) => (Array.isArray(m) ? m.join(' ') : m)));
+    expect(model.merges.length).toBeGreaterThan(700);
+    expect(files.tokenizer.normalizer).toEqual(reference.normalizer);
+    const expected = JSON.parse(fs.readFileSync(path.join(dir, 'expected-ids.json'), 'utf8')) as { cases: { text: string; ids: number[] }[] };
+    const lib = new HfLibTokenizer(files.tokenizer, files.tokenizerConfig);
+    let compared = 0;
+    for (const { text, ids } of expected.cases) {
+      if (SPECIAL_TEXT.test(text)) continue;
+      expect({ text, ids: lib.encode(text, { add_special_tokens: false }).ids }).toEqual({ text, ids });
+      compared++;
+    }
+    expect(compared).toBe(330);
   });
 
   test('the saved folder evaluates to the perplexity prune measured on the pruned model', () => {

@@ -55,7 +55,8 @@ function rankedMerges(pieces: readonly string[], scoreOf: (id: number) => number
       if (idOf.has(left) && idOf.has(right)) list.push({ left, right, id, score: scoreOf(id) });
     }
   });
-  list.sort((a, b) => b.score - a.score || a.id - b.id || a.left.length - b.left.length);
+  // Splits of one piece: longer left part first, as transformers' converter orders them.
+  list.sort((a, b) => b.score - a.score || a.id - b.id || b.left.length - a.left.length);
   return list.map((m) => [m.left, m.right]);
 }
 
@@ -105,8 +106,9 @@ function assemble(a: Assembled, opts: ExportOptions): HfTokenizerFiles {
       byte_fallback: a.byteFallback,
       ignore_merges: false,
       vocab: Object.fromEntries(a.vocab),
-      // Pairs, not "left right" strings: llama2.c pieces contain spaces.
-      merges: a.merges,
+      // "left right" strings, which every tokenizers version reads, unless a piece holds a space
+      // (llama2.c's do): then pairs, which tokenizers >= 0.20 (transformers >= 4.45) reads.
+      merges: a.merges.some(([l, r]) => l.includes(' ') || r.includes(' ')) ? a.merges : a.merges.map(([l, r]) => `${l} ${r}`),
     },
   };
   const decoderEntries = Object.fromEntries(added.map((t) => [String(t.id), { content: t.content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true }]));
@@ -213,7 +215,7 @@ export function sentencePieceToHf(tok: SentencePieceTokenizer, opts: ExportOptio
     replace('\\A +', '');
     replace(' {2,}', ' ');
   }
-  if (tok.addDummyPrefix) normalizers.push({ type: 'Prepend', prepend: ' ' });
+  if (tok.addDummyPrefix) normalizers.push({ type: 'Prepend', prepend: space });
   if (m.escapeWhitespaces) normalizers.push({ type: 'Replace', pattern: { String: ' ' }, content: '\u2581' });
   if (m.removeExtraWhitespaces) replace(`${space}+\\z`, '');
   const decoders: unknown[] = [];
