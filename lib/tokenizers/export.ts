@@ -125,6 +125,8 @@ function assemble(a: Assembled, opts: ExportOptions): HfTokenizerFiles {
     // (Metaspace) from its own defaults, which encode llama2.c and whitespace-squeezing
     // sentencepiece text differently; PreTrainedTokenizerFast runs tokenizer.json as written
     // (transformers 4 and 5), as Llama 3's own files do.
+    // No `legacy` / `add_prefix_space`: they steer LlamaTokenizer's conversion from a .model,
+    // which never happens here (tokenizer.json is complete).
     tokenizer_class: 'PreTrainedTokenizerFast',
   };
   const mapEntry = (content: string) => ({ content, lstrip: false, normalized: false, rstrip: false, single_word: false });
