@@ -14,7 +14,7 @@ import { tokenizerToHf } from '../lib/tokenizers/export';
 import { writeHfModel } from '../lib/model/convert';
 import { openModel } from '../lib/model/resolve';
 import { WeightSource } from '../lib/model/types';
-import { RECIPE_FILE } from '../lib/model/card';
+import { RECIPE_FILE, convertedModelCard } from '../lib/model/card';
 import { ownershipFile } from '../lib/io/ownership';
 import { makeTmp, oneLineCrepeError, rmTmp, runCli } from './helpers';
 
@@ -367,6 +367,20 @@ describe('model card and recipe', () => {
     expect(recipe.results.perplexity).toEqual([{ dataset: 'tinystories', slice: json.eval[0].slice, seqlen: 64, windows: 4, dense_ppl: json.eval[0].dense_ppl, pruned_ppl: json.eval[0].pruned_ppl }]);
     expect(card).toContain(`| tinystories | ${json.eval[0].slice} | 64 | 4 | ${json.eval[0].dense_ppl.toFixed(4)} | ${json.eval[0].pruned_ppl.toFixed(4)} |`);
     expect(card).toContain(json.code_version);
+
+    // Converting the pruned folder (here to BF16) keeps its record and notes the conversion.
+    const m = openModel(dir);
+    const bf16 = path.join(tmp, 'pruned-bf16');
+    try {
+      writeHfModel(m.source, bf16, { dtype: 'BF16', tokenizer: m.tokenizerPath, card: convertedModelCard(dir, 'BF16', 'abc123') });
+    } finally {
+      m.source.close();
+    }
+    const again = JSON.parse(fs.readFileSync(path.join(bf16, RECIPE_FILE), 'utf8'));
+    expect(again).toMatchObject({ kind: 'pruned', dtype: 'BF16', recipe: recipe.recipe, results: recipe.results, base_model: recipe.base_model, code_version: json.code_version });
+    expect(again.notes).toEqual([expect.stringMatching(/^converted to BF16 by crepe at code version abc123/)]);
+    expect(fs.readFileSync(path.join(bf16, 'README.md'), 'utf8')).toMatch(/^- sparsity-50$/m);
+    expect(transformersLoadProblems(bf16)).toEqual([]);
 
     // babyllama-char is not on the Hub: no base_model, its licence and where it comes from; 2:4 tags.
     const baby = fs.readFileSync(path.join(saved['babyllama-char'].dir, 'README.md'), 'utf8');

@@ -258,8 +258,15 @@ export function prunedModelCard(run: {
   };
 }
 
-/** The card of a plain conversion of `model` (a name or path). */
+/**
+ * The card of a conversion of `model` (a name or path). A folder crepe pruned keeps its card's
+ * record (base model, recipe, results, the code that pruned it), with the conversion noted.
+ */
 export function convertedModelCard(model: string, dtype: string, codeVersion: string, command: string | null = null): ModelCardInfo {
+  const prior = priorCard(model);
+  if (prior?.kind === 'pruned') {
+    return { ...prior, dtype, command, notes: [...prior.notes, `converted to ${dtype} by crepe at code version ${codeVersion}${command ? ` (\`${command}\`)` : ''}`] };
+  }
   return {
     kind: 'converted',
     base_model: baseModelInfo(model),
@@ -270,4 +277,19 @@ export function convertedModelCard(model: string, dtype: string, codeVersion: st
     command,
     notes: [],
   };
+}
+
+/** The record of a folder's crepe-recipe.json, when it is one crepe wrote in this format. */
+function priorCard(dir: string): ModelCardInfo | null {
+  if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) return null;
+  const file = path.join(dir, RECIPE_FILE);
+  if (!fs.statSync(file, { throwIfNoEntry: false })?.isFile()) return null;
+  try {
+    const { format, output: _output, ...rest } = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+    if (format !== RECIPE_FORMAT) return null;
+    const info = rest as unknown as ModelCardInfo;
+    return info.base_model && info.results && Array.isArray(info.notes) ? info : null;
+  } catch {
+    return null;
+  }
 }

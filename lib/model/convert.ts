@@ -159,7 +159,9 @@ export function writeHfModel(src: WeightSource, outDir: string, opts: WriteHfOpt
     } else if (opts.tokenizer !== undefined) {
       copy(opts.tokenizer);
     }
-    for (const dir of opts.companionDirs ?? []) {
+    // A tokenizer copied as it is brings its folder's tokenizer and generation files.
+    const companionDirs = [...(!converted && opts.tokenizer !== undefined ? [path.dirname(opts.tokenizer)] : []), ...(opts.companionDirs ?? [])];
+    for (const dir of companionDirs) {
       for (const name of COMPANION_FILES) {
         const from = path.join(dir, name);
         if (fs.statSync(from, { throwIfNoEntry: false })?.isFile()) copy(from);
