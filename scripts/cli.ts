@@ -3,7 +3,7 @@ import yargs, { Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { BACKEND_CHOICES, BackendChoice } from '../lib/backend';
 import { convertCommand } from '../lib/cli/convert';
-import { checkNumberTokens, runCommand } from '../lib/cli/common';
+import { ParserView, checkNumberTokens, commaList, parserFailure, runCommand, setQuietPipedStages } from '../lib/cli/common';
 import { evalCommand } from '../lib/cli/eval';
 import { generateCommand } from '../lib/cli/generate';
 import { proxyStudyCommand } from '../lib/cli/proxy-study';
@@ -34,6 +34,15 @@ function modelOpts<T>(y: Argv<T>) {
     .option('tokenizer', { type: 'string', describe: 'tokenizer file (default: found beside the model)' });
 }
 
+/**
+ * Examples as one line each, the description indented below it: yargs' two-column layout broke
+ * long example commands mid-word (`hellasw` / `ag:/data/...`). Builders get this same instance.
+ */
+function fullWidthExamples<T>(y: Argv<T>): Argv<T> {
+  const add = y.example.bind(y) as (cmd: string, desc: string) => Argv<T>;
+  return Object.assign(y, { example: (cmd: string, desc = '') => add(desc ? `${cmd}\n      ${desc}` : cmd, '') });
+}
+
 /** The memory planner's flags (lib/plan): budget, where activations live, which evaluator, dry run. */
 function memoryOpts<T>(y: Argv<T>) {
   return y
@@ -51,9 +60,27 @@ function budgetOpts<T>(y: Argv<T>) {
     .option('dry-run', { type: 'boolean', default: false, describe: 'print the memory plan and stop' });
 }
 
-const cli = yargs(hideBin(process.argv));
+const cli = fullWidthExamples(yargs(hideBin(process.argv)));
 /** The number options of the command being parsed (getOptions is public in yargs but missing from its types). */
 const numberOptions = () => new Set((cli as unknown as { getOptions(): { number: string[] } }).getOptions().number);
+/** yargs internals that are public at run time but missing from its types (yargs is pinned). */
+interface YargsInternals {
+  getOptions(): { number: string[]; key: Record<string, boolean>; alias: Record<string, string[]> };
+  getInternalMethods(): { getContext(): { commands: string[] }; getCommandInstance(): { getCommands(): string[] } };
+}
+/** What the parser knew when it refused the command line: the command, its flags, the positionals. */
+function parserView(): ParserView {
+  const y = cli as unknown as YargsInternals;
+  const options = y.getOptions();
+  const tokens = hideBin(process.argv);
+  const end = tokens.indexOf('--');
+  return {
+    command: y.getInternalMethods().getContext().commands[0],
+    commands: y.getInternalMethods().getCommandInstance().getCommands(),
+    flags: [...Object.keys(options.key), ...Object.values(options.alias).flat()],
+    positionals: (end < 0 ? tokens : tokens.slice(0, end)).filter((t) => !t.startsWith('-')),
+  };
+}
 void cli
   .scriptName('crepe')
   .usage('$0 <command> [options]\n\nPost-training pruning of LLaMA-family models in TensorFlow.js.')
@@ -62,13 +89,13 @@ void cli
     'perplexity of a model on a dataset (Wanda/SparseGPT protocol)',
     (y) =>
       memoryOpts(modelOpts(y))
-        .option('dataset', { type: 'string', demandOption: true, describe: DATASET_HELP })
+        .option('dataset', { type: 'string', array: true, alias: 'eval', demandOption: true, coerce: commaList, describe: `evaluation datasets, comma separated or repeated (--eval is the same flag, as in prune): ${DATASET_HELP}` })
         .option('seqlen', { type: 'number', describe: "window length (default: the model's context)" })
-        .option('max-windows', { type: 'number', describe: 'evaluate only the first N windows' })
+        .option('max-windows', { type: 'number', describe: 'evaluate only the first N windows of each dataset' })
         .option('jobs', { type: 'number', default: 1, describe: 'worker processes (wasm is single-threaded: use one per core)' })
         .example('$0 eval --model stories260K --dataset tinystories', 'dense PPL on the TinyStories evaluation split')
         .example('$0 eval --model stories260K --dataset tinystories --jobs 2', 'the same on both cores, bit-identical PPL')
-        .example('$0 eval --model babyllama-char --dataset wikitext2 --max-windows 20 --json', 'a quick look, as JSON')
+        .example('$0 eval --model babyllama-char --dataset wikitext2,tinystories --max-windows 20 --json', 'a quick look at two datasets, as JSON')
         .example('$0 eval --model /models/llama-2-7b-hf --dataset wikitext2 --dry-run', 'the memory plan only'),
     (a) => runCommand(() => evalCommand(a as never)),
   )
@@ -77,8 +104,8 @@ void cli
     'zero-shot task accuracy as lm-evaluation-harness scores it (ARC, OpenBookQA, PIQA, WinoGrande, BoolQ, HellaSwag, RTE, LAMBADA)',
     (y) =>
       budgetOpts(modelOpts(y))
-        .option('tasks', { type: 'string', array: true, demandOption: true, describe: `comma-separated: ${TASKS.map((t) => t.name).join(', ')}; NAME:PATH reads the task from that file (original format)` })
-        .option('limit', { type: 'number', describe: 'score only the first N documents of each task (the harness --limit)' })
+        .option('tasks', { type: 'string', array: true, alias: 'zeroshot', demandOption: true, coerce: commaList, describe: `comma-separated: ${TASKS.map((t) => t.name).join(', ')}; NAME:PATH reads the task from that file (original format)` })
+        .option('limit', { type: 'number', alias: 'zeroshot-limit', describe: 'score only the first N documents of each task (the harness --limit; --zeroshot-limit is the same flag, as in prune)' })
         .option('jobs', { type: 'number', default: 1, describe: 'worker processes (wasm is single-threaded: use one per core)' })
         .option('bos', { type: 'boolean', describe: "prepend BOS (--bos) or not (--no-bos); default the tokenizer's own convention, as the harness (add_special_tokens=True): BOS for LLaMA tokenizers" })
         .option('bootstrap-iters', { type: 'number', default: 100000, describe: 'bootstrap replicates for the perplexity stderr (the harness default)' })
@@ -92,7 +119,7 @@ void cli
     'print the token ids of a text',
     (y) =>
       modelOpts(y)
-        .option('text', { type: 'string', demandOption: true })
+        .option('text', { type: 'string', demandOption: true, describe: 'the text to encode (quote it)' })
         .option('bos', { type: 'boolean', default: true, describe: 'prepend BOS' })
         .example('$0 tokenize --model stories260K --text "Once upon a time" --json', '{"ids":[1,403,407,261,378]}'),
     (a) => runCommand(() => tokenizeCommand(a as never)),
@@ -103,7 +130,7 @@ void cli
     (y) =>
       budgetOpts(modelOpts(y))
         .option('prompt', { type: 'string', default: '', describe: 'prompt text (default: start from BOS)' })
-        .option('steps', { type: 'number', default: 64 })
+        .option('steps', { type: 'number', default: 64, describe: 'tokens to generate (stops early at BOS/EOS); prompt + steps must fit the context' })
         .example('$0 generate --model stories260K --steps 60', 'Once upon a time, there was a little girl named Lily...'),
     (a) => runCommand(() => generateCommand(a as never)),
   )
@@ -112,9 +139,9 @@ void cli
     'write a model in another format',
     (y) =>
       modelOpts(y)
-        .option('to', { choices: ['hf', 'llama2c'] as const, default: 'hf' as const })
+        .option('to', { choices: ['hf', 'llama2c'] as const, default: 'hf' as const, describe: 'output format: hf (config.json + model.safetensors) or llama2c (one .bin file, float32)' })
         .option('out', { type: 'string', demandOption: true, describe: 'output directory (hf) or .bin file (llama2c)' })
-        .option('dtype', { choices: ['F32', 'BF16', 'F16'] as const, default: 'F32' as const })
+        .option('dtype', { choices: ['F32', 'BF16', 'F16'] as const, default: 'F32' as const, describe: 'weight dtype of an hf output (llama2c is F32 only)' })
         .option('force', { type: 'boolean', default: false, describe: 'replace an existing --out that crepe did not write' })
         .example('$0 convert --model stories260K --to hf --out /tmp/stories-hf --dtype BF16', 'HF directory (config.json + model.safetensors), rotary q/k rows permuted'),
     (a) => runCommand(() => convertCommand(a as never)),
@@ -134,9 +161,9 @@ void cli
         .option('calib-seqlen', { type: 'number', describe: "calibration window length (default: the model's context)" })
         .option('calib-seed', { type: 'number', default: 0, alias: 'seed', describe: 'calibration sampling seed (--seed is the same flag: prune has no other seed)' })
         .option('propagate', { choices: ['pruned', 'dense'] as const, default: 'pruned' as const, describe: 'next block inputs from the pruned or the dense block' })
-        .option('eval', { type: 'string', array: true, describe: 'evaluate dense and pruned PPL on these datasets' })
+        .option('eval', { type: 'string', array: true, alias: 'dataset', coerce: commaList, describe: 'evaluate dense and pruned PPL on these datasets, comma separated or repeated (--dataset is the same flag, as in eval)' })
         .option('seqlen', { type: 'number', describe: "evaluation window length (default: the model's context)" })
-        .option('max-windows', { type: 'number', describe: 'evaluate only the first N windows' })
+        .option('max-windows', { type: 'number', describe: 'evaluate only the first N windows of each dataset' })
         .option('save', { type: 'string', describe: 'save the pruned model: a .bin path (llama2.c) or a directory (HF)' })
         .option('dtype', { choices: ['F32', 'BF16', 'F16'] as const, describe: 'dtype of a model saved as HF (--save DIR); default: the source checkpoint\'s dtype, else F32' })
         .option('dump', { type: 'string', describe: 'write calibration windows, statistics, masks and run.json here' })
@@ -150,10 +177,10 @@ void cli
         .option('dsnot-skip', { choices: ['mlp', 'attn', 'none'] as const, default: 'mlp' as const, describe: "DSnoT: layers left as selected (the reference's --skip_layer; default mlp = attention only)" })
         .option('permute', { type: 'boolean', default: false, describe: "RIA's channel permutation before N:M selection (N:M only)" })
         .option('permute-refine', { type: 'boolean', default: false, describe: 'refine the permutation with linear sum assignments (implies --permute)' })
-        .option('zeroshot', { type: 'string', array: true, describe: `zero-shot tasks scored on the dense and the pruned model (as crepe zeroshot): ${TASKS.map((t) => t.name).join(', ')}` })
-        .option('zeroshot-limit', { type: 'number', describe: 'score only the first N documents of each zero-shot task' })
+        .option('zeroshot', { type: 'string', array: true, alias: 'tasks', coerce: commaList, describe: `zero-shot tasks scored on the dense and the pruned model (as crepe zeroshot --tasks), comma separated: ${TASKS.map((t) => t.name).join(', ')}` })
+        .option('zeroshot-limit', { type: 'number', alias: 'limit', describe: 'score only the first N documents of each zero-shot task (--limit is the same flag, as in zeroshot)' })
         .option('zeroshot-jobs', { type: 'number', default: 1, describe: 'worker processes for the zero-shot scoring' })
-        .example('$0 prune --model stories260K --method wanda --sparsity 0.5 --eval tinystories', 'Wanda 50% per row, with dense and pruned PPL')
+        .example('$0 prune --model stories260K --method wanda --sparsity 0.5 --eval tinystories,wikitext2', 'Wanda 50% per row, with dense and pruned PPL on two datasets')
         .example('$0 prune --model stories260K --method crepe --param gamma=0.03 --param kernel=3x3 --structure 2:4 --eval tinystories --dump /tmp/run', 'CRePE at 2:4 with audit artefacts')
         .example('$0 prune --model stories260K --method wanda --allocation owl --refine dsnot --eval tinystories', 'Wanda with OWL block sparsities and DSnoT re-pruning')
         .example('$0 prune --model /models/llama-2-7b-hf --method wanda --nsamples 128 --max-memory 16 --dry-run', 'the memory plan of a 7B run, nothing computed'),
@@ -183,8 +210,8 @@ void cli
         .option('config', { type: 'string', demandOption: true, describe: 'comparison config (JSON), e.g. experiments/search.json' })
         .option('out', { type: 'string', demandOption: true, describe: 'existing folder for search-comparison.{csv,md} and the search-*.csv evaluation logs' })
         .option('models', { type: 'string', array: true, describe: "only these of the config's models (comma separated or repeated)" })
-        .option('structures', { type: 'string', array: true, describe: "only these of the config's structures, by name (e.g. u50)" })
-        .option('runs', { type: 'string', array: true, describe: "only these runs ('hillclimb', PHO variant or baseline names); the report still covers every run" })
+        .option('structures', { type: 'string', array: true, describe: "only these of the config's structures, by name (e.g. u50), comma separated or repeated" })
+        .option('runs', { type: 'string', array: true, describe: "only these runs ('hillclimb', PHO variant or baseline names), comma separated or repeated; the report still covers every run" })
         .option('fresh', { type: 'boolean', default: false, describe: 'start over instead of continuing the journal (search-comparison-runs.jsonl) in --out' })
         .option('report-only', { type: 'boolean', default: false, describe: 'run nothing: write the CSV and the report from the journal as it is' })
         .example('$0 search-compare --config experiments/search.json --out results', 'every table of results/search-comparison.md (npm run search-compare)')
@@ -197,11 +224,11 @@ void cli
     'rank correlation of every search proxy with PPL over seeded random configurations',
     (y) =>
       budgetOpts(spaceOptions(modelOpts(y)))
-        .option('samples', { type: 'number', demandOption: true, describe: 'configurations drawn uniformly in the search space' })
+        .option('configs', { type: 'number', alias: 'samples', demandOption: true, describe: 'configurations drawn uniformly in the search space (--samples is the same flag; --nsamples is the calibration windows)' })
         .option('full', { type: 'boolean', default: false, describe: 'PPL on every evaluation window instead of --search-windows' })
-        .option('proxies', { type: 'string', array: true, describe: 'proxies to study (default all)' })
+        .option('proxies', { type: 'string', array: true, coerce: commaList, describe: 'proxies to study, comma separated (default all)' })
         .option('out', { type: 'string', default: 'results', describe: 'folder for proxy-study-*.csv, .md and .svg' })
-        .example('$0 proxy-study --model stories260K --samples 40 --search-seed 1', 'Spearman / Kendall per proxy, CSV + Markdown + SVG in results/'),
+        .example('$0 proxy-study --model stories260K --configs 40 --seed 1', 'Spearman / Kendall per proxy, CSV + Markdown + SVG in results/'),
     (a) => runCommand(() => proxyStudyCommand(a as never)),
   )
   .command(
@@ -214,6 +241,7 @@ void cli
         .option('out', { type: 'string', describe: 'results CSV (default results/<config name>.csv); cells already in it are skipped' })
         .option('dry-run', { type: 'boolean', default: false, describe: 'list the cells (done / to do) and exit' })
         .option('fresh', { type: 'boolean', default: false, describe: 'discard an existing CSV and recompute every cell (default: resume)' })
+        .option('seed', { type: 'number', describe: "calibration sampling seed of every cell, in place of the config's calibration seed(s) (cell keys follow it)" })
         .option('force', { type: 'boolean', default: false, describe: 'with --fresh, discard --out even when it is not a crepe results CSV' })
         .option('shard', { type: 'string', describe: "K/N: run share K of N of the cells (chosen by a hash of each cell's key, so stable when the config is reordered or grown); default --out results/<config>.<K>of<N>.csv; merge with crepe report" })
         .example('$0 sweep --config experiments/smoke.json --out /tmp/smoke.csv', 'a 5-cell sweep in seconds')
@@ -236,6 +264,7 @@ void cli
     (a) => runCommand(() => reportCommand(a as never)),
   )
   .middleware(() => runCommand(async () => checkNumberTokens(hideBin(process.argv), numberOptions())), true)
+  .middleware((a) => setQuietPipedStages(a.json === true))
   .demandCommand(1, 'name a command (see --help)')
   .strict()
   .fail((msg, err) => {
@@ -243,9 +272,9 @@ void cli
       process.stderr.write(`crepe: ${err.message}\n`);
       process.exit(err.exitCode);
     }
-    if (err) throw err;
-    // yargs messages can span lines; the contract is one line
-    process.stderr.write(`crepe: ${msg.replace(/\s*\n\s*/g, ' ')}\n`);
+    // yargs' own refusals (and errors thrown by a coerce function, which yargs re-throws as YError)
+    if (err && err.name !== 'YError') throw err;
+    process.stderr.write(`crepe: ${parserFailure(msg ?? err?.message ?? '', parserView())}\n`);
     process.exit(2);
   })
   .help()

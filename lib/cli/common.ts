@@ -4,6 +4,7 @@ import { CrepeError } from '../errors';
 import { assetPath } from '../assets';
 import { BUILTIN_MODELS, OpenedModel } from '../model/resolve';
 import { gitVersion } from '../version';
+import { didYouMean, unknownName } from '../util/suggest';
 
 /** Options every command takes. */
 export interface CommonArgs {
@@ -55,18 +56,90 @@ export async function startBackend(choice: BackendChoice): Promise<string> {
   return backendDescription();
 }
 
-/** A progress bar on stderr that stays silent when stderr is not a terminal (logs, CI, --json). */
-export function progressBar(label: string, unit: string): cliProgress.SingleBar {
-  return new cliProgress.SingleBar(
-    {
-      format: `${label} [{bar}] {value}/{total} ${unit} | {rate} | ETA {eta_formatted}`,
-      stream: process.stderr,
-      hideCursor: true,
-      clearOnComplete: true,
-      noTTYOutput: false,
-    },
-    cliProgress.Presets.shades_classic,
-  );
+/** Piped progress lines are left out in --json mode (set once per command by the CLI). */
+let quietPipedStages = false;
+
+/** With `quiet`, a stage prints nothing when stderr is not a terminal (a --json run). */
+export function setQuietPipedStages(quiet: boolean): void {
+  quietPipedStages = quiet;
+}
+
+/**
+ * Progress of one stage on stderr: a bar on a terminal; when stderr is piped (logs, CI, nohup),
+ * one line as the stage ends ("eval dense: 12/12 windows in 3.1 s"), none in --json mode.
+ */
+export class StageBar {
+  private readonly bar: cliProgress.SingleBar | null;
+  private total = 0;
+  private done = 0;
+  private t0: bigint | null = null;
+
+  constructor(
+    private readonly label: string,
+    private readonly unit: string,
+  ) {
+    this.bar = process.stderr.isTTY
+      ? new cliProgress.SingleBar(
+          {
+            format: `${label} [{bar}] {value}/{total} ${unit} | {rate} | ETA {eta_formatted}`,
+            stream: process.stderr,
+            hideCursor: true,
+            clearOnComplete: true,
+            noTTYOutput: false,
+          },
+          cliProgress.Presets.shades_classic,
+        )
+      : null;
+  }
+
+  start(total: number, done = 0, payload: { rate: string } = { rate: '' }): void {
+    this.total = total;
+    this.done = done;
+    this.t0 ??= process.hrtime.bigint();
+    this.bar?.start(total, done, payload);
+  }
+
+  update(done: number, payload: { rate: string } = { rate: '' }): void {
+    this.done = done;
+    this.bar?.update(done, payload);
+  }
+
+  /** End the stage (a stage that never started prints nothing). */
+  stop(): void {
+    if (this.bar) this.bar.stop();
+    else if (this.t0 !== null && !quietPipedStages) {
+      const seconds = Number(process.hrtime.bigint() - this.t0) / 1e9;
+      process.stderr.write(`${this.label}: ${this.done}/${this.total} ${this.unit} in ${seconds.toFixed(1)} s\n`);
+    }
+    this.t0 = null;
+  }
+}
+
+/** A progress bar on stderr for one stage (see StageBar). */
+export function progressBar(label: string, unit: string): StageBar {
+  return new StageBar(label, unit);
+}
+
+/**
+ * Run an evaluation stage with its progress shown: `run` gets the evaluators' onProgress callback
+ * (done and total windows of the current dataset, tokens per second; each dataset starts again
+ * at 1), and the bar counts `windows`, the windows of every dataset together.
+ */
+export async function withEvalProgress<T>(label: string, windows: number, run: (onProgress: (done: number, total: number, tps: number) => void) => T | Promise<T>): Promise<T> {
+  const bar = progressBar(label, 'windows');
+  let finished = 0; // windows of the datasets already evaluated
+  let last = 0;
+  let lastTotal = 0;
+  bar.start(windows, 0);
+  try {
+    return await run((done, total, tps) => {
+      if (done <= last) finished += lastTotal; // the next dataset (done rises within one)
+      [last, lastTotal] = [done, total];
+      bar.update(finished + done, { rate: `${Math.round(tps)} tok/s` });
+    });
+  } finally {
+    bar.stop();
+  }
 }
 
 /**
@@ -133,6 +206,12 @@ export function positiveIntFlag(name: string, v: unknown): number {
   return n;
 }
 
+export function nonNegativeIntFlag(name: string, v: unknown): number {
+  const n = numberFlag(name, v);
+  if (!Number.isSafeInteger(n) || n < 0) throw new CrepeError(`--${name} must be a whole number >= 0, got ${String(v)}`);
+  return n;
+}
+
 /** The files a run reads: the model's weights and tokenizer and the datasets on disk (outputs must spare them). */
 export function inputPaths(model: OpenedModel, datasets: readonly string[] = []): string[] {
   const builtin = BUILTIN_MODELS[model.name];
@@ -147,4 +226,70 @@ export function inputPaths(model: OpenedModel, datasets: readonly string[] = [])
 /** The file a dataset spec reads (text:PATH, c4:PATH); undefined for built-in datasets. */
 export function datasetFile(spec: string): string | undefined {
   return /^(?:text|c4):(.+)$/.exec(spec)?.[1];
+}
+
+/** What the parser knew when it refused the command line (for a message that helps). */
+export interface ParserView {
+  /** The command being parsed; undefined when none matched. */
+  command?: string;
+  /** Every command name. */
+  commands: readonly string[];
+  /** The flags the command (or the top level) takes, with their aliases, without dashes. */
+  flags: readonly string[];
+  /** Non-flag tokens of the command line, the command first. */
+  positionals: readonly string[];
+}
+
+const kebab = (name: string): string => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+const dashed = (name: string): string => (name.length === 1 ? `-${name}` : `--${name}`);
+
+/**
+ * One line for a refusal by the argument parser (yargs), with the closest command, flag or
+ * choice when one is near: "unknown command 'purne'; did you mean 'prune'?", "unknown flag
+ * --max-window; did you mean --max-windows?". yargs lists an unknown `--max-window` twice (as
+ * typed and camel-cased); it is named once.
+ */
+export function parserFailure(message: string, view: ParserView): string {
+  const unknown = /^Unknown arguments?: ([\s\S]*)$/.exec(message);
+  if (unknown) {
+    const items = unknown[1].split(', ').map((s) => s.trim());
+    if (view.command === undefined) {
+      const typed = view.positionals[0];
+      if (typed !== undefined) return unknownName('command', typed, view.commands, `commands: ${view.commands.join(', ')}`);
+      const flag = items.find((i) => !view.positionals.includes(i)) ?? items[0];
+      return `${dashed(flag)} needs a command before it (crepe <command> ${dashed(flag)} ...; commands: ${view.commands.join(', ')})`;
+    }
+    const flags = view.flags.filter((f) => f === kebab(f) || !view.flags.includes(kebab(f)));
+    const parts = items
+      .filter((i) => kebab(i) === i || !items.includes(kebab(i)))
+      .map((i) =>
+        view.positionals.includes(i)
+          ? `unexpected argument '${i}' (flags start with --; see crepe ${view.command} --help)`
+          : `unknown flag ${dashed(i)}${didYouMean(i, flags, dashed)}`,
+      );
+    return parts.join('; ');
+  }
+  const missing = /^Missing required arguments?: ([^\n]*)/.exec(message);
+  if (missing) {
+    const names = missing[1].split(', ').map((n) => dashed(n.trim()));
+    return `missing required flag${names.length > 1 ? 's' : ''} ${names.join(', ')} (see crepe ${view.command ?? ''} --help)`.replace('crepe  ', 'crepe ');
+  }
+  const invalid = /Argument: ([^,]+), Given: ("(?:[^"\\]|\\.)*"|[^,]+), Choices: (.*)/.exec(message);
+  if (invalid) {
+    const given = invalid[2].startsWith('"') ? (JSON.parse(invalid[2]) as string) : invalid[2];
+    const choices = [...invalid[3].matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => JSON.parse(`"${m[1]}"`) as string);
+    return `--${invalid[1]} must be one of ${choices.join(', ')}, got '${given}'${didYouMean(given, choices)}`;
+  }
+  return oneLine(message);
+}
+
+/**
+ * A yargs `coerce` for list flags: `--eval a,b --eval c` is [a, b, c] (repeated or comma
+ * separated, as --tasks); empty names (a trailing comma) are dropped. It never throws (yargs
+ * would report a coerce error as a crash): a list of nothing stays [''] for the command to refuse.
+ */
+export function commaList(values: unknown): string[] {
+  const items = ([] as unknown[]).concat(values).flatMap((v) => String(v).split(',')).map((s) => s.trim());
+  const names = items.filter((s) => s !== '');
+  return names.length ? names : [''];
 }

@@ -1,13 +1,14 @@
 import { datasetWindows, evaluateSourceJobs } from '../eval/evaluate';
 import { openModel } from '../model/resolve';
 import { planJson } from '../plan/memory';
-import { CommonArgs, checkPpl, emit, positiveIntFlag, progressBar, startBackend } from './common';
+import { CommonArgs, checkPpl, emit, positiveIntFlag, startBackend, withEvalProgress } from './common';
 import { MemoryArgs, memoryChoices, planOrRefuse } from './memory';
 
 export interface EvalArgs extends CommonArgs, MemoryArgs {
   model: string;
   tokenizer?: string;
-  dataset: string;
+  /** One or more evaluation datasets (--dataset a,b or repeated). */
+  dataset: string[] | string;
   seqlen?: number;
   maxWindows?: number;
   jobs: number;
@@ -15,55 +16,53 @@ export interface EvalArgs extends CommonArgs, MemoryArgs {
 
 export async function evalCommand(args: EvalArgs): Promise<void> {
   const jobs = positiveIntFlag('jobs', args.jobs);
+  const datasets = ([] as string[]).concat(args.dataset);
   const memory = memoryChoices(args);
   const backend = await startBackend(args.backend);
   const model = openModel(args.model, args.tokenizer);
   // Plan before any model compute: the windows are known once the text is tokenized.
-  const { windows } = datasetWindows(model, args.dataset, { seqlen: args.seqlen, maxWindows: args.maxWindows });
+  const counts = datasets.map((d) => datasetWindows(model, d, { seqlen: args.seqlen, maxWindows: args.maxWindows }).windows);
+  const windows = counts.reduce((n, w) => n + w.length, 0);
   const plan = planOrRefuse(
-    { config: model.source.config, eval: { windows: windows.length, seqlen: windows[0].length, jobs }, ...memory, wasm: backend.startsWith('wasm') },
+    { config: model.source.config, eval: { windows, seqlen: counts[0][0].length, jobs }, ...memory, wasm: backend.startsWith('wasm') },
     args,
-    { model: args.model, dataset: args.dataset },
+    { model: args.model, dataset: datasets.join(',') },
   );
   if (!plan) return model.source.close();
-  const bar = progressBar('eval', 'windows');
-  let started = false;
-  const [r] = await evaluateSourceJobs(model, model.source, [args.dataset], {
-    jobs,
-    backend: args.backend,
-    seqlen: args.seqlen,
-    maxWindows: args.maxWindows,
-    evaluator: plan.evaluator ?? undefined,
-    storage: plan.evalStorage,
-    spillDir: memory.spillDir,
-    onProgress: (done, total, tps) => {
-      if (!started) bar.start(total, 0, { rate: '' });
-      started = true;
-      bar.update(done, { rate: `${Math.round(tps)} tok/s` });
-    },
-  });
-  bar.stop();
-  model.source.close();
-  checkPpl(r.ppl, `${args.model} on ${r.dataset}`);
-  emit(
-    args.json,
-    {
-      ppl: r.ppl,
-      nll: r.nll,
-      tokens: r.tokens,
-      windows: r.windows,
-      seqlen: r.seqlen,
-      dataset: r.dataset,
-      slice: r.slice,
-      model: args.model,
-      backend,
+  const records = await withEvalProgress('eval', windows, (onProgress) =>
+    evaluateSourceJobs(model, model.source, datasets, {
       jobs,
-      evaluator: plan.evaluator,
-      seconds: r.seconds,
-      tokens_per_second: r.tokensPerSecond,
-      memory_plan: planJson(plan),
-    },
-    () =>
-      `${args.model} on ${r.dataset} (${r.slice}): PPL ${r.ppl.toFixed(4)} (NLL ${r.nll.toFixed(5)} nats/token) over ${r.windows} windows x ${r.seqlen} tokens = ${r.tokens} predicted tokens; backend ${backend}; ${plan.evaluator} evaluator; ${r.seconds.toFixed(1)} s, ${Math.round(r.tokensPerSecond)} tok/s`,
+      backend: args.backend,
+      seqlen: args.seqlen,
+      maxWindows: args.maxWindows,
+      evaluator: plan.evaluator ?? undefined,
+      storage: plan.evalStorage,
+      spillDir: memory.spillDir,
+      onProgress,
+    }),
+  );
+  model.source.close();
+  for (const r of records) checkPpl(r.ppl, `${args.model} on ${r.dataset}`);
+  const perDataset = records.map((r) => ({
+    ppl: r.ppl,
+    nll: r.nll,
+    tokens: r.tokens,
+    windows: r.windows,
+    seqlen: r.seqlen,
+    dataset: r.dataset,
+    slice: r.slice,
+    seconds: r.seconds,
+    tokens_per_second: r.tokensPerSecond,
+  }));
+  const shared = { model: args.model, backend, jobs, evaluator: plan.evaluator };
+  // one dataset: its fields at the top level; several: one object each under `datasets`
+  const json = records.length === 1 ? { ...perDataset[0], ...shared, memory_plan: planJson(plan) } : { ...shared, datasets: perDataset, memory_plan: planJson(plan) };
+  emit(args.json, json, () =>
+    records
+      .map(
+        (r) =>
+          `${args.model} on ${r.dataset} (${r.slice}): PPL ${r.ppl.toFixed(4)} (NLL ${r.nll.toFixed(5)} nats/token) over ${r.windows} windows x ${r.seqlen} tokens = ${r.tokens} predicted tokens; backend ${backend}; ${plan.evaluator} evaluator; ${r.seconds.toFixed(1)} s, ${Math.round(r.tokensPerSecond)} tok/s`,
+      )
+      .join('\n'),
   );
 }

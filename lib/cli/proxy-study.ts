@@ -29,8 +29,8 @@ function studyStem(model: string, method: string, s: Structure): string {
 export async function proxyStudyCommand(args: ProxyStudyArgs): Promise<void> {
   const settings = spaceSettings(args);
   const { strategy, space, structure } = settings;
-  const samples = positiveIntFlag('samples', args.samples);
-  if (samples < 3) throw new CrepeError(`--samples must be at least 3 to rank anything, got ${samples}`);
+  const samples = positiveIntFlag('configs', args.samples);
+  if (samples < 3) throw new CrepeError(`--configs must be at least 3 to rank anything, got ${samples}`);
   const proxies: ProxyName[] = (args.proxies?.flatMap((p) => p.split(',')).filter((p) => p) ?? [...listProxies()]).map(parseProxy);
   if (!fs.existsSync(args.out) || !fs.statSync(args.out).isDirectory()) throw new CrepeError(`--out ${args.out} is not an existing folder`);
   const setupOptions = { ...setupOptionsFor(settings.statsKind, proxies, setupOverrides(args)), windowSample: settings.windowSample };

@@ -19,7 +19,7 @@ import { parseTaskList } from '../eval/zeroshot/tasks';
 import { zeroshotMarkdown } from '../eval/zeroshot/table';
 import { ZeroshotResult } from '../eval/zeroshot/evaluate';
 import { runZeroshot, zeroshotJson, zeroshotOptions } from './zeroshot';
-import { PruneTargetArgs, checkPpl, emit, inputPaths, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
+import { PruneTargetArgs, checkPpl, emit, inputPaths, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo, withEvalProgress } from './common';
 import { MemoryArgs, memoryChoices, planOrRefuse } from './memory';
 
 export interface PruneArgs extends PruneTargetArgs, MemoryArgs {
@@ -135,7 +135,7 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
   // OWL measures its outlier ratios on the dense model first (one extra calibration pass).
   const owl: OwlAllocation | null = allocation === 'owl' ? owlAllocation(model, calibration, structure, { m: owlM, lambda: owlLambda }) : null;
   const dsnotTotals: DsnotRowStats = { swaps: 0, errorBefore: 0, errorAfter: 0 };
-  const dense = evalSets.length ? evaluateSource(model, model.source, evalSets, evalOpts) : [];
+  const dense = evalSets.length ? await withEvalProgress('eval dense', evalWindows, (onProgress) => evaluateSource(model, model.source, evalSets, { ...evalOpts, onProgress })) : [];
   for (const r of dense) checkPpl(r.ppl, `dense ${args.model} on ${r.dataset}`);
   const denseZs: ZeroshotResult | null = zeroshotTasks.length ? await runZeroshot(model, model.source, zeroshotTasks, zsOpts, 'zeroshot dense') : null;
   const bar = progressBar(`prune ${args.method}`, 'blocks');
@@ -178,7 +178,7 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
   let pruned: EvalRecord[];
   let prunedZs: ZeroshotResult | null;
   try {
-    pruned = evalSets.length ? evaluateSource(model, outcome.source, evalSets, evalOpts) : [];
+    pruned = evalSets.length ? await withEvalProgress('eval pruned', evalWindows, (onProgress) => evaluateSource(model, outcome.source, evalSets, { ...evalOpts, onProgress })) : [];
     for (const r of pruned) checkPpl(r.ppl, `${args.model} pruned with ${args.method} on ${r.dataset}`);
     prunedZs = zeroshotTasks.length ? await runZeroshot(model, outcome.source, zeroshotTasks, zsOpts, 'zeroshot pruned') : null;
   } catch (e) {

@@ -27,14 +27,18 @@ export const PROXY_HELP = `PHO proxy: ${listProxies().join(', ')} (default ${DEF
 export interface SpaceArgs extends PruneTargetArgs, BudgetArgs {
   searched?: string[];
   bound: string[];
-  calibSeed: number;
+  /** Undefined when not given: --seed, else 0. */
+  calibSeed?: number;
+  /** The default of --calib-seed and --search-seed. */
+  seed?: number;
   stats: string;
   keepInputs?: number;
   fisherWindows?: number;
   searchWindows: number;
   /** 'first' | 'spread' (validated); absent = 'first'. */
   searchSample?: string;
-  searchSeed: number;
+  /** Undefined when not given: --seed, else 0. */
+  searchSeed?: number;
 }
 
 export interface SearchArgs extends SpaceArgs {
@@ -82,7 +86,7 @@ export function spaceSettings(args: SpaceArgs): SpaceSettings {
     statsKind: args.stats as StatsKind,
     searchWindows: positiveIntFlag('search-windows', args.searchWindows),
     windowSample,
-    seed: integerFlag('search-seed', args.searchSeed),
+    seed: args.searchSeed !== undefined ? integerFlag('search-seed', args.searchSeed) : integerFlag('seed', args.seed ?? 0),
   };
 }
 
@@ -103,7 +107,7 @@ export function setupOverrides(args: SpaceArgs): { keepInputs?: number; fisherWi
 export function calibrationSpec(args: SpaceArgs, model: OpenedModel): CalibrationSpec {
   const seqlen = args.calibSeqlen ?? model.source.config.maxSeqLen;
   checkSeqlen(seqlen, model.source.config.maxSeqLen);
-  return { dataset: args.calib, nsamples: positiveIntFlag('nsamples', args.nsamples), seqlen, seed: integerFlag('calib-seed', args.calibSeed) };
+  return { dataset: args.calib, nsamples: positiveIntFlag('nsamples', args.nsamples), seqlen, seed: args.calibSeed !== undefined ? integerFlag('calib-seed', args.calibSeed) : integerFlag('seed', args.seed ?? 0) };
 }
 
 export function structureLabel(args: { structure: string }, s: Structure): string {
@@ -227,19 +231,20 @@ export function spaceOptions<T>(y: Argv<T>) {
   return y
     .option('method', { type: 'string', default: 'crepe', describe: 'scoring strategy whose numeric parameters are searched' })
     .option('param', { type: 'string', array: true, default: [] as string[], describe: 'fix a parameter that is not searched, k=v (repeatable)' })
-    .option('searched', { type: 'string', array: true, describe: 'parameters to search, comma separated (default crepe: alpha,beta,gamma,kh,kw; add a to search the exponent)' })
+    .option('searched', { type: 'string', array: true, describe: 'parameters to search, comma separated or repeated (default crepe: alpha,beta,gamma,kh,kw; add a to search the exponent)' })
     .option('bound', { type: 'string', array: true, default: [] as string[], describe: 'search bounds name=lo:hi in parameter units (default alpha/beta/gamma 1e-3:1e3 in log10, kh/kw 1:9 odd, a 0:1)' })
     .option('sparsity', { type: 'number', describe: 'fraction pruned, in [0, 1) (default 0.5 unstructured; with N:M it is 1 - N/M, and any other value is an error)' })
     .option('structure', { type: 'string', default: 'unstructured', describe: "'unstructured' or N:M = KEEP N of every M (2:4 keeps 2)" })
     .option('group', { choices: ['row', 'matrix'] as const, describe: "unstructured comparison group (default: the method's reference)" })
-    .option('calib', { type: 'string', default: 'tinystories', describe: 'calibration dataset' })
+    .option('calib', { type: 'string', default: 'tinystories', describe: 'calibration dataset (as prune --calib)' })
     .option('nsamples', { type: 'number', default: 128, describe: 'calibration windows' })
     .option('calib-seqlen', { type: 'number', describe: "calibration window length (default: the model's context)" })
-    .option('calib-seed', { type: 'number', default: 0, describe: 'calibration sampling seed' })
+    .option('seed', { type: 'number', describe: 'seed of every sampling step: the default of --calib-seed and --search-seed (default 0)' })
+    .option('calib-seed', { type: 'number', describe: 'calibration sampling seed (default --seed)' })
     .option('stats', { choices: STATS_KINDS, default: 'dense' as StatsKind, describe: 'statistics computed once: dense block inputs, or inputs of one sequential pruned pass with default parameters' })
     .option('keep-inputs', { type: 'number', describe: `raw calibration windows kept per layer for the recon proxy (default ${DEFAULT_KEEP_INPUTS})` })
     .option('fisher-windows', { type: 'number', describe: `calibration windows for the fisher proxy's backward passes (default ${DEFAULT_FISHER_WINDOWS})` })
     .option('search-windows', { type: 'number', default: 16, describe: 'search-subset PPL on N windows of tinystories-val (the validation split)' })
     .option('search-sample', { choices: WINDOW_SAMPLES, default: 'first' as WindowSample, describe: 'which N windows: the first N, or N spread over the whole split (van der Corput order)' })
-    .option('search-seed', { type: 'number', default: 0, describe: 'search seed (sampling, CMA-ES, hill-climbing order); the calibration seed is --calib-seed' });
+    .option('search-seed', { type: 'number', describe: 'search seed: sampling, CMA-ES, hill-climbing order (default --seed); the calibration seed is --calib-seed' });
 }

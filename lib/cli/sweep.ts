@@ -5,7 +5,7 @@ import { existingRows, parseShard, planSweep, runSweep } from '../experiments/sw
 import { FileLock, lockFile, lockRefusal } from '../io/lock';
 import { CrepeError } from '../errors';
 import { checkOutputs } from '../io/outputs';
-import { CommonArgs, datasetFile, emit, positiveIntFlag, progressBar } from './common';
+import { CommonArgs, datasetFile, emit, nonNegativeIntFlag, positiveIntFlag, progressBar } from './common';
 
 export interface SweepArgs extends CommonArgs {
   config: string;
@@ -13,6 +13,8 @@ export interface SweepArgs extends CommonArgs {
   out?: string;
   dryRun: boolean;
   fresh: boolean;
+  /** Calibration seed of every cell, in place of the config's. */
+  seed?: number;
   /** With --fresh, discard --out even when it is not a crepe results CSV. */
   force?: boolean;
   /** 'K/N': run share K of N of the cells (a cluster job array). */
@@ -24,7 +26,7 @@ export async function sweepCommand(args: SweepArgs): Promise<void> {
   // Everything is validated (config, models, datasets, output file) before a worker starts.
   const jobs = positiveIntFlag('jobs', args.jobs);
   const shard = args.shard === undefined ? undefined : parseShard(String(args.shard));
-  const plan = planSweep(args.config, args.out, shard);
+  const plan = planSweep(args.config, args.out, shard, { seed: args.seed === undefined ? undefined : nonNegativeIntFlag('seed', args.seed) });
   // --fresh recomputes every cell (npm run reproduce); without it a rerun resumes.
   checkOutputs([{ flag: '--out', path: plan.out, kind: 'file', isDir: false }], [
     args.config,

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { CrepeError } from '../errors';
+import { closestNames } from '../util/suggest';
 import { MAX_SMALL_FILE_BYTES, decodeText, readInputFile } from '../io/input';
 import { parseTaskList } from '../eval/zeroshot/tasks';
 import { parseStructure } from '../prune/select';
@@ -138,17 +139,6 @@ export function atField<T>(file: string, path: readonly (string | number)[], fn:
   }
 }
 
-/** Levenshtein distance, for "did you mean" hints on misspelled keys. */
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) cur.push(Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1)));
-    prev = cur;
-  }
-  return prev[b.length];
-}
-
 /** The object schemas of the sweep config, by field path (for "did you mean" hints). */
 const OBJECT_SCHEMAS: Record<string, z.AnyZodObject> = {
   '': configSchema,
@@ -168,7 +158,7 @@ export function describeConfigIssue(issue: z.ZodIssue, objects: Record<string, z
     const key = issue.keys[0];
     const schema = objects[issue.path.filter((p) => typeof p === 'string').join('.')];
     const known = schema ? Object.keys(schema.shape) : [];
-    const close = known.filter((k) => editDistance(k, key) <= 2);
+    const close = closestNames(key, known);
     const hint = close.length ? ` (did you mean '${close[0]}'?)` : known.length ? ` (known: ${known.join(', ')})` : '';
     return `unknown key '${key}'${hint}`;
   }

@@ -260,9 +260,13 @@ function checkLabelOnlyTwins(config: SweepConfig): void {
   });
 }
 
-/** Load, validate and expand a config (no output touched); with `shard`, keep that share of the cells. */
-export function planSweep(configFile: string, out?: string, shard?: Shard): SweepPlan {
-  const config = loadSweepConfig(configFile);
+/**
+ * Load, validate and expand a config (no output touched); with `shard`, keep that share of the
+ * cells; `overrides.seed` replaces the config's calibration seed(s) in every cell (--seed).
+ */
+export function planSweep(configFile: string, out?: string, shard?: Shard, overrides: { seed?: number } = {}): SweepPlan {
+  const loaded = loadSweepConfig(configFile);
+  const config = overrides.seed === undefined ? loaded : { ...loaded, calibration: { ...loaded.calibration, seeds: [overrides.seed] } };
   // A grid of millions of cells took minutes and GBs just to plan; no sweep here needs that many.
   const bound = [config.models, config.methods, config.sparsities, config.structures, config.groups].reduce((a, l) => a * l.length, 1);
   if (bound > MAX_SWEEP_CELLS) {

@@ -2,9 +2,11 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { assetPath } from '../assets';
 import { CrepeError } from '../errors';
+import { SniffedFormat, readHead, sniffFormat } from '../io/sniff';
+import { didYouMean } from '../util/suggest';
 import { loadTokenizer } from '../tokenizers';
 import { Tokenizer } from '../tokenizers/types';
-import { openHfModel } from './hf';
+import { HF_CONFIG_FILE, openHfModel } from './hf';
 import { Llama2cSource } from './llama2c';
 import { WeightSource } from './types';
 
@@ -53,15 +55,20 @@ export function openModel(spec: string, tokenizerPath?: string): OpenedModel {
     tokPath ??= assetPath(...builtin.tokenizer);
   } else if (fs.existsSync(spec)) {
     if (fs.statSync(spec).isDirectory()) {
+      refuseFolderWithoutConfig(spec);
       source = openHfModel(spec);
       tokPath ??= findTokenizer(spec);
     } else {
+      refuseNonCheckpoint(spec);
       source = Llama2cSource.open(spec);
       tokPath ??= findTokenizer(path.dirname(spec));
     }
   } else {
+    const hint = didYouMean(spec, Object.keys(BUILTIN_MODELS));
     throw new CrepeError(
-      `unknown model '${spec}': not a built-in name (${Object.keys(BUILTIN_MODELS).join(', ')}) nor an existing path`,
+      hint
+        ? `unknown model '${spec}'${hint}`
+        : `unknown model '${spec}': not a built-in name (${Object.keys(BUILTIN_MODELS).join(', ')}) nor an existing path`,
     );
   }
   if (!tokPath) {
@@ -80,4 +87,74 @@ export function openModel(spec: string, tokenizerPath?: string): OpenedModel {
     source.close();
     throw e;
   }
+}
+
+const MODEL_FORMS = 'a built-in name, a HF folder (config.json + *.safetensors) or a llama2.c .bin file';
+
+/** What a file of format `f` is, for a refusal. */
+const FORMAT_NAMES: Record<SniffedFormat, string> = {
+  safetensors: 'a safetensors file',
+  gguf: 'a GGUF file (llama.cpp)',
+  ggml: 'a GGML file (old llama.cpp)',
+  pytorch: 'a PyTorch checkpoint (pickle or zip)',
+  'git-lfs-pointer': 'a Git LFS pointer, not the file itself',
+  'tokenizer-json': 'a tokenizer (HF tokenizer.json)',
+  'hf-config': 'a transformers config',
+  json: 'a JSON file',
+  sentencepiece: 'a tokenizer (sentencepiece model)',
+  'llama2c-tokenizer': 'a tokenizer (llama2.c tokenizer.bin)',
+};
+
+/**
+ * The refusal of a --model file that is not a llama2.c checkpoint, naming what it is and what to
+ * pass instead; null when the file may be a checkpoint (llama2.c files have no magic number).
+ */
+export function modelFileMistake(file: string): string | null {
+  const read = readHead(file);
+  const format = read && sniffFormat(read.head, read.size);
+  if (!format) return null;
+  const dir = path.dirname(file);
+  const hasConfig = fs.existsSync(path.join(dir, HF_CONFIG_FILE));
+  const folder = hasConfig ? `pass the folder that holds it with config.json (--model ${dir})` : `pass the folder that holds it with its config.json (${dir} has none)`;
+  const what = `${file} is ${FORMAT_NAMES[format]}`;
+  switch (format) {
+    case 'safetensors':
+    case 'hf-config':
+      return `${what}: ${folder}`;
+    case 'tokenizer-json':
+    case 'sentencepiece':
+    case 'llama2c-tokenizer':
+      return `${what}, not model weights: pass it as --tokenizer, and as --model ${MODEL_FORMS}`;
+    case 'git-lfs-pointer':
+      return `${what}: run git lfs pull in its repository`;
+    case 'pytorch':
+      return `${what}, which crepe does not read: ${hasConfig ? 'save it as safetensors beside its config.json (transformers: save_pretrained(dir, safe_serialization=True)) and pass that folder' : 'convert it to a HF folder with config.json and model.safetensors'}`;
+    case 'gguf':
+    case 'ggml':
+      return `${what}, which crepe does not read: pass ${MODEL_FORMS} (the checkpoint the GGUF was made from)`;
+    case 'json':
+      return `${what}, not model weights: --model takes ${MODEL_FORMS}`;
+  }
+}
+
+function refuseNonCheckpoint(file: string): void {
+  const mistake = modelFileMistake(file);
+  if (mistake) throw new CrepeError(mistake);
+}
+
+/** A folder without config.json: say which checkpoint file inside it to pass, when there is one. */
+function refuseFolderWithoutConfig(dir: string): void {
+  if (fs.existsSync(path.join(dir, HF_CONFIG_FILE))) return;
+  let files: string[] = [];
+  try {
+    files = fs.readdirSync(dir).sort();
+  } catch {
+    return; // openHfModel reports an unreadable folder
+  }
+  const llama2c = files.filter((f) => f.endsWith('.bin') && !modelFileMistake(path.join(dir, f)));
+  const other = files.find((f) => /\.(safetensors|gguf|pt|pth)$/.test(f));
+  if (llama2c.length) {
+    throw new CrepeError(`${dir} has no ${HF_CONFIG_FILE}, so it is not a HF folder; it holds ${llama2c.join(', ')}: pass a llama2.c checkpoint file itself (--model ${path.join(dir, llama2c[0])})`);
+  }
+  if (other) throw new CrepeError(`${dir} has no ${HF_CONFIG_FILE}, which crepe needs beside ${other} (the model's transformers config)`);
 }

@@ -9,6 +9,7 @@ import * as path from 'path';
 import { assetsDir } from '../../assets';
 import { TINYSTORIES_TEST, loadDataset } from '../../data/datasets';
 import { CrepeError } from '../../errors';
+import { unknownName } from '../../util/suggest';
 
 /** One (context, continuation) pair, exactly the strings the harness passes to loglikelihood. */
 export interface StringRequest {
@@ -346,7 +347,7 @@ export const PAPER_TASKS = ['boolq', 'rte', 'hellaswag', 'winogrande', 'arc_easy
 
 export function findTask(name: string): TaskDef {
   const t = TASKS.find((x) => x.name === name);
-  if (!t) throw new CrepeError(`unknown zero-shot task '${name}' (known: ${TASKS.map((x) => x.name).join(', ')})`);
+  if (!t) throw new CrepeError(unknownName('zero-shot task', name, TASKS.map((x) => x.name)));
   return t;
 }
 
