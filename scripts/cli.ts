@@ -35,12 +35,13 @@ function modelOpts<T>(y: Argv<T>) {
 }
 
 /**
- * Examples as one line each, the description indented below it: yargs' two-column layout broke
- * long example commands mid-word (`hellasw` / `ag:/data/...`). Builders get this same instance.
+ * Examples at full width, the command first and its description below as a shell comment:
+ * yargs' two-column layout broke long example commands mid-word (`hellasw` / `ag:/data/...`).
+ * Every command's builder gets this same instance.
  */
 function fullWidthExamples<T>(y: Argv<T>): Argv<T> {
   const add = y.example.bind(y) as (cmd: string, desc: string) => Argv<T>;
-  return Object.assign(y, { example: (cmd: string, desc = '') => add(desc ? `${cmd}\n      ${desc}` : cmd, '') });
+  return Object.assign(y, { example: (cmd: string, desc = '') => add(desc ? `${cmd}\n# ${desc}` : cmd, '') });
 }
 
 /** The memory planner's flags (lib/plan): budget, where activations live, which evaluator, dry run. */

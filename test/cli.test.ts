@@ -165,7 +165,7 @@ const ERROR_CASES: ErrorCase[] = [
     says: /no tokenizer found/,
   },
   { what: 'unknown command', args: () => ['evaluate', '--model', 'stories260K'], says: /Unknown argument|evaluate/ },
-  { what: 'unknown flag', args: () => evalArgs('stories260K', '--max-window', '3'), says: /Unknown argument.*max-window/ },
+  { what: 'unknown flag', args: () => evalArgs('stories260K', '--max-window', '3'), says: /^crepe: unknown flag --max-window; did you mean --max-windows\?$/ },
   { what: 'no command', args: () => [], says: /command/ },
   { what: 'missing required flag', args: () => ['eval', '--model', 'stories260K'], says: /dataset/ },
   { what: 'bad choice', args: () => ['convert', '--model', 'stories260K', '--out', at('x'), '--dtype', 'F64'], says: /F64|dtype/ },
@@ -266,6 +266,22 @@ describe('convert', () => {
   });
 });
 
+/** Flags with one name across commands: each shows its other name in help. */
+const SHARED_FLAGS: Record<string, RegExp[]> = {
+  eval: [/--dataset, --eval\s/],
+  prune: [/--eval, --dataset\s/, /--zeroshot, --tasks\s/, /--zeroshot-limit, --limit\s/],
+  zeroshot: [/--tasks, --zeroshot\s/, /--limit, --zeroshot-limit\s/],
+  'proxy-study': [/--configs, --samples\s/, /--seed\s/],
+  search: [/--seed\s/],
+  sweep: [/--seed\s/],
+};
+
+/** Example arguments longer than the help's second column was: they must stay whole. */
+const LONG_EXAMPLE_WORDS: Record<string, string[]> = {
+  zeroshot: ['hellaswag:/data/hellaswag_val.jsonl,rte:/data/RTE/dev.tsv'],
+  search: ['results/search-stories260K-pho.csv'],
+};
+
 describe('--help', () => {
   /** The commands yargs registered, as the top-level help lists them. */
   function listedCommands(): string[] {
@@ -289,19 +305,15 @@ describe('--help', () => {
     expect([...commands].sort()).toEqual([...modules].sort());
   });
 
-  test('seed flags: prune has one calibration seed (--calib-seed, alias --seed); search separates --calib-seed and --search-seed', () => {
+  test('seed flags: prune has one calibration seed (--calib-seed, alias --seed); search has --calib-seed and --search-seed, both defaulting to --seed', () => {
     const prune = runCli(['prune', '--help']).stdout;
     expect(prune).toMatch(/--calib-seed, --seed\s+calibration sampling seed/);
-    expect(prune).toMatch(/with N:M it is 1 -\s+N\/M, and any other value is an error/);
+    expect(prune).toMatch(/with N:M it is\s+1\s+-\s+N\/M,\s+and any other value is an error/);
     expect(prune).toContain('tinystories-val');
     const search = runCli(['search', '--help']).stdout;
-    expect(search).toMatch(/--calib-seed\s+calibration sampling seed/);
+    expect(search).toMatch(/--seed\s+seed of every sampling step: the default of --calib-seed and\s+--search-seed\s+\(default 0\)/);
+    expect(search).toMatch(/--calib-seed\s+calibration sampling seed \(default --seed\)/);
     expect(search).toMatch(/--search-seed\s+search seed/);
-    expect(search).not.toMatch(/^\s+--seed\b/m);
-    // --seed would be ambiguous in search: it is not accepted there.
-    const r = runCli(['search', '--model', 'stories260K', '--search', 'pho', '--seed', '1']);
-    expect(r.code).toBe(2);
-    expect(lines(r.stderr)).toEqual(['crepe: Unknown argument: seed']);
     // In prune --seed and --calib-seed are one flag.
     const viaSeed = json(runCli(['prune', '--model', 'stories260K', '--method', 'wanda', '--nsamples', '2', '--calib-seqlen', '64', '--seed', '3', '--json']));
     const viaCalibSeed = json(runCli(['prune', '--model', 'stories260K', '--method', 'wanda', '--nsamples', '2', '--calib-seqlen', '64', '--calib-seed', '3', '--json']));
@@ -310,11 +322,21 @@ describe('--help', () => {
     expect(viaSeed.layers).toEqual(viaCalibSeed.layers);
   });
 
-  test.each(commands)('%s --help exits 0 and shows examples of that command', (cmd) => {
+  test.each(commands)('%s --help exits 0, describes every flag and shows examples of that command, full width', (cmd) => {
     const r = runCli([cmd, '--help']);
     expect(r.code).toBe(0);
     const examples = r.stdout.split('\nExamples:\n')[1];
     expect(examples).toBeDefined();
     expect(examples).toMatch(new RegExp(`^ {2}crepe ${cmd} `));
+    // each example: the command (wrapped only between words at the help width), then '# what it does'
+    for (const l of lines(examples)) expect([cmd, l]).toEqual([cmd, expect.stringMatching(/^ {2}(crepe |# |[^\s#])/)]);
+    expect(examples.match(/^ {2}crepe /gm)?.length).toBe(examples.match(/^ {2}# \S/gm)?.length);
+    // a flag line: the flag column, then a description before any [type] / [default] bracket
+    const options = r.stdout.split('\nOptions:\n')[1].split('\n\n')[0];
+    const flagLines = options.split('\n').filter((l) => /^ {2}-/.test(l));
+    expect(flagLines.length).toBeGreaterThanOrEqual(3);
+    for (const l of flagLines) expect([cmd, l]).toEqual([cmd, expect.stringMatching(/^ {2}-[-\w, ]+? {2,}[^\s[]/)]);
+    SHARED_FLAGS[cmd]?.forEach((f) => expect(r.stdout).toMatch(f));
+    LONG_EXAMPLE_WORDS[cmd]?.forEach((w) => expect(r.stdout).toContain(w));
   });
 });

@@ -395,6 +395,7 @@ describe('on the real model', () => {
         m.source.close();
       }
     }
-    expect(() => openModel('stories260k')).toThrow(/unknown model 'stories260k': not a built-in name \(stories260K, babyllama-char\)/);
+    expect(() => openModel('stories260k')).toThrow(/^unknown model 'stories260k'; did you mean 'stories260K'\?$/);
+    expect(() => openModel('gpt5')).toThrow(/^unknown model 'gpt5': not a built-in name \(stories260K, babyllama-char\) nor an existing path$/);
   });
 });

@@ -104,10 +104,10 @@ export class StageBar {
     this.bar?.update(done, payload);
   }
 
-  /** End the stage (a stage that never started prints nothing). */
+  /** End the stage. Piped, only a finished stage prints its line: a failure says what happened itself. */
   stop(): void {
     if (this.bar) this.bar.stop();
-    else if (this.t0 !== null && !quietPipedStages) {
+    else if (this.t0 !== null && this.done >= this.total && !quietPipedStages) {
       const seconds = Number(process.hrtime.bigint() - this.t0) / 1e9;
       process.stderr.write(`${this.label}: ${this.done}/${this.total} ${this.unit} in ${seconds.toFixed(1)} s\n`);
     }

@@ -54,6 +54,7 @@ export type SniffedFormat =
   | 'git-lfs-pointer'
   | 'tokenizer-json'
   | 'hf-config'
+  | 'safetensors-index'
   | 'json'
   | 'sentencepiece'
   | 'llama2c-tokenizer';
@@ -83,6 +84,7 @@ export function sniffFormat(head: Uint8Array, size: number): SniffedFormat | nul
   if (json.startsWith('{')) {
     if (/"(added_tokens|normalizer|pre_tokenizer)"\s*:/.test(json) && /"model"\s*:/.test(json)) return 'tokenizer-json';
     if (/"(architectures|model_type)"\s*:/.test(json)) return 'hf-config';
+    if (/"weight_map"\s*:/.test(json)) return 'safetensors-index';
     return 'json';
   }
   if (isSentencepiece(buf)) return 'sentencepiece';

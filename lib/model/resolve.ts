@@ -100,6 +100,7 @@ const FORMAT_NAMES: Record<SniffedFormat, string> = {
   'git-lfs-pointer': 'a Git LFS pointer, not the file itself',
   'tokenizer-json': 'a tokenizer (HF tokenizer.json)',
   'hf-config': 'a transformers config',
+  'safetensors-index': 'the index of a sharded safetensors checkpoint',
   json: 'a JSON file',
   sentencepiece: 'a tokenizer (sentencepiece model)',
   'llama2c-tokenizer': 'a tokenizer (llama2.c tokenizer.bin)',
@@ -120,6 +121,7 @@ export function modelFileMistake(file: string): string | null {
   switch (format) {
     case 'safetensors':
     case 'hf-config':
+    case 'safetensors-index':
       return `${what}: ${folder}`;
     case 'tokenizer-json':
     case 'sentencepiece':
