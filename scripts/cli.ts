@@ -3,7 +3,7 @@ import yargs, { Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { BACKEND_CHOICES, BackendChoice } from '../lib/backend';
 import { convertCommand } from '../lib/cli/convert';
-import { ParserView, checkNumberTokens, commaList, parserFailure, runCommand, setQuietPipedStages } from '../lib/cli/common';
+import { ParserView, checkNames, checkNumberTokens, commaList, parserFailure, runCommand, setQuietPipedStages } from '../lib/cli/common';
 import { evalCommand } from '../lib/cli/eval';
 import { generateCommand } from '../lib/cli/generate';
 import { proxyStudyCommand } from '../lib/cli/proxy-study';
@@ -266,6 +266,7 @@ void cli
   )
   .middleware(() => runCommand(async () => checkNumberTokens(hideBin(process.argv), numberOptions())), true)
   .middleware((a) => setQuietPipedStages(a.json === true))
+  .middleware((a) => runCommand(async () => checkNames(a)))
   .demandCommand(1, 'name a command (see --help)')
   .strict()
   .fail((msg, err) => {

@@ -10,16 +10,14 @@ import * as path from 'path';
 import { writeHfModel } from '../lib/model/convert';
 import { HF_CONFIG_FILE, HF_SINGLE_FILE } from '../lib/model/hf';
 import { Llama2cSource } from '../lib/model/llama2c';
-import { ParserView, parserFailure } from '../lib/cli/common';
+import { ParserView, builtinDatasets, checkNames, parserFailure } from '../lib/cli/common';
 import { loadDataset } from '../lib/data/datasets';
 import { CrepeError } from '../lib/errors';
 import { findTask } from '../lib/eval/zeroshot/tasks';
 import { SniffedFormat, readHead, sniffFormat } from '../lib/io/sniff';
 import { openModel } from '../lib/model/resolve';
-import { getStrategy, listStrategies } from '../lib/prune/strategy';
+import { listStrategies } from '../lib/prune/strategy';
 import '../lib/prune/strategies';
-import { getProxy } from '../lib/search/proxy';
-import '../lib/search/proxies';
 import { closestNames, editDistance } from '../lib/util/suggest';
 import { MODELS, lines, makeTmp, rmTmp, runCli } from './helpers';
 
@@ -167,15 +165,25 @@ describe('the messages behind them', () => {
     throw new Error('not refused');
   };
 
-  test('names of the library: methods, datasets, tasks, proxies; the known names when nothing is close', () => {
-    expect(refusal(() => getStrategy('wnada'))).toBe("unknown method 'wnada'; did you mean 'wanda'?");
-    expect(refusal(() => getStrategy('zzzz'))).toBe(`unknown method 'zzzz' (known: ${listStrategies().join(', ')})`);
-    expect(refusal(() => loadDataset('tinystorie', 'eval'))).toBe("unknown dataset 'tinystorie'; did you mean 'tinystories'?");
+  test('names a command takes (checked before any work): methods, datasets, proxies; the library says the rest', () => {
+    const names = (args: Record<string, unknown>) => refusal(() => checkNames(args));
+    expect(names({ method: 'wnada' })).toBe("unknown method 'wnada'; did you mean 'wanda'?");
+    expect(names({ method: 'zzzz' })).toBe(`unknown method 'zzzz' (known: ${listStrategies().join(', ')})`);
+    expect(names({ dataset: ['tinystories', 'tinystorie'] })).toBe("unknown dataset 'tinystorie'; did you mean 'tinystories'?");
+    expect(names({ calib: 'tinystories-vl' })).toBe("unknown dataset 'tinystories-vl'; did you mean 'tinystories-val'?");
     const file = path.join(__dirname, 'fixtures', 'README.md');
-    expect(refusal(() => loadDataset(file, 'eval'))).toBe(`unknown dataset '${file}'; did you mean 'text:${file}'? (a file is read as text:PATH or c4:PATH)`);
+    expect(names({ eval: [file] })).toBe(`unknown dataset '${file}'; did you mean 'text:${file}'? (a file is read as text:PATH or c4:PATH)`);
+    expect(names({ proxy: 'energyrow' })).toBe("unknown proxy 'energyrow'; did you mean 'energy-row'?");
+    expect(names({ proxies: ['energy', 'gini'] })).toBe("unknown proxy 'gini'; did you mean 'gini-pruned-scores', 'gini-pooled' or 'gini-ref'?");
+    // the built-in dataset names come from the datasets' own help text; each loads
+    expect(builtinDatasets()).toEqual(['tinystories', 'tinystories-val', 'wikitext2']);
+    for (const d of builtinDatasets()) expect(loadDataset(d, 'eval').text.length).toBeGreaterThan(1000);
+    // fine names, text:/c4: paths and names with nothing close pass (the library refuses the last with its full help)
+    expect(() => checkNames({ method: 'ria', dataset: ['wikitext2', 'text:/x.txt', 'c4:/y.json.gz'], calib: 'tinystories', proxy: 'energy' })).not.toThrow();
+    expect(() => checkNames({ dataset: ['imagenet'], proxy: 'xyz' })).not.toThrow();
+    expect(refusal(() => loadDataset('imagenet', 'eval'))).toMatch(/^unknown dataset 'imagenet' \(use tinystories/);
     expect(refusal(() => findTask('hellaswg'))).toBe("unknown zero-shot task 'hellaswg'; did you mean 'hellaswag'?");
     expect(refusal(() => findTask('lambada'))).toBe("unknown zero-shot task 'lambada'; did you mean 'lambada_openai'?");
-    expect(refusal(() => getProxy('energyrow'))).toBe("unknown proxy 'energyrow'; did you mean 'energy-row'?");
     expect(refusal(() => openModel('babyllama_char'))).toBe("unknown model 'babyllama_char'; did you mean 'babyllama-char'?");
     expect(refusal(() => openModel(at('absent.bin')))).toMatch(/^unknown model '.*absent\.bin': not a built-in name \(stories260K, babyllama-char\) nor an existing path$/);
   });

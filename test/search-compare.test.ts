@@ -105,7 +105,7 @@ describe('config', () => {
     ['unknown key', { budgets: 3 }, /^x\.json: unknown key 'budgets'/],
     ['misspelled nested key', { hillclimb: { budget: 3, search_window: 2 } }, /^x\.json: hillclimb: unknown key 'search_window' \(did you mean 'search_windows'\?\)$/],
     ['wrong type', { hillclimb: { budget: '3' } }, /^x\.json: hillclimb\.budget: expected number, got string$/],
-    ['unknown proxy', { pho: [{ name: 'p', proxies: ['gini'] }] }, /^x\.json: pho\[0\]\.proxies\[0\]: unknown proxy 'gini'; did you mean 'gini-pruned-scores', 'gini-pooled' or 'gini-ref'\?$/],
+    ['unknown proxy', { pho: [{ name: 'p', proxies: ['gini'] }] }, /^x\.json: pho\[0\]\.proxies\[0\]: unknown proxy 'gini' \(known: /],
     ['no PHO variant', { pho: [] }, /^x\.json: pho: list at least one PHO variant$/],
     ['a proxy twice', { pho: [{ name: 'p', proxies: ['energy', 'energy'] }] }, /pho\[0\]\.proxies: a proxy is listed twice/],
     ['PHO named like hill climbing', { pho: [{ name: 'hillclimb', proxies: ['energy'] }] }, /pho\[0\]\.name: 'hillclimb' is also the name of the hill-climbing run/],

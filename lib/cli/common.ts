@@ -1,10 +1,14 @@
 import * as cliProgress from 'cli-progress';
+import * as fs from 'fs';
 import { BackendChoice, backendDescription, initBackend } from '../backend';
 import { CrepeError } from '../errors';
 import { assetPath } from '../assets';
 import { BUILTIN_MODELS, OpenedModel } from '../model/resolve';
 import { gitVersion } from '../version';
-import { didYouMean, unknownName } from '../util/suggest';
+import { DATASET_HELP } from '../data/datasets';
+import { listStrategies } from '../prune/strategy';
+import { listProxies } from '../search/proxies';
+import { closestNames, didYouMean, unknownName } from '../util/suggest';
 
 /** Options every command takes. */
 export interface CommonArgs {
@@ -292,4 +296,55 @@ export function commaList(values: unknown): string[] {
   const items = ([] as unknown[]).concat(values).flatMap((v) => String(v).split(',')).map((s) => s.trim());
   const names = items.filter((s) => s !== '');
   return names.length ? names : [''];
+}
+
+/** The built-in dataset names, as DATASET_HELP lists them (the entries outside its parentheses). */
+export function builtinDatasets(): string[] {
+  const names: string[] = [];
+  let depth = 0;
+  let entry = '';
+  for (const ch of `${DATASET_HELP},`) {
+    if (ch === '(') depth++;
+    else if (ch === ')') depth--;
+    else if (ch === ',' && depth === 0) {
+      const name = entry.trim().split(/\s/)[0];
+      if (name && !name.includes(':')) names.push(name);
+      entry = '';
+      continue;
+    }
+    if (depth === 0) entry += ch;
+  }
+  return names;
+}
+
+/** A dataset spec that names nothing, with the closest name or text:PATH for an existing file; null when fine or nothing is close. */
+function datasetTypo(spec: string): string | null {
+  if (/^(text|c4):/.test(spec) || builtinDatasets().includes(spec)) return null;
+  let isFile = false;
+  try {
+    isFile = fs.statSync(spec).isFile();
+  } catch {
+    // not a file: a misspelled name, perhaps
+  }
+  if (isFile) return `unknown dataset '${spec}'; did you mean '${/\.json(\.gz)?$/.test(spec) ? 'c4' : 'text'}:${spec}'? (a file is read as text:PATH or c4:PATH)`;
+  const hint = didYouMean(spec, builtinDatasets());
+  return hint ? `unknown dataset '${spec}'${hint}` : null;
+}
+
+const asList = (v: unknown): string[] => (v === undefined || v === null ? [] : ([] as unknown[]).concat(v).map(String));
+
+/**
+ * Names a command takes, checked before any work with the closest known name when one is near:
+ * --method, the dataset flags (--dataset, --eval, --calib), --proxy and --proxies. Unknown names
+ * with nothing close are left to the library, whose refusal lists what it knows.
+ */
+export function checkNames(args: Record<string, unknown>): void {
+  for (const m of asList(args.method)) if (!listStrategies().includes(m)) throw new CrepeError(unknownName('method', m, listStrategies()));
+  for (const d of new Set([...asList(args.dataset), ...asList(args.eval), ...asList(args.calib)])) {
+    const typo = datasetTypo(d);
+    if (typo) throw new CrepeError(typo);
+  }
+  for (const p of [...asList(args.proxy), ...asList(args.proxies)]) {
+    if (!(listProxies() as string[]).includes(p) && closestNames(p, listProxies()).length) throw new CrepeError(unknownName('proxy', p, listProxies()));
+  }
 }

@@ -1,10 +1,8 @@
-import * as fs from 'fs';
 import * as zlib from 'zlib';
 import { assetPath } from '../assets';
 import { CrepeError } from '../errors';
 import { MAX_TEXT_BYTES, decodeText, readInputFile, readTextFile } from '../io/input';
 import { Rng } from '../util/random';
-import { didYouMean } from '../util/suggest';
 import { Tokenizer } from '../tokenizers/types';
 
 /** Which use a text is for: perplexity evaluation, or drawing calibration windows. */
@@ -113,22 +111,6 @@ export function readC4(file: string): string[] {
   return docs;
 }
 
-/** The built-in dataset names (the others are text:PATH and c4:PATH). */
-export const BUILTIN_DATASETS = [TINYSTORIES_TEST, TINYSTORIES_VALIDATION, 'wikitext2'] as const;
-
-/** The refusal of a dataset spec that names nothing: the closest name, or text:/c4: for an existing file. */
-function unknownDataset(spec: string): string {
-  let isFile = false;
-  try {
-    isFile = fs.statSync(spec).isFile();
-  } catch {
-    // not a file: suggest a name
-  }
-  if (isFile) return `unknown dataset '${spec}'; did you mean '${/\.json(\.gz)?$/.test(spec) ? 'c4' : 'text'}:${spec}'? (a file is read as text:PATH or c4:PATH)`;
-  const hint = didYouMean(spec, BUILTIN_DATASETS);
-  return `unknown dataset '${spec}'${hint || ` (use ${DATASET_HELP})`}`;
-}
-
 export function loadDataset(spec: string, part: DatasetPart): TextDataset {
   let text: string;
   let slice: string;
@@ -168,7 +150,7 @@ export function loadDataset(spec: string, part: DatasetPart): TextDataset {
     text = docs.join('\n\n');
     slice = `${file}, ${docs.length} documents joined with "\\n\\n"`;
   } else {
-    throw new CrepeError(unknownDataset(spec));
+    throw new CrepeError(`unknown dataset '${spec}' (use ${DATASET_HELP})`);
   }
   if (text.trim().length === 0) throw new CrepeError(`dataset '${spec}' is empty`);
   return { spec, part, split: datasetSplit(spec, part), text, slice, ...(chars ? { chars } : {}) };

@@ -1,6 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
 import { CrepeError } from '../errors';
-import { unknownName } from '../util/suggest';
 import { adjacentToHalfOrder } from '../model/convert';
 import { LinearName, LlamaConfig, rotaryHeads } from '../model/types';
 import { Structure } from './select';
@@ -116,7 +115,7 @@ export function registerStrategy(s: Strategy): void {
 
 export function getStrategy(name: string): Strategy {
   const s = registry.get(name);
-  if (!s) throw new CrepeError(unknownName('method', name, listStrategies()));
+  if (!s) throw new CrepeError(`unknown method '${name}' (known: ${listStrategies().join(', ')})`);
   return s;
 }
 

@@ -10,7 +10,6 @@
  * `sign` records the measured direction, so searches minimize `sign * proxy`.
  */
 import { CrepeError } from '../errors';
-import { unknownName } from '../util/suggest';
 import { InputStats } from '../prune/stats';
 import { gini, giniOfSorted } from './rank';
 
@@ -60,7 +59,7 @@ export function registerProxy<T>(def: ProxyDef<T>): void {
 
 export function getProxy(name: ProxyName): ProxyDef {
   const p = registry.get(name);
-  if (!p) throw new CrepeError(unknownName('proxy', name, listProxies()));
+  if (!p) throw new CrepeError(`unknown proxy '${name}' (known: ${listProxies().join(', ')})`);
   return p;
 }
 
