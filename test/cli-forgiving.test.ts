@@ -329,4 +329,14 @@ describe('progress', () => {
     ]);
     // --json runs stay quiet on stderr: the other prune tests above assert it
   });
+
+  test('passes inside library calls show too: OWL dense pass, search calibration', () => {
+    const norm = (text: string) => lines(text).map((l) => l.replace(/ in \d+\.\d s$/, ' in T s'));
+    const owl = runCli(['prune', '--model', 'stories260K', '--method', 'wanda', '--allocation', 'owl', '--nsamples', '2', '--calib-seqlen', '64']);
+    expect(owl.code).toBe(0);
+    expect(norm(owl.stderr)).toEqual(['owl dense pass: 5/5 blocks in T s', 'prune wanda: 5/5 blocks in T s']);
+    const search = runCli(['search', '--model', 'stories260K', '--search', 'pho', '--budget', '3', '--nsamples', '2', '--calib-seqlen', '64', '--no-full-eval']);
+    expect(search.code).toBe(0);
+    expect(norm(search.stderr)).toEqual(['calibration: 5/5 blocks in T s', 'search pho: 3/3 proxy evals in T s']);
+  });
 });

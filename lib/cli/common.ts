@@ -8,6 +8,7 @@ import { gitVersion } from '../version';
 import { DATASET_HELP } from '../data/datasets';
 import { listStrategies } from '../prune/strategy';
 import { listProxies } from '../search/proxies';
+import { ProgressEvent, subscribeProgress } from '../util/progress';
 import { closestNames, didYouMean, unknownName } from '../util/suggest';
 
 /** Options every command takes. */
@@ -135,6 +136,10 @@ export async function withEvalProgress<T>(label: string, windows: number, run: (
   let last = 0;
   let lastTotal = 0;
   bar.start(windows, 0);
+  // the streaming evaluator runs every block over all windows before the first window is done
+  const unsubscribe = subscribeProgress((e) => {
+    if (e.pass === 'eval' && e.unit === 'blocks') bar.update(finished + last, { rate: e.done <= e.total - 1 ? `block ${e.done}/${e.total - 1}` : 'head' });
+  });
   try {
     return await run((done, total, tps) => {
       if (done <= last) finished += lastTotal; // the next dataset (done rises within one)
@@ -142,7 +147,36 @@ export async function withEvalProgress<T>(label: string, windows: number, run: (
       bar.update(finished + done, { rate: `${Math.round(tps)} tok/s` });
     });
   } finally {
+    unsubscribe();
     bar.stop();
+  }
+}
+
+/**
+ * Run `run` with the progress that library passes publish (lib/util/progress.ts) shown as stages:
+ * one bar per pass and unit, labelled by `labels[pass]` (passes without a label are not shown).
+ * For passes deep inside a library call, such as a search's calibration.
+ */
+export function withPublishedProgress<T>(labels: Partial<Record<ProgressEvent['pass'], string>>, run: () => T): T {
+  const stage: { bar: StageBar | null; key: string; last: number } = { bar: null, key: '', last: 0 };
+  const unsubscribe = subscribeProgress((e) => {
+    const label = labels[e.pass];
+    if (!label) return;
+    const key = `${e.pass} ${e.unit}`;
+    if (!stage.bar || stage.key !== key || e.done <= stage.last) {
+      stage.bar?.stop();
+      stage.bar = progressBar(label, e.unit);
+      stage.bar.start(e.total, 0);
+      stage.key = key;
+    }
+    stage.last = e.done;
+    stage.bar.update(e.done);
+  });
+  try {
+    return run();
+  } finally {
+    unsubscribe();
+    stage.bar?.stop();
   }
 }
 

@@ -9,7 +9,7 @@ import { checkWindowCount } from '../eval/evaluate';
 import { listProxies, ProxyName, parseProxy } from '../search/proxies';
 import { correlations, runProxyStudy, scatterSvg, studyCsv, studyMarkdown } from '../search/study';
 import { formatParams } from '../search/space';
-import { emit, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
+import { emit, positiveIntFlag, progressBar, startBackend, versionInfo, withPublishedProgress } from './common';
 import { planSearch } from './memory';
 import { SpaceArgs, calibrationSpec, setupOverrides, spaceSettings, structureLabel } from './search';
 
@@ -42,7 +42,7 @@ export async function proxyStudyCommand(args: ProxyStudyArgs): Promise<void> {
   if (!args.full) checkWindowCount(model, SEARCH_DATASET, settings.searchWindows, '--search-windows');
   // memory: refused (or printed with --dry-run) before calibrating
   if (!planSearch(model, strategy, { ...calibration, keepInputs, fisherWindows: setupOptions.fisherWindows, evalWindows: settings.searchWindows }, args, backend.startsWith('wasm'), { model: args.model, method: args.method })) return model.source.close();
-  const setup = calibrateOnce(model, strategy, structure, calibration, setupOptions);
+  const setup = withPublishedProgress({ calibration: 'calibration', prune: 'calibration' }, () => calibrateOnce(model, strategy, structure, calibration, setupOptions));
   const windows = args.full ? 'all' : settings.searchWindows;
   const bar = progressBar('proxy study', 'configurations');
   bar.start(samples, 0, { rate: '' });

@@ -19,7 +19,7 @@ import { parseTaskList } from '../eval/zeroshot/tasks';
 import { zeroshotMarkdown } from '../eval/zeroshot/table';
 import { ZeroshotResult } from '../eval/zeroshot/evaluate';
 import { runZeroshot, zeroshotJson, zeroshotOptions } from './zeroshot';
-import { PruneTargetArgs, checkPpl, emit, inputPaths, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo, withEvalProgress } from './common';
+import { PruneTargetArgs, checkPpl, emit, inputPaths, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo, withEvalProgress, withPublishedProgress } from './common';
 import { MemoryArgs, memoryChoices, planOrRefuse } from './memory';
 
 export interface PruneArgs extends PruneTargetArgs, MemoryArgs {
@@ -133,7 +133,7 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
 
   const calibration = { dataset: args.calib, nsamples, seqlen: calibSeqlen, seed, storage: plan.storage, spillDir: memory.spillDir };
   // OWL measures its outlier ratios on the dense model first (one extra calibration pass).
-  const owl: OwlAllocation | null = allocation === 'owl' ? owlAllocation(model, calibration, structure, { m: owlM, lambda: owlLambda }) : null;
+  const owl: OwlAllocation | null = allocation === 'owl' ? withPublishedProgress({ calibration: 'owl dense pass' }, () => owlAllocation(model, calibration, structure, { m: owlM, lambda: owlLambda })) : null;
   const dsnotTotals: DsnotRowStats = { swaps: 0, errorBefore: 0, errorAfter: 0 };
   const dense = evalSets.length ? await withEvalProgress('eval dense', evalWindows, (onProgress) => evaluateSource(model, model.source, evalSets, { ...evalOpts, onProgress })) : [];
   for (const r of dense) checkPpl(r.ppl, `dense ${args.model} on ${r.dataset}`);

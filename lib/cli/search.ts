@@ -15,7 +15,7 @@ import { WindowSample } from '../search/evaluator';
 import { phoSearch } from '../search/pho';
 import { getProxy, listProxies, ProxyName, parseProxy } from '../search/proxies';
 import { SearchSpace, buildSpace, formatParams, paramFlags, parseBounds } from '../search/space';
-import { PruneTargetArgs, emit, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
+import { PruneTargetArgs, emit, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo, withPublishedProgress } from './common';
 import { BudgetArgs, planSearch } from './memory';
 
 export const STATS_KINDS: readonly StatsKind[] = ['dense', 'pruned'];
@@ -140,7 +140,7 @@ export async function searchCommand(args: SearchArgs): Promise<void> {
   if (search === 'hillclimb') checkWindowCount(model, SEARCH_DATASET, settings.searchWindows, '--search-windows');
   // memory: refused (or printed with --dry-run) before calibrating
   if (!planSearch(model, strategy, { ...calibration, keepInputs, fisherWindows: setupOptions.fisherWindows, evalWindows: settings.searchWindows }, args, backend.startsWith('wasm'), { model: args.model, method: args.method })) return model.source.close();
-  const setup = calibrateOnce(model, strategy, structure, calibration, setupOptions);
+  const setup = withPublishedProgress({ calibration: 'calibration', prune: 'calibration' }, () => calibrateOnce(model, strategy, structure, calibration, setupOptions));
 
   const bar = progressBar(`search ${search}`, search === 'pho' ? 'proxy evals' : 'PPL evals');
   bar.start(budget, 0, { rate: '' });
@@ -155,7 +155,9 @@ export async function searchCommand(args: SearchArgs): Promise<void> {
     bar.stop();
   }
   if (args.out) writeFileAtomic(args.out, evalLogCsv(outcome.log));
-  const full: FullEvaluation | null = args.fullEval ? fullEvaluation(model, strategy.name, outcome.best, structure, calibration) : null;
+  const full: FullEvaluation | null = args.fullEval
+    ? withPublishedProgress({ prune: 'full evaluation: prune', eval: 'full evaluation: eval' }, () => fullEvaluation(model, strategy.name, outcome.best, structure, calibration))
+    : null;
   model.source.close();
   const searchWall = setup.calibrationSeconds + setup.fisherSeconds + outcome.seconds;
   // Every flag that changes the result (the full evaluation's pipeline is prune's, defaults included).

@@ -9,6 +9,7 @@ import { ActivationStorage } from '../plan/spill';
 import { PerplexityResult, ProgressFn, combineWindows, perplexity } from './perplexity';
 import { sourceForWorkers, windowNllsParallel } from './pool';
 import { StreamingTiming, streamingWindowNlls } from './streaming';
+import { publishProgress } from '../util/progress';
 
 export interface EvalOptions {
   /** Window length; default the model's context. */
@@ -65,8 +66,9 @@ export function evaluateSource(
   model: OpenedModel,
   source: WeightSource,
   datasets: readonly string[],
-  opts: EvalOptions = {},
+  options: EvalOptions = {},
 ): EvalRecord[] {
+  const opts: EvalOptions = { ...options, onProgress: publishingProgress(options.onProgress) };
   const inputs = datasets.map((d) => ({ dataset: d, ...datasetWindows(model, d, opts) }));
   if ((opts.evaluator ?? defaultEvaluator(source)) === 'streaming') return evaluateStreaming(source, inputs, opts);
   const runtime = LlamaModel.fromSource(source);
@@ -75,6 +77,14 @@ export function evaluateSource(
   } finally {
     runtime.dispose();
   }
+}
+
+/** `onProgress`, also published for listeners (lib/util/progress.ts). */
+function publishingProgress(onProgress?: ProgressFn): ProgressFn {
+  return (done, total, tokensPerSecond) => {
+    onProgress?.(done, total, tokensPerSecond);
+    publishProgress({ pass: 'eval', unit: 'windows', done, total });
+  };
 }
 
 /** All datasets' windows in one block-outer pass, so each block is read once. */
@@ -86,7 +96,14 @@ function evaluateStreaming(
   const t0 = process.hrtime.bigint();
   const all = inputs.flatMap((x) => x.windows);
   const timing: StreamingTiming = { blocksSeconds: 0, headSeconds: 0, blocksCpuSeconds: 0, headCpuSeconds: 0 };
-  const nlls = streamingWindowNlls(source, all, { storage: opts.storage, spillDir: opts.spillDir, onProgress: opts.onProgress, timing });
+  const nlls = streamingWindowNlls(source, all, {
+    storage: opts.storage,
+    spillDir: opts.spillDir,
+    onProgress: opts.onProgress,
+    // the block pass comes before any window is done: its progress is published (blocks, then the head)
+    onBlock: (done, total) => publishProgress({ pass: 'eval', unit: 'blocks', done, total }),
+    timing,
+  });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   let at = 0;
   return inputs.map(({ dataset, windows, slice }) => {

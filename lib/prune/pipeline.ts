@@ -21,6 +21,7 @@ import { Structure, applyMask, selectMask, validateStructureFor } from './select
 import { InputStats, StatsOptions, accumulateStats, emptyStats } from './stats';
 import { Params, canonicalRowOrder, getStrategy } from './strategy';
 import './strategies';
+import { publishProgress } from '../util/progress';
 import { cpuSecondsSince, secondsSince } from '../util/time';
 
 export interface CalibrationSpec {
@@ -225,6 +226,7 @@ export function collectDenseStats(model: OpenedModel, cal: CalibrationSpec, opts
       inputs.dispose();
       if (outputs) inputs = outputs;
       blocks.push(statsOf);
+      publishProgress({ pass: 'calibration', unit: 'blocks', done: b + 1, total: cfg.nLayers });
     }
   } finally {
     inputs.dispose();
@@ -417,6 +419,7 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
       timing.cpu.calibrationSeconds += cpuSecondsSince(tPropCpu);
       overlay.setBlock(b, pruned);
       hooks.onBlock?.(b + 1, cfg.nLayers);
+      publishProgress({ pass: 'prune', unit: 'blocks', done: b + 1, total: cfg.nLayers });
     }
     done = true;
   } finally {
