@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import yargs, { Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { BACKEND_CHOICES, BackendChoice } from '../lib/backend';
+import { BACKEND_CHOICES, allCores, defaultBackendChoice, setThreads } from '../lib/backend';
 import { convertCommand } from '../lib/cli/convert';
 import { checkNumberTokens, runCommand } from '../lib/cli/common';
 import { evalCommand } from '../lib/cli/eval';
@@ -24,7 +24,8 @@ const MODEL_HELP = 'stories260K, babyllama-char (in the assets folder, $CREPE_AS
 
 function common<T>(y: Argv<T>) {
   return y
-    .option('backend', { choices: BACKEND_CHOICES, default: 'auto' as BackendChoice, describe: 'tfjs backend (auto: tfjs-node(-gpu) if installed, else wasm+SIMD)' })
+    .option('backend', { choices: BACKEND_CHOICES, default: defaultBackendChoice(), describe: 'engine: auto picks tfjs-node(-gpu) if installed, else wasm with matrix products in a native BLAS (blas; OpenBLAS, or $CREPE_BLAS_LIB), else plain wasm; the default is $CREPE_BACKEND when set' })
+    .option('threads', { type: 'number', describe: `BLAS threads for the matrix products (default: all cores, ${allCores()} here; the rest of wasm runs on one; --jobs N workers share them, threads/N each)` })
     .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' });
 }
 
@@ -236,6 +237,11 @@ void cli
     (a) => runCommand(() => reportCommand(a as never)),
   )
   .middleware(() => runCommand(async () => checkNumberTokens(hideBin(process.argv), numberOptions())), true)
+  .middleware((a) =>
+    runCommand(async () => {
+      if (a.threads !== undefined) setThreads(a.threads as number);
+    }),
+  )
   .demandCommand(1, 'name a command (see --help)')
   .strict()
   .fail((msg, err) => {
