@@ -5,6 +5,7 @@
  */
 import { evalSection } from './eval';
 import { registerSection } from './framework';
+import { gemmSection } from './gemm';
 import { pruneSection } from './prune';
 import { rulesSection } from './rules';
 import { scaleSection } from './scale';
@@ -13,6 +14,7 @@ import { zeroshotSection } from './zeroshot';
 
 registerSection(evalSection);
 registerSection(pruneSection);
+registerSection(gemmSection);
 registerSection(selectSection);
 registerSection(scaleSection);
 registerSection(rulesSection);
