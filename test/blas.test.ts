@@ -279,7 +279,7 @@ describe('engine selection on the command line', () => {
     expect(JSON.parse(r.stdout).backend).toMatch(/^wasm\+simd\+blas\[.* 1 thread\]$/);
     // results depend on the BLAS's thread count (its partition of the product), so --jobs N gives
     // each worker threads/N: --jobs 2 --threads 2 is --jobs 1 --threads 1, bit for bit
-    const nll = (extra: string[]): number => JSON.parse(runCli([...evalArgs.slice(0, -2), '--max-windows', '4', '--json', '--backend', 'blas', ...extra]).stdout).nll;
+    const nll = (extra: string[]): number => JSON.parse(runCli([...evalArgs.slice(0, -3), '--max-windows', '4', '--json', '--backend', 'blas', ...extra]).stdout).nll;
     expect(nll(['--jobs', '2', '--threads', '2'])).toBe(nll(['--jobs', '1', '--threads', '1']));
     const bad = runCli([...evalArgs, '--threads', '0']);
     expect(bad.code).toBe(2);

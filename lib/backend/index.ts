@@ -56,8 +56,11 @@ export function setThreads(n: number): void {
  * The environment for one of `jobs` worker processes: the threads divided among them (at least
  * one each), so that N workers with BLAS threads do not oversubscribe the cores.
  */
-export function workerEnv(jobs: number): NodeJS.ProcessEnv {
-  return { ...process.env, CREPE_THREADS: String(Math.max(1, Math.floor(configuredThreads() / Math.max(1, jobs)))) };
+export function workerEnv(jobs: number, opts: { parentStarted?: boolean } = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, CREPE_THREADS: String(Math.max(1, Math.floor(configuredThreads() / Math.max(1, jobs)))) };
+  // a parent that started an engine itself has already said why the BLAS is unavailable
+  if (opts.parentStarted) env.CREPE_QUIET_FALLBACK = '1';
+  return env;
 }
 
 /** Load the BLAS and route the wasm products through it; the reason it cannot, or null on success. */
@@ -102,7 +105,7 @@ export async function initBackend(choice: BackendChoice = 'auto'): Promise<strin
   if (name === 'wasm' && (choice === 'auto' || choice === 'blas')) {
     const why = tryBlas();
     if (why && choice === 'blas') throw new CrepeError(`backend blas unavailable: ${why}`);
-    if (why) process.stderr.write(`crepe: native BLAS unavailable, using plain wasm: ${why}\n`);
+    if (why && !process.env.CREPE_QUIET_FALLBACK) process.stderr.write(`crepe: native BLAS unavailable, using plain wasm: ${why}\n`);
   }
   active = blas ? 'blas' : name;
   return active;

@@ -65,7 +65,7 @@ export class EvalPool {
         Array.from({ length: jobs }, (_, k) => {
           // stderr is piped, not inherited: a dying worker's engine output (V8's out-of-memory
           // report, XNNPACK messages) must not reach the user; CREPE_DEBUG passes it through.
-          const child = fork(workerScript(), [], { stdio: ['ignore', 'inherit', 'pipe', 'ipc'], env: workerEnv(jobs) });
+          const child = fork(workerScript(), [], { stdio: ['ignore', 'inherit', 'pipe', 'ipc'], env: workerEnv(jobs, { parentStarted: true }) });
           child.stderr?.on('data', (d: Buffer) => {
             if (process.env.CREPE_DEBUG) process.stderr.write(d);
           });
