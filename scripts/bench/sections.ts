@@ -10,6 +10,7 @@ import { pruneSection } from './prune';
 import { rulesSection } from './rules';
 import { scaleSection } from './scale';
 import { selectSection } from './select';
+import { tinyllamaSection } from './tinyllama';
 import { zeroshotSection } from './zeroshot';
 
 registerSection(evalSection);
@@ -19,3 +20,4 @@ registerSection(selectSection);
 registerSection(scaleSection);
 registerSection(rulesSection);
 registerSection(zeroshotSection);
+registerSection(tinyllamaSection);
