@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import yargs, { Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { BACKEND_CHOICES, BackendChoice } from '../lib/backend';
+import { BACKEND_CHOICES, allCores, defaultBackendChoice, setThreads } from '../lib/backend';
 import { convertCommand } from '../lib/cli/convert';
 import { ParserView, checkNames, checkNumberTokens, commaList, parserFailure, runCommand, setQuietPipedStages } from '../lib/cli/common';
 import { evalCommand } from '../lib/cli/eval';
@@ -24,7 +24,8 @@ const MODEL_HELP = 'stories260K, babyllama-char (in the assets folder, $CREPE_AS
 
 function common<T>(y: Argv<T>) {
   return y
-    .option('backend', { choices: BACKEND_CHOICES, default: 'auto' as BackendChoice, describe: 'tfjs backend (auto: tfjs-node(-gpu) if installed, else wasm+SIMD)' })
+    .option('backend', { choices: BACKEND_CHOICES, default: defaultBackendChoice(), describe: 'engine: auto picks tfjs-node(-gpu) if installed, else wasm with matrix products in a native BLAS (blas; OpenBLAS, or $CREPE_BLAS_LIB), else plain wasm; the default is $CREPE_BACKEND when set' })
+    .option('threads', { type: 'number', describe: `BLAS threads for the matrix products (default: all cores, ${allCores()} here; the rest of wasm runs on one; --jobs N workers share them, threads/N each)` })
     .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' });
 }
 
@@ -93,7 +94,7 @@ void cli
         .option('dataset', { type: 'string', array: true, alias: 'eval', demandOption: true, coerce: commaList, describe: `evaluation datasets, comma separated or repeated (--eval is the same flag, as in prune): ${DATASET_HELP}` })
         .option('seqlen', { type: 'number', describe: "window length (default: the model's context)" })
         .option('max-windows', { type: 'number', describe: 'evaluate only the first N windows of each dataset' })
-        .option('jobs', { type: 'number', default: 1, describe: 'worker processes (wasm is single-threaded: use one per core)' })
+        .option('jobs', { type: 'number', default: 1, describe: 'worker processes, each with threads/N BLAS threads (on plain wasm, which is single-threaded, use one per core)' })
         .example('$0 eval --model stories260K --dataset tinystories', 'dense PPL on the TinyStories evaluation split')
         .example('$0 eval --model stories260K --dataset tinystories --jobs 2', 'the same on both cores, bit-identical PPL')
         .example('$0 eval --model babyllama-char --dataset wikitext2,tinystories --max-windows 20 --json', 'a quick look at two datasets, as JSON')
@@ -107,7 +108,7 @@ void cli
       budgetOpts(modelOpts(y))
         .option('tasks', { type: 'string', array: true, alias: 'zeroshot', demandOption: true, coerce: commaList, describe: `comma-separated: ${TASKS.map((t) => t.name).join(', ')}; NAME:PATH reads the task from that file (original format)` })
         .option('limit', { type: 'number', alias: 'zeroshot-limit', describe: 'score only the first N documents of each task (the harness --limit; --zeroshot-limit is the same flag, as in prune)' })
-        .option('jobs', { type: 'number', default: 1, describe: 'worker processes (wasm is single-threaded: use one per core)' })
+        .option('jobs', { type: 'number', default: 1, describe: 'worker processes, each with threads/N BLAS threads (on plain wasm, which is single-threaded, use one per core)' })
         .option('bos', { type: 'boolean', describe: "prepend BOS (--bos) or not (--no-bos); default the tokenizer's own convention, as the harness (add_special_tokens=True): BOS for LLaMA tokenizers" })
         .option('bootstrap-iters', { type: 'number', default: 100000, describe: 'bootstrap replicates for the perplexity stderr (the harness default)' })
         .example('$0 zeroshot --model stories260K --tasks arc_easy,arc_challenge,piqa --jobs 2', 'accuracy with stderr and item counts')
@@ -238,7 +239,7 @@ void cli
     (y) =>
       common(y)
         .option('config', { type: 'string', demandOption: true, describe: 'sweep config (JSON): models x methods x sparsities x structures x groups, calibration, eval' })
-        .option('jobs', { type: 'number', default: 1, describe: 'worker processes (one per core; the wasm backend is single-threaded)' })
+        .option('jobs', { type: 'number', default: 1, describe: 'worker processes, each with threads/N BLAS threads (on plain wasm, which is single-threaded, use one per core)' })
         .option('out', { type: 'string', describe: 'results CSV (default results/<config name>.csv); cells already in it are skipped' })
         .option('dry-run', { type: 'boolean', default: false, describe: 'list the cells (done / to do) and exit' })
         .option('fresh', { type: 'boolean', default: false, describe: 'discard an existing CSV and recompute every cell (default: resume)' })
@@ -267,6 +268,11 @@ void cli
   .middleware(() => runCommand(async () => checkNumberTokens(hideBin(process.argv), numberOptions())), true)
   .middleware((a) => setQuietPipedStages(a.json === true))
   .middleware((a) => runCommand(async () => checkNames(a)))
+  .middleware((a) =>
+    runCommand(async () => {
+      if (a.threads !== undefined) setThreads(a.threads as number);
+    }),
+  )
   .demandCommand(1, 'name a command (see --help)')
   .strict()
   .fail((msg, err) => {

@@ -2,7 +2,7 @@ import { ChildProcess, fork } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { BackendChoice } from '../backend';
+import { BackendChoice, workerEnv } from '../backend';
 import { projectRoot } from '../assets';
 import { CrepeError } from '../errors';
 import { saveModel } from '../model/save';
@@ -65,7 +65,7 @@ export class EvalPool {
         Array.from({ length: jobs }, (_, k) => {
           // stderr is piped, not inherited: a dying worker's engine output (V8's out-of-memory
           // report, XNNPACK messages) must not reach the user; CREPE_DEBUG passes it through.
-          const child = fork(workerScript(), [], { stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
+          const child = fork(workerScript(), [], { stdio: ['ignore', 'inherit', 'pipe', 'ipc'], env: workerEnv(jobs, { parentStarted: true }) });
           child.stderr?.on('data', (d: Buffer) => {
             if (process.env.CREPE_DEBUG) process.stderr.write(d);
           });

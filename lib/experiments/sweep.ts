@@ -11,7 +11,7 @@
 import { fork } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { BackendChoice } from '../backend';
+import { BackendChoice, workerEnv } from '../backend';
 import { CrepeError } from '../errors';
 import { makeDirs, writeFileAtomic } from '../io/atomic';
 import { CheckedRows, checkRows } from './row-check';
@@ -146,7 +146,7 @@ export function runOnWorkers(cells: Cell[], jobs: number, backend: BackendChoice
       failure ??= e;
     };
     const start = () => {
-      const child = fork(workerFile, [backend], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const child = fork(workerFile, [backend], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: workerEnv(jobs) });
       alive++;
       let current: Cell | undefined;
       const next = () => {

@@ -28,6 +28,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { assetPath, projectRoot } from '../../lib/assets';
+import { activeBlas, backendDescription } from '../../lib/backend';
 import { writeHfModel } from '../../lib/model/convert';
 import { disposeBlock, disposeWindowTables, forwardBlock, headLogProbs, makeBlockTensors, makeWindowTables, transpose } from '../../lib/model/runtime';
 import { BlockWeights, LinearName, LlamaConfig, WeightSource, linearNames, linearShape } from '../../lib/model/types';
@@ -241,7 +242,7 @@ function runPrune(dir: string, out: string, method: string, blocks: number, s: {
   const args = [
     'prune', '--model', dir, '--method', method, '--sparsity', '0.5', '--nsamples', String(s.nsamples), '--calib-seqlen', String(s.seqlen),
     '--eval', 'wikitext2', '--seqlen', String(s.seqlen), '--max-windows', String(s.windows), '--save', out, '--max-memory', String(s.maxMemory),
-    '--backend', 'wasm', '--json',
+    '--backend', activeBlas() ? 'blas' : 'wasm', '--json',
   ];
   const load0 = os.loadavg()[0];
   const cpu0 = childrenCpuSeconds();
@@ -303,7 +304,7 @@ export function fitTable(fits: WindowFits): BenchTable {
   ];
   const f = fits.block;
   return {
-    title: '[scale] one window through one 7B-shaped block and through the head (this process, wasm, one thread)',
+    title: `[scale] one window through one 7B-shaped block and through the head (this process, ${backendDescription()})`,
     columns: [
       { key: 'part', header: 'part' },
       { key: 'T', header: 'tokens' },
@@ -351,7 +352,7 @@ export function costTable(rows: { label: string; p: CostProjection }[]): BenchTa
     notes: [
       'fixed: a stage\'s measured CPU seconds per block minus its window forwards x w(T) (read + calibration uploads + scoring + selection; eval: read + upload); not extrapolated.',
       `calibration s/block = fixed + ${STANDARD_7B.nsamples} x (2 - 1/32) window forwards x w(${STANDARD_7B.calibSeqlen}); eval s/block = fixed + ${STANDARD_7B.evalWindows} x w(${STANDARD_7B.evalSeqlen}); prune = 32 x (read + calibration + scoring); eval = 32 x eval + head.`,
-      'this CPU: CPU seconds of one core (wasm runs on one thread; an idle core\'s wall time); two worker processes would halve the evaluation.',
+      `this CPU: CPU seconds of one core (engine ${backendDescription()}: with one thread, an idle core's wall time); more BLAS threads or worker processes divide the wall time.`,
       `GPU: FLOPs / ${GPU.name}; a lower bound (no memory traffic); scoring + selection not included.`,
       `FLOPs per block forward: 2 x tokens x 202.4M linear parameters + 4 x T^2 x 4096 attention; at 2048 tokens ${(blockForwardFlops(LLAMA2_7B, 1, 2048) / 1e12).toFixed(2)} TFLOP per window.`,
     ],
@@ -516,7 +517,7 @@ function writeScaleResults(
     .join('');
   const header =
     `# Scale bench (7B-shaped synthetic checkpoint)\n\nWritten by \`${env}npm run bench -- --only scale\` (methods ${methods.join(', ')}) on ${os.cpus().length} x ${os.cpus()[0]?.model ?? 'CPU'}, ` +
-    `node ${process.version}, backend wasm, ${new Date().toISOString()}; the machine was shared with other work (load averages below), so wall seconds are inflated and CPU seconds are the comparable measure.\n\n`;
+    `node ${process.version}, backend ${backendDescription()}, ${new Date().toISOString()}; the machine was shared with other work (load averages below), so wall seconds are inflated and CPU seconds are the comparable measure.\n\n`;
   const md = header + tables.map((t) => '```\n' + renderTable(t) + '\n```\n').join('\n') + '\n' + checks.map((c) => `- check ${c.pass ? 'PASS' : 'FAIL'}: ${c.name} (${c.detail})`).join('\n') + '\n';
   writeFileAtomic(path.join(dir, `${stem}.md`), md);
   writeFileAtomic(

@@ -5,15 +5,19 @@
  */
 import { evalSection } from './eval';
 import { registerSection } from './framework';
+import { gemmSection } from './gemm';
 import { pruneSection } from './prune';
 import { rulesSection } from './rules';
 import { scaleSection } from './scale';
 import { selectSection } from './select';
+import { tinyllamaSection } from './tinyllama';
 import { zeroshotSection } from './zeroshot';
 
 registerSection(evalSection);
 registerSection(pruneSection);
+registerSection(gemmSection);
 registerSection(selectSection);
 registerSection(scaleSection);
 registerSection(rulesSection);
 registerSection(zeroshotSection);
+registerSection(tinyllamaSection);
