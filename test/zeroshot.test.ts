@@ -324,7 +324,7 @@ describe('sweeps and reports', () => {
       { model: 'stories260K', method: 'dense', label: 'dense', structure: 'dense', sparsity: '0', group: '', ...values(0.6) },
     ];
     const md = zeroshotReportMarkdown(cols, rows);
-    expect(md).toContain('| run | winogrande acc (n=40) | lambada_openai acc (n=40) | lambada_openai ppl | Mean acc (1 tasks) |');
+    expect(md).toContain('| run | winogrande acc (n=40) | lambada_openai acc (n=40) | lambada_openai ppl | Mean acc over winogrande |');
     expect(md).toContain('| dense | 60.0 ± 7.9 | 10.0 ± 4.8 | 123.4 ± 5.60 | 60.00 |');
     expect(md).toContain('| wanda 50% row | 55.0 ± 7.9 | 10.0 ± 4.8 | 123.4 ± 5.60 | 55.00 |');
     expect(zeroshotReportMarkdown(resultColumns(['tinystories']), rows)).toBe('');

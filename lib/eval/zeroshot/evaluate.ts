@@ -75,6 +75,8 @@ export interface TaskResult {
   truncated: number;
   overlong: number;
   metrics: Partial<Record<MetricName, MetricSummary>>;
+  /** The documents scored, in file order, and their scores and metrics. */
+  docs: TaskDoc[];
   perDoc: DocScores[];
 }
 
@@ -234,6 +236,7 @@ function summarize(prepared: PreparedTask[], scores: RequestScore[][], opts: Zer
       truncated: p.truncated,
       overlong: p.overlong,
       metrics,
+      docs: p.docs,
       perDoc,
     };
   });
