@@ -224,6 +224,8 @@ void cli
         .option('fresh', { type: 'boolean', default: false, describe: 'discard an existing CSV and recompute every cell (default: resume)' })
         .option('force', { type: 'boolean', default: false, describe: 'with --fresh, discard --out even when it is not a crepe results CSV' })
         .option('shard', { type: 'string', describe: "K/N: run share K of N of the cells (chosen by a hash of each cell's key, so stable when the config is reordered or grown); default --out results/<config>.<K>of<N>.csv; merge with crepe report" })
+        .option('output-path', { type: 'string', describe: "with a zeroshot field: lm-evaluation-harness's results file of every cell, FOLDER/<cell>/results_DATE.json" })
+        .option('log-samples', { type: 'boolean', default: false, describe: "with --output-path: the harness's per-document records of every cell, samples_TASK_DATE.jsonl" })
         .example('$0 sweep --config experiments/smoke.json --out /tmp/smoke.csv', 'a 5-cell sweep in seconds')
         .example('$0 sweep --config experiments/main.json --shard $((SLURM_ARRAY_TASK_ID+1))/3', 'one task of a 3-task cluster job array (results/main.<K>of3.csv); then: crepe report results/main.*of3.csv --out results')
         .example('$0 sweep --config experiments/main.json --jobs 2 --out results/main.csv', 'the main job; rerun the same command to resume after a crash'),

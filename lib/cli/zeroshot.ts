@@ -1,13 +1,13 @@
 import { BackendChoice } from '../backend';
 import { CrepeError } from '../errors';
-import { DEFAULT_PACK_TOKENS, PreparedTask, ZeroshotOptions, ZeroshotResult, evaluateZeroshot, prepareTasks, zeroshotLayout } from '../eval/zeroshot/evaluate';
-import { HarnessFiles, checkHarnessFiles, harnessFiles, harnessResults, sampleRecords, writeHarnessFiles } from '../eval/zeroshot/harness';
+import { PreparedTask, ZeroshotOptions, ZeroshotResult, evaluateZeroshot, prepareTasks, zeroshotLayout } from '../eval/zeroshot/evaluate';
+import { HarnessOutput, planHarnessOutput, writeZeroshotHarness } from '../eval/zeroshot/harness';
 import { TaskSpec, parseTaskList } from '../eval/zeroshot/tasks';
 import { zeroshotMarkdown } from '../eval/zeroshot/table';
 import { OpenedModel, openModel } from '../model/resolve';
 import { WeightSource } from '../model/types';
 import { EvaluatorChoice, MemoryPlan, PlanItem, blockParams, planJson, zeroshotPlanRequest } from '../plan/memory';
-import { CommonArgs, emit, inputPaths, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
+import { CommonArgs, emit, inputPaths, positiveIntFlag, progressBar, startBackend } from './common';
 import { BudgetArgs, memoryChoices, planOrRefuse } from './memory';
 
 export interface ZeroshotArgs extends CommonArgs, BudgetArgs {
@@ -110,17 +110,7 @@ export function zeroshotJson(r: ZeroshotResult): Record<string, unknown> {
   };
 }
 
-/** --output-path / --log-samples of one scored model: where its files go (checked before any work). */
-export interface HarnessOutput {
-  files: HarnessFiles;
-  modelName: string;
-  modelArgs: string;
-  start: Date;
-  logSamples: boolean;
-  force: boolean;
-}
-
-/** Plan (and check) the harness files of a model named `modelName`. */
+/** Plan (and check) the harness files of a model named `modelName`; null without --output-path. */
 export function harnessOutput(
   a: { outputPath?: string; logSamples?: boolean; force?: boolean },
   modelName: string,
@@ -133,35 +123,11 @@ export function harnessOutput(
     if (a.logSamples) throw new CrepeError('--log-samples needs --output-path (the samples files go beside the results file)');
     return null;
   }
-  const files = harnessFiles(a.outputPath, modelName, start, tasks, !!a.logSamples);
-  checkHarnessFiles(a.outputPath, files, inputs, !!a.force);
-  return { files, modelName, modelArgs, start, logSamples: !!a.logSamples, force: !!a.force };
+  return planHarnessOutput(a.outputPath, a, modelName, modelArgs, tasks, inputs, start);
 }
 
 /** Write the harness results file (and samples) of a result. */
-export function writeHarness(out: HarnessOutput, model: OpenedModel, r: ZeroshotResult, crepe: Record<string, unknown>): void {
-  const cfg = model.source.config;
-  const params = cfg.nLayers * blockParams(cfg) + cfg.dim + cfg.vocabSize * cfg.dim * (cfg.tiedEmbeddings ? 1 : 2);
-  const samples = out.logSamples ? Object.fromEntries(r.tasks.map((t) => [t.task, sampleRecords(t)])) : null;
-  const results = harnessResults(
-    r.tasks,
-    {
-      modelName: out.modelName,
-      modelArgs: out.modelArgs,
-      numParameters: params,
-      limit: r.limit,
-      bootstrapIters: r.bootstrapIters,
-      crepe: { ...crepe, add_bos: r.addBos, max_length: r.maxLength, pack_tokens: DEFAULT_PACK_TOKENS },
-      codeVersion: versionInfo(),
-      start: out.start,
-      seconds: r.seconds,
-      tokenizer: { bosId: model.tokenizer.bosId, eosId: model.tokenizer.eosId },
-      maxLength: r.maxLength,
-    },
-    samples,
-  );
-  writeHarnessFiles(out.files, results, samples, out.force);
-}
+export const writeHarness = writeZeroshotHarness;
 
 /** The files written, for --json and the human line. */
 export function harnessFilesJson(out: HarnessOutput | null): Record<string, unknown> | null {
@@ -194,4 +160,39 @@ export async function zeroshotCommand(args: ZeroshotArgs): Promise<void> {
   } finally {
     model.source.close();
   }
+}
+
+/** What `prune --zeroshot` settles before any work: the prepared tasks and planned options, and the harness outputs. */
+export interface PruneZeroshot {
+  run: ZeroshotOptions;
+  dense: HarnessOutput | null;
+  pruned: HarnessOutput | null;
+}
+
+/**
+ * prune --zeroshot: tokenize the tasks, plan their scoring (the pruned blocks are held in memory
+ * beside it unless the plan spills them) and check the harness outputs of the dense and the
+ * pruned model (two files: --output-path must be a folder). Refuses in one line; never prints.
+ */
+export function pruneZeroshot(
+  model: OpenedModel,
+  specs: readonly TaskSpec[],
+  opts: ZeroshotOptions,
+  a: BudgetArgs & { evaluator?: EvaluatorChoice; spillDir?: string; outputPath?: string; logSamples?: boolean; force?: boolean },
+  pruned: { name: string; args: string; blocksHeld: boolean },
+  wasm: boolean,
+  inputs: readonly string[],
+): PruneZeroshot {
+  if (a.outputPath !== undefined && a.outputPath.toLowerCase().endsWith('.json')) {
+    throw new CrepeError(`--output-path ${a.outputPath}: prune --zeroshot writes two results files (dense and pruned); give a folder`);
+  }
+  const names = specs.map((s) => s.task.name);
+  const start = new Date();
+  const dense = harnessOutput(a, model.name, `pretrained=${model.name}`, names, inputs, start);
+  const prunedOut = harnessOutput(a, pruned.name, pruned.args, names, inputs, start);
+  const prepared = prepareTasks(model, specs, opts);
+  const cfg = model.source.config;
+  const held: PlanItem[] = pruned.blocksHeld ? [{ what: `pruned blocks kept in memory (${cfg.nLayers})`, host: cfg.nLayers * blockParams(cfg) * 4, device: 0 }] : [];
+  const plan = planZeroshot(model, prepared, opts, { ...a, dryRun: false, jobsFlag: '--zeroshot-jobs' }, wasm, {}, held)!;
+  return { run: { ...opts, prepared, ...plannedOptions(plan, a.spillDir) }, dense, pruned: prunedOut };
 }

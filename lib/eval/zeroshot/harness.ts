@@ -16,6 +16,10 @@ import { canonicalPath } from '../../io/outputs';
 import { MetricName, StringRequest, TaskDoc } from './tasks';
 import { RequestScore } from './loglikelihood';
 import { DocMetrics } from './metrics';
+import { DEFAULT_PACK_TOKENS, ZeroshotResult } from './evaluate';
+import { OpenedModel } from '../../model/resolve';
+import { blockParams } from '../../plan/memory';
+import { gitVersion } from '../../version';
 
 /** The harness version whose layout is written (docs/zeroshot.md). */
 export const HARNESS_REFERENCE = { version: '0.4.13.dev0', commit: '4e7e0d47f33bc71070c1d38394bafbb52b117163' };
@@ -458,4 +462,54 @@ export function writeHarnessFiles(files: HarnessFiles, results: Record<string, u
     }
   }
   writeFileAtomic(files.results, pyJson(results, 2), { force });
+}
+
+/** Where one scored model's harness files go and what names it (checked before any work). */
+export interface HarnessOutput {
+  files: HarnessFiles;
+  modelName: string;
+  modelArgs: string;
+  start: Date;
+  logSamples: boolean;
+  force: boolean;
+}
+
+/** The harness files of a model named `modelName` under --output-path, checked (checkHarnessFiles). */
+export function planHarnessOutput(
+  outputPath: string,
+  opts: { logSamples?: boolean; force?: boolean },
+  modelName: string,
+  modelArgs: string,
+  tasks: readonly string[],
+  inputs: readonly string[],
+  start = new Date(),
+): HarnessOutput {
+  const files = harnessFiles(outputPath, modelName, start, tasks, !!opts.logSamples);
+  checkHarnessFiles(outputPath, files, inputs, !!opts.force);
+  return { files, modelName, modelArgs, start, logSamples: !!opts.logSamples, force: !!opts.force };
+}
+
+/** Write the harness results file (and samples) of a zero-shot result of `model` (its own or pruned weights). */
+export function writeZeroshotHarness(out: HarnessOutput, model: OpenedModel, r: ZeroshotResult, crepe: Record<string, unknown>): void {
+  const cfg = model.source.config;
+  const params = cfg.nLayers * blockParams(cfg) + cfg.dim + cfg.vocabSize * cfg.dim * (cfg.tiedEmbeddings ? 1 : 2);
+  const samples = out.logSamples ? Object.fromEntries(r.tasks.map((t) => [t.task, sampleRecords(t)])) : null;
+  const results = harnessResults(
+    r.tasks,
+    {
+      modelName: out.modelName,
+      modelArgs: out.modelArgs,
+      numParameters: params,
+      limit: r.limit,
+      bootstrapIters: r.bootstrapIters,
+      crepe: { ...crepe, add_bos: r.addBos, max_length: r.maxLength, pack_tokens: DEFAULT_PACK_TOKENS },
+      codeVersion: gitVersion(),
+      start: out.start,
+      seconds: r.seconds,
+      tokenizer: { bosId: model.tokenizer.bosId, eosId: model.tokenizer.eosId },
+      maxLength: r.maxLength,
+    },
+    samples,
+  );
+  writeHarnessFiles(out.files, results, samples, out.force);
 }
