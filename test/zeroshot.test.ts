@@ -361,7 +361,7 @@ describe('sweeps and reports', () => {
       expect(s.code).toBe(0);
       // one harness results file per cell, in a folder named after the cell
       const cells = fs.readdirSync(harness).sort();
-      expect(cells).toEqual(['stories260K-dense', 'stories260K-magnitude-unstructured']);
+      expect(cells).toEqual(['stories260K-dense', 'stories260K-magnitude-unstructured-0.5-per-matrix']);
       for (const c of cells) {
         const [file] = fs.readdirSync(path.join(harness, c));
         expect(file).toMatch(/^results_\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d(\.\d{6})?\.json$/);

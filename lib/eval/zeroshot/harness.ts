@@ -52,14 +52,12 @@ export function pyFloatRepr(x: number): string {
   return `${sign}${digits.slice(0, decpt)}.${digits.slice(decpt)}`;
 }
 
-/** json.dumps(v, indent=indent, ensure_ascii=False): integers as JS numbers, floats as PyFloat. */
+/** json.dumps(v, indent=indent, ensure_ascii=False): whole numbers as ints, PyFloat (and numbers with a fraction) as floats. */
 export function pyJson(v: unknown, indent: number | null = 2, level = 0): string {
   if (v instanceof PyFloat) return pyFloatRepr(v.value);
   if (v === null || v === undefined) return 'null';
-  if (typeof v === 'number') {
-    if (!Number.isInteger(v)) throw new Error(`pyJson: ${v} is not an integer (wrap floats in PyFloat)`);
-    return String(v);
-  }
+  // a whole JS number is written as a Python int; one with a fraction can only be a float
+  if (typeof v === 'number') return Number.isInteger(v) ? String(v) : pyFloatRepr(v);
   if (typeof v === 'boolean') return v ? 'true' : 'false';
   if (typeof v === 'string') return JSON.stringify(v); // the same escapes as Python's with ensure_ascii=False
   const open = indent === null ? '' : '\n' + ' '.repeat(indent * (level + 1));
