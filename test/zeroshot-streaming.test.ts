@@ -14,6 +14,9 @@ import { LlamaModel } from '../lib/model/runtime';
 import { LlamaConfig } from '../lib/model/types';
 import { GiB, planMemory, residentDeviceBytes, zeroshotPlanRequest } from '../lib/plan/memory';
 import { MemorySource, tinyConfig } from './helpers';
+import { pruneModel } from '../lib/prune/pipeline';
+import { parseStructure } from '../lib/prune/select';
+import '../lib/prune/strategies';
 
 beforeAll(async () => {
   await initBackend('wasm');
@@ -45,6 +48,29 @@ describe.each([
     });
     expect(requests).toBeGreaterThan(3 * limit);
   });
+});
+
+test("pruned weights (the pipeline's overlay source) stream to the resident scores too", async () => {
+  const model = openModel('stories260K');
+  try {
+    const pruned = pruneModel(model, {
+      method: 'wanda',
+      params: {},
+      structure: parseStructure('unstructured', 0.5, 'row'),
+      calibration: { dataset: 'tinystories', nsamples: 2, seqlen: 64, seed: 0 },
+      propagate: 'pruned',
+    }).source;
+    const specs = parseTaskList('winogrande,lambada_openai');
+    const resident = await evaluateZeroshot(model, pruned, specs, { limit: 5, evaluator: 'resident', bootstrapIters: 0 });
+    const streaming = await evaluateZeroshot(model, pruned, specs, { limit: 5, evaluator: 'streaming', bootstrapIters: 0 });
+    const dense = await evaluateZeroshot(model, model.source, specs, { limit: 5, evaluator: 'streaming', bootstrapIters: 0 });
+    const lls = (r: typeof resident) => r.tasks.flatMap((t) => t.perDoc.flatMap((d) => d.scores.map((x) => x.ll)));
+    expect(lls(streaming)).toEqual(lls(resident));
+    // the pruned weights were used, not the dense ones
+    expect(lls(streaming)).not.toEqual(lls(dense));
+  } finally {
+    model.source.close();
+  }
 });
 
 test('a pack longer than the page size and packs of one item each go through the streaming path unchanged', () => {
