@@ -61,7 +61,7 @@ export async function sweepCommand(args: SweepArgs): Promise<void> {
       checkDiscardable(plan.out, !!args.force);
       fs.rmSync(plan.out);
     }
-    await runAndReport(args, plan, jobs, lock);
+    await runAndReport(args, plan, jobs, lock, harness);
   } finally {
     lock?.release();
   }
@@ -76,7 +76,7 @@ function checkDiscardable(out: string, force: boolean): void {
   }
 }
 
-async function runAndReport(args: SweepArgs, plan: ReturnType<typeof planSweep>, jobs: number, lock: FileLock | undefined): Promise<void> {
+async function runAndReport(args: SweepArgs, plan: ReturnType<typeof planSweep>, jobs: number, lock: FileLock | undefined, harness: HarnessRequest | undefined): Promise<void> {
   const bar = progressBar('sweep', 'cells');
   // The bar draws only on a terminal; elsewhere (nohup, CI) one line per cell goes to stderr.
   const log = !process.stderr.isTTY;

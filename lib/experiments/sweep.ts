@@ -336,13 +336,13 @@ export async function runSweep(plan: SweepPlan, jobs: number, backend: BackendCh
   if (plan.out === defaultOut(plan.config.file, plan.shard)) makeDirs(path.dirname(plan.out));
   const held = lock ?? lockFile(plan.out, 'crepe sweep');
   try {
-    return await runLocked(plan, jobs, backend, events, t0);
+    return await runLocked(plan, jobs, backend, events, t0, harness);
   } finally {
     if (!lock) held.release();
   }
 }
 
-async function runLocked(plan: SweepPlan, jobs: number, backend: BackendChoice, events: SweepEvents, t0: number): Promise<SweepSummary> {
+async function runLocked(plan: SweepPlan, jobs: number, backend: BackendChoice, events: SweepEvents, t0: number, harness?: HarnessRequest): Promise<SweepSummary> {
   checkShardRows(plan, readResultsFile(plan.out, plan.columns).checked.rows.reduce((m, r) => m.set(r.key, r), new Map<string, unknown>()));
   const results = ResultsFile.open(plan.out, plan.columns);
   const dense = new Map<string, EvalOutcome[]>();
