@@ -111,9 +111,15 @@ void cli
         .option('jobs', { type: 'number', default: 1, describe: 'worker processes, each with threads/N BLAS threads (on plain wasm, which is single-threaded, use one per core)' })
         .option('bos', { type: 'boolean', describe: "prepend BOS (--bos) or not (--no-bos); default the tokenizer's own convention, as the harness (add_special_tokens=True): BOS for LLaMA tokenizers" })
         .option('bootstrap-iters', { type: 'number', default: 100000, describe: 'bootstrap replicates for the perplexity stderr (the harness default)' })
+        .option('evaluator', { choices: ['auto', 'resident', 'streaming'] as const, default: 'auto' as const, describe: 'resident: every block on the device, --jobs workers; streaming: one block at a time, every document on the host, one process (auto: by the memory plan)' })
+        .option('spill-dir', { type: 'string', describe: "folder for the streaming evaluator's spill file when the plan puts hidden states on disk (default the temporary folder)" })
+        .option('output-path', { type: 'string', describe: "write lm-evaluation-harness's results file: a folder (FOLDER/MODEL/results_DATE.json) or FILE.json (FILE_DATE.json)" })
+        .option('log-samples', { type: 'boolean', default: false, describe: "with --output-path: the harness's per-document records, samples_TASK_DATE.jsonl" })
+        .option('force', { type: 'boolean', default: false, describe: 'replace an existing --output-path file that crepe did not write' })
         .example('$0 zeroshot --model stories260K --tasks arc_easy,arc_challenge,piqa --jobs 2', 'accuracy with stderr and item counts')
         .example('$0 zeroshot --model stories260K --tasks lambada_openai,tinystories_cloze --limit 500 --json', 'last-word accuracy and perplexity, first 500 documents')
-        .example('$0 zeroshot --model stories260K --tasks hellaswag:/data/hellaswag_val.jsonl,rte:/data/RTE/dev.tsv', 'tasks from your own copies of the files'),
+        .example('$0 zeroshot --model stories260K --tasks hellaswag:/data/hellaswag_val.jsonl,rte:/data/RTE/dev.tsv', 'tasks from your own copies of the files')
+        .example('$0 zeroshot --model stories260K --tasks arc_easy,piqa --output-path results/harness --log-samples', "lm-evaluation-harness's results and samples files"),
     (a) => runCommand(() => zeroshotCommand(a as never)),
   )
   .command(
@@ -181,7 +187,9 @@ void cli
         .option('permute-refine', { type: 'boolean', default: false, describe: 'refine the permutation with linear sum assignments (implies --permute)' })
         .option('zeroshot', { type: 'string', array: true, alias: 'tasks', coerce: commaList, describe: `zero-shot tasks scored on the dense and the pruned model (as crepe zeroshot --tasks), comma separated: ${TASKS.map((t) => t.name).join(', ')}` })
         .option('zeroshot-limit', { type: 'number', alias: 'limit', describe: 'score only the first N documents of each zero-shot task (--limit is the same flag, as in zeroshot)' })
-        .option('zeroshot-jobs', { type: 'number', default: 1, describe: 'worker processes for the zero-shot scoring' })
+        .option('zeroshot-jobs', { type: 'number', default: 1, describe: 'worker processes for the zero-shot scoring (resident evaluator)' })
+        .option('output-path', { type: 'string', describe: "with --zeroshot: lm-evaluation-harness's results files of the dense and the pruned model, in FOLDER/MODEL/results_DATE.json" })
+        .option('log-samples', { type: 'boolean', default: false, describe: "with --output-path: the harness's per-document records, samples_TASK_DATE.jsonl" })
         .example('$0 prune --model stories260K --method wanda --sparsity 0.5 --eval tinystories,wikitext2', 'Wanda 50% per row, with dense and pruned PPL on two datasets')
         .example('$0 prune --model stories260K --method crepe --param gamma=0.03 --param kernel=3x3 --structure 2:4 --eval tinystories --dump /tmp/run', 'CRePE at 2:4 with audit artefacts')
         .example('$0 prune --model stories260K --method wanda --allocation owl --refine dsnot --eval tinystories', 'Wanda with OWL block sparsities and DSnoT re-pruning')
@@ -246,6 +254,8 @@ void cli
         .option('seed', { type: 'number', describe: "calibration sampling seed of every cell, in place of the config's calibration seed(s) (cell keys follow it)" })
         .option('force', { type: 'boolean', default: false, describe: 'with --fresh, discard --out even when it is not a crepe results CSV' })
         .option('shard', { type: 'string', describe: "K/N: run share K of N of the cells (chosen by a hash of each cell's key, so stable when the config is reordered or grown); default --out results/<config>.<K>of<N>.csv; merge with crepe report" })
+        .option('output-path', { type: 'string', describe: "with a zeroshot field: lm-evaluation-harness's results file of every cell, FOLDER/<cell>/results_DATE.json" })
+        .option('log-samples', { type: 'boolean', default: false, describe: "with --output-path: the harness's per-document records of every cell, samples_TASK_DATE.jsonl" })
         .example('$0 sweep --config experiments/smoke.json --out /tmp/smoke.csv', 'a 5-cell sweep in seconds')
         .example('$0 sweep --config experiments/main.json --shard $((SLURM_ARRAY_TASK_ID+1))/3', 'one task of a 3-task cluster job array (results/main.<K>of3.csv); then: crepe report results/main.*of3.csv --out results')
         .example('$0 sweep --config experiments/main.json --jobs 2 --out results/main.csv', 'the main job; rerun the same command to resume after a crash'),

@@ -21,6 +21,7 @@ import { parseSweepConfig } from '../lib/experiments/config';
 import { resultColumns } from '../lib/experiments/cell';
 import { zeroshotReportMarkdown, zeroshotRowValues } from '../lib/experiments/zeroshot-columns';
 import { ROOT, makeTmp, rmTmp, runCli } from './helpers';
+import { readHarness } from './zeroshot-harness-reader';
 
 interface RefRequest {
   context: string;
@@ -261,10 +262,19 @@ describe('crepe zeroshot CLI', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
   });
 
-  test('prune --zeroshot scores the dense and the pruned model', () => {
-    const r = runCli(['prune', '--model', 'stories260K', '--method', 'magnitude', '--nsamples', '4', '--calib-seqlen', '64', '--zeroshot', 'winogrande,tinystories_cloze', '--zeroshot-limit', '6', '--json']);
+  test('prune --zeroshot scores the dense and the pruned model, with harness files for each', () => {
+    const out = path.join(tmp, 'harness-prune');
+    const r = runCli(['prune', '--model', 'stories260K', '--method', 'magnitude', '--nsamples', '4', '--calib-seqlen', '64', '--zeroshot', 'winogrande,tinystories_cloze', '--zeroshot-limit', '6', '--output-path', out, '--log-samples', '--json']);
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout);
+    // FOLDER/<model name>/results_<date>.json for the dense and the pruned model, read as the harness reads them
+    expect(fs.readdirSync(out).sort()).toEqual(['stories260K', 'stories260K-magnitude-unstructured-0.5']);
+    for (const which of ['dense', 'pruned'] as const) {
+      const files = j.zeroshot.harness_files[which];
+      const read = readHarness(files.results, Object.values(files.samples));
+      expect(read.samples.winogrande.metrics.acc).toBeCloseTo(j.zeroshot[which].tasks[0].metrics.acc.value, 12);
+      expect(read.samples.tinystories_cloze.metrics.perplexity).toBeCloseTo(j.zeroshot[which].tasks[1].metrics.perplexity.value, 6);
+    }
     for (const which of ['dense', 'pruned']) {
       expect(j.zeroshot[which].tasks.map((t: { task: string; items: number }) => [t.task, t.items])).toEqual([
         ['winogrande', 6],
@@ -324,7 +334,7 @@ describe('sweeps and reports', () => {
       { model: 'stories260K', method: 'dense', label: 'dense', structure: 'dense', sparsity: '0', group: '', ...values(0.6) },
     ];
     const md = zeroshotReportMarkdown(cols, rows);
-    expect(md).toContain('| run | winogrande acc (n=40) | lambada_openai acc (n=40) | lambada_openai ppl | Mean acc (1 tasks) |');
+    expect(md).toContain('| run | winogrande acc (n=40) | lambada_openai acc (n=40) | lambada_openai ppl | Mean acc over winogrande |');
     expect(md).toContain('| dense | 60.0 ± 7.9 | 10.0 ± 4.8 | 123.4 ± 5.60 | 60.00 |');
     expect(md).toContain('| wanda 50% row | 55.0 ± 7.9 | 10.0 ± 4.8 | 123.4 ± 5.60 | 55.00 |');
     expect(zeroshotReportMarkdown(resultColumns(['tinystories']), rows)).toBe('');
@@ -346,8 +356,17 @@ describe('sweeps and reports', () => {
         }),
       );
       const csv = path.join(tmp, 'zs.csv');
-      const s = runCli(['sweep', '--config', cfg, '--jobs', '1', '--out', csv]);
+      const harness = path.join(tmp, 'harness');
+      const s = runCli(['sweep', '--config', cfg, '--jobs', '1', '--out', csv, '--output-path', harness]);
       expect(s.code).toBe(0);
+      // one harness results file per cell, in a folder named after the cell
+      const cells = fs.readdirSync(harness).sort();
+      expect(cells).toEqual(['stories260K-dense', 'stories260K-magnitude-unstructured-0.5-per-matrix']);
+      for (const c of cells) {
+        const [file] = fs.readdirSync(path.join(harness, c));
+        expect(file).toMatch(/^results_\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d(\.\d{6})?\.json$/);
+        expect(readHarness(path.join(harness, c, file), []).tasks).toEqual(['winogrande', 'tinystories_cloze']);
+      }
       const r = runCli(['report', csv, '--out', tmp]);
       expect(r.code).toBe(0);
       const md = fs.readFileSync(path.join(tmp, 'zs.md'), 'utf8');

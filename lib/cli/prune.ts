@@ -18,7 +18,7 @@ import { planJson, scoringCopies } from '../plan/memory';
 import { parseTaskList } from '../eval/zeroshot/tasks';
 import { zeroshotMarkdown } from '../eval/zeroshot/table';
 import { ZeroshotResult } from '../eval/zeroshot/evaluate';
-import { runZeroshot, zeroshotJson, zeroshotOptions } from './zeroshot';
+import { harnessFilesJson, pruneZeroshot, runZeroshot, writeHarness, zeroshotJson, zeroshotOptions } from './zeroshot';
 import { PruneTargetArgs, checkPpl, emit, inputPaths, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo, withEvalProgress, withPublishedProgress } from './common';
 import { MemoryArgs, memoryChoices, planOrRefuse } from './memory';
 
@@ -48,6 +48,9 @@ export interface PruneArgs extends PruneTargetArgs, MemoryArgs {
   zeroshot?: string[];
   zeroshotLimit?: number;
   zeroshotJobs?: number;
+  /** lm-evaluation-harness results files of the zero-shot scoring (a folder), and per-document samples. */
+  outputPath?: string;
+  logSamples?: boolean;
 }
 
 function fmtPpl(r: EvalRecord): string {
@@ -88,6 +91,7 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
   const memory = memoryChoices(args);
   const zeroshotTasks = args.zeroshot?.length ? parseTaskList(args.zeroshot) : [];
   const zsOpts = zeroshotOptions({ limit: args.zeroshotLimit, jobs: args.zeroshotJobs ?? 1, backend: args.backend });
+  if ((args.outputPath !== undefined || args.logSamples) && !zeroshotTasks.length) throw new CrepeError('--output-path and --log-samples write zero-shot results: add --zeroshot TASKS');
   const backend = await startBackend(args.backend);
   const model = openModel(args.model, args.tokenizer);
   const cfg = model.source.config;
@@ -123,6 +127,19 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
     { model: args.model, method: args.method },
   );
   if (!plan) return model.source.close();
+  // Zero-shot: tasks tokenized, scoring planned beside the pruned blocks, harness outputs checked.
+  const structureLabel = structure.kind === 'unstructured' ? `${args.structure}-${structure.sparsity}` : args.structure;
+  const zs = zeroshotTasks.length
+    ? pruneZeroshot(
+        model,
+        zeroshotTasks,
+        zsOpts,
+        args,
+        { name: `${args.model}-${args.method}-${structureLabel}`, args: `pretrained=${args.model},method=${args.method},structure=${structureLabel},params=${JSON.stringify(params)}`, blocksHeld: !plan.spillBlocks },
+        backend.startsWith('wasm'),
+        [...inputPaths(model, [args.calib, ...(args.eval ?? [])]), ...zeroshotTasks.map((t) => t.file).filter((f): f is string => f !== undefined)],
+      )
+    : null;
   const evalOpts: EvalOptions = {
     seqlen: args.seqlen,
     maxWindows: args.maxWindows,
@@ -137,7 +154,7 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
   const dsnotTotals: DsnotRowStats = { swaps: 0, errorBefore: 0, errorAfter: 0 };
   const dense = evalSets.length ? await withEvalProgress('eval dense', evalWindows, (onProgress) => evaluateSource(model, model.source, evalSets, { ...evalOpts, onProgress })) : [];
   for (const r of dense) checkPpl(r.ppl, `dense ${args.model} on ${r.dataset}`);
-  const denseZs: ZeroshotResult | null = zeroshotTasks.length ? await runZeroshot(model, model.source, zeroshotTasks, zsOpts, 'zeroshot dense') : null;
+  const denseZs: ZeroshotResult | null = zeroshotTasks.length ? await runZeroshot(model, model.source, zeroshotTasks, zs!.run, 'zeroshot dense') : null;
   const bar = progressBar(`prune ${args.method}`, 'blocks');
   bar.start(cfg.nLayers, 0, { rate: '' });
   let outcome: PruneOutcome;
@@ -180,10 +197,15 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
   try {
     pruned = evalSets.length ? await withEvalProgress('eval pruned', evalWindows, (onProgress) => evaluateSource(model, outcome.source, evalSets, { ...evalOpts, onProgress })) : [];
     for (const r of pruned) checkPpl(r.ppl, `${args.model} pruned with ${args.method} on ${r.dataset}`);
-    prunedZs = zeroshotTasks.length ? await runZeroshot(model, outcome.source, zeroshotTasks, zsOpts, 'zeroshot pruned') : null;
+    prunedZs = zeroshotTasks.length ? await runZeroshot(model, outcome.source, zeroshotTasks, zs!.run, 'zeroshot pruned') : null;
   } catch (e) {
     dump?.abort();
     throw e;
+  }
+  if (zs && denseZs && prunedZs) {
+    const run = { backend, evaluator: zs.run.evaluator, jobs: zsOpts.jobs };
+    if (zs.dense) writeHarness(zs.dense, model, denseZs, run);
+    if (zs.pruned) writeHarness(zs.pruned, model, prunedZs, { ...run, pruned: { method: args.method, params, structure: args.structure, sparsity: structure.kind === 'unstructured' ? structure.sparsity : 1 - structure.n / structure.m } });
   }
   const settings = {
     model: args.model,
@@ -247,7 +269,7 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
       eval_blocks_cpu_seconds: pruned[k].stages?.blocksCpuSeconds ?? null,
       eval_head_cpu_seconds: pruned[k].stages?.headCpuSeconds ?? null,
     })),
-    zeroshot: denseZs && prunedZs ? { dense: zeroshotJson(denseZs), pruned: zeroshotJson(prunedZs) } : null,
+    zeroshot: denseZs && prunedZs ? { dense: zeroshotJson(denseZs), pruned: zeroshotJson(prunedZs), evaluator: zs!.run.evaluator, harness_files: { dense: harnessFilesJson(zs!.dense), pruned: harnessFilesJson(zs!.pruned) } } : null,
     saved: args.save ?? null,
     saved_model: saved,
     dump: args.dump ?? null,

@@ -5,6 +5,8 @@ import { existingRows, parseShard, planSweep, runSweep } from '../experiments/sw
 import { FileLock, lockFile, lockRefusal } from '../io/lock';
 import { CrepeError } from '../errors';
 import { checkOutputs } from '../io/outputs';
+import { planHarnessOutput } from '../eval/zeroshot/harness';
+import { HarnessRequest } from '../experiments/worker';
 import { CommonArgs, datasetFile, emit, nonNegativeIntFlag, positiveIntFlag, progressBar } from './common';
 
 export interface SweepArgs extends CommonArgs {
@@ -19,6 +21,9 @@ export interface SweepArgs extends CommonArgs {
   force?: boolean;
   /** 'K/N': run share K of N of the cells (a cluster job array). */
   shard?: string;
+  /** lm-evaluation-harness results file of every cell's zero-shot scoring, under this folder. */
+  outputPath?: string;
+  logSamples?: boolean;
 }
 
 /** `crepe sweep`: run every cell of a config on worker processes, appending rows to a CSV. */
@@ -32,6 +37,7 @@ export async function sweepCommand(args: SweepArgs): Promise<void> {
     args.config,
     ...[...plan.config.eval.map((e) => e.dataset), plan.config.calibration.dataset].flatMap((d) => datasetFile(d) ?? []),
   ]);
+  const harness = harnessRequest(args, plan.config.zeroshot !== undefined);
   for (const s of plan.skipped) process.stderr.write(`crepe: skipping ${s}\n`);
   if (args.dryRun) {
     // The same checks as the run (lock, columns, shard), so the dry run refuses what the run would.
@@ -57,7 +63,7 @@ export async function sweepCommand(args: SweepArgs): Promise<void> {
       checkDiscardable(plan.out, !!args.force);
       fs.rmSync(plan.out);
     }
-    await runAndReport(args, plan, jobs, lock);
+    await runAndReport(args, plan, jobs, lock, harness);
   } finally {
     lock?.release();
   }
@@ -72,7 +78,7 @@ function checkDiscardable(out: string, force: boolean): void {
   }
 }
 
-async function runAndReport(args: SweepArgs, plan: ReturnType<typeof planSweep>, jobs: number, lock: FileLock | undefined): Promise<void> {
+async function runAndReport(args: SweepArgs, plan: ReturnType<typeof planSweep>, jobs: number, lock: FileLock | undefined, harness: HarnessRequest | undefined): Promise<void> {
   const bar = progressBar('sweep', 'cells');
   // The bar draws only on a terminal; elsewhere (nohup, CI) one line per cell goes to stderr.
   const log = !process.stderr.isTTY;
@@ -94,8 +100,24 @@ async function runAndReport(args: SweepArgs, plan: ReturnType<typeof planSweep>,
       bar.update(done, { rate: last });
       if (log) process.stderr.write(`[${done}/${total}] ${last} (prune ${row.prune_seconds} s, eval ${row.eval_seconds} s)\n`);
     },
-  }, lock).finally(() => bar.stop());
+  }, lock, harness).finally(() => bar.stop());
   emit(args.json, { ...summary }, () =>
     `${summary.ran} cells run, ${summary.skipped} already done (${summary.total} in all${summary.shard ? `, shard ${summary.shard} of ${summary.sweepTotal} cells` : ''}) in ${summary.seconds.toFixed(1)} s; results in ${summary.out}`,
   );
+}
+
+/**
+ * --output-path: one harness results file per cell with zero-shot tasks, in
+ * FOLDER/<model-method-structure...>/results_<date>.json (the cell's description is the
+ * harness's model name). The folder must be creatable; checked before any worker starts.
+ */
+function harnessRequest(args: SweepArgs, zeroshot: boolean): HarnessRequest | undefined {
+  if (args.outputPath === undefined) {
+    if (args.logSamples) throw new CrepeError('--log-samples needs --output-path');
+    return undefined;
+  }
+  if (!zeroshot) throw new CrepeError(`--output-path writes zero-shot results: the config ${args.config} has no zeroshot field`);
+  if (args.outputPath.toLowerCase().endsWith('.json')) throw new CrepeError(`--output-path ${args.outputPath}: a sweep writes one results file per cell; give a folder`);
+  planHarnessOutput(args.outputPath, { logSamples: args.logSamples }, 'check', '', [], [args.config]);
+  return { outputPath: args.outputPath, logSamples: !!args.logSamples };
 }

@@ -23,7 +23,7 @@ import {
 import { parseTaskList } from '../eval/zeroshot/tasks';
 import { SweepConfig, fieldError, loadSweepConfig } from './config';
 import { FileLock, lockFile, lockRefusal } from '../io/lock';
-import { FromWorker, ToWorker } from './worker';
+import { FromWorker, HarnessRequest, ToWorker } from './worker';
 
 // ---------------------------------------------------------------------------------------------
 // the results file
@@ -135,7 +135,7 @@ export class ResultsFile {
  * finished cell. On the first failure no further cells are handed out; cells already running
  * finish (and are reported), then the promise rejects.
  */
-export function runOnWorkers(cells: Cell[], jobs: number, backend: BackendChoice, onResult: (r: CellResult) => void): Promise<void> {
+export function runOnWorkers(cells: Cell[], jobs: number, backend: BackendChoice, onResult: (r: CellResult) => void, harness?: HarnessRequest): Promise<void> {
   const queue = [...cells];
   const workerFile = path.join(__dirname, 'worker.js');
   if (!fs.existsSync(workerFile)) throw new Error(`${workerFile} is missing: build with \`npm run build\``);
@@ -151,7 +151,7 @@ export function runOnWorkers(cells: Cell[], jobs: number, backend: BackendChoice
       let current: Cell | undefined;
       const next = () => {
         current = failure ? undefined : queue.shift();
-        if (current) child.send({ type: 'run', cell: current } satisfies ToWorker);
+        if (current) child.send({ type: 'run', cell: current, ...(harness ? { harness } : {}) } satisfies ToWorker);
         else if (child.connected) child.disconnect();
       };
       child.on('message', (msg: FromWorker) => {
@@ -335,18 +335,18 @@ export interface SweepSummary {
  * same file refuses with one line naming the first one's pid. Pass `lock` when the caller took it
  * earlier (the CLI does, before --fresh removes the old file).
  */
-export async function runSweep(plan: SweepPlan, jobs: number, backend: BackendChoice, events: SweepEvents = {}, lock?: FileLock): Promise<SweepSummary> {
+export async function runSweep(plan: SweepPlan, jobs: number, backend: BackendChoice, events: SweepEvents = {}, lock?: FileLock, harness?: HarnessRequest): Promise<SweepSummary> {
   const t0 = Date.now();
   if (plan.out === defaultOut(plan.config.file, plan.shard)) makeDirs(path.dirname(plan.out));
   const held = lock ?? lockFile(plan.out, 'crepe sweep');
   try {
-    return await runLocked(plan, jobs, backend, events, t0);
+    return await runLocked(plan, jobs, backend, events, t0, harness);
   } finally {
     if (!lock) held.release();
   }
 }
 
-async function runLocked(plan: SweepPlan, jobs: number, backend: BackendChoice, events: SweepEvents, t0: number): Promise<SweepSummary> {
+async function runLocked(plan: SweepPlan, jobs: number, backend: BackendChoice, events: SweepEvents, t0: number, harness?: HarnessRequest): Promise<SweepSummary> {
   checkShardRows(plan, readResultsFile(plan.out, plan.columns).checked.rows.reduce((m, r) => m.set(r.key, r), new Map<string, unknown>()));
   const results = ResultsFile.open(plan.out, plan.columns);
   const dense = new Map<string, EvalOutcome[]>();
@@ -383,7 +383,7 @@ async function runLocked(plan: SweepPlan, jobs: number, backend: BackendChoice, 
       const d = dense.get(cell.model);
       if (d) write(cell, result, d);
       else waiting.set(cell.model, [...(waiting.get(cell.model) ?? []), { cell, result }]);
-    });
+    }, harness);
   } finally {
     results.close();
   }

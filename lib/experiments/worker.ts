@@ -7,7 +7,7 @@
 import { BackendChoice, backendDescription, initBackend } from '../backend';
 import { datasetSplit } from '../data/datasets';
 import { CrepeError } from '../errors';
-import { evaluateSource } from '../eval/evaluate';
+import { defaultEvaluator, evaluateSource } from '../eval/evaluate';
 import { evaluateZeroshotInProcess } from '../eval/zeroshot/evaluate';
 import { parseTaskList } from '../eval/zeroshot/tasks';
 import { cellsOf } from '../eval/zeroshot/table';
@@ -15,10 +15,17 @@ import { OpenedModel, openModel } from '../model/resolve';
 import { pruneModel } from '../prune/pipeline';
 import { parseStructure } from '../prune/select';
 import { WeightSource } from '../model/types';
-import { Cell, CellResult, EvalOutcome } from './cell';
+import { Cell, CellResult, EvalOutcome, describeCell } from './cell';
+import { planHarnessOutput, writeZeroshotHarness } from '../eval/zeroshot/harness';
+
+/** lm-evaluation-harness results files of each cell's zero-shot scoring: FOLDER/<cell>/results_<date>.json. */
+export interface HarnessRequest {
+  outputPath: string;
+  logSamples: boolean;
+}
 
 /** Parent -> worker. */
-export type ToWorker = { type: 'run'; cell: Cell };
+export type ToWorker = { type: 'run'; cell: Cell; harness?: HarnessRequest };
 
 /** Worker -> parent. `key` is null when the worker failed before any cell (backend start-up). */
 export type FromWorker =
@@ -41,7 +48,7 @@ export class CellRunner {
     return m;
   }
 
-  run(cell: Cell): CellResult {
+  run(cell: Cell, harness?: HarnessRequest): CellResult {
     const cpu0 = process.cpuUsage();
     const model = this.model(cell.model);
     let source: WeightSource = model.source;
@@ -61,7 +68,16 @@ export class CellRunner {
       const [r] = evaluateSource(model, source, [e.dataset], { seqlen: e.seqlen, maxWindows: e.maxWindows ?? undefined });
       return { dataset: e.dataset, split: datasetSplit(e.dataset, 'eval'), slice: r.slice, seqlen: r.seqlen, windows: r.windows, ppl: r.ppl, seconds: r.seconds };
     });
-    const zs = cell.zeroshot ? evaluateZeroshotInProcess(model, source, parseTaskList(cell.zeroshot.tasks), { limit: cell.zeroshot.limit }) : null;
+    const specs = cell.zeroshot ? parseTaskList(cell.zeroshot.tasks) : [];
+    const start = new Date();
+    const zs = cell.zeroshot ? evaluateZeroshotInProcess(model, source, specs, { limit: cell.zeroshot.limit }) : null;
+    if (zs && harness) {
+      // one results file per cell, named after the cell (the harness's model_name)
+      const name = describeCell(cell).replace(/ /g, '-');
+      const args = `pretrained=${cell.model}${p ? `,method=${p.method},structure=${p.structure},sparsity=${p.sparsity},params=${JSON.stringify(p.params)}` : ''},cell=${cell.key}`;
+      const out = planHarnessOutput(harness.outputPath, { logSamples: harness.logSamples }, name, args, specs.map((s) => s.task.name), [], start);
+      writeZeroshotHarness(out, model, zs, { backend: this.backend, evaluator: defaultEvaluator(source), cell: cell.key });
+    }
     return {
       key: cell.key,
       ...(zs ? { zeroshot: cellsOf(zs) } : {}),
@@ -106,7 +122,7 @@ async function main(): Promise<void> {
   process.on('message', (msg: ToWorker) => {
     if (msg.type !== 'run') return;
     try {
-      send({ type: 'result', result: runner.run(msg.cell) });
+      send({ type: 'result', result: runner.run(msg.cell, msg.harness) });
     } catch (e) {
       send(failure(msg.cell.key, e));
     }

@@ -463,3 +463,48 @@ export function searchPlanRequest(cfg: LlamaConfig, s: SearchPlanSettings, rest:
     ...rest,
   };
 }
+
+/** What zero-shot scoring stores and runs: see zeroshotPlanRequest. */
+export interface ZeroshotPlanSettings {
+  /** Rows of every pack's hidden states the streaming evaluator keeps between blocks (padding included). */
+  storedRows: number;
+  /** Rows of the longest pack (one forward's length). */
+  longestPack: number;
+  jobs: number;
+}
+
+/**
+ * Zero-shot scoring as an evaluation: packs of up to `longestPack` rows are the windows; the
+ * streaming evaluator keeps `storedRows` rows of hidden states (as windows of the longest pack's
+ * length, rounded up by at most one pack). A pack's attention mask is arbitrary (requests side
+ * by side), so the two-block causal split does not apply: the quarter of T x T scores it would
+ * save is added, with the pack's mask on host and device, and the head's logits of up to every
+ * row of a pack at once.
+ */
+export function zeroshotPlanRequest(
+  cfg: LlamaConfig,
+  s: ZeroshotPlanSettings & Pick<PlanRequest, 'limit' | 'storage' | 'evaluator' | 'wasm' | 'diskFree' | 'spillDir' | 'extra'>,
+): PlanRequest {
+  const T = Math.max(1, s.longestPack);
+  const factor = s.wasm ? WASM_FACTORS : NATIVE_FACTORS;
+  const extra: PlanItem[] = [
+    {
+      what: `zero-shot packs of up to ${T} rows: full attention scores, the pack's mask, the head's logits of every row`,
+      host: 2 * T * T * F32,
+      device: factor.activations * ((T >= 128 ? 0.25 * 3 * T * T : 0) + T * T + 3 * T * cfg.vocabSize) * F32,
+    },
+    ...(s.extra ?? []),
+  ];
+  return {
+    config: cfg,
+    eval: { windows: Math.ceil(s.storedRows / T), seqlen: T, jobs: s.jobs },
+    limit: s.limit,
+    storage: s.storage,
+    evaluator: s.evaluator,
+    lengthFlag: null,
+    wasm: s.wasm,
+    diskFree: s.diskFree,
+    spillDir: s.spillDir,
+    extra,
+  };
+}

@@ -9,8 +9,11 @@ import { CrepeError } from '../../errors';
 import { OpenedModel } from '../../model/resolve';
 import { LlamaModel } from '../../model/runtime';
 import { WeightSource } from '../../model/types';
+import { Evaluator } from '../../plan/memory';
+import { defaultEvaluator } from '../evaluate';
 import { EvalPool, sourceForWorkers } from '../pool';
 import { RequestScore, TokenRequest, encodePair, packBatches, scorePacked, tokenRequest } from './loglikelihood';
+import { scoreStreaming, streamingLayout } from './streaming';
 import { DocMetrics, MetricSummary, aggregate, docMetrics } from './metrics';
 import { MetricName, TaskDoc, TaskSpec } from './tasks';
 
@@ -27,6 +30,17 @@ export interface ZeroshotOptions {
   maxLength?: number;
   jobs?: number;
   backend?: BackendChoice;
+  /**
+   * Resident (every block on the device, packs scored one after another, on `jobs` workers) or
+   * streaming (one block on the device at a time, every pack's hidden states on the host; one
+   * process). Default: by model size, as `eval`. Both give the same scores bit for bit.
+   */
+  evaluator?: Evaluator;
+  /** Where the streaming evaluator keeps hidden states between blocks (default f32 in memory). */
+  storage?: 'f32' | 'disk';
+  spillDir?: string;
+  /** Tasks already prepared (prepareTasks) with the same options, e.g. to plan memory first. */
+  prepared?: PreparedTask[];
   onProgress?: (done: number, total: number, itemsPerSecond: number) => void;
 }
 
@@ -61,6 +75,8 @@ export interface TaskResult {
   truncated: number;
   overlong: number;
   metrics: Partial<Record<MetricName, MetricSummary>>;
+  /** The documents scored, in file order, and their scores and metrics. */
+  docs: TaskDoc[];
   perDoc: DocScores[];
 }
 
@@ -96,6 +112,17 @@ export function prepareTask(model: OpenedModel, spec: TaskSpec, opts: ZeroshotOp
   return { spec, source, totalDocs: all.length, docs, tokens, truncated, overlong, maxLength, addBos };
 }
 
+/** Every task's documents as token requests (what evaluateZeroshot scores). */
+export function prepareTasks(model: OpenedModel, specs: readonly TaskSpec[], opts: ZeroshotOptions = {}): PreparedTask[] {
+  return specs.map((s) => prepareTask(model, s, opts));
+}
+
+/** What the memory planner needs of prepared tasks: rows the streaming evaluator stores, and the longest pack. */
+export function zeroshotLayout(prepared: readonly PreparedTask[], opts: ZeroshotOptions = {}): { storedRows: number; longestPack: number; items: number } {
+  const items = prepared.flatMap((p) => p.tokens);
+  return { ...streamingLayout(items, packBatches(items, opts.packTokens ?? DEFAULT_PACK_TOKENS)), items: items.length };
+}
+
 /** Deterministic batches and a progress counter over them. */
 function batching(items: TokenRequest[][], opts: ZeroshotOptions): { batches: number[][]; progress: (batch: number[]) => void } {
   const batches = packBatches(items, opts.packTokens ?? DEFAULT_PACK_TOKENS);
@@ -108,9 +135,21 @@ function batching(items: TokenRequest[][], opts: ZeroshotOptions): { batches: nu
   return { batches, progress };
 }
 
-/** Scores of all items in this process. */
+/** Scores of all items in this process, by the evaluator the options (or the model's size) choose. */
 function scoreInProcess(source: WeightSource, items: TokenRequest[][], opts: ZeroshotOptions): RequestScore[][] {
   const { batches, progress } = batching(items, opts);
+  if ((opts.evaluator ?? defaultEvaluator(source)) === 'streaming') {
+    const t0 = process.hrtime.bigint();
+    return scoreStreaming(source, items, batches, {
+      storage: opts.storage,
+      spillDir: opts.spillDir,
+      // progress in items: the share of (block, pack) steps done
+      onStep: (done, total) => {
+        const n = Math.floor((items.length * done) / total);
+        opts.onProgress?.(n, items.length, n / secondsSince(t0));
+      },
+    });
+  }
   const out = new Array<RequestScore[]>(items.length);
   const runtime = LlamaModel.fromSource(source);
   try {
@@ -134,6 +173,9 @@ async function scoreAll(
   const { batches, progress } = batching(items, opts);
   const jobs = Math.min(opts.jobs ?? 1, batches.length);
   if (jobs <= 1) return scoreInProcess(source, items, opts);
+  if ((opts.evaluator ?? defaultEvaluator(source)) === 'streaming') {
+    throw new CrepeError(`zero-shot's streaming evaluator runs in one process: use --jobs 1 (now ${opts.jobs}) or --evaluator resident`);
+  }
   const out = new Array<RequestScore[]>(items.length);
   const shared = sourceForWorkers(source, model.source.origin, source === model.source);
   try {
@@ -161,7 +203,7 @@ export async function evaluateZeroshot(
   opts: ZeroshotOptions = {},
 ): Promise<ZeroshotResult> {
   const t0 = process.hrtime.bigint();
-  const prepared = specs.map((s) => prepareTask(model, s, opts));
+  const prepared = opts.prepared ?? prepareTasks(model, specs, opts);
   const items = prepared.flatMap((p) => p.tokens);
   return summarize(prepared, await scoreAll(model, source, items, opts), opts, t0);
 }
@@ -169,7 +211,7 @@ export async function evaluateZeroshot(
 /** evaluateZeroshot in this process only (no workers): for callers that are workers themselves (sweeps). */
 export function evaluateZeroshotInProcess(model: OpenedModel, source: WeightSource, specs: readonly TaskSpec[], opts: ZeroshotOptions = {}): ZeroshotResult {
   const t0 = process.hrtime.bigint();
-  const prepared = specs.map((s) => prepareTask(model, s, opts));
+  const prepared = opts.prepared ?? prepareTasks(model, specs, opts);
   return summarize(prepared, scoreInProcess(source, prepared.flatMap((p) => p.tokens), opts), opts, t0);
 }
 
@@ -194,6 +236,7 @@ function summarize(prepared: PreparedTask[], scores: RequestScore[][], opts: Zer
       truncated: p.truncated,
       overlong: p.overlong,
       metrics,
+      docs: p.docs,
       perDoc,
     };
   });

@@ -138,17 +138,29 @@ export function packItems(items: readonly (readonly TokenRequest[])[]): Pack {
 /** Score every request of `items` in one forward of the packed sequence. */
 export function scorePacked(model: LlamaModel, items: readonly (readonly TokenRequest[])[]): RequestScore[][] {
   const pack = packItems(items);
-  const V = model.config.vocabSize;
   const tables = makePackedTables(model.config, pack.positions, pack.mask);
   const x = model.hidden(pack.tokens, tables);
-  const allRows = Int32Array.from(pack.rows.flatMap((item) => item.flatMap((r) => Array.from(r))));
   let logits: Float32Array;
   try {
-    logits = model.logitsAt(x, allRows);
+    logits = model.logitsAt(x, continuationRows(pack));
   } finally {
     x.dispose();
     disposeWindowTables(tables);
   }
+  return scoresFromLogits(items, pack, logits, model.config.vocabSize);
+}
+
+/** Every packed row whose logits predict a continuation token, item by item, request by request. */
+export function continuationRows(pack: Pack): Int32Array {
+  return Int32Array.from(pack.rows.flatMap((item) => item.flatMap((r) => Array.from(r))));
+}
+
+/**
+ * Each request's summed log-probability (float64 log-softmax of float32 logits) and whether
+ * every continuation token is the argmax, from the logits at continuationRows(pack) (row-major,
+ * `V` per row). Shared by the resident and the streaming evaluator.
+ */
+export function scoresFromLogits(items: readonly (readonly TokenRequest[])[], pack: Pack, logits: Float32Array, V: number): RequestScore[][] {
   let k = 0;
   return items.map((reqs, i) =>
     reqs.map((req, j) => {
@@ -175,6 +187,12 @@ export function scorePacked(model: LlamaModel, items: readonly (readonly TokenRe
   );
 }
 
+/** Rows one item takes in a pack: the shared context once, then each request's remainder. */
+export function packedLength(reqs: readonly TokenRequest[]): number {
+  const P = reqs.length > 1 ? commonPrefix(reqs.map((r) => r.input)) : reqs[0].input.length;
+  return P + reqs.reduce((a, r) => a + r.input.length - P, 0);
+}
+
 /**
  * Deterministic batches of item indices: consecutive items until adding one would pass
  * `budget` packed tokens (an item larger than the budget goes alone). The batching does not
@@ -185,8 +203,7 @@ export function packBatches(items: readonly (readonly TokenRequest[])[], budget:
   let cur: number[] = [];
   let used = 0;
   items.forEach((reqs, i) => {
-    const P = reqs.length > 1 ? commonPrefix(reqs.map((r) => r.input)) : reqs[0].input.length;
-    const len = P + reqs.reduce((a, r) => a + r.input.length - P, 0);
+    const len = packedLength(reqs);
     if (cur.length > 0 && used + len > budget) {
       batches.push(cur);
       cur = [];

@@ -37,10 +37,10 @@ export function cellsOf(result: {
 const pct = (v: number | null | undefined, se: number | null | undefined): string =>
   v === null || v === undefined ? '–' : se === null || se === undefined ? (100 * v).toFixed(1) : `${(100 * v).toFixed(1)} ± ${(100 * se).toFixed(1)}`;
 
-/** Mean `acc` over the papers' tasks present in a row (null if none). */
-export function paperMean(cells: readonly ZeroshotCell[]): { mean: number; tasks: number } | null {
-  const accs = cells.filter((c) => (PAPER_TASKS as readonly string[]).includes(c.task) && c.acc !== null).map((c) => c.acc as number);
-  return accs.length === 0 ? null : { mean: accs.reduce((a, b) => a + b, 0) / accs.length, tasks: accs.length };
+/** Mean `acc` over the papers' tasks present in a row, and which tasks those are (null if none). */
+export function paperMean(cells: readonly ZeroshotCell[]): { mean: number; tasks: string[] } | null {
+  const used = cells.filter((c) => (PAPER_TASKS as readonly string[]).includes(c.task) && c.acc !== null);
+  return used.length === 0 ? null : { mean: used.reduce((a, c) => a + (c.acc as number), 0) / used.length, tasks: used.map((c) => c.task) };
 }
 
 /**
@@ -72,8 +72,16 @@ export function zeroshotTable(rows: readonly ZeroshotRow[]): string {
   }
   const mean = rows.map((r) => paperMean(r.cells));
   if (mean.some((m) => m !== null)) {
-    const k = new Set(mean.map((m) => m?.tasks));
-    cols.push({ head: `Mean acc${k.size === 1 ? ` (${[...k][0]} tasks)` : ''}`, get: (r) => { const m = paperMean(r.cells); return m ? (100 * m.mean).toFixed(2) : '–'; } });
+    // the tasks averaged are named: in the header when every row averages the same ones, else in each cell
+    const sets = new Set(mean.map((m) => m?.tasks.join(', ')));
+    const same = sets.size === 1 ? [...sets][0] : undefined;
+    cols.push({
+      head: `Mean acc${same ? ` over ${same}` : ''}`,
+      get: (r) => {
+        const m = paperMean(r.cells);
+        return m ? `${(100 * m.mean).toFixed(2)}${same ? '' : ` (over ${m.tasks.join(', ')})`}` : '–';
+      },
+    });
   }
   const head = `| run | ${cols.map((c) => c.head).join(' | ')} |`;
   const sep = `|:--|${cols.map(() => '--:').join('|')}|`;
