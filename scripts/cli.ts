@@ -208,6 +208,7 @@ void cli
         .option('seconds', { type: 'number', describe: 'hillclimb: also stop after this many seconds' })
         .option('full-eval', { type: 'boolean', default: true, describe: 'prune the best configuration with the standard pipeline and evaluate every window' })
         .option('out', { type: 'string', describe: 'write the evaluation log (CSV) here' })
+        .option('force', { type: 'boolean', default: false, describe: 'replace an existing --out that crepe did not write' })
         .example('$0 search --model stories260K --search pho --budget 40 --out results/search-stories260K-pho.csv', 'PHO on the default proxy (energy-row), 50% unstructured, evaluation log as CSV')
         .example('$0 search --model stories260K --search hillclimb --budget 40 --search-windows 16', 'PPL hill climbing from RIA'),
     (a) => runCommand(() => searchCommand(a as never)),
@@ -224,6 +225,7 @@ void cli
         .option('runs', { type: 'string', array: true, describe: "only these runs ('hillclimb', PHO variant or baseline names), comma separated or repeated; the report still covers every run" })
         .option('fresh', { type: 'boolean', default: false, describe: 'start over instead of continuing the journal (search-comparison-runs.jsonl) in --out' })
         .option('report-only', { type: 'boolean', default: false, describe: 'run nothing: write the CSV and the report from the journal as it is' })
+        .option('force', { type: 'boolean', default: false, describe: 'replace files in --out that crepe did not write' })
         .example('$0 search-compare --config experiments/search.json --out results', 'every table of results/search-comparison.md (npm run search-compare)')
         .example('$0 search-compare --config experiments/search.json --out /tmp/cmp --models stories260K --structures u50', 'one model and structure')
         .example('$0 search-compare --config experiments/search.json --out results --runs hillclimb', 'only the hill-climbing runs (e.g. started early, in the background)'),
@@ -238,6 +240,7 @@ void cli
         .option('full', { type: 'boolean', default: false, describe: 'PPL on every evaluation window instead of --search-windows' })
         .option('proxies', { type: 'string', array: true, coerce: commaList, describe: 'proxies to study, comma separated (default all)' })
         .option('out', { type: 'string', default: 'results', describe: 'folder for proxy-study-*.csv, .md and .svg' })
+        .option('force', { type: 'boolean', default: false, describe: 'replace study files in --out that crepe did not write' })
         .example('$0 proxy-study --model stories260K --configs 40 --seed 1', 'Spearman / Kendall per proxy, CSV + Markdown + SVG in results/'),
     (a) => runCommand(() => proxyStudyCommand(a as never)),
   )

@@ -1,7 +1,7 @@
-import * as fs from 'fs';
 import * as path from 'path';
 import { CrepeError } from '../errors';
-import { writeFileAtomic } from '../io/atomic';
+import { statPath, writeFileAtomic } from '../io/atomic';
+import { OutputTarget, checkOutputs } from '../io/outputs';
 import { openModel } from '../model/resolve';
 import { Structure } from '../prune/select';
 import { SEARCH_DATASET, calibrateOnce, setupOptionsFor } from '../search/objective';
@@ -9,16 +9,24 @@ import { checkWindowCount } from '../eval/evaluate';
 import { listProxies, ProxyName, parseProxy } from '../search/proxies';
 import { correlations, runProxyStudy, scatterSvg, studyCsv, studyMarkdown } from '../search/study';
 import { formatParams } from '../search/space';
-import { emit, positiveIntFlag, progressBar, startBackend, versionInfo, withPublishedProgress } from './common';
+import { emit, inputPaths, positiveIntFlag, progressBar, startBackend, versionInfo, withPublishedProgress } from './common';
 import { planSearch } from './memory';
-import { SpaceArgs, calibrationSpec, setupOverrides, spaceSettings, structureLabel } from './search';
+import { SpaceArgs, calibrationSpec, closeOnError, setupOverrides, spaceSettings, structureLabel } from './search';
 
 export interface ProxyStudyArgs extends SpaceArgs {
   samples: number;
   full: boolean;
   proxies?: string[];
   out: string;
+  /** Replace existing study files that crepe did not write. */
+  force?: boolean;
 }
+
+/**
+ * The openings of a study's files as crepe writes them (studyCsv's header, studyMarkdown's
+ * title, a vega SVG): an existing file that starts so is a previous study and may be replaced.
+ */
+const OPENINGS = { csv: /^index,(?:.*,)?ppl,seconds\r?\n/, md: /^# Proxy study: /, svg: /^<svg [^>]*class="marks"/ };
 
 /** File-name stem of a study: proxy-study-<model>-<method>-<structure>. */
 function studyStem(model: string, method: string, s: Structure): string {
@@ -32,12 +40,21 @@ export async function proxyStudyCommand(args: ProxyStudyArgs): Promise<void> {
   const samples = positiveIntFlag('configs', args.samples);
   if (samples < 3) throw new CrepeError(`--configs must be at least 3 to rank anything, got ${samples}`);
   const proxies: ProxyName[] = (args.proxies?.flatMap((p) => p.split(',')).filter((p) => p) ?? [...listProxies()]).map(parseProxy);
-  if (!fs.existsSync(args.out) || !fs.statSync(args.out).isDirectory()) throw new CrepeError(`--out ${args.out} is not an existing folder`);
+  if (!statPath(args.out)?.isDirectory()) throw new CrepeError(`--out ${args.out} is not an existing folder`);
+  const stem = path.join(args.out, studyStem(args.model, strategy.name, structure));
+  const outputs: OutputTarget[] = [
+    { flag: '--out', path: `${stem}.csv`, kind: 'text', isDir: false, opening: OPENINGS.csv },
+    { flag: '--out', path: `${stem}.md`, kind: 'text', isDir: false, opening: OPENINGS.md },
+    ...proxies.map((p): OutputTarget => ({ flag: '--out', path: `${stem}-${p}.svg`, kind: 'text', isDir: false, opening: OPENINGS.svg })),
+  ];
+  const write = (o: OutputTarget, text: string): void => writeFileAtomic(o.path, text, { kind: 'text', opening: o.opening, force: args.force });
   const setupOptions = { ...setupOptionsFor(settings.statsKind, proxies, setupOverrides(args)), windowSample: settings.windowSample };
   const keepInputs = setupOptions.keepInputs;
 
   const backend = await startBackend(args.backend);
   const model = openModel(args.model, args.tokenizer);
+  // Every file of the study is checked before any work (never an input, never a file crepe did not write without --force).
+  closeOnError(model, () => checkOutputs(outputs, inputPaths(model, [args.calib]), { force: args.force }));
   const calibration = calibrationSpec(args, model);
   if (!args.full) checkWindowCount(model, SEARCH_DATASET, settings.searchWindows, '--search-windows');
   // memory: refused (or printed with --dry-run) before calibrating
@@ -54,7 +71,6 @@ export async function proxyStudyCommand(args: ProxyStudyArgs): Promise<void> {
   }
   model.source.close();
   const corr = correlations(rows, proxies, settings.seed);
-  const stem = path.join(args.out, studyStem(args.model, strategy.name, structure));
   const pplOn = windows === 'all' ? `every ${setup.dataset} evaluation window` : `the first ${windows} ${setup.dataset} evaluation windows`;
   const spaceText = space.dims.map((d) => `${d.name} ${d.scale} [${d.min}, ${d.max}]`).join(', ');
   const ctx = {
@@ -67,15 +83,13 @@ export async function proxyStudyCommand(args: ProxyStudyArgs): Promise<void> {
     seed: settings.seed,
     space: `${spaceText}${Object.keys(space.fixed).length ? `; fixed ${formatParams(space.fixed)}` : ''}`,
   };
-  writeFileAtomic(`${stem}.csv`, studyCsv(rows, proxies));
-  writeFileAtomic(`${stem}.md`, studyMarkdown(ctx, corr, rows));
-  const svgs: string[] = [];
+  // Every file is rendered before the first is written, so a failed render leaves the old study whole.
+  const texts = [studyCsv(rows, proxies), studyMarkdown(ctx, corr, rows)];
   for (const p of proxies) {
-    const file = `${stem}-${p}.svg`;
-    const title = `${args.model} ${structureLabel(args, structure)}: ${p} vs PPL (n=${corr.find((c) => c.proxy === p)!.n})`;
-    writeFileAtomic(file, await scatterSvg(rows, p, title));
-    svgs.push(file);
+    texts.push(await scatterSvg(rows, p, `${args.model} ${structureLabel(args, structure)}: ${p} vs PPL (n=${corr.find((c) => c.proxy === p)!.n})`));
   }
+  outputs.forEach((o, k) => write(o, texts[k]));
+  const svgs = outputs.slice(2).map((o) => o.path);
   const result = {
     model: args.model,
     method: strategy.name,

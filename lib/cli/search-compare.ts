@@ -1,6 +1,12 @@
 import * as os from 'os';
-import { comparisonJson, planComparison, runComparison } from '../experiments/search-compare';
-import { CommonArgs, emit, progressBar, startBackend, versionInfo } from './common';
+import * as path from 'path';
+import { CrepeError } from '../errors';
+import { statPath } from '../io/atomic';
+import { OutputTarget, checkOutputs } from '../io/outputs';
+import { openModel } from '../model/resolve';
+import { CSV_COLUMNS, ComparePlan, JOURNAL, RESULTS_CSV, RESULTS_MD, comparisonJson, evalLogName, planComparison, planUnits, runComparison } from '../experiments/search-compare';
+import { CommonArgs, emit, inputPaths, progressBar, startBackend, versionInfo } from './common';
+import { EVAL_LOG_OPENING } from './search';
 import { BudgetArgs, planComparisonMemory } from './memory';
 
 export interface SearchCompareArgs extends CommonArgs, BudgetArgs {
@@ -11,6 +17,53 @@ export interface SearchCompareArgs extends CommonArgs, BudgetArgs {
   runs?: string[];
   fresh?: boolean;
   reportOnly?: boolean;
+  /** Replace files in --out that crepe did not write. */
+  force?: boolean;
+  dryRun?: boolean;
+  maxMemory?: string;
+}
+
+/** Flag pairs that contradict each other, or a flag that --report-only would ignore: one line each. */
+function checkFlagPairs(args: SearchCompareArgs): void {
+  if (!args.reportOnly) return;
+  if (args.fresh) throw new CrepeError('--fresh and --report-only contradict each other: --fresh discards the journal that --report-only reports from');
+  if (args.runs?.length) throw new CrepeError('--runs chooses what to run and --report-only runs nothing: give one of them');
+  if (args.dryRun) throw new CrepeError('--dry-run prints the memory plan of the runs and --report-only runs nothing: give one of them');
+  if (args.maxMemory !== undefined) throw new CrepeError('--max-memory budgets the runs and --report-only runs nothing: give one of them');
+}
+
+/**
+ * The openings of the files crepe writes in --out (the journal's first line, the CSV header, the
+ * report's title, an evaluation log's header): an existing file that starts so is crepe's own.
+ */
+const OPENINGS = {
+  journal: /^\{"type":"(?:journal|config)"/,
+  csv: new RegExp(`^${CSV_COLUMNS.join(',')}\r?\n`),
+  md: /^# \S+ hyperparameter search: PPL hill climbing versus PHO/,
+};
+
+/** Every file the comparison may write in --out, checked before any work. */
+function comparisonOutputs(plan: ComparePlan, reportOnly: boolean): OutputTarget[] {
+  const file = (name: string, opening: RegExp): OutputTarget => ({ flag: '--out', path: path.join(plan.out, name), kind: 'text', isDir: false, opening });
+  const outputs = [file(JOURNAL, OPENINGS.journal), file(RESULTS_CSV, OPENINGS.csv), file(RESULTS_MD, OPENINGS.md)];
+  if (!reportOnly) {
+    for (const u of planUnits(plan.config)) if (u.kind === 'search') outputs.push(file(evalLogName(u.model, u.structure, u.run, u.seed!), EVAL_LOG_OPENING));
+  }
+  return outputs;
+}
+
+/** The files the comparison reads: its config, the models' weights and tokenizers, the calibration text. */
+function comparisonInputs(plan: ComparePlan, configFile: string): string[] {
+  const inputs = [configFile];
+  for (const name of plan.config.models) {
+    const model = openModel(name);
+    try {
+      inputs.push(...inputPaths(model, [plan.config.calibration.dataset]));
+    } finally {
+      model.source.close();
+    }
+  }
+  return inputs;
 }
 
 /** `--models a,b --models c` -> [a, b, c]; undefined when not given. */
@@ -28,7 +81,11 @@ function commandLine(argv: readonly string[]): string {
 /** `crepe search-compare`: the whole search cost comparison of a config, in this process. */
 export async function searchCompareCommand(args: SearchCompareArgs): Promise<void> {
   // Config, subset, output folder, datasets and models are all checked before any work.
+  checkFlagPairs(args);
   const plan = planComparison(args.config, { out: args.out, models: listFlag(args.models), structures: listFlag(args.structures), runs: listFlag(args.runs) });
+  if (args.reportOnly && !statPath(path.join(plan.out, JOURNAL))) throw new CrepeError(`--report-only: ${path.join(plan.out, JOURNAL)} does not exist, there is nothing to report`);
+  // Before any work: no output is an input, and every file already in --out is one crepe wrote (or --force).
+  checkOutputs(comparisonOutputs(plan, !!args.reportOnly), comparisonInputs(plan, args.config), { force: args.force });
   const backend = await startBackend(args.backend);
   if (!args.reportOnly && !planComparisonMemory(plan, args, backend.startsWith('wasm'))) return;
   const result = runComparison(

@@ -1,8 +1,7 @@
-import * as fs from 'fs';
-import * as path from 'path';
 import { Argv } from 'yargs';
 import { CrepeError } from '../errors';
 import { writeFileAtomic } from '../io/atomic';
+import { checkOutputs } from '../io/outputs';
 import { checkSeqlen, checkWindowCount } from '../eval/evaluate';
 import { OpenedModel, openModel } from '../model/resolve';
 import { CalibrationSpec } from '../prune/pipeline';
@@ -15,7 +14,7 @@ import { WindowSample } from '../search/evaluator';
 import { phoSearch } from '../search/pho';
 import { getProxy, listProxies, ProxyName, parseProxy } from '../search/proxies';
 import { SearchSpace, buildSpace, formatParams, paramFlags, parseBounds } from '../search/space';
-import { PruneTargetArgs, emit, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo, withPublishedProgress } from './common';
+import { PruneTargetArgs, emit, inputPaths, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo, withPublishedProgress } from './common';
 import { BudgetArgs, planSearch } from './memory';
 
 export const STATS_KINDS: readonly StatsKind[] = ['dense', 'pruned'];
@@ -49,7 +48,12 @@ export interface SearchArgs extends SpaceArgs {
   seconds?: number;
   fullEval: boolean;
   out?: string;
+  /** Replace an existing --out that crepe did not write. */
+  force?: boolean;
 }
+
+/** The opening of an evaluation log (evalLogCsv's header): a file that starts so is crepe's own and may be replaced. */
+export const EVAL_LOG_OPENING = /^index,kind,measure,/;
 
 /** What `search` and `proxy-study` validate before any work. */
 export interface SpaceSettings {
@@ -110,6 +114,16 @@ export function calibrationSpec(args: SpaceArgs, model: OpenedModel): Calibratio
   return { dataset: args.calib, nsamples: positiveIntFlag('nsamples', args.nsamples), seqlen, seed: args.calibSeed !== undefined ? integerFlag('calib-seed', args.calibSeed) : integerFlag('seed', args.seed ?? 0) };
 }
 
+/** Run `check`, closing the model when it refuses. */
+export function closeOnError(model: OpenedModel, check: () => void): void {
+  try {
+    check();
+  } catch (e) {
+    model.source.close();
+    throw e;
+  }
+}
+
 export function structureLabel(args: { structure: string }, s: Structure): string {
   return s.kind === 'unstructured' ? `unstructured ${s.sparsity} per ${s.group}` : args.structure;
 }
@@ -128,14 +142,17 @@ export async function searchCommand(args: SearchArgs): Promise<void> {
   const sign = proxySign(proxy, args.sign);
   const budget = positiveIntFlag('budget', args.budget ?? DEFAULT_BUDGET[search]);
   if (args.seconds !== undefined && !(numberFlag('seconds', args.seconds) > 0)) throw new CrepeError(`--seconds must be positive, got ${args.seconds}`);
+  if (args.force && args.out === undefined) throw new CrepeError('--force only applies with --out');
   if (args.seconds !== undefined && search === 'pho') throw new CrepeError('--seconds only applies to --search hillclimb (PHO is bounded by --budget)');
-  if (args.out && !fs.existsSync(path.dirname(path.resolve(args.out)))) throw new CrepeError(`cannot write ${args.out}: its folder does not exist`);
   const setupOptions = { ...setupOptionsFor(settings.statsKind, search === 'pho' ? [proxy] : [], setupOverrides(args)), windowSample: settings.windowSample };
   const keepInputs = setupOptions.keepInputs;
 
   const t0 = process.hrtime.bigint();
   const backend = await startBackend(args.backend);
   const model = openModel(args.model, args.tokenizer);
+  // The log is checked before any work: never an input, never a file crepe did not write (without --force).
+  const logOutput = { flag: '--out', path: args.out ?? '', kind: 'text' as const, isDir: false, opening: EVAL_LOG_OPENING };
+  if (args.out !== undefined) closeOnError(model, () => checkOutputs([logOutput], inputPaths(model, [args.calib]), { force: args.force }));
   const calibration = calibrationSpec(args, model);
   if (search === 'hillclimb') checkWindowCount(model, SEARCH_DATASET, settings.searchWindows, '--search-windows');
   // memory: refused (or printed with --dry-run) before calibrating
@@ -154,7 +171,7 @@ export async function searchCommand(args: SearchArgs): Promise<void> {
   } finally {
     bar.stop();
   }
-  if (args.out) writeFileAtomic(args.out, evalLogCsv(outcome.log));
+  if (args.out !== undefined) writeFileAtomic(args.out, evalLogCsv(outcome.log), { kind: 'text', opening: EVAL_LOG_OPENING, force: args.force });
   const full: FullEvaluation | null = args.fullEval
     ? withPublishedProgress({ prune: 'full evaluation: prune', eval: 'full evaluation: eval' }, () => fullEvaluation(model, strategy.name, outcome.best, structure, calibration))
     : null;

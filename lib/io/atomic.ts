@@ -18,8 +18,15 @@ import * as path from 'path';
 import { CrepeError } from '../errors';
 import { LEGACY_DIR_MARKER, folderOwnership, recordOwnership } from './ownership';
 
-/** The kinds of outputs crepe writes; a marker records the kind so a rerun may replace it. */
-export type OutputKind = 'hf-model' | 'llama2c-model' | 'prune-dump' | 'file';
+/**
+ * The kinds of outputs crepe writes. A marker records the kind of a model or dump so a rerun may
+ * replace it; a 'text' output (a CSV, a Markdown report, a log) is recognised by its opening
+ * instead (see `opening`); a 'file' is replaced whatever it holds (files inside a staged folder).
+ */
+export type OutputKind = 'hf-model' | 'llama2c-model' | 'prune-dump' | 'text' | 'file';
+
+/** How many bytes of an existing 'text' output are read to recognise it. */
+const OPENING_BYTES = 4096;
 
 /** The hidden marker earlier versions left inside an output folder (still recognised; folders now carry a visible record, see ownership.ts). */
 export const DIR_MARKER = LEGACY_DIR_MARKER;
@@ -85,6 +92,23 @@ export function cleanStaleTemporaries(abs: string): string[] {
   return removed;
 }
 
+/** The path with symbolic links of its existing part resolved, so aliases compare equal and a link is written through. */
+export function canonicalPath(p: string): string {
+  const abs = path.resolve(p);
+  let head = abs;
+  const tail: string[] = [];
+  for (;;) {
+    try {
+      return path.join(fs.realpathSync(head), ...tail);
+    } catch {
+      const parent = path.dirname(head);
+      if (parent === head) return abs;
+      tail.unshift(path.basename(head));
+      head = parent;
+    }
+  }
+}
+
 /** stat/lstat that answers undefined for a path that does not exist or cannot (a file in the way). */
 export function statPath(p: string, opts: { follow?: boolean } = {}): fs.Stats | undefined {
   try {
@@ -110,13 +134,31 @@ function readMarkerKind(file: string): { kind?: string; versions?: FileVersion[]
   }
 }
 
+/** The first bytes of a file as text ('' when it cannot be read). */
+function openingOf(abs: string): string {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(abs, 'r');
+    const buf = Buffer.alloc(OPENING_BYTES);
+    return buf.subarray(0, fs.readSync(fd, buf, 0, OPENING_BYTES, 0)).toString('utf8');
+  } catch {
+    return '';
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
 /**
  * Why what is at `abs` may not be replaced by an output of `kind` (null when it may): it is of
- * the wrong type (file vs folder), or holds something crepe did not write and `force` is off.
+ * the wrong type (file vs folder), or holds something crepe did not write and `force` is off. A
+ * 'text' output counts as crepe's own when its first bytes match `opening` (e.g. the header line
+ * crepe writes for that output); without `opening` an existing 'text' file is never crepe's.
  */
-export function replaceRefusal(abs: string, kind: OutputKind, isDir: boolean, force: boolean): string | null {
+export function replaceRefusal(abs: string, kind: OutputKind, isDir: boolean, force: boolean, opening?: RegExp): string | null {
   const st = statPath(abs, { follow: false });
   if (!st) return null;
+  // Paths reach here with their links resolved: a link left is one whose target is missing (or a loop).
+  if (st.isSymbolicLink()) return `${abs} is a symbolic link to a path that does not exist; remove it or give the real path`;
   if (isDir) {
     if (!st.isDirectory()) return `${abs} exists and is not a folder`;
     if (force) return null;
@@ -130,6 +172,10 @@ export function replaceRefusal(abs: string, kind: OutputKind, isDir: boolean, fo
   if (st.isDirectory()) return `${abs} is a folder, a file is expected here`;
   if (!st.isFile()) return `${abs} is not a regular file`;
   if (force || kind === 'file') return null;
+  if (kind === 'text') {
+    if (st.size === 0 || (opening && opening.test(openingOf(abs)))) return null;
+    return `${abs} exists and is not a previous crepe output of this kind; refusing to replace it (pass --force to replace it anyway)`;
+  }
   const m = readMarkerKind(fileMarker(abs));
   if (m?.kind === kind && Array.isArray(m.versions) && m.versions.some((v) => v.size === st.size && v.mtimeMs === st.mtimeMs)) return null;
   return `${abs} exists and is not a previous crepe output; refusing to replace it (pass --force to replace it anyway)`;
@@ -142,17 +188,38 @@ function checkParent(abs: string): void {
   if (!st.isDirectory()) throw new CrepeError(`cannot write ${abs}: ${parent} is not a folder`);
   try {
     fs.accessSync(parent, fs.constants.W_OK);
-  } catch {
-    throw new CrepeError(`cannot write ${abs}: permission denied on folder ${parent}`);
+  } catch (e) {
+    throw new CrepeError(`cannot write ${abs}: ${osCause(e)} on folder ${parent}`);
   }
 }
 
-/** An OS error while writing an output, as a one-line refusal naming the path. */
-function osError(abs: string, e: unknown): unknown {
-  const code = (e as NodeJS.ErrnoException).code;
+/** What an OS error code means, in words (the code itself for one not listed). */
+const OS_CAUSES: Record<string, string> = {
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  ENOSPC: 'no space left on the device',
+  EISDIR: 'a folder is in the way',
+  ENOTDIR: 'a file is in the way',
+  EROFS: 'read-only file system',
+  EDQUOT: 'disk quota exceeded',
+  EFBIG: 'file too large for the file system',
+  EIO: 'input/output error on the device',
+  EPIPE: 'the reader closed the pipe',
+  EMFILE: 'too many open files',
+  ENOENT: 'the system cannot create it there (ENOENT)',
+};
+
+/** The cause of an OS error in words; the message of anything else. */
+export function osCause(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  return code ? OS_CAUSES[code] ?? code : String((e as Error)?.message ?? e);
+}
+
+/** An OS error while writing `abs`, as a one-line refusal naming the path (other errors unchanged). */
+export function osError(abs: string, e: unknown): unknown {
+  const code = (e as NodeJS.ErrnoException)?.code;
   if (e instanceof CrepeError || !code) return e;
-  const why: Record<string, string> = { EACCES: 'permission denied', EPERM: 'permission denied', ENOSPC: 'no space left on the device', EISDIR: 'a folder is in the way', ENOTDIR: 'a file is in the way', EROFS: 'read-only file system', EDQUOT: 'disk quota exceeded', ENOENT: 'the system cannot create it there (ENOENT)' };
-  return new CrepeError(`cannot write ${abs}: ${why[code] ?? code}`);
+  return new CrepeError(`cannot write ${abs}: ${osCause(e)}`);
 }
 
 /**
@@ -160,10 +227,11 @@ function osError(abs: string, e: unknown): unknown {
  * writable, what is at the target may be replaced (replaceRefusal), temporaries of killed runs
  * are gone. Returns the absolute target and a fresh temporary name beside it.
  */
-function prepareTarget(target: string, kind: OutputKind, isDir: boolean, force: boolean): { abs: string; tmp: string } {
-  const abs = path.resolve(target);
+function prepareTarget(target: string, kind: OutputKind, isDir: boolean, force: boolean, opening?: RegExp): { abs: string; tmp: string } {
+  // A symbolic link is written through: its target is replaced, the link stays (as checkOutputs checked it).
+  const abs = canonicalPath(target);
   checkParent(abs);
-  const refusal = replaceRefusal(abs, kind, isDir, force);
+  const refusal = replaceRefusal(abs, kind, isDir, force, opening);
   if (refusal) throw new CrepeError(refusal);
   cleanStaleTemporaries(abs);
   return { abs, tmp: sideName(abs, TMP_TAG) };
@@ -174,6 +242,8 @@ export interface AtomicOptions {
   kind?: OutputKind;
   /** Replace whatever is at the target. */
   force?: boolean;
+  /** A 'text' output: what the opening of a previous output of the same kind matches. */
+  opening?: RegExp;
 }
 
 /**
@@ -187,8 +257,9 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, opts: A
 /** writeFileAtomic for content written in pieces: `write` gets the temporary file's descriptor. */
 export function writeFileStreamAtomic(file: string, write: (fd: number) => void, opts: AtomicOptions = {}): void {
   const kind = opts.kind ?? 'file';
-  const { abs, tmp } = prepareTarget(file, kind, false, !!opts.force);
-  if (kind !== 'file') cleanStaleTemporaries(fileMarker(abs));
+  const { abs, tmp } = prepareTarget(file, kind, false, !!opts.force, opts.opening);
+  const marked = kind !== 'file' && kind !== 'text';
+  if (marked) cleanStaleTemporaries(fileMarker(abs));
   try {
     const fd = fs.openSync(tmp, 'wx');
     try {
@@ -197,7 +268,7 @@ export function writeFileStreamAtomic(file: string, write: (fd: number) => void,
     } finally {
       fs.closeSync(fd);
     }
-    if (kind === 'file') {
+    if (!marked) {
       fs.renameSync(tmp, abs);
       return;
     }

@@ -6,7 +6,9 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { CrepeError } from '../errors';
-import { OutputKind, replaceRefusal, statPath } from './atomic';
+import { OutputKind, canonicalPath, osCause, replaceRefusal, statPath } from './atomic';
+
+export { canonicalPath };
 
 export interface OutputTarget {
   /** The flag that names it, for messages (e.g. '--save'). */
@@ -15,23 +17,8 @@ export interface OutputTarget {
   kind: OutputKind;
   /** A folder (true) or a file (false). */
   isDir: boolean;
-}
-
-/** The path with symbolic links of its existing part resolved, so aliases compare equal. */
-export function canonicalPath(p: string): string {
-  const abs = path.resolve(p);
-  let head = abs;
-  const tail: string[] = [];
-  for (;;) {
-    try {
-      return path.join(fs.realpathSync(head), ...tail);
-    } catch {
-      const parent = path.dirname(head);
-      if (parent === head) return abs;
-      tail.unshift(path.basename(head));
-      head = parent;
-    }
-  }
+  /** A 'text' output: what the opening of a previous output of the same kind matches (see replaceRefusal). */
+  opening?: RegExp;
 }
 
 /** `inner` is `outer` or lies inside it. */
@@ -58,6 +45,10 @@ export function checkOutputs(outputs: OutputTarget[], inputs: string[], opts: { 
       if (within(i.c, c)) {
         throw new CrepeError(`${o.flag} ${o.path} ${i.c === c ? 'is' : 'contains'} the input ${i.p}: refusing to replace it`);
       }
+      // A file inside an input folder (a checkpoint's config.json, shards, tokenizer) is an input too.
+      if (within(c, i.c) && statPath(i.c)?.isDirectory() && statPath(c, { follow: false })) {
+        throw new CrepeError(`${o.flag} ${o.path} is part of the input ${i.p}: refusing to replace it`);
+      }
     }
   });
   for (const o of outputs) {
@@ -66,12 +57,22 @@ export function checkOutputs(outputs: OutputTarget[], inputs: string[], opts: { 
     const st = statPath(parent);
     if (!st) throw new CrepeError(`cannot write ${o.flag} ${o.path}: folder ${parent} does not exist`);
     if (!st.isDirectory()) throw new CrepeError(`cannot write ${o.flag} ${o.path}: ${parent} is not a folder`);
-    try {
-      fs.accessSync(parent, fs.constants.W_OK);
-    } catch {
-      throw new CrepeError(`cannot write ${o.flag} ${o.path}: permission denied on folder ${parent}`);
-    }
-    const refusal = replaceRefusal(c, o.kind, o.isDir, !!opts.force);
+    probeWritable(parent, `${o.flag} ${o.path}`);
+    const refusal = replaceRefusal(c, o.kind, o.isDir, !!opts.force, o.opening);
     if (refusal) throw new CrepeError(`${o.flag}: ${refusal}`);
   }
+}
+
+/**
+ * Create and remove a file in `dir`: the only check that holds for every reason a folder cannot
+ * be written (permissions, a read-only file system, a pseudo file system such as /proc), root included.
+ */
+export function probeWritable(dir: string, what: string): void {
+  const probe = path.join(dir, `.crepe-probe-${process.pid}-${Date.now().toString(36)}`);
+  try {
+    fs.closeSync(fs.openSync(probe, 'wx'));
+  } catch (e) {
+    throw new CrepeError(`cannot write ${what}: ${osCause(e)} in folder ${dir}`);
+  }
+  fs.rmSync(probe, { force: true });
 }
