@@ -53,12 +53,35 @@ export interface PruneArgs extends PruneTargetArgs, MemoryArgs {
   logSamples?: boolean;
 }
 
+/**
+ * A flag that only applies with another is refused when that other is absent (it would be
+ * ignored without a word): one line naming the flag and what it needs.
+ */
+function checkFlagDependencies(args: PruneArgs): void {
+  const needs: [string, unknown, string, boolean][] = [
+    ['--zeroshot-limit', args.zeroshotLimit, '--zeroshot', !!args.zeroshot?.length],
+    ['--zeroshot-jobs', args.zeroshotJobs, '--zeroshot', !!args.zeroshot?.length],
+    ['--owl-m', args.owlM, '--allocation owl', args.allocation === 'owl'],
+    ['--owl-lambda', args.owlLambda, '--allocation owl', args.allocation === 'owl'],
+    ['--dsnot-cycles', args.dsnotCycles, '--refine dsnot', args.refine === 'dsnot'],
+    ['--dsnot-threshold', args.dsnotThreshold, '--refine dsnot', args.refine === 'dsnot'],
+    ['--dsnot-skip', args.dsnotSkip, '--refine dsnot', args.refine === 'dsnot'],
+    ['--seqlen', args.seqlen, '--eval', !!args.eval?.length],
+    ['--max-windows', args.maxWindows, '--eval', !!args.eval?.length],
+    ['--dtype', args.dtype, '--save', args.save !== undefined],
+  ];
+  for (const [flag, value, needed, present] of needs) {
+    if (value !== undefined && !present) throw new CrepeError(`${flag} only applies with ${needed}`);
+  }
+}
+
 function fmtPpl(r: EvalRecord): string {
   return `${r.dataset}: PPL ${r.ppl.toFixed(4)} (${r.windows} x ${r.seqlen})`;
 }
 
 export async function pruneCommand(args: PruneArgs): Promise<void> {
   // Validate everything before any work, so bad input never leaves a partial output behind.
+  checkFlagDependencies(args);
   const strategy = getStrategy(args.method);
   const params = resolveParams(strategy, parseParamPairs(args.param ?? [], strategy));
   const sparsity = args.sparsity === undefined ? undefined : numberFlag('sparsity', args.sparsity);

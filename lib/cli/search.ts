@@ -138,6 +138,7 @@ export async function searchCommand(args: SearchArgs): Promise<void> {
   const search = args.search as SearchName;
   const proxy = parseProxy(args.proxy ?? DEFAULT_PROXY);
   if (args.proxy !== undefined && search !== 'pho') throw new CrepeError('--proxy only applies to --search pho');
+  if (args.sign !== undefined && search !== 'pho') throw new CrepeError('--sign only applies to --search pho');
   if (args.sign !== undefined && args.sign !== 1 && args.sign !== -1) throw new CrepeError(`--sign must be 1 or -1, got ${args.sign}`);
   const sign = proxySign(proxy, args.sign);
   const budget = positiveIntFlag('budget', args.budget ?? DEFAULT_BUDGET[search]);
