@@ -14,7 +14,7 @@ import { PROXY_HELP, searchCommand, spaceOptions } from '../lib/cli/search';
 import { searchCompareCommand } from '../lib/cli/search-compare';
 import { tokenizeCommand } from '../lib/cli/tokenize';
 import { zeroshotCommand } from '../lib/cli/zeroshot';
-import { TASKS } from '../lib/eval/zeroshot/tasks';
+import { TASKS, taskListValues } from '../lib/eval/zeroshot/tasks';
 import { DATASET_HELP } from '../lib/data/datasets';
 import { CrepeError } from '../lib/errors';
 import { listStrategies } from '../lib/prune/strategy';
@@ -106,7 +106,7 @@ void cli
     'zero-shot task accuracy as lm-evaluation-harness scores it (ARC, OpenBookQA, PIQA, WinoGrande, BoolQ, HellaSwag, RTE, LAMBADA)',
     (y) =>
       budgetOpts(modelOpts(y))
-        .option('tasks', { type: 'string', array: true, alias: 'zeroshot', demandOption: true, coerce: commaList, describe: `comma-separated: ${TASKS.map((t) => t.name).join(', ')}; NAME:PATH reads the task from that file (original format)` })
+        .option('tasks', { type: 'string', array: true, alias: 'zeroshot', demandOption: true, coerce: taskListValues, describe: `comma-separated: ${TASKS.map((t) => t.name).join(', ')}; NAME:PATH reads the task from that file (original format; a comma in PATH is written \\,)` })
         .option('limit', { type: 'number', alias: 'zeroshot-limit', describe: 'score only the first N documents of each task (the harness --limit; --zeroshot-limit is the same flag, as in prune)' })
         .option('jobs', { type: 'number', default: 1, describe: 'worker processes, each with threads/N BLAS threads (on plain wasm, which is single-threaded, use one per core)' })
         .option('bos', { type: 'boolean', describe: "prepend BOS (--bos) or not (--no-bos); default the tokenizer's own convention, as the harness (add_special_tokens=True): BOS for LLaMA tokenizers" })
@@ -185,7 +185,7 @@ void cli
         .option('dsnot-skip', { choices: ['mlp', 'attn', 'none'] as const, describe: "DSnoT: layers left as selected (the reference's --skip_layer; default mlp = attention only)" })
         .option('permute', { type: 'boolean', default: false, describe: "RIA's channel permutation before N:M selection (N:M only)" })
         .option('permute-refine', { type: 'boolean', default: false, describe: 'refine the permutation with linear sum assignments (implies --permute)' })
-        .option('zeroshot', { type: 'string', array: true, alias: 'tasks', coerce: commaList, describe: `zero-shot tasks scored on the dense and the pruned model (as crepe zeroshot --tasks), comma separated: ${TASKS.map((t) => t.name).join(', ')}` })
+        .option('zeroshot', { type: 'string', array: true, alias: 'tasks', coerce: taskListValues, describe: `zero-shot tasks scored on the dense and the pruned model (as crepe zeroshot --tasks), comma separated: ${TASKS.map((t) => t.name).join(', ')}` })
         .option('zeroshot-limit', { type: 'number', alias: 'limit', describe: 'score only the first N documents of each zero-shot task (--limit is the same flag, as in zeroshot)' })
         .option('zeroshot-jobs', { type: 'number', describe: 'worker processes for the zero-shot scoring (resident evaluator; default 1)' })
         .option('output-path', { type: 'string', describe: "with --zeroshot: lm-evaluation-harness's results files of the dense and the pruned model, in FOLDER/MODEL/results_DATE.json" })

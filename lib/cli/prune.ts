@@ -15,7 +15,7 @@ import { PruneOutcome, pruneModel } from '../prune/pipeline';
 import { parseStructure } from '../prune/select';
 import { getStrategy, parseParamPairs, resolveParams } from '../prune/strategy';
 import { planJson, scoringCopies } from '../plan/memory';
-import { parseTaskList } from '../eval/zeroshot/tasks';
+import { checkTaskFiles, parseTaskList } from '../eval/zeroshot/tasks';
 import { zeroshotMarkdown } from '../eval/zeroshot/table';
 import { ZeroshotResult } from '../eval/zeroshot/evaluate';
 import { harnessFilesJson, pruneZeroshot, runZeroshot, writeHarness, zeroshotJson, zeroshotOptions } from './zeroshot';
@@ -113,6 +113,7 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
   }
   const memory = memoryChoices(args);
   const zeroshotTasks = args.zeroshot?.length ? parseTaskList(args.zeroshot) : [];
+  checkTaskFiles(zeroshotTasks);
   const zsOpts = zeroshotOptions({ limit: args.zeroshotLimit, jobs: args.zeroshotJobs ?? 1, backend: args.backend });
   if ((args.outputPath !== undefined || args.logSamples) && !zeroshotTasks.length) throw new CrepeError('--output-path and --log-samples write zero-shot results: add --zeroshot TASKS');
   const backend = await startBackend(args.backend);
