@@ -397,7 +397,7 @@ export function openHfModel(dir: string): WeightSource {
   if (fs.existsSync(indexFile)) {
     const weightMap = readWeightMap(indexFile);
     checkTensorNames(config, weightMap.keys(), indexFile);
-    return new HfModel(config, dir, weightMap, indexFile);
+    return new HfModel(config, dir, weightMap, indexFile).checkEmbeddingShape();
   }
   if (!fs.existsSync(singleFile)) {
     const torch = fs.readdirSync(dir).find((f) => /\.(bin|pth|pt)$/.test(f));
@@ -414,7 +414,7 @@ export function openHfModel(dir: string): WeightSource {
     throw e;
   }
   const weightMap = new Map(single.names().map((n) => [n, HF_SINGLE_FILE]));
-  return new HfModel(config, dir, weightMap, singleFile, single);
+  return new HfModel(config, dir, weightMap, singleFile, single).checkEmbeddingShape();
 }
 
 /** Every tensor of the checkpoint is used or known to be ignorable; anything else is refused by name. */
@@ -492,7 +492,25 @@ class HfModel implements WeightSource {
     this.shards.clear();
   }
 
-  private read(name: string, shape: number[]): Float32Array {
+  /**
+   * The embedding's shape against config.json, from the shard's header alone: a vocab_size that
+   * disagrees with the weights is blamed on config.json and the shard when the model is opened,
+   * before a tokenizer is checked against it.
+   */
+  checkEmbeddingShape(): this {
+    try {
+      // a missing embedding is reported when it is read, as any missing tensor
+      const shardName = this.weightMap.get(hfName.embedding);
+      if (shardName !== undefined && this.shard(shardName).has(hfName.embedding)) this.shapeChecked(hfName.embedding, [this.config.vocabSize, this.config.dim]);
+    } catch (e) {
+      this.close();
+      throw e;
+    }
+    return this;
+  }
+
+  /** The shard holding `name`, after checking the tensor's shape is `shape`. */
+  private shapeChecked(name: string, shape: number[]): SafetensorsFile {
     const shardName = this.weightMap.get(name);
     if (shardName === undefined) throw new CrepeError(`missing tensor ${name} in ${this.listing}`);
     const shard = this.shard(shardName);
@@ -503,6 +521,11 @@ class HfModel implements WeightSource {
         `tensor ${name} in ${shard.path} has shape [${actual.join(', ')}], config.json implies [${shape.join(', ')}]`,
       );
     }
+    return shard;
+  }
+
+  private read(name: string, shape: number[]): Float32Array {
+    const shard = this.shapeChecked(name, shape);
     return checkWeights(shard.readFloat32(name), name, shard.path);
   }
 

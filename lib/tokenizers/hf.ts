@@ -24,7 +24,10 @@ export class HfTokenizer implements Tokenizer {
     postProcessor: unknown = null,
   ) {
     let maxId = -1;
-    for (const id of impl.get_vocab(true).values()) maxId = Math.max(maxId, id);
+    for (const [token, id] of impl.get_vocab(true)) {
+      if (!Number.isSafeInteger(id) || id < 0) throw new CrepeError(`bad tokenizer file ${path}: token ${JSON.stringify(token).slice(0, 40)} has id ${id}, not a whole number >= 0`);
+      maxId = Math.max(maxId, id);
+    }
     this.vocabSize = maxId + 1;
     // A null bos_token (Qwen2) means no BOS at all, not "guess one".
     this.bosId = config.bos_token === null ? -1 : this.specialId(config.bos_token, BOS_NAMES);
@@ -69,6 +72,8 @@ export class HfTokenizer implements Tokenizer {
     if (ids.some((id) => id === undefined)) {
       throw new CrepeError(`text has characters that ${this.path} cannot encode (no unk token)`);
     }
+    // Every id was checked at load; this holds the embedding's bounds whatever the library returns.
+    for (const id of ids) checkId(id, this.vocabSize, this.path);
     if (!opts.bos) return Int32Array.from(ids);
     if (this.bosId < 0) throw new CrepeError(`tokenizer ${this.path} has no BOS token`);
     return Int32Array.from([this.bosId, ...ids]);
@@ -99,13 +104,56 @@ function templateStart(processor: unknown): string | undefined {
   return typeof head.SpecialToken?.id === 'string' ? head.SpecialToken.id : undefined;
 }
 
+/** The tokenizer.json model types HF tokenizers defines; the library runs each (WordLevel as below). */
+const MODEL_TYPES = ['BPE', 'Unigram', 'WordPiece', 'WordLevel'];
+/** HF tokenizers' WordLevel default unk token (WordLevelBuilder). */
+const WORD_LEVEL_UNK = '<unk>';
+
+/**
+ * The options the library is built with. Its model is chosen from `model.type`, and a type it
+ * does not name would be guessed from the fields (an unknown type with merges runs as BPE), so
+ * anything but the four HF types is refused. WordLevel has no class of its own there: its
+ * fallback maps each pre-token through the vocabulary with the unk token of the options, so the
+ * model's own unk_token (default `<unk>`) is passed, which gives HF's WordLevel rule: a pre-token
+ * not in the vocabulary becomes the unk token, and with no unk token in the vocabulary it cannot
+ * be encoded.
+ */
+function implConfig(json: Record<string, unknown>, config: Record<string, unknown>, file: string): Record<string, unknown> {
+  const model = json.model;
+  if (typeof model !== 'object' || model === null || Array.isArray(model)) throw new CrepeError(`bad tokenizer file ${file}: no model object`);
+  const type = (model as { type?: unknown }).type;
+  checkIds(json, model as Record<string, unknown>, file);
+  if (type === undefined) return config; // files older than the type field: the library infers it as HF tokenizers does
+  if (typeof type !== 'string' || !MODEL_TYPES.includes(type)) {
+    throw new CrepeError(`bad tokenizer file ${file}: model type ${JSON.stringify(type)} is not one crepe runs (${MODEL_TYPES.join(', ')})`);
+  }
+  if (type !== 'WordLevel') return config;
+  const unk = (model as { unk_token?: unknown }).unk_token ?? WORD_LEVEL_UNK;
+  if (typeof unk !== 'string') throw new CrepeError(`bad tokenizer file ${file}: WordLevel unk_token ${JSON.stringify(unk)} is not a string`);
+  return { ...config, unk_token: unk };
+}
+
+/** Token ids in the vocabulary object and the added tokens are whole numbers >= 0 (they index the embedding). */
+function checkIds(json: Record<string, unknown>, model: Record<string, unknown>, file: string): void {
+  const bad = (token: unknown, id: unknown): CrepeError =>
+    new CrepeError(`bad tokenizer file ${file}: token ${JSON.stringify(token)?.slice(0, 40)} has id ${JSON.stringify(id)}, not a whole number >= 0`);
+  const vocab = model.vocab;
+  if (typeof vocab === 'object' && vocab !== null && !Array.isArray(vocab)) {
+    for (const [token, id] of Object.entries(vocab)) if (!(Number.isSafeInteger(id) && (id as number) >= 0)) throw bad(token, id);
+  }
+  if (Array.isArray(json.added_tokens)) {
+    for (const t of json.added_tokens as { id?: unknown; content?: unknown }[]) if (!(Number.isSafeInteger(t?.id) && (t.id as number) >= 0)) throw bad(t?.content, t?.id);
+  }
+}
+
 /** Load `tokenizer.json`, plus `tokenizer_config.json` beside it when present (BOS/EOS names, cleanup flags). */
 export function loadHfTokenizer(file: string): HfTokenizer {
   const json = readTokenizerJson(file);
   const config = readTokenizerConfigBeside(file) ?? {};
   let impl: HfTokenizerImpl;
+  const options = implConfig(json, config, file);
   try {
-    impl = new HfTokenizerImpl(json, config);
+    impl = new HfTokenizerImpl(json, options);
   } catch (e) {
     throw new CrepeError(`bad tokenizer file ${file}: ${(e as Error).message.split('\n')[0]}`);
   }
