@@ -17,6 +17,7 @@ import { zeroshotCommand } from '../lib/cli/zeroshot';
 import { TASKS, taskListValues } from '../lib/eval/zeroshot/tasks';
 import { DATASET_HELP } from '../lib/data/datasets';
 import { CrepeError } from '../lib/errors';
+import { guardStdout } from '../lib/io/stdout';
 import { listStrategies } from '../lib/prune/strategy';
 import '../lib/prune/strategies';
 
@@ -62,6 +63,7 @@ function budgetOpts<T>(y: Argv<T>) {
     .option('dry-run', { type: 'boolean', default: false, describe: 'print the memory plan and stop' });
 }
 
+guardStdout();
 const cli = fullWidthExamples(yargs(hideBin(process.argv)));
 /** The number options of the command being parsed (getOptions is public in yargs but missing from its types). */
 const numberOptions = () => new Set((cli as unknown as { getOptions(): { number: string[] } }).getOptions().number);

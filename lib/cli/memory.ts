@@ -4,6 +4,7 @@
  */
 import * as fs from 'fs';
 import { CrepeError } from '../errors';
+import { probeWritable } from '../io/outputs';
 import { LlamaConfig } from '../model/types';
 import { OpenedModel, openModel } from '../model/resolve';
 import { Strategy, getStrategy } from '../prune/strategy';
@@ -28,6 +29,7 @@ export function memoryChoices(args: MemoryArgs): Pick<PlanRequest, 'limit' | 'st
   if (args.spillDir !== undefined && !fs.statSync(args.spillDir, { throwIfNoEntry: false })?.isDirectory()) {
     throw new CrepeError(`--spill-dir ${args.spillDir} is not an existing folder`);
   }
+  if (args.spillDir !== undefined) probeWritable(args.spillDir, `spill files in --spill-dir ${args.spillDir}`);
   return { limit, storage: args.activations ?? 'auto', evaluator: args.evaluator ?? 'auto', spillDir: args.spillDir };
 }
 

@@ -13,7 +13,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { BackendChoice, workerEnv } from '../backend';
 import { CrepeError } from '../errors';
-import { makeDirs, writeFileAtomic } from '../io/atomic';
+import { makeDirs, osError, writeFileAtomic } from '../io/atomic';
 import { CheckedRows, checkRows } from './row-check';
 import { csvHeader, csvLine, parseCsv } from '../util/csv';
 import { gitVersion } from '../version';
@@ -108,7 +108,16 @@ export class ResultsFile {
       throw new CrepeError(`cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
     const results = new ResultsFile(file, columns, fd, new Map(read.checked.rows.map((r) => [r.key, r])), read.repairedBytes);
-    if (!read.hasHeader) results.writeLine(csvHeader(columns));
+    if (!read.hasHeader) {
+      try {
+        results.writeLine(csvHeader(columns));
+      } catch (e) {
+        // a header that cannot be written leaves no file behind (an empty one would hold no rows)
+        results.close();
+        if (read.completeBytes === 0 && read.repairedBytes === 0) fs.rmSync(abs, { force: true });
+        throw e;
+      }
+    }
     return results;
   }
 
@@ -117,9 +126,14 @@ export class ResultsFile {
   }
 
   private writeLine(line: string): void {
-    // One write per line: a kill leaves at most one partial line, which open() repairs.
-    fs.writeSync(this.fd, Buffer.from(line, 'utf8'));
-    fs.fsyncSync(this.fd);
+    // One write per line: a kill leaves at most one partial line, which open() repairs (so does
+    // the next run after a full disk cut one short).
+    try {
+      fs.writeSync(this.fd, Buffer.from(line, 'utf8'));
+      fs.fsyncSync(this.fd);
+    } catch (e) {
+      throw osError(path.resolve(this.file), e);
+    }
   }
 
   close(): void {

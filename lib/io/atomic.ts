@@ -350,7 +350,7 @@ export function writeDirAtomic(dir: string, fill: (tmpDir: string) => void, kind
     fill(staged.tmp);
   } catch (e) {
     staged.abort();
-    throw e;
+    throw osError(canonicalPath(dir), e);
   }
   staged.commit();
 }

@@ -8,6 +8,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import { CrepeError } from '../errors';
+import { osCause } from '../io/atomic';
 import { LlamaConfig, inputGroups, linearNames, linearShape } from '../model/types';
 import { ActivationStorage } from './spill';
 
@@ -52,8 +53,12 @@ const DISK_SHARE = 0.25;
 
 /** Free bytes for an unprivileged writer in the file system holding `dir`. */
 export function freeDiskBytes(dir: string): number {
-  const s = fs.statfsSync(dir);
-  return s.bavail * s.bsize;
+  try {
+    const s = fs.statfsSync(dir);
+    return s.bavail * s.bsize;
+  } catch (e) {
+    throw new CrepeError(`cannot measure the free space in ${dir}: ${osCause(e)}`);
+  }
 }
 
 export type Evaluator = 'resident' | 'streaming';
@@ -188,6 +193,18 @@ function gramBytes(cfg: LlamaConfig): number {
 
 const storageFactor: Record<ActivationStorage, number> = { f32: 1, f16: 0.5, disk: 0 };
 
+/** Bytes with a unit that shows them (B, KiB, MiB, GiB, TiB), three significant digits. */
+export function fmtBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = bytes;
+  let u = 0;
+  while (Math.abs(v) >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${u === 0 ? v.toFixed(0) : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${units[u]}`;
+}
+
 export function fmtGiB(bytes: number): string {
   const g = bytes / GiB;
   return g >= 10 ? g.toFixed(0) : g >= 1 ? g.toFixed(1) : g.toFixed(2);
@@ -310,7 +327,7 @@ function estimate(req: PlanRequest, storage: ActivationStorage, evaluator: Evalu
     refusal = `needs ~${fmtGiB(hostBytes)} GiB of memory, limit ${fmtGiB(req.limit)} GiB; ${hostHint(req, hostBytes)}`;
   } else if (diskBytes > DISK_SHARE * diskFreeBytes) {
     refusal =
-      `needs ~${fmtGiB(diskBytes)} GiB of spill files, only ${fmtGiB(diskFreeBytes)} GiB free in ${req.spillDir ?? os.tmpdir()}; ` +
+      `needs ~${fmtBytes(diskBytes)} of spill files, and they may take at most ${DISK_SHARE * 100}% of the ${fmtBytes(diskFreeBytes)} free in ${req.spillDir ?? os.tmpdir()}; ` +
       `try fewer --nsamples or --max-windows, or --spill-dir on a larger disk`;
   }
   return { hostBytes, deviceBytes, diskBytes, diskFreeBytes, limitBytes: req.limit, deviceLimitBytes, storage, evalStorage, evaluator, spillBlocks, items, fits: refusal === null, refusal };

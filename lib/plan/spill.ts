@@ -7,7 +7,8 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { processAlive } from '../io/atomic';
+import { CrepeError } from '../errors';
+import { osCause, processAlive } from '../io/atomic';
 import { f16ToFloats, floatsToF16 } from '../model/safetensors';
 import { BlockWeights } from '../model/types';
 
@@ -56,7 +57,12 @@ export function removeStaleSpills(parent: string): string[] {
 export function spillFolder(parent?: string): { dir: string; cleanup: () => void } {
   const root = parent ?? os.tmpdir();
   removeStaleSpills(root);
-  const dir = fs.mkdtempSync(path.join(root, `${SPILL_PREFIX}${process.pid}-`));
+  let dir: string;
+  try {
+    dir = fs.mkdtempSync(path.join(root, `${SPILL_PREFIX}${process.pid}-`));
+  } catch (e) {
+    throw spillError(`a spill folder in ${root}`, e);
+  }
   // No signal listeners: a listener defers SIGTERM/SIGINT until the synchronous pipeline yields,
   // which it may not do for hours. A killed run's folder is removed by the next run instead.
   if (liveSpills.size === 0) process.on('exit', removeLiveSpills);
@@ -114,7 +120,7 @@ class DiskStore implements ActivationStore {
     const folder = spillFolder(spillDir);
     this.cleanup = folder.cleanup;
     this.file = path.join(folder.dir, 'activations.f32');
-    this.fd = fs.openSync(this.file, 'w+');
+    this.fd = openSpill(this.file, folder.cleanup);
     this.written = new Uint8Array(count);
   }
   private offset(i: number): number {
@@ -123,13 +129,13 @@ class DiskStore implements ActivationStore {
   get(i: number): Float32Array {
     if (this.fd === null || !this.written[i]) throw new Error(`activation ${i} was never stored`);
     const out = new Float32Array(this.length);
-    readFully(this.fd, new Uint8Array(out.buffer), this.offset(i));
+    readFully(this.fd, new Uint8Array(out.buffer), this.offset(i), this.file);
     return out;
   }
   set(i: number, data: Float32Array): void {
     if (this.fd === null) throw new Error('activation store disposed');
     if (data.length !== this.length) throw new Error(`activation ${i}: ${data.length} floats, expected ${this.length}`);
-    writeFully(this.fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), this.offset(i));
+    writeFully(this.fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), this.offset(i), this.file);
     this.written[i] = 1;
   }
   dispose(): void {
@@ -142,16 +148,43 @@ class DiskStore implements ActivationStore {
 /** fs.readSync/writeSync move at most 2 GiB per call. */
 const IO_CHUNK = 1 << 30;
 
-function readFully(fd: number, into: Uint8Array, position: number): void {
+/**
+ * An OS error on a spill file as a one-line refusal naming it and the cause (a full disk, a
+ * read-only or vanished folder); the spill folder itself is removed on exit.
+ */
+function spillError(what: string, e: unknown): unknown {
+  if (e instanceof CrepeError || !(e as NodeJS.ErrnoException)?.code) return e;
+  return new CrepeError(`cannot write ${what}: ${osCause(e)}; free some space or give --spill-dir on a larger disk`);
+}
+
+function openSpill(file: string, cleanup: () => void): number {
+  try {
+    return fs.openSync(file, 'w+');
+  } catch (e) {
+    cleanup();
+    throw spillError(`spill file ${file}`, e);
+  }
+}
+
+function readFully(fd: number, into: Uint8Array, position: number, file: string): void {
   for (let done = 0; done < into.length; ) {
-    const got = fs.readSync(fd, into, done, Math.min(IO_CHUNK, into.length - done), position + done);
+    let got: number;
+    try {
+      got = fs.readSync(fd, into, done, Math.min(IO_CHUNK, into.length - done), position + done);
+    } catch (e) {
+      throw (e as NodeJS.ErrnoException).code ? new CrepeError(`cannot read spill file ${file}: ${osCause(e)}`) : e;
+    }
     if (got <= 0) throw new Error(`spill file ended early at byte ${position + done}`);
     done += got;
   }
 }
 
-function writeFully(fd: number, data: Uint8Array, position: number): void {
-  for (let done = 0; done < data.length; ) done += fs.writeSync(fd, data, done, Math.min(IO_CHUNK, data.length - done), position + done);
+function writeFully(fd: number, data: Uint8Array, position: number, file: string): void {
+  try {
+    for (let done = 0; done < data.length; ) done += fs.writeSync(fd, data, done, Math.min(IO_CHUNK, data.length - done), position + done);
+  } catch (e) {
+    throw spillError(`spill file ${file}`, e);
+  }
 }
 
 // IEEE 754 half precision (round to nearest, ties to even) for F16 activation storage: the
@@ -178,11 +211,13 @@ export class BlockSpill {
   private end = 0;
   private readonly layouts = new Map<number, BlockLayout>();
   private readonly cleanup: () => void;
+  private readonly file: string;
 
   constructor(spillDir?: string) {
     const folder = spillFolder(spillDir);
     this.cleanup = folder.cleanup;
-    this.fd = fs.openSync(path.join(folder.dir, 'blocks.f32'), 'w+');
+    this.file = path.join(folder.dir, 'blocks.f32');
+    this.fd = openSpill(this.file, folder.cleanup);
   }
 
   has(index: number): boolean {
@@ -194,7 +229,7 @@ export class BlockSpill {
     const layout: BlockLayout = { arrays: [], other: [] };
     const walk = (v: unknown, at: string[]) => {
       if (v instanceof Float32Array) {
-        writeFully(this.fd!, new Uint8Array(v.buffer, v.byteOffset, v.byteLength), this.end);
+        writeFully(this.fd!, new Uint8Array(v.buffer, v.byteOffset, v.byteLength), this.end, this.file);
         layout.arrays.push({ path: at, offset: this.end, length: v.length });
         this.end += v.byteLength;
       } else if (v !== null && typeof v === 'object' && !ArrayBuffer.isView(v)) {
@@ -216,7 +251,7 @@ export class BlockSpill {
     };
     for (const a of layout.arrays) {
       const out = new Float32Array(a.length);
-      readFully(this.fd, new Uint8Array(out.buffer), a.offset);
+      readFully(this.fd, new Uint8Array(out.buffer), a.offset, this.file);
       place(a.path, out);
     }
     for (const o of layout.other) place(o.path, o.value);
