@@ -9,7 +9,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { hfConfigJson, hfTensors } from '../lib/model/hf';
 import { LlamaConfig } from '../lib/model/types';
-import { GiB, WASM_HEAP_LIMIT, blockParams, blockDeviceBytes, forwardActivationBytes, parseMemoryFlag, planMemory, PlanRequest, residentDeviceBytes, scoringCopies } from '../lib/plan/memory';
+import { GiB, WASM_HEAP_LIMIT, blockParams, blockDeviceBytes, forwardActivationBytes, forwardHeapBytes, parseMemoryFlag, windowTableBytes, planMemory, PlanRequest, residentDeviceBytes, scoringCopies } from '../lib/plan/memory';
 import { removeStaleSpills } from '../lib/plan/spill';
 import { MODELS, lines, makeTmp, rmTmp, runCli } from './helpers';
 
@@ -41,7 +41,7 @@ describe('estimates and choices', () => {
     expect(forwardActivationBytes(LLAMA2_7B, 2048) / GiB).toBeCloseTo(0.92, 2);
     const wanda = at(2048, 'wanda');
     expect(wanda.fits).toBe(true);
-    expect(wanda.deviceBytes).toBeCloseTo(2.2 * blockDeviceBytes(LLAMA2_7B) + 1.25 * forwardActivationBytes(LLAMA2_7B, 2048), 0);
+    expect(wanda.deviceBytes).toBeCloseTo(2.2 * blockDeviceBytes(LLAMA2_7B) + forwardHeapBytes(LLAMA2_7B, 2048, { activations: 1.25, scores: 2.5 }) + windowTableBytes(LLAMA2_7B, 2048), 0);
     expect(wanda.deviceBytes).toBeLessThan(WASM_HEAP_LIMIT);
     // CRePE's scoring holds 9 copies of the 11008 x 4096 linear: 9 x 172 MiB x 2.0 = 3.0 GiB, a turn of its own
     const crepe = at(128, 'crepe');

@@ -15,7 +15,7 @@ export interface EvalArgs extends CommonArgs, MemoryArgs {
 }
 
 export async function evalCommand(args: EvalArgs): Promise<void> {
-  const jobs = positiveIntFlag('jobs', args.jobs);
+  const requestedJobs = positiveIntFlag('jobs', args.jobs);
   const datasets = ([] as string[]).concat(args.dataset);
   const memory = memoryChoices(args);
   const backend = await startBackend(args.backend);
@@ -23,6 +23,8 @@ export async function evalCommand(args: EvalArgs): Promise<void> {
   // Plan before any model compute: the windows are known once the text is tokenized.
   const counts = datasets.map((d) => datasetWindows(model, d, { seqlen: args.seqlen, maxWindows: args.maxWindows }).windows);
   const windows = counts.reduce((n, w) => n + w.length, 0);
+  // no more workers than windows: the rest would have nothing to do, and each holds a model
+  const jobs = Math.min(requestedJobs, windows);
   const plan = planOrRefuse(
     { config: model.source.config, eval: { windows, seqlen: counts[0][0].length, jobs }, ...memory, wasm: backend.startsWith('wasm') },
     args,

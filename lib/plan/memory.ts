@@ -35,9 +35,19 @@ const RUNTIME_BYTES = 0.35 * GiB;
  * 7B-shaped bench, 4 blocks: 1.96 GiB measured for wanda, 2.80 GiB for crepe, against 1.92 and
  * 2.57 GiB estimated with factors 2.1 and 1.7, which were raised to these). A native backend
  * gets 1.1 throughout.
+ *
+ * `scores`: attention's [T, T] buffers (a head's scores, masked scores and softmax) fragment the
+ * heap at long windows: each head frees its buffers, but the small outputs kept between heads
+ * split the freed region, and the next head's buffers may need fresh room. Measured on a
+ * long-context model (results/long-window-heap.md: 1 block, dim 256, 4 heads of 64): heaps of
+ * 1.31 / 2.16 / 3.32 GiB (resident) and 1.31 / 2.94 / 3.32 GiB (streaming) at 8192 / 10240 /
+ * 12288 tokens, up to 2.3 times the scores on top of the window's tables and the other
+ * intermediates; at 14336 and 16384 tokens the heap ran out. With 2.5 the plan is above every
+ * measured heap (2.04 / 3.12 / 4.44 GiB resident, 2.01 / 3.08 / 4.39 streaming) and refuses
+ * 12288 tokens and more on that model; the 7B shape at 2048 tokens changes by 0.1 GiB.
  */
-const WASM_FACTORS = { weights: 2.2, activations: 1.25, scoring: 2.0 };
-const NATIVE_FACTORS = { weights: 1.1, activations: 1.1, scoring: 1.1 };
+const WASM_FACTORS = { weights: 2.2, activations: 1.25, scoring: 2.0, scores: 2.5 };
+const NATIVE_FACTORS = { weights: 1.1, activations: 1.1, scoring: 1.1, scores: 1.1 };
 /**
  * Device copies of one linear's size that a strategy's scoring holds at its peak, the weight
  * included (tf.profile on a 11008 x 4096 linear: magnitude 2, wanda 3, ria 5, crepe 9); others
@@ -154,6 +164,14 @@ export function blockDeviceBytes(cfg: LlamaConfig): number {
 
 /** Peak device bytes of the intermediates of one block's forward pass over one window of T tokens. */
 export function forwardActivationBytes(cfg: LlamaConfig, T: number): number {
+  return forwardHeapBytes(cfg, T, { activations: 1, scores: 1 });
+}
+
+/**
+ * The wasm heap a window's forward takes: its intermediates (forwardActivationBytes) with the
+ * heap factors, the attention's [T, T] buffers with their own (see WASM_FACTORS.scores).
+ */
+export function forwardHeapBytes(cfg: LlamaConfig, T: number, factor: { activations: number; scores: number }): number {
   const hd = cfg.headDim;
   // runtime.ts forwardBlock frees as it goes (a tidy per kv head, per head, per norm, for the
   // MLP): kept through the block are the normed input and its transpose, every kv head's k^T and
@@ -163,9 +181,22 @@ export function forwardActivationBytes(cfg: LlamaConfig, T: number): number {
   // on top, at one time either one head's attention (scores, + mask, softmax: 3/4 of T x T with
   // the two-block causal split; its q) or one kv head's projections, or the MLP's gate, sigmoid,
   // product, up and result, or the down projection
-  const attention = 3 * T * T * (T >= 128 ? 0.75 : 1) + 8 * T * hd;
-  const mlp = 5 * T * cfg.hiddenDim + 3 * T * cfg.dim;
-  return (kept + Math.max(attention, mlp)) * F32;
+  const scores = 3 * T * T * (T >= 128 ? 0.75 : 1);
+  const attention = factor.scores * scores + factor.activations * 8 * T * hd;
+  const mlp = factor.activations * (5 * T * cfg.hiddenDim + 3 * T * cfg.dim);
+  return (factor.activations * kept + Math.max(attention, mlp)) * F32;
+}
+
+/**
+ * Device bytes of one window length's tables (runtime.ts makeWindowTables), on the device for as
+ * long as windows of that length run: the causal mask [T, T], from 128 tokens also the two-block
+ * split's masks [T/2, T/2] and [T/2, T], and the rotary cos/sin in both orientations. At long
+ * windows they rival the attention itself (1.75 T^2 floats against a head's 2.25 T^2).
+ */
+export function windowTableBytes(cfg: LlamaConfig, T: number): number {
+  const h = T >> 1;
+  const masks = T * T + (T >= 128 ? h * h + (T - h) * T : 0);
+  return (masks + 4 * T * cfg.headDim) * F32;
 }
 
 /** Device bytes of the classifier head: the transposed classifier (a weight), and one chunk of logits with the final states. */
@@ -225,7 +256,7 @@ export function parseMemoryFlag(v: unknown): number {
 }
 
 /** The plan for one storage / evaluator / spill choice (no decisions). */
-function estimate(req: PlanRequest, storage: ActivationStorage, evaluator: Evaluator | null, spillBlocks: boolean): MemoryPlan {
+function estimate(req: PlanRequest, storage: ActivationStorage, evaluator: Evaluator | null, spillBlocks: boolean, probe = false): MemoryPlan {
   const cfg = req.config;
   const factor = req.wasm ? WASM_FACTORS : NATIVE_FACTORS;
   const blockHost = blockParams(cfg) * F32;
@@ -252,7 +283,11 @@ function estimate(req: PlanRequest, storage: ActivationStorage, evaluator: Evalu
         disk: storage === 'disk' ? buffers * p.nsamples * window : 0,
       },
       { what: 'one block: dense, pruned and transposed copies (F32)', host: 3 * blockHost, device: factor.weights * blockDeviceBytes(cfg) },
-      { what: `one window's forward intermediates (${T} tokens)`, host: 0, device: p.calibrates ? factor.activations * forwardActivationBytes(cfg, T) : 0 },
+      {
+        what: `one window's forward intermediates and its tables (${T} tokens)`,
+        host: p.calibrates ? windowTableBytes(cfg, T) : 0,
+        device: p.calibrates ? forwardHeapBytes(cfg, T, factor) + windowTableBytes(cfg, T) : 0,
+      },
     ];
     // scoring runs after the block has left the device: the largest linear and its score temporaries
     const scoring: PlanItem = {
@@ -282,7 +317,11 @@ function estimate(req: PlanRequest, storage: ActivationStorage, evaluator: Evalu
     if (evaluator === 'resident') {
       phase([
         { what: 'resident model: every block on the device (per process)', host: 2 * blockHost, device: factor.weights * residentDeviceBytes(cfg) },
-        { what: `evaluation forward intermediates (${T} tokens)`, host: 0, device: factor.activations * (forwardActivationBytes(cfg, T) + headDeviceBytes(cfg, T).activations) },
+        {
+          what: `evaluation forward intermediates and the window's tables (${T} tokens)`,
+          host: windowTableBytes(cfg, T),
+          device: forwardHeapBytes(cfg, T, factor) + factor.activations * headDeviceBytes(cfg, T).activations + windowTableBytes(cfg, T),
+        },
       ]);
     } else {
       const states: PlanItem = {
@@ -295,7 +334,7 @@ function estimate(req: PlanRequest, storage: ActivationStorage, evaluator: Evalu
       phase([
         states,
         { what: 'streaming: one block on the device', host: 2 * blockHost, device: factor.weights * blockDeviceBytes(cfg) },
-        { what: `evaluation forward intermediates (${T} tokens)`, host: 0, device: factor.activations * forwardActivationBytes(cfg, T) },
+        { what: `evaluation forward intermediates and the window's tables (${T} tokens)`, host: windowTableBytes(cfg, T), device: forwardHeapBytes(cfg, T, factor) + windowTableBytes(cfg, T) },
       ]);
       phase([
         { ...states, what: 'evaluation hidden states (as above)', disk: 0 },
@@ -316,13 +355,16 @@ function estimate(req: PlanRequest, storage: ActivationStorage, evaluator: Evalu
   const diskFreeBytes = req.diskFree ?? freeDiskBytes(req.spillDir ?? os.tmpdir());
   // The wasm heap is part of this process's memory; workers (--jobs) each hold their own: a resident
   // model, or (streaming) one block on the device, its host copies and the reader's buffers.
-  const workers = e && e.jobs > 1 ? e.jobs : 0;
+  // never more workers than windows: the pool starts no more (eval.ts caps --jobs the same way)
+  const workers = e && Math.min(e.jobs, e.windows) > 1 ? Math.min(e.jobs, e.windows) : 0;
   const perWorker = evaluator === 'streaming' ? RUNTIME_BYTES + deviceBytes + 2 * Math.max(blockHost, embHost) : RUNTIME_BYTES + deviceBytes;
   const hostBytes = RUNTIME_BYTES + Math.max(0, ...phases.map((x) => x.host)) + deviceBytes + workers * perWorker;
   const deviceLimitBytes = req.wasm ? WASM_HEAP_LIMIT : null;
   let refusal: string | null = null;
-  if (deviceLimitBytes !== null && deviceBytes > deviceLimitBytes) {
-    refusal = `needs ~${fmtGiB(deviceBytes)} GiB of wasm heap, limit ${fmtGiB(deviceLimitBytes)} GiB (the heap is capped at 4 GiB); ${deviceHint(req)}`;
+  if (probe) refusal = null; // deviceHint's what-if: sizes only
+  else if (deviceLimitBytes !== null && deviceBytes > deviceLimitBytes) {
+    const hint = deviceHint(req, storage, evaluator, spillBlocks);
+    refusal = `needs ~${fmtGiB(deviceBytes)} GiB of wasm heap, limit ${fmtGiB(deviceLimitBytes)} GiB (the heap is capped at 4 GiB${hint.why ? `, and ${hint.why}` : ''}); try ${hint.tries}`;
   } else if (hostBytes > req.limit) {
     refusal = `needs ~${fmtGiB(hostBytes)} GiB of memory, limit ${fmtGiB(req.limit)} GiB; ${hostHint(req, hostBytes)}`;
   } else if (diskBytes > DISK_SHARE * diskFreeBytes) {
@@ -333,14 +375,35 @@ function estimate(req: PlanRequest, storage: ActivationStorage, evaluator: Evalu
   return { hostBytes, deviceBytes, diskBytes, diskFreeBytes, limitBytes: req.limit, deviceLimitBytes, storage, evalStorage, evaluator, spillBlocks, items, fits: refusal === null, refusal };
 }
 
-function deviceHint(req: PlanRequest): string {
+/**
+ * What could bring the heap under the limit. Shorter windows are suggested only when they would
+ * (the heap at one-token windows fits); otherwise the fixed part is named: with a large
+ * vocabulary the embedding, classifier and head take the heap whatever the window length.
+ */
+function deviceHint(req: PlanRequest, storage: ActivationStorage, evaluator: Evaluator | null, spillBlocks: boolean): { why: string; tries: string } {
   const tries: string[] = [];
-  if (req.prune?.calibrates) tries.push(`a shorter --calib-seqlen (now ${req.prune.seqlen})`);
+  const limit = WASM_HEAP_LIMIT;
+  const short = estimate(
+    { ...req, prune: req.prune && { ...req.prune, seqlen: 1 }, eval: req.eval && { ...req.eval, seqlen: 1 }, extra: req.extra?.map((i) => ({ ...i, device: 0 })) },
+    storage,
+    evaluator,
+    spillBlocks,
+    true,
+  );
+  const lengthsHelp = short.deviceBytes <= limit;
+  if (lengthsHelp && req.prune?.calibrates) tries.push(`a shorter --calib-seqlen (now ${req.prune.seqlen})`);
   const lengthFlag = req.lengthFlag === undefined ? '--seqlen' : req.lengthFlag;
-  if (req.eval && lengthFlag) tries.push(`a shorter ${lengthFlag} (now ${req.eval.seqlen})`);
-  if (req.evaluator === 'resident' && !req.residentOnly) tries.push('--evaluator streaming');
+  if (lengthsHelp && req.eval && lengthFlag) tries.push(`a shorter ${lengthFlag} (now ${req.eval.seqlen})`);
+  if (evaluator === 'resident' && !req.residentOnly && estimate(req, storage, 'streaming', spillBlocks, true).deviceBytes <= limit) tries.push('--evaluator streaming');
   tries.push('a native backend (--backend tensorflow)');
-  return `try ${tries.join(', or ')}`;
+  const cfg = req.config;
+  const vocab = (WASM_FACTORS.weights * (evaluator === 'resident' ? 2 : 1) * cfg.vocabSize * cfg.dim * F32);
+  const why = lengthsHelp
+    ? ''
+    : vocab > short.deviceBytes / 2
+      ? `the vocabulary alone, ${cfg.vocabSize} tokens x ${cfg.dim}, takes ~${fmtGiB(vocab)} GiB whatever the window length`
+      : `the weights alone take ~${fmtGiB(short.deviceBytes)} GiB whatever the window length`;
+  return { why, tries: tries.join(', or ') };
 }
 
 function hostHint(req: PlanRequest, need: number): string {
