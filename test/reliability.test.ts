@@ -24,6 +24,19 @@ import { createActivationStore } from '../lib/plan/spill';
 import { loadTokenizer } from '../lib/tokenizers';
 import { CLI, MODELS, ROOT, lines, makeTmp, rmTmp, runCli, tinyConfig } from './helpers';
 
+/** A fault-injecting fs: the n-th call of one method throws an OS error (no root, no mount needed). */
+const mockFault: { method?: string; n: number; code: string; calls: number } = { n: 0, code: '', calls: 0 };
+jest.mock('fs', () => {
+  const real = jest.requireActual('fs');
+  const wrap =
+    (name: string) =>
+    (...a: unknown[]) => {
+      if (mockFault.method === name && ++mockFault.calls === mockFault.n) throw Object.assign(new Error(`${mockFault.code}: injected`), { code: mockFault.code });
+      return real[name](...a);
+    };
+  return { ...real, writeSync: wrap('writeSync'), openSync: wrap('openSync'), mkdirSync: wrap('mkdirSync') };
+});
+
 let tmp: string;
 beforeEach(() => {
   tmp = makeTmp('crepe-reliability-');
@@ -60,7 +73,7 @@ function modelCopy(dir: string): string {
 // the output policy
 
 describe('search, proxy-study and search-compare outputs', () => {
-  const search = ['search', '--search', 'pho', '--budget', '2', '--nsamples', '2', '--no-full-eval'];
+  const search = ['search', '--search', 'pho', '--nsamples', '2', '--no-full-eval'];
 
   test('search --out never replaces an input or a user file; checked before any work (--dry-run)', () => {
     const model = modelCopy(path.join(tmp, 'm'));
@@ -91,7 +104,7 @@ describe('search, proxy-study and search-compare outputs', () => {
 
   test('search --out writes its log, replaces its own log, and --force replaces a user file', () => {
     const log = path.join(tmp, 'log.csv');
-    const r1 = runCli([...search, '--model', 'stories260K', '--out', log]);
+    const r1 = runCli([...search, '--model', 'stories260K', '--out', log, '--budget', '2']);
     expect(r1.code).toBe(0);
     const first = fs.readFileSync(log, 'utf8');
     expect(first.split('\n')[0]).toMatch(/^index,kind,measure,/);
@@ -100,7 +113,7 @@ describe('search, proxy-study and search-compare outputs', () => {
     expect(lines(fs.readFileSync(log, 'utf8'))).toHaveLength(4);
     const mine = path.join(tmp, 'mine.csv');
     fs.writeFileSync(mine, 'mine\n');
-    expect(runCli([...search, '--model', 'stories260K', '--out', mine, '--force']).code).toBe(0);
+    expect(runCli([...search, '--model', 'stories260K', '--out', mine, '--force', '--budget', '2']).code).toBe(0);
     expect(fs.readFileSync(mine, 'utf8')).toMatch(/^index,kind,measure,/);
     expect(fs.readdirSync(tmp).filter((f) => f.startsWith('.'))).toEqual([]);
   }, 60_000);
@@ -279,23 +292,21 @@ describe('tokenizer.json models', () => {
 // ---------------------------------------------------------------------------------------------
 // OS errors, injected (no root, no mount needed)
 
-/** Make the `n`-th call of fs[method] (from now) fail with `code`. */
-function failCall(method: 'writeSync' | 'openSync' | 'mkdirSync', n: number, code: string): jest.SpyInstance {
-  const real = fs[method] as (...a: unknown[]) => unknown;
-  let calls = 0;
-  return jest.spyOn(fs, method).mockImplementation(((...a: unknown[]) => {
-    if (++calls === n) throw Object.assign(new Error(`${code}: injected`), { code });
-    return real(...a);
-  }) as never);
+/** Make the `n`-th call of fs[method] (from now) fail with `code`; undone by clearFault. */
+function failCall(method: 'writeSync' | 'openSync' | 'mkdirSync', n: number, code: string): void {
+  Object.assign(mockFault, { method, n, code, calls: 0 });
+}
+function clearFault(): void {
+  mockFault.method = undefined;
 }
 
 describe('OS errors are one-line refusals naming the path, with nothing half-written left', () => {
-  afterEach(() => jest.restoreAllMocks());
+  afterEach(clearFault);
   test.each(['ENOSPC', 'EROFS', 'EACCES', 'EDQUOT', 'EIO'])('%s writing a file or a model folder', (code) => {
     const file = path.join(tmp, 'out.txt');
     failCall('writeSync', 1, code);
     expectCrepeError(() => writeFileAtomic(file, 'x'.repeat(100)), new RegExp(`cannot write ${file}: `));
-    jest.restoreAllMocks();
+    clearFault();
     const dir = path.join(tmp, 'model');
     expectCrepeError(() => writeDirAtomic(dir, (t) => {
       fs.writeFileSync(path.join(t, 'a'), 'a');
@@ -309,7 +320,7 @@ describe('OS errors are one-line refusals naming the path, with nothing half-wri
     failCall('writeSync', 1, 'ENOSPC');
     expectCrepeError(() => ResultsFile.open(file, ['key', 'a']), /cannot write .*r\.csv: no space left on the device/);
     expect(fs.existsSync(file)).toBe(false);
-    jest.restoreAllMocks();
+    clearFault();
     const results = ResultsFile.open(file, ['key', 'a']);
     failCall('writeSync', 1, 'EROFS');
     expectCrepeError(() => results.append({ key: 'k', a: '1' }), /cannot write .*r\.csv: read-only file system/);
@@ -320,7 +331,7 @@ describe('OS errors are one-line refusals naming the path, with nothing half-wri
     const store = createActivationStore('disk', 2, 4, tmp);
     failCall('writeSync', 1, 'ENOSPC');
     expectCrepeError(() => store.set(0, new Float32Array(4)), /cannot write spill file .*activations\.f32: no space left on the device; .*--spill-dir/);
-    jest.restoreAllMocks();
+    clearFault();
     store.dispose();
     expect(fs.readdirSync(tmp)).toEqual([]);
   });
