@@ -1,6 +1,10 @@
 /**
- * Fault injection: random truncations and bit flips of every input format, random command-line
- * values, and kill -9 at random moments of `prune --save`, `convert`, `sweep` and `eval --jobs`.
+ * Fault injection: random truncations and bit flips of every input format (zero-shot task files
+ * included), random values in zero-shot documents and tokenizer.json models, random command-line
+ * values, outputs aimed at inputs and at files crepe did not write, flags that need another,
+ * OS errors (ENOSPC, EROFS, EACCES, ...) injected into every writer through a fault-injecting fs,
+ * standard output on a full device, and kill -9 at random moments of `prune --save`, `convert`,
+ * `sweep` and `eval --jobs`.
  *
  * A case is handled cleanly when crepe either accepts the input (and what it read is sound) or
  * refuses it with a one-line CrepeError (the CLI: exit 2, one `crepe:` line), and a killed run
@@ -28,6 +32,24 @@ import { WeightSource } from '../lib/model/types';
 import { loadTokenizer } from '../lib/tokenizers';
 import { parseCsv } from '../lib/util/csv';
 import { CLI, MODELS, ROOT, makeTmp, rmTmp, runCli } from './helpers';
+import { assetsDir } from '../lib/assets';
+import { writeDirAtomic, writeFileAtomic } from '../lib/io/atomic';
+import { parseTaskList } from '../lib/eval/zeroshot/tasks';
+import { createActivationStore } from '../lib/plan/spill';
+import { saveModel } from '../lib/model/save';
+
+/** A fault-injecting fs: the n-th call of one method throws an OS error (passes through otherwise). */
+const mockFault: { method?: string; n: number; code: string; calls: number } = { n: 0, code: '', calls: 0 };
+jest.mock('fs', () => {
+  const real = jest.requireActual('fs');
+  const wrap =
+    (name: string) =>
+    (...a: unknown[]) => {
+      if (mockFault.method === name && ++mockFault.calls === mockFault.n) throw Object.assign(new Error(`${mockFault.code}: injected`), { code: mockFault.code });
+      return real[name](...a);
+    };
+  return { ...real, writeSync: wrap('writeSync'), openSync: wrap('openSync'), mkdirSync: wrap('mkdirSync'), renameSync: wrap('renameSync'), fsyncSync: wrap('fsyncSync') };
+});
 
 const SEED = Number(process.env.FAULT_SEED ?? 20261129);
 let tmp: string;
@@ -52,6 +74,8 @@ afterAll(() => {
   rmTmp(tmp);
   const total = Object.values(summary).reduce((a, t) => ({ tried: a.tried + t.tried, clean: a.clean + t.clean, mishandled: a.mishandled + t.mishandled.length }), { tried: 0, clean: 0, mishandled: 0 });
   const out = { seed: SEED, total, groups: Object.fromEntries(Object.entries(summary).map(([g, t]) => [g, { tried: t.tried, clean: t.clean, mishandled: t.mishandled.length, examples: t.mishandled.slice(0, 3) }])) };
+  const table = Object.entries(summary).map(([g, t]) => `  ${g.padEnd(44)} ${String(t.tried).padStart(4)} tried ${String(t.clean).padStart(4)} clean ${String(t.mishandled.length).padStart(3)} mishandled`);
+  process.stdout.write(`fault injection (seed ${SEED}): ${total.tried} cases, ${total.clean} clean, ${total.mishandled} mishandled\n${table.join('\n')}\n`);
   process.stdout.write(`fault injection: ${JSON.stringify(out)}\n`);
   if (process.env.FAULT_SUMMARY) fs.writeFileSync(process.env.FAULT_SUMMARY, JSON.stringify(out, null, 2) + '\n');
 });
@@ -237,6 +261,246 @@ describe('truncations and bit flips of every input format', () => {
       quiet.mockRestore();
     }
   });
+});
+
+// ---------------------------------------------------------------------------------------------
+// zero-shot task files and tokenizer.json models
+
+/** The first `n` lines of a task file of the assets. */
+function taskLines(rel: string, n: number): string[] {
+  return fs.readFileSync(path.join(assetsDir(), 'tasks', rel), 'utf8').split('\n').filter((l) => l.trim()).slice(0, n);
+}
+
+describe('zero-shot task files', () => {
+  const load = (spec: string) => {
+    const [s] = parseTaskList([spec]);
+    s.task.load(s.file);
+  };
+  test.each([
+    ['arc_easy', 'arc_easy/ARC-Easy-Test.jsonl'],
+    ['openbookqa', 'openbookqa/test.jsonl'],
+    ['winogrande', 'winogrande/dev.jsonl'],
+    ['boolq', 'boolq/val.jsonl'],
+    ['lambada_openai', 'lambada/lambada_test.jsonl'],
+  ])('%s: truncations and bit flips', (task, rel) => {
+    const file = path.join(tmp, `${task}.jsonl`);
+    fuzzFile('zero-shot task file (bytes)', Buffer.from(taskLines(rel, 4).join('\n') + '\n'), file, () => load(`${task}:${file}`), 30, 64);
+  });
+
+  test('PIQA and its labels, RTE tsv: truncations and bit flips', () => {
+    const dir = path.join(tmp, 'piqa');
+    fs.mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, 'valid.jsonl');
+    fs.writeFileSync(file, taskLines('piqa/valid.jsonl', 4).join('\n') + '\n');
+    const labels = path.join(dir, 'valid-labels.lst');
+    fuzzFile('zero-shot task file (bytes)', Buffer.from(taskLines('piqa/valid-labels.lst', 4).join('\n') + '\n'), labels, () => load(`piqa:${file}`), 20, 8);
+    const rte = path.join(tmp, 'dev.tsv');
+    const tsv = 'index\tsentence1\tsentence2\tlabel\n0\tA cat sat.\tA cat is sitting.\tentailment\n1\tIt rained.\tThe sun shone.\tnot_entailment\n';
+    fuzzFile('zero-shot task file (bytes)', Buffer.from(tsv), rte, () => load(`rte:${rte}`), 30, 40);
+  });
+
+  test('random JSON values at random fields of a document', () => {
+    const docs: [string, string, string[][]][] = [
+      ['arc_easy', 'arc_easy/ARC-Easy-Test.jsonl', [[], ['question'], ['question', 'stem'], ['question', 'choices'], ['question', 'choices', '0'], ['question', 'choices', '1', 'text'], ['question', 'choices', '0', 'label'], ['answerKey']]],
+      ['winogrande', 'winogrande/dev.jsonl', [[], ['sentence'], ['option1'], ['option2'], ['answer']]],
+      ['boolq', 'boolq/val.jsonl', [['passage'], ['question'], ['label']]],
+      ['lambada_openai', 'lambada/lambada_test.jsonl', [[], ['text']]],
+    ];
+    const file = path.join(tmp, 'doc.jsonl');
+    fc.assert(
+      fc.property(fc.constantFrom(...docs), fc.nat(), fc.jsonValue({ maxDepth: 2 }), ([task, rel, paths], k, value) => {
+        const keys = paths[k % paths.length];
+        const [first, second] = taskLines(rel, 2).map((l) => JSON.parse(l));
+        let doc: unknown = second;
+        if (keys.length === 0) doc = value;
+        else {
+          let at = second as Record<string, unknown> | undefined;
+          for (const key of keys.slice(0, -1)) at = at?.[key] as Record<string, unknown> | undefined;
+          if (at && typeof at === 'object') at[keys[keys.length - 1]] = value;
+        }
+        fs.writeFileSync(file, `${JSON.stringify(first)}\n${JSON.stringify(doc)}\n`);
+        const problem = handled(() => load(`${task}:${file}`));
+        record('zero-shot document fields (values)', problem === null ? null : `${task} ${keys.join('.')}=${JSON.stringify(value)}: ${problem}`);
+        return problem === null;
+      }),
+      { seed: SEED, numRuns: 100, endOnFailure: true },
+    );
+  });
+
+  test('random JSON values in tokenizer.json models (type, unk token, ids)', () => {
+    const base = {
+      version: '1.0', truncation: null, padding: null, added_tokens: [{ id: 3, content: '<s>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }], normalizer: null,
+      pre_tokenizer: { type: 'Whitespace' }, post_processor: null, decoder: null,
+      model: { type: 'WordLevel', vocab: { once: 0, upon: 1, '<unk>': 2, '<s>': 3, a: 4 }, unk_token: '<unk>' },
+    };
+    const paths = [['model', 'type'], ['model', 'unk_token'], ['model', 'vocab', 'once'], ['model', 'vocab', '<unk>'], ['added_tokens', '0', 'id'], ['model', 'vocab']];
+    const file = path.join(tmp, 'tokenizer.json');
+    fc.assert(
+      fc.property(fc.constantFrom(...paths), fc.oneof(fc.jsonValue({ maxDepth: 1 }), fc.constantFrom('BPE', 'Unigram', 'WordPiece', 'WordLevel', 'Nonsense', -1, 2.5, 1e12, '<unk>', null)), (keys, value) => {
+        const json = JSON.parse(JSON.stringify(base));
+        let at = json;
+        for (const k of keys.slice(0, -1)) at = at[k];
+        at[keys[keys.length - 1]] = value;
+        fs.writeFileSync(file, JSON.stringify(json));
+        const problem = handled(() => {
+          const tok = loadTokenizer(file);
+          const ids = tok.encode('once upon a time', { bos: false });
+          if (ids.some((id) => !(Number.isInteger(id) && id >= 0 && id < tok.vocabSize))) throw new Error(`token id outside the vocabulary: ${Array.from(ids).join(',')}`);
+        });
+        record('tokenizer.json model (values)', problem === null ? null : `${keys.join('.')}=${JSON.stringify(value)}: ${problem}`);
+        return problem === null;
+      }),
+      { seed: SEED, numRuns: 60, endOnFailure: true },
+    );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// OS errors injected into every writer
+
+describe('OS errors injected into every writer', () => {
+  afterEach(() => {
+    mockFault.method = undefined;
+  });
+  test('ENOSPC, EROFS, EACCES, EDQUOT, EIO, EFBIG at a random call: one line naming the path, nothing half-written', () => {
+    const writers: [string, string, (dir: string) => void][] = [
+      ['text file', 'writeSync', (dir) => writeFileAtomic(path.join(dir, 'out.csv'), 'a,b\n'.repeat(50))],
+      ['model folder (convert)', 'writeSync', (dir) => {
+        const src = Llama2cSource.open(MODELS.stories260K.bin());
+        try {
+          writeHfModel(src, path.join(dir, 'hf'), { dtype: 'BF16', shardBytes: 200_000 });
+        } finally {
+          src.close();
+        }
+      }],
+      ['llama2.c file (save)', 'writeSync', (dir) => {
+        const src = Llama2cSource.open(MODELS.stories260K.bin());
+        try {
+          saveModel(src, path.join(dir, 'm.bin'), { format: 'llama2c', dtype: 'F32' });
+        } finally {
+          src.close();
+        }
+      }],
+      ['folder staging', 'mkdirSync', (dir) => writeDirAtomic(path.join(dir, 'd'), (t) => fs.writeFileSync(path.join(t, 'x'), 'x'), 'prune-dump')],
+      ['rename into place', 'renameSync', (dir) => writeFileAtomic(path.join(dir, 'r.txt'), 'x')],
+      ['sweep CSV header and rows', 'writeSync', (dir) => {
+        const r = ResultsFile.open(path.join(dir, 's.csv'), ['key', 'a']);
+        try {
+          for (let k = 0; k < 4; k++) r.append({ key: `k${k}`, a: String(k) });
+        } finally {
+          r.close();
+        }
+      }],
+      ['spill file', 'writeSync', (dir) => {
+        const store = createActivationStore('disk', 4, 64, dir);
+        try {
+          for (let k = 0; k < 4; k++) store.set(k, new Float32Array(64));
+        } finally {
+          store.dispose();
+        }
+      }],
+    ];
+    let k = 0;
+    fc.assert(
+      fc.property(fc.constantFrom(...writers), fc.constantFrom('ENOSPC', 'EROFS', 'EACCES', 'EDQUOT', 'EIO', 'EFBIG'), fc.integer({ min: 1, max: 6 }), ([name, method, write], code, n) => {
+        const dir = path.join(tmp, `os-${k++}`);
+        fs.mkdirSync(dir);
+        Object.assign(mockFault, { method, n, code, calls: 0 });
+        let problem: string | null = null;
+        try {
+          write(dir);
+        } catch (e) {
+          if (!(e instanceof CrepeError) || e.message.includes('\n')) problem = `${(e as Error).name}: ${(e as Error).message.split('\n')[0]}`;
+          else if (!e.message.includes(dir) || !/cannot (write|read)/.test(e.message)) problem = `does not name the path and the cause: ${e.message}`;
+        } finally {
+          mockFault.method = undefined;
+        }
+        // nothing half-written: no temporaries, no spill folder, no empty CSV
+        const left = fs.readdirSync(dir).filter((f) => /\.(tmp|old)$|^crepe-spill-/.test(f) || (f === 's.csv' && fs.statSync(path.join(dir, f)).size === 0));
+        if (problem === null && left.length) problem = `left behind: ${left.join(', ')}`;
+        record('OS errors (injected)', problem && `${name} ${code} at call ${n}: ${problem}`);
+        return problem === null;
+      }),
+      { seed: SEED, numRuns: 60, endOnFailure: true },
+    );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// outputs, flags and standard output through the CLI
+
+/** null when the CLI refused in one `crepe:` line with exit 2; else what went wrong. */
+function refusedInOneLine(r: { code: number | null; stderr: string }): string | null {
+  const l = r.stderr.trim().split('\n');
+  if (r.code !== 2 || l.length !== 1 || !l[0].startsWith('crepe: ') || /internal error/.test(l[0])) return `exit ${r.code}: ${r.stderr.slice(0, 200)}`;
+  return null;
+}
+
+describe('the output policy and flag checks through the CLI', () => {
+  test('outputs aimed at inputs, user files, links and unwritable places are refused before any work, targets unchanged', () => {
+    const dir = path.join(tmp, 'policy');
+    fs.mkdirSync(dir);
+    const model = path.join(dir, 'stories260K.bin');
+    fs.copyFileSync(MODELS.stories260K.bin(), model);
+    fs.copyFileSync(MODELS.stories260K.tokenizer(), path.join(dir, 'tok512.bin'));
+    fs.writeFileSync(path.join(dir, 'mine.csv'), 'precious\n');
+    fs.mkdirSync(path.join(dir, 'folder'));
+    fs.symlinkSync(model, path.join(dir, 'link.csv'));
+    fs.symlinkSync(path.join(dir, 'gone'), path.join(dir, 'dangling.csv'));
+    const targets = [model, path.join(dir, 'tok512.bin'), path.join(dir, 'mine.csv'), path.join(dir, 'folder'), path.join(dir, 'link.csv'), path.join(dir, 'dangling.csv'), path.join(dir, 'no', 'x.csv'), '/proc/crepe.csv'];
+    const commands = [
+      (t: string) => ['search', '--model', model, '--search', 'pho', '--out', t, '--dry-run'],
+      (t: string) => ['prune', '--model', model, '--method', 'magnitude', '--save', t, '--dry-run'],
+    ];
+    const snapshot = () => fs.readdirSync(dir).map((f) => [f, fs.lstatSync(path.join(dir, f)).isSymbolicLink() ? 'link' : fs.statSync(path.join(dir, f)).isFile() ? fs.readFileSync(path.join(dir, f)).toString('base64') : 'dir']);
+    const before = snapshot();
+    fc.assert(
+      fc.property(fc.constantFrom(...targets), fc.constantFrom(...commands), fc.boolean(), (target, command, force) => {
+        const args = [...command(target), ...(force ? ['--force'] : [])];
+        const r = runCli(args);
+        // --force replaces a user file: still refused for inputs, links to inputs, folders, dangling links and unwritable places
+        const allowed = force && target.endsWith('mine.csv');
+        let problem = allowed ? (r.code === 0 ? null : `--force refused: ${r.stderr}`) : refusedInOneLine(r);
+        if (problem === null && JSON.stringify(snapshot()) !== JSON.stringify(before)) problem = 'a target changed';
+        record('output policy (CLI)', problem && `${JSON.stringify(args.slice(0, 1).concat(args.slice(-3)))}: ${problem}`);
+        return problem === null;
+      }),
+      { seed: SEED, numRuns: 10, endOnFailure: true },
+    );
+  }, 240_000);
+
+  test('flags that need another, and contradictory pairs, are refused in one line', () => {
+    const cases: string[][] = [
+      ['prune', '--model', 'stories260K', '--method', 'wanda', '--zeroshot-limit', '3'],
+      ['prune', '--model', 'stories260K', '--method', 'wanda', '--zeroshot-jobs', '2'],
+      ['prune', '--model', 'stories260K', '--method', 'wanda', '--owl-lambda', '0.1'],
+      ['prune', '--model', 'stories260K', '--method', 'wanda', '--dsnot-cycles', '4'],
+      ['prune', '--model', 'stories260K', '--method', 'wanda', '--seqlen', '64'],
+      ['prune', '--model', 'stories260K', '--method', 'wanda', '--dtype', 'F16'],
+      ['search', '--model', 'stories260K', '--search', 'hillclimb', '--sign', '-1'],
+      ['search-compare', '--config', path.join(ROOT, 'experiments', 'search.json'), '--out', tmp, '--fresh', '--report-only'],
+      ['search-compare', '--config', path.join(ROOT, 'experiments', 'search.json'), '--out', tmp, '--report-only', '--runs', 'hillclimb'],
+    ];
+    for (const args of fc.sample(fc.constantFrom(...cases), { seed: SEED, numRuns: 6 })) {
+      const problem = refusedInOneLine(runCli(args));
+      record('flag dependencies and contradictions (CLI)', problem && `${JSON.stringify(args.slice(-2))}: ${problem}`);
+      expect(problem).toBeNull();
+    }
+  }, 120_000);
+
+  test('standard output on a full device', () => {
+    const full = fs.openSync('/dev/full', 'w');
+    try {
+      for (const args of [['tokenize', '--model', 'stories260K', '--text', 'Once upon a time'], ['generate', '--model', 'stories260K', '--steps', '3', '--json'], ['eval', '--model', 'stories260K', '--dataset', 'tinystories', '--max-windows', '1']]) {
+        const r = spawnSync(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', full, 'pipe'], encoding: 'utf8' });
+        const problem = refusedInOneLine({ code: r.status, stderr: r.stderr }) ?? (/no space left/.test(r.stderr) ? null : `cause not named: ${r.stderr}`);
+        record('stdout on a full device (CLI)', problem && `${args[0]}: ${problem}`);
+        expect(problem).toBeNull();
+      }
+    } finally {
+      fs.closeSync(full);
+    }
+  }, 120_000);
 });
 
 // ---------------------------------------------------------------------------------------------
