@@ -29,6 +29,8 @@ export interface ActivationStore {
 
 const SPILL_PREFIX = 'crepe-spill-';
 const liveSpills = new Set<string>();
+/** The exit listener that removes live spill folders is added once per process. */
+let exitHook = false;
 
 function removeLiveSpills(): void {
   for (const dir of liveSpills) fs.rmSync(dir, { recursive: true, force: true });
@@ -65,7 +67,8 @@ export function spillFolder(parent?: string): { dir: string; cleanup: () => void
   }
   // No signal listeners: a listener defers SIGTERM/SIGINT until the synchronous pipeline yields,
   // which it may not do for hours. A killed run's folder is removed by the next run instead.
-  if (liveSpills.size === 0) process.on('exit', removeLiveSpills);
+  if (!exitHook) process.on('exit', removeLiveSpills);
+  exitHook = true;
   liveSpills.add(dir);
   const cleanup = () => {
     fs.rmSync(dir, { recursive: true, force: true });
