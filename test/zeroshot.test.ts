@@ -290,7 +290,7 @@ describe('crepe zeroshot CLI', () => {
     fs.writeFileSync(f, '{"sentence": "a _ b", "option1": "x", "option2": "y", "answer": "1"}\n{oops\n');
     const r = runCli(['zeroshot', '--model', 'stories260K', '--tasks', `winogrande:${f}`]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/bad\.jsonl:2: not valid JSON/);
+    expect(r.stderr).toMatch(/bad\.jsonl: document 2 \(line 2\): not valid JSON/);
   });
 
   test('parseTaskList splits commas and refuses duplicates', () => {
