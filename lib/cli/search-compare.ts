@@ -29,6 +29,7 @@ function commandLine(argv: readonly string[]): string {
 export async function searchCompareCommand(args: SearchCompareArgs): Promise<void> {
   // Config, subset, output folder, datasets and models are all checked before any work.
   const plan = planComparison(args.config, { out: args.out, models: listFlag(args.models), structures: listFlag(args.structures), runs: listFlag(args.runs) });
+  for (const w of plan.config.warnings) process.stderr.write(`crepe: warning: ${w}\n`);
   const backend = await startBackend(args.backend);
   if (!args.reportOnly && !planComparisonMemory(plan, args, backend.startsWith('wasm'))) return;
   const result = runComparison(
