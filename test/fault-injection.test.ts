@@ -557,7 +557,7 @@ describe('random command-line values', () => {
 /** Start the CLI, kill -9 after `ms`; resolves with whether the kill landed before it finished. */
 function killAfter(args: string[], ms: number, opts: { detached?: boolean } = {}): Promise<{ killed: boolean; pid: number }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: 'ignore', detached: opts.detached });
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...process.env }, stdio: 'ignore', detached: opts.detached });
     let done = false;
     const timer = setTimeout(() => {
       if (!done) child.kill('SIGKILL');
@@ -634,7 +634,12 @@ describe('kill -9 at random moments', () => {
       const again = runCli(['sweep', '--config', cfg, '--out', out]);
       let problem: string | null = null;
       if (again.code !== 0) problem = `resume failed: ${again.stderr}`;
-      else if (JSON.stringify(pplsOf(out)) !== JSON.stringify(reference)) problem = 'resumed rows differ from an uninterrupted run';
+      else if (JSON.stringify(pplsOf(out)) !== JSON.stringify(reference)) {
+        // name what differs, so a failure under load can be diagnosed from the log alone
+        const got = pplsOf(out);
+        const keys = [...new Set([...Object.keys(reference), ...Object.keys(got)])].filter((key) => reference[key] !== got[key]);
+        problem = `resumed rows differ from an uninterrupted run: ${keys.map((key) => `${key}: ${reference[key] ?? 'absent'} vs ${got[key] ?? 'absent'}`).join('; ')}`;
+      }
       record('kill -9: sweep', problem && `after ${ms} ms: ${problem}`);
       expect(problem).toBeNull();
     }

@@ -211,7 +211,7 @@ describe('crepe sweep (child processes, smoke config)', () => {
 
   test('kill -9 mid-run, then rerun: every cell exactly once, no broken line', async () => {
     const csv = path.join(tmp, 'smoke-killed.csv');
-    const child = spawn(process.execPath, [CLI, 'sweep', '--config', SMOKE, '--out', csv], { cwd: ROOT, stdio: 'ignore' });
+    const child = spawn(process.execPath, [CLI, 'sweep', '--config', SMOKE, '--out', csv], { cwd: ROOT, env: { ...process.env }, stdio: 'ignore' });
     const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
     const dataRows = () => (fs.existsSync(csv) ? lines(fs.readFileSync(csv, 'utf8')).length - 1 : 0);
     const deadline = Date.now() + 100_000;
