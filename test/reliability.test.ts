@@ -11,7 +11,6 @@
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { CrepeError } from '../lib/errors';
 import { assetPath, assetsDir } from '../lib/assets';
 import { writeDirAtomic, writeFileAtomic } from '../lib/io/atomic';
 import { ResultsFile } from '../lib/experiments/sweep';
@@ -22,7 +21,7 @@ import { Llama2cSource } from '../lib/model/llama2c';
 import { GiB, WASM_HEAP_LIMIT, fmtBytes, planMemory, windowTableBytes } from '../lib/plan/memory';
 import { createActivationStore } from '../lib/plan/spill';
 import { loadTokenizer } from '../lib/tokenizers';
-import { CLI, MODELS, ROOT, lines, makeTmp, rmTmp, runCli, tinyConfig } from './helpers';
+import { CLI, MODELS, ROOT, lines, makeTmp, oneLineCrepeError, rmTmp, runCli, tinyConfig } from './helpers';
 
 /** A fault-injecting fs: the n-th call of one method throws an OS error (no root, no mount needed). */
 const mockFault: { method?: string; n: number; code: string; calls: number } = { n: 0, code: '', calls: 0 };
@@ -50,15 +49,7 @@ function expectRefusal(r: { code: number | null; stderr: string }, message: RegE
 }
 
 function expectCrepeError(fn: () => unknown, message: RegExp): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(CrepeError);
-  expect((err as Error).message).not.toContain('\n');
-  expect((err as Error).message).toMatch(message);
+  expect(oneLineCrepeError(fn)).toMatch(message);
 }
 
 /** A private copy of stories260K (weights and tokenizer) in `dir`. */
