@@ -324,7 +324,7 @@ export function fitTable(fits: WindowFits): BenchTable {
 
 export function costTable(rows: { label: string; p: CostProjection }[]): BenchTable {
   return {
-    title: `[scale] cost model: LLaMA-2-7B (32 blocks), ${STANDARD_7B.nsamples} x ${STANDARD_7B.calibSeqlen} calibration, full WikiText-2 (${STANDARD_7B.evalWindows} x ${STANDARD_7B.evalSeqlen}), CPU seconds of one core`,
+    title: `[scale] cost model: LLaMA-2-7B (32 blocks), ${STANDARD_7B.nsamples} x ${STANDARD_7B.calibSeqlen} calibration, full WikiText-2 (${STANDARD_7B.evalWindows} x ${STANDARD_7B.evalSeqlen}), from CPU seconds (one core's work) and from wall seconds`,
     columns: [
       { key: 'label', header: 'measured on' },
       { key: 'fixed', header: 'fixed prune s/block', digits: 1 },
@@ -352,7 +352,7 @@ export function costTable(rows: { label: string; p: CostProjection }[]): BenchTa
     notes: [
       'fixed: a stage\'s measured CPU seconds per block minus its window forwards x w(T) (read + calibration uploads + scoring + selection; eval: read + upload); not extrapolated.',
       `calibration s/block = fixed + ${STANDARD_7B.nsamples} x (2 - 1/32) window forwards x w(${STANDARD_7B.calibSeqlen}); eval s/block = fixed + ${STANDARD_7B.evalWindows} x w(${STANDARD_7B.evalSeqlen}); prune = 32 x (read + calibration + scoring); eval = 32 x eval + head.`,
-      `this CPU: CPU seconds of one core (engine ${backendDescription()}: with one thread, an idle core's wall time); more BLAS threads or worker processes divide the wall time.`,
+      `this CPU: the 'CPU s' rows add up the work of every thread (engine ${backendDescription()}; with one thread, an idle core's wall time); the 'wall s' rows are what a user waits on this machine with that many BLAS threads, valid only when the machine was otherwise idle (see the load averages).`,
       `GPU: FLOPs / ${GPU.name}; a lower bound (no memory traffic); scoring + selection not included.`,
       `FLOPs per block forward: 2 x tokens x 202.4M linear parameters + 4 x T^2 x 4096 attention; at 2048 tokens ${(blockForwardFlops(LLAMA2_7B, 1, 2048) / 1e12).toFixed(2)} TFLOP per window.`,
     ],
@@ -485,7 +485,15 @@ function summarize(
       `command: ${runs[0]?.command ?? ''}`,
     ],
   };
-  const projections = runs.map((r) => ({ label: `${r.method}, ${r.blocks} blocks`, p: projectCosts(r.measured, fits.block, fits.head, STANDARD_7B) }));
+  // CPU seconds project one core's work; wall seconds project what a user waits with every BLAS thread
+  // (the fits and the child prune run on the same engine and thread count, so they combine)
+  const threads = activeBlas()?.threads() ?? 1;
+  const blockWallFit = fitWindowCost(fits.blockWall);
+  const headWallFit = fitWindowCost(fits.headWall, false);
+  const projections = runs.flatMap((r) => [
+    { label: `${r.method}, ${r.blocks} blocks, CPU s`, p: projectCosts(r.measured, fits.block, fits.head, STANDARD_7B) },
+    { label: `${r.method}, ${r.blocks} blocks, wall s (${threads} thread${threads === 1 ? '' : 's'})`, p: projectCosts(r.measuredWall, blockWallFit, headWallFit, STANDARD_7B) },
+  ]);
   const maxRss = Math.max(...runs.map((r) => r.maxRss));
   const growth = rssGrowthCheck(runs);
   const result: SectionResult = {
@@ -511,13 +519,13 @@ function writeScaleResults(
   const dir = path.join(projectRoot(), 'results');
   const stem = process.env.CREPE_SCALE_RESULTS ?? 'scale-bench';
   if (!/^[\w.-]+$/.test(stem)) throw new Error(`CREPE_SCALE_RESULTS must be a plain file stem, got '${stem}'`);
-  const env = ['CREPE_SCALE_RUNS', 'CREPE_SCALE_BLOCKS', 'CREPE_SCALE_METHODS', 'CREPE_SCALE_NSAMPLES', 'CREPE_SCALE_SEQLEN', 'CREPE_SCALE_WINDOWS', 'CREPE_SCALE_MAX_MEMORY', 'CREPE_SCALE_FIT']
+  const env = ['CREPE_SCALE_RESULTS', 'CREPE_SCALE_RUNS', 'CREPE_SCALE_BLOCKS', 'CREPE_SCALE_METHODS', 'CREPE_SCALE_NSAMPLES', 'CREPE_SCALE_SEQLEN', 'CREPE_SCALE_WINDOWS', 'CREPE_SCALE_MAX_MEMORY', 'CREPE_SCALE_FIT']
     .filter((k) => process.env[k] !== undefined)
     .map((k) => `${k}=${process.env[k]} `)
     .join('');
   const header =
     `# Scale bench (7B-shaped synthetic checkpoint)\n\nWritten by \`${env}npm run bench -- --only scale\` (methods ${methods.join(', ')}) on ${os.cpus().length} x ${os.cpus()[0]?.model ?? 'CPU'}, ` +
-    `node ${process.version}, backend ${backendDescription()}, ${new Date().toISOString()}; the machine was shared with other work (load averages below), so wall seconds are inflated and CPU seconds are the comparable measure.\n\n`;
+    `node ${process.version}, backend ${backendDescription()}, ${new Date().toISOString()}, with load averages below (wall seconds are valid only where the load stayed near the thread count; CPU seconds are comparable always).\n\n`;
   const md = header + tables.map((t) => '```\n' + renderTable(t) + '\n```\n').join('\n') + '\n' + checks.map((c) => `- check ${c.pass ? 'PASS' : 'FAIL'}: ${c.name} (${c.detail})`).join('\n') + '\n';
   writeFileAtomic(path.join(dir, `${stem}.md`), md);
   writeFileAtomic(
