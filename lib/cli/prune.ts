@@ -4,12 +4,13 @@ import { getStrategy, parseParamPairs } from '../prune/strategy';
 import { describePlan, planJson } from '../plan/memory';
 import { zeroshotMarkdown } from '../eval/zeroshot/table';
 import { CrepeError } from '../errors';
+import { ProgressEvent } from '../util/progress';
 import { Recipe, RecipeInput, formatRecipe, parseRecipe } from '../recipe/schema';
 import { DSNOT_DEFAULTS } from '../recipe/resolve';
 import { RecipeHooks, RecipeOutcome, planOnly, runRecipe } from '../recipe/run';
 import { checkTaskFiles, parseTaskList } from '../eval/zeroshot/tasks';
 import { PruneZeroshot, harnessFilesJson, pruneZeroshot, writeHarness, zeroshotJson, zeroshotOptions } from './zeroshot';
-import { PruneTargetArgs, emit, inputPaths, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
+import { PruneTargetArgs, withPublishedStages, emit, inputPaths, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
 import { MemoryArgs } from './memory';
 export interface PruneArgs extends PruneTargetArgs, MemoryArgs {
   calibSeed: number;
@@ -150,12 +151,12 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
   // zero-shot flags that are not part of the recipe's result (bootstrap, BOS) keep their defaults
   const backend = await startBackend(args.backend);
   if (args.printRecipe) {
-    const { recipe: resolved } = planOnly(recipe, { fieldName: pruneFlagName });
+    const { recipe: resolved } = planOnly(recipe, { fieldName: pruneFlagName, force: args.force });
     process.stdout.write(formatRecipe(resolved, args.recipeFormat ?? 'json'));
     return;
   }
   if (args.dryRun) {
-    const { recipe: resolved, plan } = planOnly(recipe, { fieldName: pruneFlagName });
+    const { recipe: resolved, plan } = planOnly(recipe, { fieldName: pruneFlagName, force: args.force });
     emit(args.json, { dry_run: true, model: args.model, method: args.method, recipe: resolved, memory_plan: planJson(plan) }, () => describePlan(plan));
     if (!plan.fits) process.exitCode = 2;
     return;
@@ -186,7 +187,16 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
       if (z.pruned) writeHarness(z.pruned, model, pruned, { ...run, pruned: { method: recipe.method, params: recipe.params, structure: recipe.structure, sparsity: recipe.sparsity ?? 0.5 } });
     },
   };
-  await runAndPrint(recipe, { backend, json: args.json, force: args.force, backendChoice: args.backend, argv: process.argv.slice(2), hooks, zeroshotFiles: () => zs });
+  // the library's passes as stages: OWL's dense pass, then the dense evaluation, pruning (its own
+  // bar, from the recipe's onBlock), the pruned evaluation
+  let pruning = false;
+  const stageOf = (e: ProgressEvent): string | null => {
+    if (e.pass === 'prune') pruning = true;
+    if (e.pass === 'calibration' && !pruning) return 'owl dense pass';
+    if (e.pass === 'eval' && e.unit === 'windows') return pruning ? 'eval pruned' : 'eval dense';
+    return null;
+  };
+  await withPublishedStages(stageOf, () => runAndPrint(recipe, { backend, json: args.json, force: args.force, backendChoice: args.backend, argv: process.argv.slice(2), hooks, zeroshotFiles: () => zs }));
 }
 
 /** Run a recipe with progress bars and print its outcome (shared by `crepe prune` and `crepe run`). */

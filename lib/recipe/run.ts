@@ -338,9 +338,11 @@ function withoutStarts(c: CalibrationDraw): Omit<CalibrationDraw, 'starts'> {
 export { DENSE_METHOD };
 
 /** Resolve and plan a recipe without running it (--dry-run): the resolved recipe and its memory plan. */
-export function planOnly(recipe: Recipe, hooks: Pick<RecipeHooks, 'model' | 'fieldName'> = {}): { recipe: ResolvedRecipe; plan: MemoryPlan } {
+export function planOnly(recipe: Recipe, hooks: Pick<RecipeHooks, 'model' | 'fieldName' | 'force'> = {}): { recipe: ResolvedRecipe; plan: MemoryPlan } {
   const { model, parts, owned } = prepareRecipe(recipe, hooks);
   try {
+    // a dry run refuses what the real run would refuse: outputs are checked before the plan
+    checkRecipeOutputs(model, parts.recipe, !!hooks.force, hooks.fieldName ?? ((f) => f));
     return { recipe: parts.recipe, plan: planRecipe(model, parts, backendDescription().startsWith('wasm')) };
   } finally {
     if (owned) model.source.close();
