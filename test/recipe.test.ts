@@ -9,7 +9,7 @@ import * as path from 'path';
 import { openModel } from '../lib/model/resolve';
 import { formatRecipe, loadRecipe, parseRecipe } from '../lib/recipe/schema';
 import { resolveRecipe } from '../lib/recipe/resolve';
-import { ROOT, makeTmp, oneLineCrepeError, rmTmp, runCli } from './helpers';
+import { MODELS, makeTmp, oneLineCrepeError, rmTmp, runCli } from './helpers';
 
 let tmp: string;
 beforeAll(() => {
@@ -130,7 +130,7 @@ describe('crepe prune and crepe run', () => {
     expect(record.results.achievedSparsity).toBe(ja.achieved_sparsity);
     expect(record.codeVersion).toBe(ja.code_version);
     // the saved model itself gives the recorded PPL
-    const e = runCli(['eval', '--model', saveA, '--tokenizer', path.join(ROOT, '..', 'shared', 'assets', 'models', 'stories260K', 'tok512.bin'), '--dataset', 'tinystories', '--max-windows', '4', '--json']);
+    const e = runCli(['eval', '--model', saveA, '--tokenizer', MODELS.stories260K.tokenizer(), '--dataset', 'tinystories', '--max-windows', '4', '--json']);
     expect(JSON.parse(e.stdout).ppl).toBe(record.results.eval[0].ppl);
   });
 

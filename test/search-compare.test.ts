@@ -21,7 +21,7 @@ import { openModel } from '../lib/model/resolve';
 import { REPORT_DATASET, fullEvaluation } from '../lib/search/objective';
 import { Journal, LEGACY_CODE_PATHS, unitFingerprint, unitSourceFiles, unitSources } from '../lib/experiments/search-compare/journal';
 import { unitKey } from '../lib/experiments/search-compare/plan';
-import { ROOT, makeTmp, oneLineCrepeError, rmTmp, runCli } from './helpers';
+import { MODELS, ROOT, makeTmp, oneLineCrepeError, rmTmp, runCli } from './helpers';
 
 const SEARCH_JSON = path.join(ROOT, 'experiments', 'search.json');
 
@@ -484,7 +484,8 @@ describe('crepe search runs the comparison\'s PHO variants by name', () => {
     const record = JSON.parse(fs.readFileSync(`${save}.recipe.json`, 'utf8'));
     expect(record.recipe.params).toEqual(out.best);
     expect(record.results.eval[0].ppl).toBe(row.fullPpl);
-    const e = runCli(['eval', '--model', save, '--tokenizer', path.join(ROOT, '..', 'shared', 'assets', 'models', 'stories260K', 'tok512.bin'), '--dataset', REPORT_DATASET, '--max-windows', '4', '--json']);
+    const e = runCli(['eval', '--model', save, '--tokenizer', MODELS.stories260K.tokenizer(), '--dataset', REPORT_DATASET, '--max-windows', '4', '--json']);
+    expect(e.stderr).toBe('');
     expect(JSON.parse(e.stdout).ppl).toBe(row.fullPpl);
   });
 });

@@ -179,37 +179,6 @@ export function withPublishedProgress<T>(labels: Partial<Record<ProgressEvent['p
 }
 
 /**
- * The async form of withPublishedProgress, with the label chosen per event (null: not shown, and
- * any open stage ends there): for a whole recipe run, whose passes follow one another.
- */
-export async function withPublishedStages<T>(label: (e: ProgressEvent) => string | null, run: () => Promise<T>): Promise<T> {
-  const stage: { bar: StageBar | null; key: string; last: number } = { bar: null, key: '', last: 0 };
-  const unsubscribe = subscribeProgress((e) => {
-    const name = label(e);
-    if (!name) {
-      stage.bar?.stop();
-      stage.bar = null;
-      return;
-    }
-    const key = `${name} ${e.unit}`;
-    if (!stage.bar || stage.key !== key || e.done <= stage.last) {
-      stage.bar?.stop();
-      stage.bar = progressBar(name, e.unit);
-      stage.bar.start(e.total, 0);
-      stage.key = key;
-    }
-    stage.last = e.done;
-    stage.bar.update(e.done);
-  });
-  try {
-    return await run();
-  } finally {
-    unsubscribe();
-    stage.bar?.stop();
-  }
-}
-
-/**
  * Print a JSON object (one line) or a human summary. JSON has no NaN or Infinity (JSON.stringify
  * writes them as null, indistinguishable from "absent"): they are written as the strings
  * "NaN", "Infinity" and "-Infinity".

@@ -4,13 +4,12 @@ import { getStrategy, parseParamPairs } from '../prune/strategy';
 import { describePlan, planJson } from '../plan/memory';
 import { zeroshotMarkdown } from '../eval/zeroshot/table';
 import { CrepeError } from '../errors';
-import { ProgressEvent } from '../util/progress';
 import { Recipe, RecipeInput, formatRecipe, parseRecipe } from '../recipe/schema';
 import { DSNOT_DEFAULTS } from '../recipe/resolve';
-import { RecipeHooks, RecipeOutcome, planOnly, runRecipe } from '../recipe/run';
+import { RecipeHooks, RecipeOutcome, RecipeStage, planOnly, runRecipe } from '../recipe/run';
 import { checkTaskFiles, parseTaskList } from '../eval/zeroshot/tasks';
 import { PruneZeroshot, harnessFilesJson, pruneZeroshot, writeHarness, zeroshotJson, zeroshotOptions } from './zeroshot';
-import { PruneTargetArgs, withPublishedStages, emit, inputPaths, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
+import { PruneTargetArgs, emit, inputPaths, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
 import { MemoryArgs } from './memory';
 export interface PruneArgs extends PruneTargetArgs, MemoryArgs {
   calibSeed: number;
@@ -187,16 +186,7 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
       if (z.pruned) writeHarness(z.pruned, model, pruned, { ...run, pruned: { method: recipe.method, params: recipe.params, structure: recipe.structure, sparsity: recipe.sparsity ?? 0.5 } });
     },
   };
-  // the library's passes as stages: OWL's dense pass, then the dense evaluation, pruning (its own
-  // bar, from the recipe's onBlock), the pruned evaluation
-  let pruning = false;
-  const stageOf = (e: ProgressEvent): string | null => {
-    if (e.pass === 'prune') pruning = true;
-    if (e.pass === 'calibration' && !pruning) return 'owl dense pass';
-    if (e.pass === 'eval' && e.unit === 'windows') return pruning ? 'eval pruned' : 'eval dense';
-    return null;
-  };
-  await withPublishedStages(stageOf, () => runAndPrint(recipe, { backend, json: args.json, force: args.force, backendChoice: args.backend, argv: process.argv.slice(2), hooks, zeroshotFiles: () => zs }));
+  await runAndPrint(recipe, { backend, json: args.json, force: args.force, backendChoice: args.backend, argv: process.argv.slice(2), hooks, zeroshotFiles: () => zs });
 }
 
 /** Run a recipe with progress bars and print its outcome (shared by `crepe prune` and `crepe run`). */
@@ -214,9 +204,26 @@ export async function runAndPrint(
     zeroshotFiles?: () => PruneZeroshot | null;
   },
 ): Promise<RecipeOutcome> {
-  const bar = progressBar(`prune ${recipe.method}`, 'blocks');
-  const zsBars = new Map<string, ReturnType<typeof progressBar>>();
-  let started = false;
+  // one bar at a time: each stage's bar is stopped (its one line printed) when the next stage starts
+  const labels: Record<RecipeStage | 'zeroshot-dense' | 'zeroshot-pruned', [string, string]> = {
+    owl: ['owl dense pass', 'blocks'],
+    'eval-dense': ['eval dense', 'windows'],
+    prune: [`prune ${recipe.method}`, 'blocks'],
+    'eval-pruned': ['eval pruned', 'windows'],
+    'zeroshot-dense': ['zeroshot dense', 'items'],
+    'zeroshot-pruned': ['zeroshot pruned', 'items'],
+  };
+  const open: { stage: keyof typeof labels | null; bar: ReturnType<typeof progressBar> | null } = { stage: null, bar: null };
+  const show = (stage: keyof typeof labels, done: number, total: number, rate: string): void => {
+    if (open.stage !== stage || !open.bar) {
+      open.bar?.stop();
+      const [label, unit] = labels[stage];
+      open.stage = stage;
+      open.bar = progressBar(label, unit);
+      open.bar.start(total, 0, { rate: '' });
+    }
+    open.bar.update(done, { rate });
+  };
   let outcome: RecipeOutcome;
   try {
     outcome = await runRecipe(recipe, {
@@ -225,24 +232,11 @@ export async function runAndPrint(
       backend: o.backendChoice,
       fieldName: o.fieldName ?? pruneFlagName,
       argv: o.argv,
-      onBlock: (done, total) => {
-        if (!started) bar.start(total, 0, { rate: '' });
-        started = true;
-        bar.update(done, { rate: '' });
-      },
-      onZeroshot: (phase, done, total, ips) => {
-        let zb = zsBars.get(phase);
-        if (!zb) {
-          zb = progressBar(`zeroshot ${phase}`, 'items');
-          zb.start(total, 0, { rate: '' });
-          zsBars.set(phase, zb);
-        }
-        zb.update(done, { rate: `${ips.toFixed(1)} items/s` });
-      },
+      onStage: (stage, done, total, tps) => show(stage, done, total, tps === undefined ? '' : `${Math.round(tps)} tok/s`),
+      onZeroshot: (phase, done, total, ips) => show(`zeroshot-${phase}`, done, total, `${ips.toFixed(1)} items/s`),
     });
   } finally {
-    bar.stop();
-    for (const zb of zsBars.values()) zb.stop();
+    open.bar?.stop();
   }
   printOutcome(outcome, o.json, o.backend, o.zeroshotFiles?.() ?? null);
   return outcome;

@@ -21,10 +21,14 @@ import { DsnotRowStats, dsnotRefiner } from '../prune/addons/dsnot';
 import { OwlAllocation, owlAllocation } from '../prune/addons/owl';
 import { CalibrationDraw, PruneOutcome, PruneTiming, SparsityReport, pruneModel } from '../prune/pipeline';
 import { MemoryPlan, defaultMemoryLimit, parseMemoryFlag, planJson, planMemory, requireFits, scoringCopies } from '../plan/memory';
+import { subscribeProgress } from '../util/progress';
 import { gitVersion } from '../version';
 import { inputPaths } from './inputs';
 import { FieldNamer, RecipeParts, ResolvedRecipe, resolveRecipe } from './resolve';
 import { DENSE_METHOD, Recipe } from './schema';
+
+/** The stages of a recipe run that report progress, in the order they run. */
+export type RecipeStage = 'owl' | 'eval-dense' | 'prune' | 'eval-pruned';
 
 export interface RecipeHooks {
   /** A model the caller opened and keeps open (a sweep worker reuses it); default: opened and closed here. */
@@ -35,7 +39,11 @@ export interface RecipeHooks {
   backend?: BackendChoice;
   /** Score zero-shot tasks in this process even when the recipe asks for jobs (callers that are workers). */
   inProcess?: boolean;
-  onBlock?: (done: number, total: number) => void;
+  /**
+   * Progress of each stage as it runs: blocks for OWL's dense pass and for pruning, windows (summed
+   * over the evaluation sets) for the evaluations; the evaluations also give tokens per second.
+   */
+  onStage?: (stage: RecipeStage, done: number, total: number, tokensPerSecond?: number) => void;
   /** Zero-shot progress, per phase ('dense', 'pruned'). */
   onZeroshot?: (phase: 'dense' | 'pruned', done: number, total: number, itemsPerSecond: number) => void;
   /** How messages name recipe fields (the command line names flags). */
@@ -152,8 +160,18 @@ export function planRecipe(model: OpenedModel, parts: RecipeParts, wasm: boolean
  * Evaluate `source` on the recipe's sets: one evaluateSource call per window setting (the
  * streaming evaluator then reads each block once for all sets of that setting), in recipe order.
  */
-function evaluateSets(model: OpenedModel, source: WeightSource, r: ResolvedRecipe, plan: MemoryPlan): EvalRecord[] {
+function evaluateSets(model: OpenedModel, source: WeightSource, r: ResolvedRecipe, plan: MemoryPlan, onProgress?: (done: number, total: number, tokensPerSecond: number) => void): EvalRecord[] {
   const out: EvalRecord[] = new Array(r.eval.length);
+  const totalWindows = r.eval.reduce((n, e) => n + datasetWindows(model, e.dataset, { seqlen: e.seqlen, maxWindows: e.maxWindows }).windows.length, 0);
+  // the evaluator counts windows per dataset; the stage counts them over all sets
+  let finished = 0;
+  let last = 0;
+  let lastTotal = 0;
+  const progress = (done: number, total: number, tps: number): void => {
+    if (done <= last) finished += lastTotal;
+    [last, lastTotal] = [done, total];
+    onProgress?.(finished + done, totalWindows, tps);
+  };
   const settings = new Map<string, number[]>();
   r.eval.forEach((e, k) => {
     const key = `${e.seqlen}/${e.maxWindows ?? ''}`;
@@ -165,7 +183,7 @@ function evaluateSets(model: OpenedModel, source: WeightSource, r: ResolvedRecip
       model,
       source,
       ks.map((k) => r.eval[k].dataset),
-      { seqlen: first.seqlen, maxWindows: first.maxWindows, evaluator: plan.evaluator ?? undefined, storage: plan.evalStorage, spillDir: r.memory.spillDir },
+      { seqlen: first.seqlen, maxWindows: first.maxWindows, evaluator: plan.evaluator ?? undefined, storage: plan.evalStorage, spillDir: r.memory.spillDir, onProgress: progress },
     );
     ks.forEach((k, j) => (out[k] = records[j]));
   }
@@ -221,8 +239,9 @@ export async function runRecipe(recipe: Recipe, hooks: RecipeHooks = {}): Promis
     const calibration = { ...r.calibration, storage: plan.storage, spillDir: r.memory.spillDir };
     const structure = parts.structure;
     // OWL measures its outlier ratios on the dense model first (one extra calibration pass).
-    const owl = r.allocation.method === 'owl' ? owlAllocation(model, calibration, structure, { m: r.allocation.m, lambda: r.allocation.lambda }) : null;
-    const dense = r.compareDense ? evaluateSets(model, model.source, r, plan) : [];
+    const owl = r.allocation.method === 'owl' ? withOwlProgress(hooks, () => owlAllocation(model, calibration, structure, { m: r.allocation.m, lambda: r.allocation.lambda })) : null;
+    const stage = (s: RecipeStage) => (done: number, total: number, tps?: number) => hooks.onStage?.(s, done, total, tps);
+    const dense = r.compareDense ? evaluateSets(model, model.source, r, plan, stage('eval-dense')) : [];
     const denseZs = r.zeroshot && r.compareDense ? await zeroshot(model, model.source, r, hooks, 'dense', zsOptions) : null;
     const dsnot: DsnotRowStats | null = r.refine.method === 'dsnot' ? { swaps: 0, errorBefore: 0, errorAfter: 0 } : null;
     dump = r.dump ? stageDir(r.dump, 'prune-dump', { force: hooks.force }) : undefined;
@@ -252,11 +271,11 @@ export async function runRecipe(recipe: Recipe, hooks: RecipeHooks = {}): Promis
                 })
               : undefined,
         },
-        { onBlock: hooks.onBlock },
+        { onBlock: stage('prune') },
       );
       source = pruned.source;
     }
-    const prunedEvals = evaluateSets(model, source, r, plan);
+    const prunedEvals = evaluateSets(model, source, r, plan, stage('eval-pruned'));
     const prunedZs = r.zeroshot ? await zeroshot(model, source, r, hooks, 'pruned', zsOptions) : null;
     if (prunedZs) hooks.onZeroshotResults?.(model, denseZs, prunedZs);
     const report: SparsityReport = pruned?.report ?? { layers: [], total: 0, pruned: 0, sparsity: 0 };
@@ -326,6 +345,18 @@ export async function runRecipe(recipe: Recipe, hooks: RecipeHooks = {}): Promis
     dump?.abort();
     if (owned) (pruned?.source ?? model.source).close();
     else pruned?.source.release();
+  }
+}
+
+/** OWL's dense calibration pass, whose progress the pipeline publishes (lib/util/progress.ts), as the 'owl' stage. */
+function withOwlProgress<T>(hooks: RecipeHooks, run: () => T): T {
+  const unsubscribe = subscribeProgress((e) => {
+    if (e.pass === 'calibration' && e.unit === 'blocks') hooks.onStage?.('owl', e.done, e.total);
+  });
+  try {
+    return run();
+  } finally {
+    unsubscribe();
   }
 }
 
