@@ -239,7 +239,8 @@ export async function runRecipe(recipe: Recipe, hooks: RecipeHooks = {}): Promis
     const calibration = { ...r.calibration, storage: plan.storage, spillDir: r.memory.spillDir };
     const structure = parts.structure;
     // OWL measures its outlier ratios on the dense model first (one extra calibration pass).
-    const owl = r.allocation.method === 'owl' ? withOwlProgress(hooks, () => owlAllocation(model, calibration, structure, { m: r.allocation.m, lambda: r.allocation.lambda })) : null;
+    const allocation = r.allocation;
+    const owl = allocation.method === 'owl' ? withOwlProgress(hooks, () => owlAllocation(model, calibration, structure, { m: allocation.m, lambda: allocation.lambda })) : null;
     const stage = (s: RecipeStage) => (done: number, total: number, tps?: number) => hooks.onStage?.(s, done, total, tps);
     const dense = r.compareDense ? evaluateSets(model, model.source, r, plan, stage('eval-dense')) : [];
     const denseZs = r.zeroshot && r.compareDense ? await zeroshot(model, model.source, r, hooks, 'dense', zsOptions) : null;
