@@ -10,7 +10,11 @@
  *     calibration: { dataset: 'tinystories', nsamples: 128, seqlen: 512, seed: 0 } });
  *   const [record] = evaluateSource(model, pruned.source, ['tinystories']);
  *
- * (after `await initBackend()`). docs/architecture.md describes the layers behind these.
+ * (after `await initBackend()`), or the same run as one recipe, as `crepe run` does:
+ *
+ *   const outcome = await runRecipe(parseRecipe({ model: 'stories260K', method: 'wanda', eval: [{ dataset: 'tinystories' }] }));
+ *
+ * docs/architecture.md describes the layers behind these.
  */
 import './prune/strategies'; // registers the built-in strategies
 
@@ -58,4 +62,7 @@ export { buildSpace, type SearchSpace } from './search/space';
 export { phoSearch, type PhoOptions, type PhoOutcome } from './search/pho';
 export { hillClimbSearch, type HillClimbSearchOptions } from './search/hillclimb';
 
-// Recipes: the recipe module's exports are added here when it lands.
+// Recipes: one run description, as crepe prune / crepe run execute it.
+export { loadRecipe, parseRecipe, type Recipe, type RecipeInput } from './recipe/schema';
+export { resolveRecipe, type ResolvedRecipe } from './recipe/resolve';
+export { runRecipe, type RecipeHooks, type RecipeOutcome, type RunRecord } from './recipe/run';

@@ -9,6 +9,7 @@ import { generateCommand } from '../lib/cli/generate';
 import { proxyStudyCommand } from '../lib/cli/proxy-study';
 import { pruneCommand } from '../lib/cli/prune';
 import { reportCommand } from '../lib/cli/report';
+import { runCommand as runRecipeCommand } from '../lib/cli/run';
 import { sweepCommand } from '../lib/cli/sweep';
 import { PROXY_HELP, searchCommand, spaceOptions } from '../lib/cli/search';
 import { searchCompareCommand } from '../lib/cli/search-compare';
@@ -19,6 +20,7 @@ import { DATASET_HELP } from '../lib/data/datasets';
 import { CrepeError } from '../lib/errors';
 import { guardStdout } from '../lib/io/stdout';
 import { listStrategies } from '../lib/prune/strategy';
+import { PHO_PRESETS } from '../lib/search/presets';
 import '../lib/prune/strategies';
 
 const MODEL_HELP = 'stories260K, babyllama-char (in the assets folder, $CREPE_ASSETS), a HF directory, or a llama2.c .bin';
@@ -192,25 +194,45 @@ void cli
         .option('zeroshot-jobs', { type: 'number', describe: 'worker processes for the zero-shot scoring (resident evaluator; default 1)' })
         .option('output-path', { type: 'string', describe: "with --zeroshot: lm-evaluation-harness's results files of the dense and the pruned model, in FOLDER/MODEL/results_DATE.json" })
         .option('log-samples', { type: 'boolean', default: false, describe: "with --output-path: the harness's per-document records, samples_TASK_DATE.jsonl" })
+        .option('print-recipe', { type: 'boolean', default: false, describe: 'print the recipe this command line means (every default filled) and stop; crepe run FILE runs it' })
+        .option('recipe-format', { choices: ['json', 'yaml'] as const, default: 'json' as const, describe: 'format of --print-recipe' })
         .example('$0 prune --model stories260K --method wanda --sparsity 0.5 --eval tinystories,wikitext2', 'Wanda 50% per row, with dense and pruned PPL on two datasets')
         .example('$0 prune --model stories260K --method crepe --param gamma=0.03 --param kernel=3x3 --structure 2:4 --eval tinystories --dump /tmp/run', 'CRePE at 2:4 with audit artefacts')
         .example('$0 prune --model stories260K --method wanda --allocation owl --refine dsnot --eval tinystories', 'Wanda with OWL block sparsities and DSnoT re-pruning')
-        .example('$0 prune --model /models/llama-2-7b-hf --method wanda --nsamples 128 --max-memory 16 --dry-run', 'the memory plan of a 7B run, nothing computed'),
+        .example('$0 prune --model /models/llama-2-7b-hf --method wanda --nsamples 128 --max-memory 16 --dry-run', 'the memory plan of a 7B run, nothing computed')
+        .example('$0 prune --model stories260K --method ria --structure 2:4 --permute --eval tinystories --print-recipe > ria-2of4.json', 'save the recipe of a command line (run it with crepe run ria-2of4.json)'),
     (a) => runCommand(() => pruneCommand(a as never)),
+  )
+  .command(
+    'run <recipe>',
+    'run a recipe file (JSON, or YAML for .yaml/.yml): the pruning run crepe prune --print-recipe describes',
+    (y) =>
+      common(y)
+        .positional('recipe', { type: 'string', demandOption: true, describe: 'recipe file: model, method, params, structure, allocation, refine, permute, calibration, memory, eval, zeroshot, save, dump' })
+        .option('force', { type: 'boolean', default: false, describe: "replace an existing save / dump output that crepe did not write" })
+        .option('dry-run', { type: 'boolean', default: false, describe: 'print the memory plan (and the resolved recipe with --json) and stop' })
+        .option('print-recipe', { type: 'boolean', default: false, describe: 'print the recipe with every default filled and stop' })
+        .option('recipe-format', { choices: ['json', 'yaml'] as const, default: 'json' as const, describe: 'format of --print-recipe' })
+        .example('$0 run experiments/recipes/ria-2of4-permute.json', 'RIA at 2:4 with channel permutation on stories260K, dense and pruned PPL')
+        .example('$0 run my-recipe.yaml --json', 'a YAML recipe, result as one JSON object'),
+    (a) => runCommand(() => runRecipeCommand(a as never)),
   )
   .command(
     'search',
     'search a method\'s hyperparameters: PPL hill climbing or PHO (proxy + CMA-ES), then one full evaluation',
     (y) =>
       budgetOpts(spaceOptions(modelOpts(y)))
-        .option('search', { choices: ['hillclimb', 'pho'], demandOption: true, describe: 'hillclimb: PPL on the search subset; pho: CMA-ES on a proxy' })
+        .option('search', { choices: ['hillclimb', 'pho', ...Object.keys(PHO_PRESETS)], demandOption: true, describe: `hillclimb: PPL on the search subset; pho: CMA-ES on a proxy; the search comparison's PHO variants: ${Object.entries(PHO_PRESETS).map(([n, p]) => `${n} = ${p.summary}`).join('; ')}` })
         .option('proxy', { type: 'string', describe: PROXY_HELP })
         .option('sign', { type: 'number', describe: "+1 minimizes the proxy, -1 maximizes it (default: the proxy's measured direction)" })
         .option('budget', { type: 'number', describe: 'evaluations: PPL for hillclimb, proxy for pho (default 40)' })
         .option('seconds', { type: 'number', describe: 'hillclimb: also stop after this many seconds' })
         .option('full-eval', { type: 'boolean', default: true, describe: 'prune the best configuration with the standard pipeline and evaluate every window' })
         .option('out', { type: 'string', describe: 'write the evaluation log (CSV) here' })
-        .option('force', { type: 'boolean', default: false, describe: 'replace an existing --out that crepe did not write' })
+        .option('report-windows', { type: 'number', describe: 'full evaluation on the first N windows of the test split (default all)' })
+        .option('save', { type: 'string', describe: "save the best configuration's pruned model (a .bin path or an HF directory) with its run record, as crepe prune --save" })
+        .option('force', { type: 'boolean', default: false, describe: 'replace an existing --out or --save that crepe did not write' })
+        .example('$0 search --model stories260K --search pho-pool --nsamples 32 --report-windows 128 --save /tmp/stories-pho-pool', "the search comparison's pho-pool (seed 0), its best model saved")
         .example('$0 search --model stories260K --search pho --budget 40 --out results/search-stories260K-pho.csv', 'PHO on the default proxy (energy-row), 50% unstructured, evaluation log as CSV')
         .example('$0 search --model stories260K --search hillclimb --budget 40 --search-windows 16', 'PPL hill climbing from RIA'),
     (a) => runCommand(() => searchCommand(a as never)),

@@ -96,7 +96,7 @@ describe.each(['magnitude', 'wanda', 'ria', 'crepe'])('--dump of %s', (method) =
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const run = JSON.parse(fs.readFileSync(path.join(dump, 'run.json'), 'utf8'));
-    expect(run.method).toBe(method);
+    expect(run.recipe.method).toBe(method);
     const calib = JSON.parse(fs.readFileSync(path.join(dump, 'calibration.json'), 'utf8'));
     if (method !== 'magnitude') expect(calib.windows).toHaveLength(8);
     const src = Llama2cSource.open(assetPath('models', 'stories260K', 'stories260K.bin'));

@@ -46,4 +46,20 @@ describe('public API', () => {
       model.source.close();
     }
   });
+
+  test('the documented recipe example gives what the same run through pruneModel and evaluateSource gives', async () => {
+    const calibration = { dataset: 'tinystories', nsamples: 4, seqlen: 128, seed: 0 };
+    const outcome = await api.runRecipe(api.parseRecipe({ model: 'stories260K', method: 'wanda', calibration, eval: [{ dataset: 'tinystories', seqlen: 128, maxWindows: 2 }] }));
+    const model = api.openModel('stories260K');
+    try {
+      const pruned = api.pruneModel(model, { method: 'wanda', params: api.resolveParams(api.getStrategy('wanda')), structure: api.parseStructure('unstructured', 0.5, 'row'), propagate: 'pruned', calibration });
+      const [dense] = api.evaluateSource(model, model.source, ['tinystories'], { seqlen: 128, maxWindows: 2 });
+      const [after] = api.evaluateSource(model, pruned.source, ['tinystories'], { seqlen: 128, maxWindows: 2 });
+      expect(outcome.record.results.eval[0]).toMatchObject({ densePpl: dense.ppl, ppl: after.ppl, windows: 2, seqlen: 128 });
+      expect(outcome.report.layers).toEqual(pruned.report.layers);
+      expect(outcome.record.recipe.group).toBe('row');
+    } finally {
+      model.source.close();
+    }
+  });
 });

@@ -20,6 +20,7 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['model', 'data', 'plan'], // checkpoints and runtime; datasets; memory planning
   ['prune', 'eval'], // pruning pipeline and strategies; perplexity evaluation
   ['search'], // hyperparameter search over the pruning pipeline
+  ['recipe'], // one run description (schema, resolution, runRecipe): what the CLI, sweeps and searches run
   ['experiments'], // sweeps, reports, search comparisons (configs + runners)
   ['cli'], // yargs commands: argument parsing and printing only
   ['index'], // lib/index.ts: the package's public API

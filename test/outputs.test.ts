@@ -196,7 +196,8 @@ describe('stale temporaries', () => {
     expect(r.code).toBe(0);
     for (const s of stale) expect(r.stderr).toContain(`removed ${path.join(tmp, s)}`);
     expect(fs.readdirSync(tmp).sort()).toEqual(
-      ['.other.bin.crepe-' + pid + '-abc3.tmp', `.pruned.bin.crepe-${process.pid}-abc4.tmp`, '.pruned.bin.crepe-output', 'pruned.bin'].sort(),
+      // pruned.bin.recipe.json: the run record written beside a llama2.c save
+      ['.other.bin.crepe-' + pid + '-abc3.tmp', `.pruned.bin.crepe-${process.pid}-abc4.tmp`, '.pruned.bin.crepe-output', 'pruned.bin', 'pruned.bin.recipe.json'].sort(),
     );
   });
 

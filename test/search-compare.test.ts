@@ -14,12 +14,14 @@ import {
 } from '../lib/experiments/search-compare';
 import { loadSearchCompareConfig, parseSearchCompareConfig, selectSubset } from '../lib/experiments/search-config';
 import { DEFAULT_PROXY } from '../lib/search/defaults';
+import { PHO_PRESETS } from '../lib/search/presets';
+import { proxySign } from '../lib/search/objective';
 import { CrepeError } from '../lib/errors';
 import { openModel } from '../lib/model/resolve';
 import { REPORT_DATASET, fullEvaluation } from '../lib/search/objective';
 import { Journal, LEGACY_CODE_PATHS, unitFingerprint, unitSourceFiles, unitSources } from '../lib/experiments/search-compare/journal';
 import { unitKey } from '../lib/experiments/search-compare/plan';
-import { ROOT, makeTmp, oneLineCrepeError, rmTmp, runCli } from './helpers';
+import { MODELS, ROOT, makeTmp, oneLineCrepeError, rmTmp, runCli } from './helpers';
 
 const SEARCH_JSON = path.join(ROOT, 'experiments', 'search.json');
 
@@ -40,10 +42,10 @@ const tiny = {
   models: ['stories260K'],
   structures: [{ name: 'u50', structure: 'unstructured', sparsity: 0.5 }],
   calibration: { dataset: 'tinystories', nsamples: 4, seed: 0, stats: 'dense' },
-  hillclimb: { budget: 3, search_windows: 2 },
+  hillclimb: { budget: 3, searchWindows: 2 },
   pho: [{ name: 'pho', proxies: ['default'], budget: 3 }],
   baselines: [{ name: 'RIA default', method: 'ria' }],
-  report_windows: 4,
+  reportWindows: 4,
 };
 
 function writeConfig(dir: string, json: object): string {
@@ -53,21 +55,46 @@ function writeConfig(dir: string, json: object): string {
 }
 
 describe('config', () => {
-  test('experiments/search.json is valid: both models, u50 and 2of4, three seeds, the multi-fidelity PHO first, the Gini PHO kept, transfer', () => {
+  test('experiments/search.json parses into what it says, in camelCase, and its PHO variants are the ones crepe search --search NAME runs', () => {
+    const raw = JSON.parse(fs.readFileSync(SEARCH_JSON, 'utf8'));
     const cfg = loadSearchCompareConfig(SEARCH_JSON);
-    expect(cfg.models).toEqual(['stories260K', 'babyllama-char']);
-    expect(cfg.structures.map((s) => [s.name, s.structure, s.sparsity, s.label])).toEqual([
-      ['u50', 'unstructured', 0.5, '50% unstructured'],
-      ['2of4', '2:4', 0.5, '2:4'],
-    ]);
-    expect(cfg.seeds.length).toBeGreaterThanOrEqual(3);
-    // the compared method: a pool over the three proxies of different tendencies, on a quarter of the rows
-    expect(cfg.pho[0].proxies.map((p) => p.proxy)).toEqual(['energy-row', 'energy', 'gini-pruned-scores']);
-    expect(cfg.pho[0].proxies.map((p) => p.sign)).toEqual([1, 1, -1]);
-    expect(cfg.pho[0].proxyRows).toBe(0.25);
-    expect(cfg.pho[0].verify).toEqual({ candidates: 1, windows: [2, 6], eta: 3, start: true });
-    expect(cfg.pho.some((v) => v.proxies.map((p) => p.proxy).join() === 'gini-pruned-scores')).toBe(true);
-    expect(cfg.transfer).toEqual(['u50']);
+    expect(cfg.warnings).toEqual([]);
+    expect(cfg.models).toEqual(raw.models);
+    expect(cfg.structures.map((s) => s.name)).toEqual(raw.structures.map((s: { name: string }) => s.name));
+    expect(cfg.seeds).toEqual(raw.seeds);
+    expect(cfg.calibration).toMatchObject(raw.calibration);
+    expect(cfg.hillclimb).toEqual(raw.hillclimb);
+    expect(cfg.reportWindows).toBe(raw.reportWindows);
+    expect(cfg.pho.map((v) => v.name)).toEqual(raw.pho.map((v: { name: string }) => v.name));
+    for (const v of cfg.pho) {
+      const preset = PHO_PRESETS[v.name];
+      expect(preset).toBeDefined();
+      expect(v.proxies.map((p) => p.proxy)).toEqual(preset.proxies);
+      // each proxy minimized or maximized by its measured direction
+      for (const p of v.proxies) expect(p.sign).toBe(proxySign(p.proxy));
+      expect([v.budget, v.proxyRows, v.verify]).toEqual([preset.budget, preset.proxyRows, preset.verify]);
+    }
+    expect(cfg.transfer).toEqual(raw.transfer);
+  });
+
+  test('snake_case keys are read as their camelCase spelling, with one deprecation line', () => {
+    const camel = parseSearchCompareConfig({ ...tiny, searchSample: 'spread', transferSeeds: [0] }, 'x.json');
+    const { reportWindows, ...rest } = tiny;
+    const snake = parseSearchCompareConfig({ ...rest, hillclimb: { budget: 3, search_windows: 2 }, report_windows: reportWindows, search_sample: 'spread', transfer_seeds: [0] }, 'x.json');
+    expect({ ...snake, warnings: [] }).toEqual(camel);
+    expect(camel.warnings).toEqual([]);
+    expect(snake.warnings).toHaveLength(1);
+    expect(snake.warnings[0]).toMatch(/^x\.json: snake_case keys are deprecated, write camelCase \(search_windows -> searchWindows, .*report_windows -> reportWindows/);
+  });
+
+  test('a built-in PHO variant written out must be exactly the built-in one', () => {
+    const preset = PHO_PRESETS['pho-pool'];
+    const written = { name: 'pho-pool', proxies: preset.proxies, budget: preset.budget, proxyRows: preset.proxyRows, verify: preset.verify };
+    const cfg = parseSearchCompareConfig({ ...tiny, hillclimb: { budget: 3, searchWindows: 6 }, pho: [written] }, 'x.json');
+    expect(cfg.pho[0]).toEqual(parseSearchCompareConfig({ ...tiny, hillclimb: { budget: 3, searchWindows: 6 }, pho: [{ name: 'pho-pool' }] }, 'x.json').pho[0]);
+    expect(oneLineCrepeError(() => parseSearchCompareConfig({ ...tiny, hillclimb: { budget: 3, searchWindows: 6 }, pho: [{ ...written, budget: 13 }] }, 'x.json'))).toMatch(
+      /^x\.json: pho\[0\]\.name: 'pho-pool' is a built-in PHO variant .* with other settings/,
+    );
   });
 
   test('experiments/search-variants.json (the validation trials) is valid: each variant changes one thing of pho-pool', () => {
@@ -103,7 +130,7 @@ describe('config', () => {
 
   test.each<[string, object, RegExp]>([
     ['unknown key', { budgets: 3 }, /^x\.json: unknown key 'budgets'/],
-    ['misspelled nested key', { hillclimb: { budget: 3, search_window: 2 } }, /^x\.json: hillclimb: unknown key 'search_window' \(did you mean 'search_windows'\?\)$/],
+    ['misspelled nested key', { hillclimb: { budget: 3, searchWindow: 2 } }, /^x\.json: hillclimb: unknown key 'searchWindow' \(did you mean 'searchWindows'\?\)$/],
     ['wrong type', { hillclimb: { budget: '3' } }, /^x\.json: hillclimb\.budget: expected number, got string$/],
     ['unknown proxy', { pho: [{ name: 'p', proxies: ['gini'] }] }, /^x\.json: pho\[0\]\.proxies\[0\]: unknown proxy 'gini' \(known: /],
     ['no PHO variant', { pho: [] }, /^x\.json: pho: list at least one PHO variant$/],
@@ -113,10 +140,10 @@ describe('config', () => {
     ['successive-halving rungs that do not increase', { pho: [{ name: 'p', proxies: ['energy'], verify: { candidates: 2, windows: [2, 2] } }] }, /pho\[0\]\.verify\.windows: rungs must increase, got 2, 2/],
     ['a last rung beyond hill climbing\'s windows', { pho: [{ name: 'p', proxies: ['energy'], verify: { candidates: 2, windows: [1, 3] } }] }, /pho\[0\]\.verify\.windows: 3 is more than hill climbing's 2 search windows/],
     ['eta below 2', { pho: [{ name: 'p', proxies: ['energy'], verify: { candidates: 2, windows: [1, 2], eta: 1 } }] }, /pho\[0\]\.verify\.eta/],
-    ['a proxy row share above 1', { pho: [{ name: 'p', proxies: ['energy'], proxy_rows: 1.5 }] }, /pho\[0\]\.proxy_rows/],
+    ['a proxy row share above 1', { pho: [{ name: 'p', proxies: ['energy'], proxyRows: 1.5 }] }, /pho\[0\]\.proxyRows/],
     ['a variant seed not in seeds', { pho: [{ name: 'p', proxies: ['energy'], seeds: [4] }] }, /pho\[0\]\.seeds\[0\]: seed 4 is not in seeds \(0\)/],
     ['a seed twice', { seeds: [1, 1] }, /^x\.json: seeds: a seed is listed twice/],
-    ['a transfer seed not in seeds', { transfer_seeds: [3] }, /transfer_seeds\[0\]: seed 3 is not in seeds/],
+    ['a transfer seed not in seeds', { transferSeeds: [3] }, /transferSeeds\[0\]: seed 3 is not in seeds/],
     ['bad structure', { structures: [{ name: 'x', structure: '2-4' }] }, /^x\.json: structures\[0\]\.structure: structure must be 'unstructured' or N:M/],
     ['sparsity with N:M', { structures: [{ name: 'x', structure: '2:4', sparsity: 0.5 }] }, /structures\[0\]\.sparsity: sparsity applies to unstructured only/],
     ['sparsity out of range', { structures: [{ name: 'x', structure: 'unstructured', sparsity: 1.5 }] }, /structures\[0\]\.sparsity: sparsity must be in \[0, 1\)/],
@@ -130,7 +157,7 @@ describe('config', () => {
     ['transfer names an unknown structure', { transfer: ['2of4'] }, /^x\.json: transfer\[0\]: unknown structure name '2of4' \(structures: u50\)$/],
     ['transfer of a wrong type', { transfer: 'u50' }, /^x\.json: transfer: expected true, false or a list of structure names$/],
     ['bad stats', { calibration: { stats: 'sparse' } }, /calibration\.stats: must be one of 'dense', 'pruned', got 'sparse'/],
-    ['bad search sample', { search_sample: 'random' }, /^x\.json: search_sample: must be one of 'first', 'spread', got 'random'$/],
+    ['bad search sample', { searchSample: 'random' }, /^x\.json: searchSample: must be one of 'first', 'spread', got 'random'$/],
     ['bad bound', { space: { bounds: ['gamma=1'] } }, /space\.bounds: bad --bound 'gamma=1'/],
     ['unsearchable space', { space: { searched: ['delta'] } }, /space: cannot search 'delta'/],
     ['missing models', { models: undefined }, /^x\.json: models: missing$/],
@@ -163,8 +190,8 @@ describe('config', () => {
     expect(() => planComparison(file, { out: dir, structures: ['2of4'] })).toThrow(CrepeError);
     expect(planComparison(file, { out: dir }).config.models).toEqual(['stories260K']);
     // more search windows than the validation split has at the model's context: refused, not silently fewer
-    const tooMany = writeConfig(folder('plan-windows'), { ...tiny, hillclimb: { budget: 3, search_windows: 100000 } });
-    expect(oneLineCrepeError(() => planComparison(tooMany, { out: dir }))).toMatch(/hillclimb\.search_windows: stories260K: search_windows 100000: tinystories-val has only \d+ windows of 512 tokens/);
+    const tooMany = writeConfig(folder('plan-windows'), { ...tiny, hillclimb: { budget: 3, searchWindows: 100000 } });
+    expect(oneLineCrepeError(() => planComparison(tooMany, { out: dir }))).toMatch(/hillclimb\.searchWindows: stories260K: searchWindows 100000: tinystories-val has only \d+ windows of 512 tokens/);
     expect(fs.readdirSync(dir)).toEqual(['config.json']);
   });
 
@@ -244,7 +271,7 @@ describe('cost accounting over seeds', () => {
 
   test('units: every seed of hill climbing and of each variant, baselines once, transfer of the chosen seeds both ways', () => {
     const cfg = parseSearchCompareConfig(
-      { ...tiny, models: ['stories260K', 'babyllama-char'], seeds: [0, 1], transfer: true, transfer_seeds: [1], pho: [{ name: 'p', proxies: ['energy'] }, { name: 'q', proxies: ['energy'], seeds: [0] }] },
+      { ...tiny, models: ['stories260K', 'babyllama-char'], seeds: [0, 1], transfer: true, transferSeeds: [1], pho: [{ name: 'p', proxies: ['energy'] }, { name: 'q', proxies: ['energy'], seeds: [0] }] },
       'x.json',
     );
     const units = planUnits(cfg).map((u) => [u.kind, u.model, u.run, u.seed, u.fromModel].join(' '));
@@ -384,8 +411,8 @@ describe('a tiny real comparison on stories260K (budgets 3, 4 calibration window
 describe('fingerprints and the search sample', () => {
   test("'first' (the default) leaves every fingerprint as before the option; 'spread' changes the searches' rows, not the baselines'", () => {
     const first = parseSearchCompareConfig(tiny, 'x.json');
-    const implicit = parseSearchCompareConfig({ ...tiny, search_sample: 'first' }, 'x.json');
-    const spreadCfg = parseSearchCompareConfig({ ...tiny, search_sample: 'spread' }, 'x.json');
+    const implicit = parseSearchCompareConfig({ ...tiny, searchSample: 'first' }, 'x.json');
+    const spreadCfg = parseSearchCompareConfig({ ...tiny, searchSample: 'spread' }, 'x.json');
     for (const u of planUnits(first)) {
       expect(unitFingerprint(implicit, u)).toBe(unitFingerprint(first, u));
       if (u.kind === 'baseline') expect(unitFingerprint(spreadCfg, u)).toBe(unitFingerprint(first, u));
@@ -433,5 +460,32 @@ describe('the code a row depends on', () => {
     } finally {
       rmTmp(dir);
     }
+  });
+});
+
+describe('crepe search runs the comparison\'s PHO variants by name', () => {
+  test('--search pho-pool --save: the full PPL is the comparison row\'s, and the saved model gives it again', async () => {
+    await initBackend('wasm');
+    const dir = folder('pho-pool');
+    const config = { ...tiny, hillclimb: { budget: 3, searchWindows: 6 }, pho: [{ name: 'pho-pool' }], baselines: [] };
+    const plan = planComparison(writeConfig(dir, config), { out: dir, runs: ['pho-pool'] });
+    const result = runComparison(plan, { backend: 'wasm', codeVersion: 'test', command: 'test' });
+    const row = result.rows.find((r) => r.run === 'pho-pool' && r.seed === 0)!;
+    expect(row).toBeDefined();
+    const save = path.join(dir, 'best.bin');
+    const r = runCli(
+      ['search', '--model', 'stories260K', '--search', 'pho-pool', '--nsamples', '4', '--search-windows', '6', '--report-windows', '4', '--save', save, '--json'],
+      { timeoutMs: 300_000 },
+    );
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout);
+    expect(out.best).toEqual(row.params);
+    expect(out.full_eval.ppl).toBe(row.fullPpl);
+    const record = JSON.parse(fs.readFileSync(`${save}.recipe.json`, 'utf8'));
+    expect(record.recipe.params).toEqual(out.best);
+    expect(record.results.eval[0].ppl).toBe(row.fullPpl);
+    const e = runCli(['eval', '--model', save, '--tokenizer', MODELS.stories260K.tokenizer(), '--dataset', REPORT_DATASET, '--max-windows', '4', '--json']);
+    expect(e.stderr).toBe('');
+    expect(JSON.parse(e.stdout).ppl).toBe(row.fullPpl);
   });
 });

@@ -105,11 +105,27 @@ describe('built-in strategies on a hand-computed 2x3 layer', () => {
     ctx.weight.dispose();
   });
 
-  test('CRePE(alpha=1, beta=1, gamma=0, a=0.5) equals RIA bit for bit on a random layer', () => {
+  test('CRePE(alpha=1, beta=1, gamma=0, a=0.5) and RIA both equal RIA written out in float64 on a random layer', () => {
     const rng = new Rng(3);
-    const w = Array.from({ length: 40 }, () => Array.from({ length: 24 }, () => rng.normal()));
-    const ctx = context(w, statsFrom(Array.from({ length: 24 }, () => rng.next() * 10), 7));
-    expect(scoreOf('crepe', ctx, { alpha: 1, beta: 1, gamma: 0, a: 0.5 })).toEqual(scoreOf('ria', ctx));
+    const [rows, cols, samples] = [40, 24, 7];
+    const w = Array.from({ length: rows }, () => Array.from({ length: cols }, () => rng.normal()));
+    const sumSq = Array.from({ length: cols }, () => rng.next() * 10);
+    const ctx = context(w, statsFrom(sumSq, samples));
+    // RIA_ij = (|W_ij| / sum_k |W_ik| + |W_ij| / sum_k |W_kj|) * ||X_j||^a, ||X_j|| = sqrt(sumSq_j / samples), a = 0.5
+    const w32 = w.map((r) => r.map((v) => Math.fround(v)));
+    const rowSum = w32.map((r) => r.reduce((a, v) => a + Math.abs(v), 0));
+    const colSum = Array.from({ length: cols }, (_, j) => w32.reduce((a, r) => a + Math.abs(r[j]), 0));
+    const ref = w32.flatMap((r, i) => r.map((v, j) => (Math.abs(v) / rowSum[i] + Math.abs(v) / colSum[j]) * Math.pow(Math.sqrt(Math.fround(sumSq[j]) / samples), 0.5)));
+    for (const [method, params] of [['crepe', { alpha: 1, beta: 1, gamma: 0, a: 0.5 }], ['ria', {}]] as const) {
+      const scores = scoreOf(method, ctx, params);
+      scores.forEach((v, k) => expect(Math.abs(v - ref[k]) / ref[k]).toBeLessThan(1e-5));
+      // and the same selection: the half with the lowest independent scores is pruned
+      const mask = selectMask(Float32Array.from(scores), rows, cols, { kind: 'unstructured', group: 'matrix', sparsity: 0.5 });
+      const threshold = [...ref].sort((a, b) => a - b)[rows * cols / 2 - 1];
+      ref.forEach((r, k) => {
+        if (Math.abs(r - threshold) / threshold > 1e-5) expect(mask[k]).toBe(r > threshold ? 1 : 0);
+      });
+    }
     ctx.weight.dispose();
   });
 });

@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'child_process';
 import * as os from 'os';
 import * as fs from 'fs';
 import * as path from 'path';
-import { Cell, ModelInfo, canonicalJson, expandCells, resultColumns } from '../lib/experiments/cell';
+import { Cell, ModelInfo, canonicalJson, cellRecipe, expandCells, resultColumns } from '../lib/experiments/cell';
 import { SweepConfig, parseSweepConfig } from '../lib/experiments/config';
 import { parseShard, planSweep, shardOf } from '../lib/experiments/sweep';
 import { readResults } from '../lib/experiments/report';
@@ -127,19 +127,79 @@ describe('config', () => {
     expect(() => expand({ ...baseJson, structures: ['unstructured', '4:8'] })).toThrow(/^x\.json: structures\[1\]: N:M 4:8 needs the input width 172/);
   });
 
+  test('add-on rows: a method entry with OWL, DSnoT or permutation on its own sparsities and structures; defaults filled per structure', () => {
+    const json = {
+      ...baseJson,
+      methods: [
+        { name: 'wanda' },
+        { name: 'ria', permute: {}, structures: ['2:4'] },
+        { name: 'ria', allocation: { method: 'owl' }, sparsities: [0.5] },
+        { name: 'crepe', refine: { method: 'dsnot', maxCycles: 7 }, sparsities: [0.5], structures: ['unstructured'] },
+      ],
+    };
+    const cfg = parseSweepConfig(json, 'x.json');
+    expect(cfg.methods.map((m) => m.label)).toEqual(['wanda', 'ria+permute', 'ria+owl', 'crepe+dsnot']);
+    const cells = expandCells(cfg, [stories]).cells.filter((c) => c.prune);
+    const desc = cells.map((c) => `${c.label} ${c.prune!.structure} ${c.prune!.sparsity} ${JSON.stringify([c.prune!.allocation ?? null, c.prune!.refine ?? null, c.prune!.permute ?? null])}`);
+    expect(desc).toEqual([
+      'wanda unstructured 0.5 [null,null,null]',
+      'wanda unstructured 0.6 [null,null,null]',
+      'wanda 2:4 0.5 [null,null,null]',
+      'ria+permute 2:4 0.5 [null,null,{"refine":false}]',
+      'ria+owl unstructured 0.5 [{"method":"owl","m":5,"lambda":0.08},null,null]',
+      'ria+owl 2:4 0.5 [{"method":"owl","m":5,"lambda":2},null,null]',
+      'crepe+dsnot unstructured 0.5 [null,{"method":"dsnot","maxCycles":7,"threshold":0.1,"skip":"mlp"},null]',
+    ]);
+    // a plain method's cells keep the keys they had without add-on rows beside them
+    const plain = expand({ ...baseJson, methods: [{ name: 'wanda' }] }).cells.map((c) => c.key);
+    expect(cells.slice(0, 3).map((c) => c.key)).toEqual(plain.slice(1));
+    // each cell runs as a recipe with the same settings
+    const r = cellRecipe(cells[5]);
+    expect([r.method, r.structure, r.allocation, r.permute, r.compareDense, r.calibration.seed]).toEqual(['ria', '2:4', { method: 'owl', m: 5, lambda: 2 }, null, false, 0]);
+  });
+
+  test('the committed main job keeps the keys of the cells already in results/main.csv', () => {
+    const rows = readRows(path.join(ROOT, 'results', 'main.csv'));
+    const keys = new Set(planSweep(path.join(ROOT, 'experiments', 'main.json')).cells.map((c) => c.key));
+    expect(rows.length).toBeGreaterThan(0);
+    expect(rows.filter((r) => !keys.has(r.key)).map((r) => `${r.model} ${r.label} ${r.structure}`)).toEqual([]);
+  });
+
+  test.each<[string, object, RegExp]>([
+    ['permutation on an unstructured row', { methods: [{ name: 'ria', permute: {} }] }, /^x\.json: methods\[0\]\.permute: channel permutation applies to N:M structures only/],
+    ['DSnoT after permutation', { methods: [{ name: 'ria', permute: {}, refine: { method: 'dsnot' }, structures: ['2:4'] }] }, /methods\[0\]\.refine: dsnot cannot follow permute/],
+    ['add-ons on SparseGPT', { methods: [{ name: 'sparsegpt', refine: { method: 'dsnot' } }] }, /methods\[0\]\.refine: sparsegpt updates weights itself/],
+    ['unknown allocation', { methods: [{ name: 'ria', allocation: { method: 'owlish' } }] }, /methods\[0\]\.allocation/],
+    ['bad method structure', { methods: [{ name: 'ria', structures: ['2-4'] }] }, /methods\[0\]\.structures\[0\]: structure must be/],
+  ])('add-on config error: %s', (_name, patch, message) => {
+    expect(() => parseSweepConfig({ ...baseJson, ...patch }, 'x.json')).toThrow(message);
+  });
+
   test('empty sweeps and windows longer than the context are errors', () => {
     expect(() => expand({ ...baseJson, methods: [] })).toThrow(/empty sweep.*'methods' is empty/);
     expect(() => expand({ ...baseJson, sparsities: [], structures: ['unstructured'] })).toThrow(/empty sweep.*'sparsities' is empty/);
     expect(() => expand({ ...baseJson, eval: [{ dataset: 'tinystories', seqlen: 1024 }] })).toThrow(/eval\[0\]\.seqlen: seqlen 1024 is larger than the model's context 512/);
   });
 
-  test('the shipped configs are valid; main covers 2 models x 4 methods x 3 seeds x (50% + 2:4), on test splits', () => {
+  test('the shipped configs are valid; main covers 50-80% and every N:M the widths allow for 4 methods, the combination rows at 50% and 2:4, 3 seeds, on test splits', () => {
     const smoke = planSweep(SMOKE);
     expect(smoke.cells).toHaveLength(5);
     const main = planSweep(MAIN);
-    expect(main.skipped).toEqual([]);
-    expect(main.cells).toHaveLength(2 + 2 * 4 * 3 * 2);
-    expect(new Set(main.cells.filter((c) => c.prune).map((c) => c.prune!.calibration.seed))).toEqual(new Set([0, 1, 2]));
+    // 4:8 is left out on stories260K only (its 172-wide down projection)
+    expect(main.skipped).toEqual([expect.stringMatching(/^stories260K 4:8: /)]);
+    const pruned = main.cells.filter((c) => c.prune);
+    const count = (label: string, model: string) => pruned.filter((c) => c.label === label && c.model === model).length;
+    for (const method of ['magnitude', 'wanda', 'ria', 'crepe']) {
+      expect(count(method, 'stories260K')).toBe(3 * (4 + 1)); // 3 seeds x (4 sparsities + 2:4)
+      expect(count(method, 'babyllama-char')).toBe(3 * (4 + 2)); // ... + 4:8
+    }
+    for (const model of ['stories260K', 'babyllama-char']) {
+      for (const label of ['sparsegpt', 'ria+owl', 'crepe+owl', 'ria+dsnot', 'crepe+dsnot']) expect(count(label, model)).toBe(3 * 2); // 50% and 2:4
+      for (const label of ['ria+permute', 'crepe+permute']) expect(count(label, model)).toBe(3); // 2:4 only
+    }
+    expect(main.cells.filter((c) => !c.prune)).toHaveLength(2);
+    expect(new Set(pruned.map((c) => c.prune!.calibration.seed))).toEqual(new Set([0, 1, 2]));
+    expect(new Set(pruned.filter((c) => c.prune!.structure === 'unstructured').map((c) => c.prune!.sparsity))).toEqual(new Set([0.5, 0.6, 0.7, 0.8]));
     // Every reported number is on a test split.
     expect(main.cells.every((c) => c.eval.every((e) => datasetSplit(e.dataset, 'eval') === 'test'))).toBe(true);
   });

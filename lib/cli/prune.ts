@@ -1,27 +1,16 @@
-import * as fs from 'fs';
-import * as path from 'path';
-import { CrepeError } from '../errors';
-import { StagedDir, stageDir, writeFileAtomic } from '../io/atomic';
-import { OutputTarget, checkOutputs } from '../io/outputs';
-import { EvalOptions, EvalRecord, checkSeqlen, datasetWindows, evaluateSource } from '../eval/evaluate';
-import { openModel } from '../model/resolve';
-import { prunedModelCard } from '../model/card';
-import { configDtype } from '../model/hf';
 import { FloatDtype } from '../model/safetensors';
-import { formatForPath, saveModel, savedSparsity } from '../model/save';
-import { DsnotRowStats, dsnotRefiner } from '../prune/addons/dsnot';
-import { OwlAllocation, OWL_DEFAULTS, checkOwlOptions, owlAllocation } from '../prune/addons/owl';
-import { PruneOutcome, pruneModel } from '../prune/pipeline';
-import { parseStructure } from '../prune/select';
-import { getStrategy, parseParamPairs, resolveParams } from '../prune/strategy';
-import { planJson, scoringCopies } from '../plan/memory';
-import { checkTaskFiles, parseTaskList } from '../eval/zeroshot/tasks';
+import { PruneOutcome } from '../prune/pipeline';
+import { getStrategy, parseParamPairs } from '../prune/strategy';
+import { describePlan, planJson } from '../plan/memory';
 import { zeroshotMarkdown } from '../eval/zeroshot/table';
-import { ZeroshotResult } from '../eval/zeroshot/evaluate';
-import { harnessFilesJson, pruneZeroshot, runZeroshot, writeHarness, zeroshotJson, zeroshotOptions } from './zeroshot';
-import { PruneTargetArgs, checkPpl, emit, inputPaths, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo, withEvalProgress, withPublishedProgress } from './common';
-import { MemoryArgs, memoryChoices, planOrRefuse } from './memory';
-
+import { CrepeError } from '../errors';
+import { Recipe, RecipeInput, formatRecipe, parseRecipe } from '../recipe/schema';
+import { DSNOT_DEFAULTS } from '../recipe/resolve';
+import { RecipeHooks, RecipeOutcome, RecipeStage, planOnly, runRecipe } from '../recipe/run';
+import { checkTaskFiles, parseTaskList } from '../eval/zeroshot/tasks';
+import { PruneZeroshot, harnessFilesJson, pruneZeroshot, writeHarness, zeroshotJson, zeroshotOptions } from './zeroshot';
+import { PruneTargetArgs, emit, inputPaths, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo } from './common';
+import { MemoryArgs } from './memory';
 export interface PruneArgs extends PruneTargetArgs, MemoryArgs {
   calibSeed: number;
   propagate: 'pruned' | 'dense';
@@ -51,7 +40,23 @@ export interface PruneArgs extends PruneTargetArgs, MemoryArgs {
   /** lm-evaluation-harness results files of the zero-shot scoring (a folder), and per-document samples. */
   outputPath?: string;
   logSamples?: boolean;
+  /** Print the recipe this command line means (resolved against the model) and stop. */
+  printRecipe?: boolean;
+  recipeFormat?: 'json' | 'yaml';
 }
+
+/** How a recipe field is named in messages of `crepe prune`: its flag. */
+export const PRUNE_FLAG_NAMES: Record<string, string> = {
+  group: '--group',
+  permute: '--permute',
+  refine: '--refine',
+  save: '--save',
+  dump: '--dump',
+  dtype: '--dtype',
+  params: '--param',
+  'memory.spillDir': '--spill-dir',
+};
+export const pruneFlagName = (field: string): string => PRUNE_FLAG_NAMES[field] ?? field;
 
 /**
  * A flag that only applies with another is refused when that other is absent (it would be
@@ -75,217 +80,217 @@ function checkFlagDependencies(args: PruneArgs): void {
   }
 }
 
-function fmtPpl(r: EvalRecord): string {
+function fmtPpl(r: { dataset: string; ppl: number; windows: number; seqlen: number }): string {
   return `${r.dataset}: PPL ${r.ppl.toFixed(4)} (${r.windows} x ${r.seqlen})`;
+}
+
+/**
+ * The recipe a `crepe prune` command line means. Flag values are checked here with messages
+ * naming the flag; everything else (method, parameters, structure against the model, add-on
+ * combinations) is checked when the recipe is resolved.
+ */
+export function recipeFromArgs(args: PruneArgs): Recipe {
+  const strategy = args.method === 'dense' ? undefined : getStrategy(args.method);
+  const params = parseParamPairs(args.param ?? [], strategy);
+  const sparsity = args.sparsity === undefined ? undefined : numberFlag('sparsity', args.sparsity);
+  const nsamples = positiveIntFlag('nsamples', args.nsamples);
+  const seed = numberFlag('calib-seed', args.calibSeed);
+  const allocation = args.allocation ?? 'uniform';
+  if (allocation !== 'uniform' && allocation !== 'owl') throw new CrepeError(`--allocation must be 'uniform' or 'owl', got '${allocation}'`);
+  const refine = args.refine ?? 'none';
+  if (refine !== 'none' && refine !== 'dsnot') throw new CrepeError(`--refine must be 'none' or 'dsnot', got '${refine}'`);
+  const owlM = args.owlM === undefined ? undefined : numberFlag('owl-m', args.owlM);
+  const owlLambda = args.owlLambda === undefined ? undefined : numberFlag('owl-lambda', args.owlLambda);
+  const dsnotCycles = numberFlag('dsnot-cycles', args.dsnotCycles ?? DSNOT_DEFAULTS.maxCycles);
+  const dsnotThreshold = numberFlag('dsnot-threshold', args.dsnotThreshold ?? DSNOT_DEFAULTS.threshold);
+  if (!Number.isInteger(dsnotCycles) || dsnotCycles < 0) throw new CrepeError(`--dsnot-cycles must be a whole number >= 0, got ${dsnotCycles}`);
+  if (dsnotThreshold < 0) throw new CrepeError(`--dsnot-threshold must be >= 0, got ${dsnotThreshold}`);
+  if (!Number.isInteger(seed) || seed < 0) throw new CrepeError(`--calib-seed must be a whole number >= 0, got ${seed}`);
+  const permute = !!(args.permute || args.permuteRefine);
+  const zeroshot = args.zeroshot?.length
+    ? { tasks: args.zeroshot, ...(args.zeroshotLimit !== undefined ? { limit: positiveIntFlag('zeroshot-limit', args.zeroshotLimit) } : {}), jobs: positiveIntFlag('zeroshot-jobs', args.zeroshotJobs ?? 1) }
+    : undefined;
+  const evalSets = (args.eval ?? []).map((dataset) => ({
+    dataset,
+    ...(args.seqlen !== undefined ? { seqlen: args.seqlen } : {}),
+    ...(args.maxWindows !== undefined ? { maxWindows: positiveIntFlag('max-windows', args.maxWindows) } : {}),
+  }));
+  const input: RecipeInput = {
+    model: args.model,
+    ...(args.tokenizer !== undefined ? { tokenizer: args.tokenizer } : {}),
+    method: args.method,
+    params,
+    structure: args.structure,
+    ...(sparsity !== undefined ? { sparsity } : {}),
+    ...(args.group !== undefined ? { group: args.group } : {}),
+    allocation: allocation === 'owl' ? { method: 'owl', ...(owlM !== undefined ? { m: owlM } : {}), ...(owlLambda !== undefined ? { lambda: owlLambda } : {}) } : { method: 'uniform' },
+    refine: refine === 'dsnot' ? { method: 'dsnot', maxCycles: dsnotCycles, threshold: dsnotThreshold, skip: args.dsnotSkip ?? DSNOT_DEFAULTS.skip } : { method: 'none' },
+    permute: permute ? { refine: !!args.permuteRefine } : null,
+    calibration: { dataset: args.calib, nsamples, ...(args.calibSeqlen !== undefined ? { seqlen: args.calibSeqlen } : {}), seed },
+    propagate: args.propagate,
+    memory: {
+      ...(args.maxMemory !== undefined ? { maxMemory: args.maxMemory } : {}),
+      activations: args.activations ?? 'auto',
+      evaluator: args.evaluator ?? 'auto',
+      ...(args.spillDir !== undefined ? { spillDir: args.spillDir } : {}),
+    },
+    eval: evalSets,
+    ...(zeroshot ? { zeroshot } : {}),
+    ...(args.save !== undefined ? { save: { path: args.save, ...(args.dtype !== undefined ? { dtype: args.dtype } : {}) } } : {}),
+    ...(args.dump !== undefined ? { dump: args.dump } : {}),
+  };
+  return parseRecipe(input, 'command line');
 }
 
 export async function pruneCommand(args: PruneArgs): Promise<void> {
   // Validate everything before any work, so bad input never leaves a partial output behind.
   checkFlagDependencies(args);
-  const strategy = getStrategy(args.method);
-  const params = resolveParams(strategy, parseParamPairs(args.param ?? [], strategy));
-  const sparsity = args.sparsity === undefined ? undefined : numberFlag('sparsity', args.sparsity);
-  const group = args.group ?? strategy.defaultGroup;
-  const structure = parseStructure(args.structure, sparsity, group);
-  if (structure.kind === 'nm' && args.group !== undefined) throw new CrepeError(`--group applies to unstructured pruning only; ${args.structure} keeps N of every M in each row`);
-  const nsamples = positiveIntFlag('nsamples', args.nsamples);
-  const seed = numberFlag('calib-seed', args.calibSeed);
-  const allocation = args.allocation ?? 'uniform';
-  if (allocation !== 'uniform' && allocation !== 'owl') throw new CrepeError(`--allocation must be 'uniform' or 'owl', got '${allocation}'`);
-  const owlM = numberFlag('owl-m', args.owlM ?? OWL_DEFAULTS.m);
-  const owlLambda = numberFlag('owl-lambda', args.owlLambda ?? (structure.kind === 'nm' ? OWL_DEFAULTS.lambdaNM : OWL_DEFAULTS.lambda));
-  checkOwlOptions(owlM, owlLambda);
-  const refine = args.refine ?? 'none';
-  if (refine !== 'none' && refine !== 'dsnot') throw new CrepeError(`--refine must be 'none' or 'dsnot', got '${refine}'`);
-  const dsnotCycles = numberFlag('dsnot-cycles', args.dsnotCycles ?? 50);
-  const dsnotThreshold = numberFlag('dsnot-threshold', args.dsnotThreshold ?? 0.1);
-  if (!Number.isInteger(dsnotCycles) || dsnotCycles < 0) throw new CrepeError(`--dsnot-cycles must be a whole number >= 0, got ${dsnotCycles}`);
-  if (dsnotThreshold < 0) throw new CrepeError(`--dsnot-threshold must be >= 0, got ${dsnotThreshold}`);
-  const permute = !!(args.permute || args.permuteRefine);
-  if (permute && structure.kind !== 'nm') throw new CrepeError('--permute applies to N:M structures only (e.g. --structure 2:4)');
-  // DSnoT's N:M swaps stay inside groups of m consecutive columns; a permuted mask has its groups elsewhere.
-  if (permute && refine !== 'none') throw new CrepeError('--refine dsnot cannot follow --permute (its N:M groups are in the original column order)');
-  if (strategy.pruneLayer && (permute || refine !== 'none')) {
-    throw new CrepeError(`${args.method} updates weights itself: --permute and --refine do not apply to it`);
-  }
-  if (args.save && formatForPath(args.save) === 'llama2c' && args.dtype !== undefined && args.dtype !== 'F32') {
-    throw new CrepeError('llama2.c files are float32 only (--dtype F32)');
-  }
-  const memory = memoryChoices(args);
-  const zeroshotTasks = args.zeroshot?.length ? parseTaskList(args.zeroshot) : [];
-  checkTaskFiles(zeroshotTasks);
-  const zsOpts = zeroshotOptions({ limit: args.zeroshotLimit, jobs: args.zeroshotJobs ?? 1, backend: args.backend });
-  if ((args.outputPath !== undefined || args.logSamples) && !zeroshotTasks.length) throw new CrepeError('--output-path and --log-samples write zero-shot results: add --zeroshot TASKS');
+  const recipe = recipeFromArgs(args);
+  if (recipe.zeroshot) checkTaskFiles(parseTaskList(recipe.zeroshot.tasks));
+  // zero-shot flags that are not part of the recipe's result (bootstrap, BOS) keep their defaults
   const backend = await startBackend(args.backend);
-  const model = openModel(args.model, args.tokenizer);
-  const cfg = model.source.config;
-  // Outputs are checked before any work: never an input, the working directory or each other.
-  const outputs: OutputTarget[] = [];
-  if (args.save) outputs.push({ flag: '--save', path: args.save, kind: formatForPath(args.save) === 'hf' ? 'hf-model' : 'llama2c-model', isDir: formatForPath(args.save) === 'hf' });
-  if (args.dump) outputs.push({ flag: '--dump', path: args.dump, kind: 'prune-dump', isDir: true });
-  checkOutputs(outputs, inputPaths(model, [args.calib, ...(args.eval ?? [])]), { force: args.force });
-  const calibSeqlen = args.calibSeqlen ?? cfg.maxSeqLen;
-  checkSeqlen(calibSeqlen, cfg.maxSeqLen);
-  const evalSets = args.eval ?? [];
-  if (args.seqlen !== undefined) checkSeqlen(args.seqlen, cfg.maxSeqLen);
-
-  // The memory plan, before any model compute: refuse what cannot fit, choose where activations,
-  // pruned blocks and the evaluator live.
-  const evalWindows = evalSets.reduce((n, d) => n + datasetWindows(model, d, { seqlen: args.seqlen, maxWindows: args.maxWindows }).windows.length, 0);
-  const plan = planOrRefuse(
-    {
-      config: cfg,
-      prune: {
-        nsamples,
-        seqlen: calibSeqlen,
-        gram: !!strategy.statsNeeds?.gram,
-        calibrates: strategy.usesActivations || refine !== 'none' || allocation === 'owl',
-        scoreCopies: scoringCopies(args.method),
-        propagate: args.propagate,
-      },
-      eval: evalSets.length ? { windows: evalWindows, seqlen: args.seqlen ?? cfg.maxSeqLen, jobs: 1 } : undefined,
-      ...memory,
-      wasm: backend.startsWith('wasm'),
-    },
-    args,
-    { model: args.model, method: args.method },
-  );
-  if (!plan) return model.source.close();
-  // Zero-shot: tasks tokenized, scoring planned beside the pruned blocks, harness outputs checked.
-  const structureLabel = structure.kind === 'unstructured' ? `${args.structure}-${structure.sparsity}` : args.structure;
-  const zs = zeroshotTasks.length
-    ? pruneZeroshot(
+  if (args.printRecipe) {
+    const { recipe: resolved } = planOnly(recipe, { fieldName: pruneFlagName, force: args.force });
+    process.stdout.write(formatRecipe(resolved, args.recipeFormat ?? 'json'));
+    return;
+  }
+  if (args.dryRun) {
+    const { recipe: resolved, plan } = planOnly(recipe, { fieldName: pruneFlagName, force: args.force });
+    emit(args.json, { dry_run: true, model: args.model, method: args.method, recipe: resolved, memory_plan: planJson(plan) }, () => describePlan(plan));
+    if (!plan.fits) process.exitCode = 2;
+    return;
+  }
+  if ((args.outputPath !== undefined || args.logSamples) && !recipe.zeroshot) throw new CrepeError('--output-path and --log-samples write zero-shot results: add --zeroshot TASKS');
+  // Zero-shot: tasks tokenized, scoring planned beside the pruned blocks, harness outputs checked (before any work).
+  let zs: PruneZeroshot | null = null;
+  const zsOpts = zeroshotOptions({ limit: args.zeroshotLimit, jobs: args.zeroshotJobs ?? 1, backend: args.backend });
+  const hooks: Pick<RecipeHooks, 'prepareZeroshot' | 'onZeroshotResults'> = {
+    prepareZeroshot: (model, plan, r) => {
+      const tasks = parseTaskList(r.zeroshot!.tasks);
+      const structureLabel = r.group ? `${r.structure}-${r.sparsity}` : r.structure;
+      zs = pruneZeroshot(
         model,
-        zeroshotTasks,
+        tasks,
         zsOpts,
         args,
-        { name: `${args.model}-${args.method}-${structureLabel}`, args: `pretrained=${args.model},method=${args.method},structure=${structureLabel},params=${JSON.stringify(params)}`, blocksHeld: !plan.spillBlocks },
+        { name: `${r.model}-${r.method}-${structureLabel}`, args: `pretrained=${r.model},method=${r.method},structure=${structureLabel},params=${JSON.stringify(r.params)}`, blocksHeld: !plan.spillBlocks },
         backend.startsWith('wasm'),
-        [...inputPaths(model, [args.calib, ...(args.eval ?? [])]), ...zeroshotTasks.map((t) => t.file).filter((f): f is string => f !== undefined)],
-      )
-    : null;
-  const evalOpts: EvalOptions = {
-    seqlen: args.seqlen,
-    maxWindows: args.maxWindows,
-    evaluator: plan.evaluator ?? undefined,
-    storage: plan.evalStorage,
-    spillDir: memory.spillDir,
+        [...inputPaths(model, [r.calibration.dataset, ...r.eval.map((e) => e.dataset)]), ...tasks.map((t) => t.file).filter((f): f is string => f !== undefined)],
+      );
+      return zs.run;
+    },
+    onZeroshotResults: (model, dense, pruned) => {
+      const z = zs!;
+      const run = { backend, evaluator: z.run.evaluator, jobs: zsOpts.jobs };
+      if (z.dense && dense) writeHarness(z.dense, model, dense, run);
+      if (z.pruned) writeHarness(z.pruned, model, pruned, { ...run, pruned: { method: recipe.method, params: recipe.params, structure: recipe.structure, sparsity: recipe.sparsity ?? 0.5 } });
+    },
   };
+  await runAndPrint(recipe, { backend, json: args.json, force: args.force, backendChoice: args.backend, argv: process.argv.slice(2), hooks, zeroshotFiles: () => zs });
+}
 
-  const calibration = { dataset: args.calib, nsamples, seqlen: calibSeqlen, seed, storage: plan.storage, spillDir: memory.spillDir };
-  // OWL measures its outlier ratios on the dense model first (one extra calibration pass).
-  const owl: OwlAllocation | null = allocation === 'owl' ? withPublishedProgress({ calibration: 'owl dense pass' }, () => owlAllocation(model, calibration, structure, { m: owlM, lambda: owlLambda })) : null;
-  const dsnotTotals: DsnotRowStats = { swaps: 0, errorBefore: 0, errorAfter: 0 };
-  const dense = evalSets.length ? await withEvalProgress('eval dense', evalWindows, (onProgress) => evaluateSource(model, model.source, evalSets, { ...evalOpts, onProgress })) : [];
-  for (const r of dense) checkPpl(r.ppl, `dense ${args.model} on ${r.dataset}`);
-  const denseZs: ZeroshotResult | null = zeroshotTasks.length ? await runZeroshot(model, model.source, zeroshotTasks, zs!.run, 'zeroshot dense') : null;
-  const bar = progressBar(`prune ${args.method}`, 'blocks');
-  bar.start(cfg.nLayers, 0, { rate: '' });
-  let outcome: PruneOutcome;
-  const dump: StagedDir | undefined = args.dump ? stageDir(args.dump, 'prune-dump', { force: args.force }) : undefined;
-  const dumpTmp = dump?.tmp;
+/** Run a recipe with progress bars and print its outcome (shared by `crepe prune` and `crepe run`). */
+export async function runAndPrint(
+  recipe: Recipe,
+  o: {
+    backend: string;
+    json: boolean;
+    force?: boolean;
+    backendChoice: PruneArgs['backend'];
+    argv: string[];
+    fieldName?: (f: string) => string;
+    hooks?: Pick<RecipeHooks, 'prepareZeroshot' | 'onZeroshotResults'>;
+    /** The harness files the zero-shot scoring wrote (prune --output-path). */
+    zeroshotFiles?: () => PruneZeroshot | null;
+  },
+): Promise<RecipeOutcome> {
+  // one bar at a time: each stage's bar is stopped (its one line printed) when the next stage starts
+  const labels: Record<RecipeStage | 'zeroshot-dense' | 'zeroshot-pruned', [string, string]> = {
+    owl: ['owl dense pass', 'blocks'],
+    'eval-dense': ['eval dense', 'windows'],
+    prune: [`prune ${recipe.method}`, 'blocks'],
+    'eval-pruned': ['eval pruned', 'windows'],
+    'zeroshot-dense': ['zeroshot dense', 'items'],
+    'zeroshot-pruned': ['zeroshot pruned', 'items'],
+  };
+  const open: { stage: keyof typeof labels | null; bar: ReturnType<typeof progressBar> | null } = { stage: null, bar: null };
+  const show = (stage: keyof typeof labels, done: number, total: number, rate: string): void => {
+    if (open.stage !== stage || !open.bar) {
+      open.bar?.stop();
+      const [label, unit] = labels[stage];
+      open.stage = stage;
+      open.bar = progressBar(label, unit);
+      open.bar.start(total, 0, { rate: '' });
+    }
+    open.bar.update(done, { rate });
+  };
+  let outcome: RecipeOutcome;
   try {
-    outcome = pruneModel(
-      model,
-      {
-        method: args.method,
-        params,
-        structure,
-        calibration,
-        propagate: args.propagate,
-        activationStorage: plan.storage,
-        spillBlocks: plan.spillBlocks,
-        spillDir: memory.spillDir,
-        dumpDir: dumpTmp,
-        blockStructures: owl?.structures,
-        permute: permute ? { refine: !!args.permuteRefine } : undefined,
-        refine:
-          refine === 'dsnot'
-            ? dsnotRefiner({ maxCycles: dsnotCycles, threshold: dsnotThreshold, skip: args.dsnotSkip ?? 'mlp' }, (t) => {
-                dsnotTotals.swaps += t.swaps;
-                dsnotTotals.errorBefore += t.errorBefore;
-                dsnotTotals.errorAfter += t.errorAfter;
-              })
-            : undefined,
-      },
-      { onBlock: (done) => bar.update(done, { rate: '' }) },
-    );
-  } catch (e) {
-    dump?.abort();
-    throw e;
+    outcome = await runRecipe(recipe, {
+      ...o.hooks,
+      force: o.force,
+      backend: o.backendChoice,
+      fieldName: o.fieldName ?? pruneFlagName,
+      argv: o.argv,
+      onStage: (stage, done, total, tps) => show(stage, done, total, tps === undefined ? '' : `${Math.round(tps)} tok/s`),
+      onZeroshot: (phase, done, total, ips) => show(`zeroshot-${phase}`, done, total, `${ips.toFixed(1)} items/s`),
+    });
   } finally {
-    bar.stop();
+    open.bar?.stop();
   }
-  let pruned: EvalRecord[];
-  let prunedZs: ZeroshotResult | null;
-  try {
-    pruned = evalSets.length ? await withEvalProgress('eval pruned', evalWindows, (onProgress) => evaluateSource(model, outcome.source, evalSets, { ...evalOpts, onProgress })) : [];
-    for (const r of pruned) checkPpl(r.ppl, `${args.model} pruned with ${args.method} on ${r.dataset}`);
-    prunedZs = zeroshotTasks.length ? await runZeroshot(model, outcome.source, zeroshotTasks, zs!.run, 'zeroshot pruned') : null;
-  } catch (e) {
-    dump?.abort();
-    throw e;
-  }
-  if (zs && denseZs && prunedZs) {
-    const run = { backend, evaluator: zs.run.evaluator, jobs: zsOpts.jobs };
-    if (zs.dense) writeHarness(zs.dense, model, denseZs, run);
-    if (zs.pruned) writeHarness(zs.pruned, model, prunedZs, { ...run, pruned: { method: args.method, params, structure: args.structure, sparsity: structure.kind === 'unstructured' ? structure.sparsity : 1 - structure.n / structure.m } });
-  }
-  const settings = {
-    model: args.model,
-    method: args.method,
-    params,
-    structure: args.structure,
-    group: structure.kind === 'unstructured' ? group : null,
-    sparsity: structure.kind === 'unstructured' ? structure.sparsity : 1 - structure.n / structure.m,
-    calibration: outcome.calibration && { ...outcome.calibration, starts: undefined },
-    propagate: args.propagate,
-    allocation: owl ? { method: 'owl', m: owlM, lambda: owlLambda, outlier_ratios: owl.outlierRatios, block_targets: owl.blockSparsities } : { method: 'uniform' },
-    refine: refine === 'dsnot' ? { method: 'dsnot', max_cycles: dsnotCycles, threshold: dsnotThreshold, skip: args.dsnotSkip ?? 'mlp' } : null,
-    permute: permute ? { refine: !!args.permuteRefine } : null,
+  printOutcome(outcome, o.json, o.backend, o.zeroshotFiles?.() ?? null);
+  return outcome;
+}
+
+function printOutcome(outcome: RecipeOutcome, json: boolean, backend: string, zsFiles: PruneZeroshot | null): void {
+  const r = outcome.record.recipe;
+  const report = outcome.report;
+  const owl = outcome.owl;
+  const timing = outcome.timing;
+  const dense = outcome.dense;
+  const pruned = outcome.pruned;
+  const zs = outcome.zeroshot;
+  const unstructured = r.group !== undefined;
+  const result = {
+    model: r.model,
+    method: r.method,
+    params: r.params,
+    structure: r.structure,
+    group: r.group ?? null,
+    sparsity: r.sparsity,
+    calibration: outcome.record.calibration,
+    propagate: r.propagate,
+    allocation: owl && r.allocation.method === 'owl'
+      ? { method: 'owl', m: r.allocation.m, lambda: r.allocation.lambda, outlier_ratios: owl.outlierRatios, block_targets: owl.blockSparsities }
+      : { method: 'uniform' },
+    refine: r.refine.method === 'dsnot' ? { method: 'dsnot', max_cycles: r.refine.maxCycles, threshold: r.refine.threshold, skip: r.refine.skip } : null,
+    permute: r.permute,
     backend,
     code_version: versionInfo(),
-  };
-  if (dump) {
-    writeFileAtomic(path.join(dump.tmp, 'run.json'), JSON.stringify({ ...settings, report: outcome.report, argv: process.argv.slice(2) }, null, 2));
-    dump.commit();
-  }
-  let saved: { format: string; dtype: FloatDtype; sparsity: number; zeros: number } | null = null;
-  if (args.save) {
-    const format = formatForPath(args.save);
-    const dtype = format === 'hf' ? args.dtype ?? configDtype(cfg) ?? 'F32' : 'F32';
-    const card = prunedModelCard({ model: args.model, recipe: settings, sparsity: outcome.report.sparsity, dtype, codeVersion: settings.code_version, dense, pruned, zeroshot: denseZs && prunedZs ? { dense: denseZs, pruned: prunedZs } : null, command: `crepe ${process.argv.slice(2).join(' ')}` });
-    saveModel(outcome.source, args.save, { tokenizer: model.tokenizerPath, dtype, force: args.force, card });
-    // Read back: every pruned weight must be zero in the file, whatever the dtype.
-    const check = savedSparsity(args.save, outcome.report.layers);
-    saved = { format, dtype, ...check };
-  }
-  outcome.source.close(); // the spill file and the model
-  const result = {
-    ...settings,
-    achieved_sparsity: outcome.report.sparsity,
-    pruned_params: outcome.report.pruned,
-    prunable_params: outcome.report.total,
-    prune_seconds: outcome.seconds,
-    prune_timing: {
-      read_seconds: outcome.timing.readSeconds,
-      calibration_seconds: outcome.timing.calibrationSeconds,
-      scoring_seconds: outcome.timing.scoringSeconds,
-      calib_forwards: outcome.timing.calibForwards,
-      cpu_read_seconds: outcome.timing.cpu.readSeconds,
-      cpu_calibration_seconds: outcome.timing.cpu.calibrationSeconds,
-      cpu_scoring_seconds: outcome.timing.cpu.scoringSeconds,
+    recipe: r,
+    achieved_sparsity: report.sparsity,
+    pruned_params: report.pruned,
+    prunable_params: report.total,
+    prune_seconds: outcome.pruneSeconds,
+    prune_timing: timing && {
+      read_seconds: timing.readSeconds,
+      calibration_seconds: timing.calibrationSeconds,
+      scoring_seconds: timing.scoringSeconds,
+      calib_forwards: timing.calibForwards,
+      cpu_read_seconds: timing.cpu.readSeconds,
+      cpu_calibration_seconds: timing.cpu.calibrationSeconds,
+      cpu_scoring_seconds: timing.cpu.scoringSeconds,
     },
-    block_sparsities: blockSparsities(outcome.report.layers),
-    dsnot: refine === 'dsnot' ? { swaps: dsnotTotals.swaps, abs_error_before: dsnotTotals.errorBefore, abs_error_after: dsnotTotals.errorAfter } : null,
-    layers: outcome.report.layers,
-    eval: evalSets.map((d, k) => ({
-      dataset: d,
-      slice: dense[k].slice,
-      seqlen: dense[k].seqlen,
-      windows: dense[k].windows,
-      tokens: dense[k].tokens,
-      dense_ppl: dense[k].ppl,
+    block_sparsities: blockSparsities(report.layers),
+    dsnot: outcome.dsnot ? { swaps: outcome.dsnot.swaps, abs_error_before: outcome.dsnot.errorBefore, abs_error_after: outcome.dsnot.errorAfter } : null,
+    layers: report.layers,
+    eval: r.eval.map((e, k) => ({
+      dataset: e.dataset,
+      slice: pruned[k].slice,
+      seqlen: pruned[k].seqlen,
+      windows: pruned[k].windows,
+      tokens: pruned[k].tokens,
+      dense_ppl: dense[k]?.ppl ?? null,
       pruned_ppl: pruned[k].ppl,
       eval_seconds: pruned[k].seconds,
       eval_blocks_seconds: pruned[k].stages?.blocksSeconds ?? null,
@@ -293,38 +298,49 @@ export async function pruneCommand(args: PruneArgs): Promise<void> {
       eval_blocks_cpu_seconds: pruned[k].stages?.blocksCpuSeconds ?? null,
       eval_head_cpu_seconds: pruned[k].stages?.headCpuSeconds ?? null,
     })),
-    zeroshot: denseZs && prunedZs ? { dense: zeroshotJson(denseZs), pruned: zeroshotJson(prunedZs), evaluator: zs!.run.evaluator, harness_files: { dense: harnessFilesJson(zs!.dense), pruned: harnessFilesJson(zs!.pruned) } } : null,
-    saved: args.save ?? null,
-    saved_model: saved,
-    dump: args.dump ?? null,
-    memory_plan: planJson(plan),
+    zeroshot: zs
+      ? {
+          dense: zs.dense && zeroshotJson(zs.dense),
+          pruned: zeroshotJson(zs.pruned),
+          evaluator: zsFiles?.run.evaluator ?? null,
+          harness_files: zsFiles ? { dense: harnessFilesJson(zsFiles.dense), pruned: harnessFilesJson(zsFiles.pruned) } : null,
+        }
+      : null,
+    saved: r.save?.path ?? null,
+    saved_model: outcome.saved && { format: outcome.saved.format, dtype: outcome.saved.dtype, sparsity: outcome.saved.sparsity, zeros: outcome.saved.zeros, record: outcome.saved.record },
+    dump: r.dump ?? null,
+    memory_plan: planJson(outcome.plan),
   };
-  emit(args.json, result, () => {
+  emit(json, result, () => {
     const lines = [
-      `${args.model} pruned with ${args.method} ${JSON.stringify(params)}, ${args.structure}${structure.kind === 'unstructured' ? ` ${structure.sparsity} per ${group}` : ''}; backend ${backend}`,
-      `sparsity ${(outcome.report.sparsity * 100).toFixed(4)}% of ${outcome.report.total} prunable weights; pruning took ${outcome.seconds.toFixed(2)} s`,
+      `${r.model} pruned with ${r.method} ${JSON.stringify(r.params)}, ${r.structure}${unstructured ? ` ${r.sparsity} per ${r.group}` : ''}; backend ${backend}`,
+      `sparsity ${(report.sparsity * 100).toFixed(4)}% of ${report.total} prunable weights; pruning took ${outcome.pruneSeconds.toFixed(2)} s`,
     ];
-    if (owl) {
-      lines.push(`OWL allocation (M ${owlM}, lambda ${owlLambda}); target mean ${(mean(owl.blockSparsities) * 100).toFixed(4)}%:`);
-      blockSparsities(outcome.report.layers).forEach((s, b) =>
+    if (owl && r.allocation.method === 'owl') {
+      lines.push(`OWL allocation (M ${r.allocation.m}, lambda ${r.allocation.lambda}); target mean ${(mean(owl.blockSparsities) * 100).toFixed(4)}%:`);
+      blockSparsities(report.layers).forEach((s, b) =>
         lines.push(`  block ${b}: outlier ratio ${owl.outlierRatios[b].toFixed(3)}%, target ${(owl.blockSparsities[b] * 100).toFixed(3)}%, achieved ${(s * 100).toFixed(3)}%`),
       );
     }
-    if (refine === 'dsnot') {
-      lines.push(`DSnoT: ${dsnotTotals.swaps} swaps; sum over rows of |expected error| ${dsnotTotals.errorBefore.toPrecision(5)} -> ${dsnotTotals.errorAfter.toPrecision(5)}`);
+    if (outcome.dsnot) {
+      const d = outcome.dsnot;
+      lines.push(`DSnoT: ${d.swaps} swaps; sum over rows of |expected error| ${d.errorBefore.toPrecision(5)} -> ${d.errorAfter.toPrecision(5)}`);
     }
-    for (const l of outcome.report.layers) lines.push(`  ${l.key.padEnd(22)} [${l.shape.join(' x ')}] ${(l.sparsity * 100).toFixed(2)}%`);
-    evalSets.forEach((_, k) => lines.push(`dense  ${fmtPpl(dense[k])}`, `pruned ${fmtPpl(pruned[k])}`));
-    if (denseZs && prunedZs) {
+    for (const l of report.layers) lines.push(`  ${l.key.padEnd(22)} [${l.shape.join(' x ')}] ${(l.sparsity * 100).toFixed(2)}%`);
+    r.eval.forEach((_, k) => {
+      if (dense[k]) lines.push(`dense  ${fmtPpl(dense[k])}`);
+      lines.push(`pruned ${fmtPpl(pruned[k])}`);
+    });
+    if (zs) {
       lines.push(
         zeroshotMarkdown([
-          { label: 'dense', result: denseZs },
-          { label: `${args.method} ${args.structure}${structure.kind === 'unstructured' ? ` ${sparsity}` : ''}`, result: prunedZs },
+          ...(zs.dense ? [{ label: 'dense', result: zs.dense }] : []),
+          { label: `${r.method} ${r.structure}${unstructured ? ` ${r.sparsity}` : ''}`, result: zs.pruned },
         ]),
       );
     }
-    if (saved) lines.push(`saved to ${args.save} (${saved.format}, ${saved.dtype}; sparsity read back ${(saved.sparsity * 100).toFixed(4)}%)`);
-    if (args.dump) lines.push(`artefacts in ${args.dump}`);
+    if (outcome.saved) lines.push(`saved to ${outcome.saved.path} (${outcome.saved.format}, ${outcome.saved.dtype}; sparsity read back ${(outcome.saved.sparsity * 100).toFixed(4)}%); run record in ${outcome.saved.record}`);
+    if (r.dump) lines.push(`artefacts in ${r.dump}`);
     return lines.join('\n');
   });
 }

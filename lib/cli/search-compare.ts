@@ -86,6 +86,7 @@ export async function searchCompareCommand(args: SearchCompareArgs): Promise<voi
   if (args.reportOnly && !statPath(path.join(plan.out, JOURNAL))) throw new CrepeError(`--report-only: ${path.join(plan.out, JOURNAL)} does not exist, there is nothing to report`);
   // Before any work: no output is an input, and every file already in --out is one crepe wrote (or --force).
   checkOutputs(comparisonOutputs(plan, !!args.reportOnly), comparisonInputs(plan, args.config), { force: args.force });
+  for (const w of plan.config.warnings) process.stderr.write(`crepe: warning: ${w}\n`);
   const backend = await startBackend(args.backend);
   if (!args.reportOnly && !planComparisonMemory(plan, args, backend.startsWith('wasm'))) return;
   const result = runComparison(

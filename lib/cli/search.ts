@@ -8,10 +8,14 @@ import { CalibrationSpec } from '../prune/pipeline';
 import { Structure, nmSparsity, parseStructure } from '../prune/select';
 import { Strategy, getStrategy, parseParamPairs } from '../prune/strategy';
 import { DEFAULT_BUDGET, DEFAULT_PROXY, SEARCHES, SearchName } from '../search/defaults';
+import { PHO_PRESETS, isPhoPreset } from '../search/presets';
+import { parseRecipe } from '../recipe/schema';
+import { RecipeOutcome, runRecipe } from '../recipe/run';
 import { hillClimbSearch } from '../search/hillclimb';
-import { DEFAULT_FISHER_WINDOWS, DEFAULT_KEEP_INPUTS, FullEvaluation, REPORT_DATASET, SEARCH_DATASET, SearchOutcome, StatsKind, calibrateOnce, evalLogCsv, fullEvaluation, proxySign, setupOptionsFor } from '../search/objective';
+import { DEFAULT_FISHER_WINDOWS, DEFAULT_KEEP_INPUTS, REPORT_DATASET, SEARCH_DATASET, SearchOutcome, StatsKind, calibrateOnce, evalLogCsv, proxySign, setupOptionsFor } from '../search/objective';
 import { WindowSample } from '../search/evaluator';
-import { phoSearch } from '../search/pho';
+import { phoSearch, verifyRungs } from '../search/pho';
+import { formatForPath } from '../model/save';
 import { getProxy, listProxies, ProxyName, parseProxy } from '../search/proxies';
 import { SearchSpace, buildSpace, formatParams, paramFlags, parseBounds } from '../search/space';
 import { PruneTargetArgs, emit, inputPaths, numberFlag, positiveIntFlag, progressBar, startBackend, versionInfo, withPublishedProgress } from './common';
@@ -41,7 +45,12 @@ export interface SpaceArgs extends PruneTargetArgs, BudgetArgs {
 }
 
 export interface SearchArgs extends SpaceArgs {
+  /** hillclimb, pho, or a built-in PHO variant (pho-pool, pho-sh, pho-gini). */
   search: string;
+  /** Save the best configuration's pruned model here (a .bin file or an HF directory), with its run record. */
+  save?: string;
+  /** The full evaluation on the first N test windows (default all). */
+  reportWindows?: number;
   proxy?: string;
   sign?: number;
   budget?: number;
@@ -132,20 +141,27 @@ export async function searchCommand(args: SearchArgs): Promise<void> {
   // Validate everything before any work.
   const settings = spaceSettings(args);
   const { strategy, space, structure } = settings;
-  if (!(SEARCHES as readonly string[]).includes(args.search)) {
-    throw new CrepeError(`unknown search '${args.search}' (known: ${SEARCHES.join(', ')})`);
+  const preset = isPhoPreset(args.search) ? PHO_PRESETS[args.search] : undefined;
+  if (!preset && !(SEARCHES as readonly string[]).includes(args.search)) {
+    throw new CrepeError(`unknown search '${args.search}' (known: ${[...SEARCHES, ...Object.keys(PHO_PRESETS)].join(', ')})`);
   }
-  const search = args.search as SearchName;
+  const search: SearchName = preset ? 'pho' : (args.search as SearchName);
+  if (preset && (args.proxy !== undefined || args.budget !== undefined)) throw new CrepeError(`--search ${args.search} fixes its proxies and budget: --proxy and --budget apply to --search pho`);
   const proxy = parseProxy(args.proxy ?? DEFAULT_PROXY);
   if (args.proxy !== undefined && search !== 'pho') throw new CrepeError('--proxy only applies to --search pho');
   if (args.sign !== undefined && search !== 'pho') throw new CrepeError('--sign only applies to --search pho');
   if (args.sign !== undefined && args.sign !== 1 && args.sign !== -1) throw new CrepeError(`--sign must be 1 or -1, got ${args.sign}`);
+  if (preset && args.sign !== undefined) throw new CrepeError(`--search ${args.search} uses each proxy's measured direction: --sign applies to --search pho`);
   const sign = proxySign(proxy, args.sign);
-  const budget = positiveIntFlag('budget', args.budget ?? DEFAULT_BUDGET[search]);
+  // every proxy run of the search, in order: one for pho, the variant's for a built-in variant
+  const runs = preset ? preset.proxies.map((p) => ({ proxy: p, sign: proxySign(p) })) : [{ proxy, sign }];
+  const reportWindows = args.reportWindows === undefined ? undefined : positiveIntFlag('report-windows', args.reportWindows);
+  if (args.save && !args.fullEval) throw new CrepeError('--save writes the model of the full evaluation: drop --no-full-eval');
+  const budget = preset ? preset.budget : positiveIntFlag('budget', args.budget ?? DEFAULT_BUDGET[search]);
   if (args.seconds !== undefined && !(numberFlag('seconds', args.seconds) > 0)) throw new CrepeError(`--seconds must be positive, got ${args.seconds}`);
   if (args.force && args.out === undefined) throw new CrepeError('--force only applies with --out');
   if (args.seconds !== undefined && search === 'pho') throw new CrepeError('--seconds only applies to --search hillclimb (PHO is bounded by --budget)');
-  const setupOptions = { ...setupOptionsFor(settings.statsKind, search === 'pho' ? [proxy] : [], setupOverrides(args)), windowSample: settings.windowSample };
+  const setupOptions = { ...setupOptionsFor(settings.statsKind, search === 'pho' ? runs.map((r) => r.proxy) : [], setupOverrides(args)), windowSample: settings.windowSample };
   const keepInputs = setupOptions.keepInputs;
 
   const t0 = process.hrtime.bigint();
@@ -156,41 +172,63 @@ export async function searchCommand(args: SearchArgs): Promise<void> {
   if (args.out !== undefined) closeOnError(model, () => checkOutputs([logOutput], inputPaths(model, [args.calib]), { force: args.force }));
   const calibration = calibrationSpec(args, model);
   if (search === 'hillclimb') checkWindowCount(model, SEARCH_DATASET, settings.searchWindows, '--search-windows');
+  if (preset?.verify) checkWindowCount(model, SEARCH_DATASET, Math.max(...verifyRungs(preset.verify)), `--search ${args.search} verification windows`);
+  if (args.save) {
+    const hf = formatForPath(args.save) === 'hf';
+    checkOutputs([{ flag: '--save', path: args.save, kind: hf ? 'hf-model' : 'llama2c-model', isDir: hf }], inputPaths(model, [calibration.dataset, REPORT_DATASET]), { force: args.force });
+  }
   // memory: refused (or printed with --dry-run) before calibrating
   if (!planSearch(model, strategy, { ...calibration, keepInputs, fisherWindows: setupOptions.fisherWindows, evalWindows: settings.searchWindows }, args, backend.startsWith('wasm'), { model: args.model, method: args.method })) return model.source.close();
   const setup = withPublishedProgress({ calibration: 'calibration', prune: 'calibration' }, () => calibrateOnce(model, strategy, structure, calibration, setupOptions));
 
   const bar = progressBar(`search ${search}`, search === 'pho' ? 'proxy evals' : 'PPL evals');
-  bar.start(budget, 0, { rate: '' });
+  bar.start(budget * (search === 'pho' ? runs.length : 1), 0, { rate: '' });
   let outcome: SearchOutcome;
   try {
     const onEval = (done: number, v: number): void => bar.update(done, { rate: `last ${v.toPrecision(5)}` });
     outcome =
       search === 'pho'
-        ? phoSearch(setup, space, { proxy, sign, budget, seed: settings.seed, onEval })
+        ? phoSearch(setup, space, { ...runs[0], portfolio: runs.slice(1), budget, seed: settings.seed, verify: preset?.verify, proxyRows: preset?.proxyRows, onEval })
         : hillClimbSearch(setup, space, { budget, seconds: args.seconds, windows: settings.searchWindows, seed: settings.seed, onEval });
   } finally {
     bar.stop();
   }
   if (args.out !== undefined) writeFileAtomic(args.out, evalLogCsv(outcome.log), { kind: 'text', opening: EVAL_LOG_OPENING, force: args.force });
-  const full: FullEvaluation | null = args.fullEval
-    ? withPublishedProgress({ prune: 'full evaluation: prune', eval: 'full evaluation: eval' }, () => fullEvaluation(model, strategy.name, outcome.best, structure, calibration))
-    : null;
   model.source.close();
+  // The best configuration as a recipe: the full evaluation (and --save) is exactly `crepe run` of it.
+  const recipe = parseRecipe(
+    {
+      model: args.model,
+      ...(args.tokenizer !== undefined ? { tokenizer: args.tokenizer } : {}),
+      method: strategy.name,
+      params: outcome.best,
+      structure: args.structure,
+      ...(structure.kind === 'unstructured' ? { sparsity: settings.sparsity, group: settings.group } : {}),
+      calibration: { dataset: calibration.dataset, nsamples: calibration.nsamples, seqlen: calibration.seqlen, seed: calibration.seed },
+      propagate: 'pruned',
+      eval: args.fullEval ? [{ dataset: REPORT_DATASET, ...(reportWindows !== undefined ? { maxWindows: reportWindows } : {}) }] : [],
+      compareDense: false,
+      ...(args.save ? { save: { path: args.save } } : {}),
+    },
+    'the best configuration',
+  );
+  const full: RecipeOutcome | null = args.fullEval ? await runRecipe(recipe, { force: args.force, fieldName: (f) => (f === 'save' ? '--save' : f) }) : null;
   const searchWall = setup.calibrationSeconds + setup.fisherSeconds + outcome.seconds;
   // Every flag that changes the result (the full evaluation's pipeline is prune's, defaults included).
   const reproduce = `crepe prune --model ${args.model}${args.tokenizer ? ` --tokenizer ${args.tokenizer}` : ''} --method ${strategy.name} ${paramFlags(outcome.best)} --structure ${args.structure}${
     structure.kind === 'unstructured' ? ` --sparsity ${settings.sparsity} --group ${settings.group}` : ''
-  } --calib ${calibration.dataset} --nsamples ${calibration.nsamples} --calib-seqlen ${calibration.seqlen} --calib-seed ${calibration.seed} --propagate pruned --eval ${REPORT_DATASET}`;
+  } --calib ${calibration.dataset} --nsamples ${calibration.nsamples} --calib-seqlen ${calibration.seqlen} --calib-seed ${calibration.seed} --propagate pruned --eval ${REPORT_DATASET}${
+    reportWindows !== undefined ? ` --max-windows ${reportWindows}` : ''
+  }`;
   const result = {
     model: args.model,
     method: strategy.name,
     structure: args.structure,
     group: structure.kind === 'unstructured' ? settings.group : null,
     sparsity: structure.kind === 'unstructured' ? settings.sparsity : 1 - structure.n / structure.m,
-    search,
-    proxy: search === 'pho' ? proxy : null,
-    proxy_sign: search === 'pho' ? sign : null,
+    search: args.search,
+    proxy: search === 'pho' ? runs.map((r) => r.proxy).join('+') : null,
+    proxy_sign: search === 'pho' ? (runs.length === 1 ? runs[0].sign : runs.map((r) => r.sign)) : null,
     seed: settings.seed,
     budget,
     seconds_budget: args.seconds ?? null,
@@ -214,14 +252,16 @@ export async function searchCommand(args: SearchArgs): Promise<void> {
     search_loop_cpu_seconds: outcome.cpuSeconds,
     search_wall_seconds: searchWall,
     full_eval: full && {
-      dataset: full.record.dataset,
-      windows: full.record.windows,
-      seqlen: full.record.seqlen,
-      ppl: full.ppl,
+      dataset: full.pruned[0].dataset,
+      windows: full.pruned[0].windows,
+      seqlen: full.pruned[0].seqlen,
+      ppl: full.pruned[0].ppl,
       prune_seconds: full.pruneSeconds,
-      eval_seconds: full.evalSeconds,
+      eval_seconds: full.pruned[0].seconds,
       pipeline: 'sequential calibration, pruned propagation (as crepe prune)',
     },
+    recipe: full ? full.record.recipe : recipe,
+    saved: full?.saved ? { path: full.saved.path, format: full.saved.format, dtype: full.saved.dtype, sparsity: full.saved.sparsity, record: full.saved.record } : null,
     total_wall_seconds: Number(process.hrtime.bigint() - t0) / 1e9,
     reproduce,
     log: args.out ?? null,
@@ -238,8 +278,9 @@ export async function searchCommand(args: SearchArgs): Promise<void> {
       search === 'pho' ? `best proxy ${proxy} = ${outcome.bestValue.toPrecision(6)}` : `best search PPL = ${outcome.bestValue.toFixed(4)}`,
       `evaluations: ${outcome.proxyEvals} proxy, ${outcome.pplEvals} PPL (stopped: ${outcome.stopReason}); search ${outcome.seconds.toFixed(2)} s wall (${outcome.cpuSeconds.toFixed(2)} s CPU), ${searchWall.toFixed(2)} s with calibration${setup.fisher ? ' and Fisher' : ''}`,
       full
-        ? `full evaluation: ${full.record.dataset} PPL ${full.ppl.toFixed(4)} (${full.record.windows} x ${full.record.seqlen}; prune ${full.pruneSeconds.toFixed(2)} s + eval ${full.evalSeconds.toFixed(2)} s)`
+        ? `full evaluation: ${full.pruned[0].dataset} PPL ${full.pruned[0].ppl.toFixed(4)} (${full.pruned[0].windows} x ${full.pruned[0].seqlen}; prune ${full.pruneSeconds.toFixed(2)} s + eval ${full.pruned[0].seconds.toFixed(2)} s)`
         : 'full evaluation skipped (--no-full-eval)',
+      ...(full?.saved ? [`saved to ${full.saved.path} (${full.saved.format}, ${full.saved.dtype}); run record in ${full.saved.record}`] : []),
       `reproduce: ${reproduce}`,
       ...(args.out ? [`evaluation log: ${args.out}`] : []),
     ].join('\n'),

@@ -8,12 +8,18 @@ import { createHash } from 'crypto';
 import { Split, datasetSplit, loadDataset } from '../data/datasets';
 import { CrepeError } from '../errors';
 import { checkSeqlen } from '../eval/evaluate';
-import { openModel } from '../model/resolve';
+import { OpenedModel, openModel } from '../model/resolve';
+import { defaultMemoryLimit } from '../plan/memory';
+import { DENSE_METHOD, Recipe, RecipeInput, parseRecipe } from '../recipe/schema';
+import { planRecipe } from '../recipe/run';
+import { resolveRecipe } from '../recipe/resolve';
 import { linearNames, linearShape } from '../model/types';
 import { CalibrationSpec } from '../prune/pipeline';
 import { nmSparsity, parseStructure, validateStructureFor } from '../prune/select';
 import { Params, getStrategy } from '../prune/strategy';
-import { SweepConfig, ZeroshotEntry, atField, fieldError } from './config';
+import { MethodEntry, SweepConfig, ZeroshotEntry, atField, fieldError } from './config';
+import { OWL_DEFAULTS } from '../prune/addons/owl';
+import { DSNOT_DEFAULTS } from '../recipe/resolve';
 import { ZeroshotOutcome, zeroshotColumns, zeroshotRowValues } from './zeroshot-columns';
 
 /** One evaluation, with the window length resolved against the model's context. */
@@ -35,6 +41,10 @@ export interface PruneSettings {
   sparsity: number;
   calibration: CalibrationSpec;
   propagate: 'pruned' | 'dense';
+  /** Add-ons, with their defaults filled (absent: uniform allocation, no re-pruning, no permutation). */
+  allocation?: { method: 'owl'; m: number; lambda: number };
+  refine?: { method: 'dsnot'; maxCycles: number; threshold: number; skip: 'mlp' | 'attn' | 'none' };
+  permute?: { refine: boolean };
 }
 
 export interface Cell {
@@ -74,6 +84,20 @@ export function canonicalJson(v: unknown): string {
 
 export function cellKey(settings: { model: string; eval: EvalSpec[]; prune: PruneSettings | null; zeroshot?: ZeroshotEntry }): string {
   return createHash('sha256').update(canonicalJson(settings)).digest('hex').slice(0, 16);
+}
+
+/** A method's add-ons with their defaults filled for a structure (only those that are on). */
+export function resolveAddons(m: MethodEntry, nm: boolean): Pick<PruneSettings, 'allocation' | 'refine' | 'permute'> {
+  const out: Pick<PruneSettings, 'allocation' | 'refine' | 'permute'> = {};
+  if (m.allocation?.method === 'owl') {
+    out.allocation = { method: 'owl', m: m.allocation.m ?? OWL_DEFAULTS.m, lambda: m.allocation.lambda ?? (nm ? OWL_DEFAULTS.lambdaNM : OWL_DEFAULTS.lambda) };
+  }
+  if (m.refine?.method === 'dsnot') {
+    const r = m.refine;
+    out.refine = { method: 'dsnot', maxCycles: r.maxCycles ?? DSNOT_DEFAULTS.maxCycles, threshold: r.threshold ?? DSNOT_DEFAULTS.threshold, skip: r.skip ?? DSNOT_DEFAULTS.skip };
+  }
+  if (m.permute) out.permute = { refine: m.permute.refine };
+  return out;
 }
 
 function makeCell(model: string, label: string, evals: EvalSpec[], prune: PruneSettings | null, zeroshot?: ZeroshotEntry): Cell {
@@ -121,32 +145,45 @@ export function expandCells(config: SweepConfig, models: ModelInfo[]): Expansion
     const cal = config.calibration;
     const calibrationSeqlen = cal.seqlen ?? ctx;
     err(['calibration', 'seqlen'], () => checkSeqlen(calibrationSeqlen, ctx));
-    const structures = config.structures.filter((structure) => {
-      const why = fits(model, structure);
-      if (why) {
-        skipped.push(`${model.name} ${structure}: ${why}`);
-        if (!firstReason.has(structure)) firstReason.set(structure, `${why} (model ${model.name})`);
-      } else fitsSomeModel.add(structure);
-      return !why;
-    });
+    // Which of the config's structures (and of each method's own) this model's widths take.
+    const fitting = new Map<string, boolean>();
+    const takes = (structure: string): boolean => {
+      if (!fitting.has(structure)) {
+        const why = fits(model, structure);
+        if (why) {
+          skipped.push(`${model.name} ${structure}: ${why}`);
+          if (!firstReason.has(structure)) firstReason.set(structure, `${why} (model ${model.name})`);
+        } else fitsSomeModel.add(structure);
+        fitting.set(structure, !why);
+      }
+      return fitting.get(structure)!;
+    };
+    config.structures.forEach(takes);
     dense.push(makeCell(model.name, DENSE, evals, null, config.zeroshot));
     for (const m of config.methods) for (const seed of cal.seeds) {
       const calibration: CalibrationSpec = { dataset: cal.dataset, nsamples: cal.nsamples, seqlen: calibrationSeqlen, seed };
       const base = { method: m.name, params: m.params, calibration, propagate: config.propagate };
+      const structures = (m.structures ?? config.structures).filter(takes);
       for (const structure of structures) {
         const parsed = parseStructure(structure, undefined, 'row');
+        const addons = resolveAddons(m, parsed.kind === 'nm');
         if (parsed.kind === 'nm') {
-          pruned.push(makeCell(model.name, m.label, evals, { ...base, structure, group: null, sparsity: nmSparsity(parsed.n, parsed.m) }, config.zeroshot));
+          pruned.push(makeCell(model.name, m.label, evals, { ...base, structure, group: null, sparsity: nmSparsity(parsed.n, parsed.m), ...addons }, config.zeroshot));
           continue;
         }
         for (const g of config.groups) {
           const group = g === 'default' ? getStrategy(m.name).defaultGroup : g;
-          for (const sparsity of config.sparsities) {
-            pruned.push(makeCell(model.name, m.label, evals, { ...base, structure, group, sparsity }, config.zeroshot));
+          for (const sparsity of m.sparsities ?? config.sparsities) {
+            pruned.push(makeCell(model.name, m.label, evals, { ...base, structure, group, sparsity, ...addons }, config.zeroshot));
           }
         }
       }
     }
+  }
+  const methodStructures = config.methods.flatMap((m, i) => (m.structures ?? []).map((structure, j) => ({ structure, path: ['methods', i, 'structures', j] as (string | number)[] })));
+  for (const { structure, path } of methodStructures) {
+    const reason = firstReason.get(structure);
+    if (reason && !fitsSomeModel.has(structure)) throw fieldError(config.file, path, reason);
   }
   config.structures.forEach((structure, i) => {
     const reason = firstReason.get(structure);
@@ -164,23 +201,65 @@ export function expandCells(config: SweepConfig, models: ModelInfo[]): Expansion
 
 /**
  * Open every model of the config (header and tokenizer only) and check the datasets, then
- * expand. All of this runs before any work, so a bad config never leaves partial output.
+ * expand and plan every cell's memory (as runRecipe would). All of this runs before any work,
+ * so a bad config never leaves partial output.
  */
-export function planCells(config: SweepConfig): Expansion {
+export function planCells(config: SweepConfig, opts: { jobs?: number } = {}): Expansion {
   const check = (path: (string | number)[], fn: () => void) => atField(config.file, path, fn);
-  const models: ModelInfo[] = config.models.map((name, i) =>
-    atField(config.file, ['models', i], () => {
-      const m = openModel(name);
-      const cfg = m.source.config;
-      m.source.close();
-      return { name, maxSeqLen: cfg.maxSeqLen, shapes: linearNames(cfg).map((l) => linearShape(cfg, l)) };
-    }),
-  );
-  if (config.models.length > 0) {
-    config.eval.forEach((e, i) => check(['eval', i, 'dataset'], () => loadDataset(e.dataset, 'eval')));
-    check(['calibration', 'dataset'], () => loadDataset(config.calibration.dataset, 'calib'));
+  const opened = new Map<string, OpenedModel>();
+  try {
+    const models: ModelInfo[] = config.models.map((name, i) =>
+      atField(config.file, ['models', i], () => {
+        const m = openModel(name);
+        opened.set(name, m);
+        const cfg = m.source.config;
+        return { name, maxSeqLen: cfg.maxSeqLen, shapes: linearNames(cfg).map((l) => linearShape(cfg, l)) };
+      }),
+    );
+    if (config.models.length > 0) {
+      config.eval.forEach((e, i) => check(['eval', i, 'dataset'], () => loadDataset(e.dataset, 'eval')));
+      check(['calibration', 'dataset'], () => loadDataset(config.calibration.dataset, 'calib'));
+    }
+    const expansion = expandCells(config, models);
+    // Every cell's memory plan, before any work: a worker runs one cell at a time, each within
+    // its share of the host budget (wasm heap limits assumed, the tighter case).
+    const limit = defaultMemoryLimit() / Math.max(1, opts.jobs ?? 1);
+    const planned = new Set<string>();
+    for (const cell of expansion.cells) {
+      const recipe = cellRecipe(cell);
+      const p = cell.prune;
+      const shape = JSON.stringify([cell.model, p?.method, p?.calibration, p?.propagate, !!p?.refine, !!p?.allocation, cell.eval]);
+      if (planned.has(shape)) continue; // cells that differ only in sparsity or structure need the same memory
+      planned.add(shape);
+      const model = opened.get(cell.model)!;
+      const plan = planRecipe(model, resolveRecipe(recipe, model.source.config), true, limit);
+      if (!plan.fits) throw new CrepeError(`${config.file}: cell ${describeCell(cell)}: ${plan.refusal}`);
+    }
+    return expansion;
+  } finally {
+    for (const m of opened.values()) m.source.close();
   }
-  return expandCells(config, models);
+}
+
+/** The recipe a cell runs: its model, pruning and evaluations (the dense baseline is method 'dense'). */
+export function cellRecipe(cell: Cell): Recipe {
+  const p = cell.prune;
+  const input: RecipeInput = {
+    model: cell.model,
+    method: p ? p.method : DENSE_METHOD,
+    params: p?.params ?? {},
+    structure: p?.structure ?? 'unstructured',
+    ...(p?.group ? { sparsity: p.sparsity, group: p.group } : {}),
+    allocation: p?.allocation ?? { method: 'uniform' },
+    refine: p?.refine ?? { method: 'none' },
+    permute: p?.permute ?? null,
+    ...(p ? { calibration: { dataset: p.calibration.dataset, nsamples: p.calibration.nsamples, seqlen: p.calibration.seqlen, seed: p.calibration.seed } } : {}),
+    propagate: p?.propagate ?? 'pruned',
+    eval: cell.eval.map((e) => ({ dataset: e.dataset, seqlen: e.seqlen, ...(e.maxWindows !== null ? { maxWindows: e.maxWindows } : {}) })),
+    compareDense: false,
+    ...(cell.zeroshot ? { zeroshot: { tasks: cell.zeroshot.tasks, ...(cell.zeroshot.limit !== undefined ? { limit: cell.zeroshot.limit } : {}), jobs: 1 } } : {}),
+  };
+  return parseRecipe(input, `cell ${describeCell(cell)}`);
 }
 
 /** One line per cell, for logs and --dry-run. */

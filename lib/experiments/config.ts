@@ -10,6 +10,7 @@ import { MAX_SMALL_FILE_BYTES, decodeText, readInputFile } from '../io/input';
 import { parseTaskList } from '../eval/zeroshot/tasks';
 import { parseStructure } from '../prune/select';
 import { Params, getStrategy, resolveParams } from '../prune/strategy';
+import { allocationSchema, permuteSchema, refineSchema } from '../recipe/schema';
 import '../prune/strategies';
 
 const sparsity = z.number().refine((v) => v >= 0 && v < 1, (v) => ({ message: `sparsity must be in [0, 1), got ${v}` }));
@@ -20,8 +21,17 @@ const methodSchema = z
   .object({
     name: z.string().min(1),
     params: z.record(z.number()).optional(),
-    /** Row name in tables and legends (default: the method name, plus its params when given). */
+    /** Row name in tables and legends (default: the method name, plus its params and add-ons when given). */
     label: z.string().min(1).optional(),
+    /** Per-block sparsity: uniform (default) or OWL (outlier-rich blocks pruned less). */
+    allocation: allocationSchema.optional(),
+    /** Re-pruning after selection: none (default) or DSnoT. */
+    refine: refineSchema.optional(),
+    /** RIA's channel permutation before N:M selection (N:M structures only). */
+    permute: permuteSchema.optional(),
+    /** This method's sparsities and structures instead of the config's (e.g. add-on rows at 50% and 2:4 only). */
+    sparsities: z.array(sparsity).optional(),
+    structures: z.array(z.string()).optional(),
   })
   .strict();
 
@@ -81,9 +91,16 @@ export interface MethodEntry {
   /** Every parameter, defaults filled in. */
   params: Params;
   label: string;
+  /** Add-ons as written (model- and structure-dependent defaults are filled per cell). */
+  allocation?: z.infer<typeof allocationSchema>;
+  refine?: z.infer<typeof refineSchema>;
+  permute?: { refine: boolean };
+  /** Overrides of the config's sparsities / structures (canonical spelling) for this method. */
+  sparsities?: number[];
+  structures?: string[];
 }
 
-export interface EvalEntry {
+export interface SweepEvalEntry {
   dataset: string;
   seqlen?: number;
   maxWindows?: number;
@@ -108,7 +125,7 @@ export interface SweepConfig {
   structures: string[];
   groups: ('row' | 'matrix' | 'default')[];
   calibration: CalibrationEntry;
-  eval: EvalEntry[];
+  eval: SweepEvalEntry[];
   propagate: 'pruned' | 'dense';
   zeroshot?: ZeroshotEntry;
 }
@@ -139,6 +156,34 @@ export function atField<T>(file: string, path: readonly (string | number)[], fn:
   }
 }
 
+/**
+ * Config keys are camelCase. snake_case spellings (search configs used them) are still read:
+ * they are renamed here and listed, so the caller can print one deprecation line. Keys of
+ * free-form records (method parameters) are left alone.
+ */
+export function renameSnakeKeys(json: unknown, records: ReadonlySet<string> = new Set(['params', 'fixed'])): { json: unknown; renamed: string[] } {
+  const renamed = new Set<string>();
+  const walk = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(walk);
+    if (v === null || typeof v !== 'object') return v;
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+      const camel = k.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+      if (camel !== k && !(camel in (v as Record<string, unknown>))) renamed.add(`${k} -> ${camel}`);
+      const key = camel !== k && !(camel in (v as Record<string, unknown>)) ? camel : k;
+      out[key] = records.has(k) ? x : walk(x);
+    }
+    return out;
+  };
+  const result = walk(json);
+  return { json: result, renamed: [...renamed] };
+}
+
+/** The one-line deprecation warning for renamed keys, or null. */
+export function deprecationLine(file: string, renamed: readonly string[]): string | null {
+  return renamed.length ? `${file}: snake_case keys are deprecated, write camelCase (${renamed.join(', ')})` : null;
+}
+
 /** The object schemas of the sweep config, by field path (for "did you mean" hints). */
 const OBJECT_SCHEMAS: Record<string, z.AnyZodObject> = {
   '': configSchema,
@@ -167,9 +212,25 @@ export function describeConfigIssue(issue: z.ZodIssue, objects: Record<string, z
   return issue.message.charAt(0).toLowerCase() + issue.message.slice(1);
 }
 
-function defaultLabel(name: string, given: Record<string, number> | undefined): string {
-  const entries = Object.entries(given ?? {});
-  return entries.length ? `${name}(${entries.map(([k, v]) => `${k}=${v}`).join(',')})` : name;
+function defaultLabel(m: z.infer<typeof methodSchema>): string {
+  const entries = Object.entries(m.params ?? {});
+  const base = entries.length ? `${m.name}(${entries.map(([k, v]) => `${k}=${v}`).join(',')})` : m.name;
+  const addons = [
+    m.permute ? (m.permute.refine ? 'permute-lsa' : 'permute') : '',
+    m.allocation && m.allocation.method !== 'uniform' ? m.allocation.method : '',
+    m.refine && m.refine.method !== 'none' ? m.refine.method : '',
+  ].filter((a) => a);
+  return [base, ...addons].join('+');
+}
+
+/** A structure list in canonical spelling ('unstructured' or 'N:M'), each checked. */
+function canonicalStructures(file: string, at: (string | number)[], list: string[]): string[] {
+  return unique(
+    list.map((s, i) => {
+      const st = atField(file, [...at, i], () => parseStructure(s, undefined, 'row'));
+      return st.kind === 'nm' ? `${st.n}:${st.m}` : 'unstructured';
+    }),
+  );
 }
 
 /** Validate the parsed JSON of a config file. `file` is only used in messages. */
@@ -188,18 +249,35 @@ export function parseSweepConfig(json: unknown, file: string): SweepConfig {
   raw.methods.forEach((m, i) => {
     const strategy = atField(file, ['methods', i, 'name'], () => getStrategy(m.name));
     const params = atField(file, ['methods', i, 'params'], () => resolveParams(strategy, m.params));
-    const label = m.label ?? defaultLabel(m.name, m.params);
+    const label = m.label ?? defaultLabel(m);
     if (label === 'dense') throw fieldError(file, ['methods', i, 'label'], "'dense' is reserved for the unpruned baseline");
     if (labels.has(label)) {
       throw fieldError(file, ['methods', i, 'label'], `duplicate label '${label}' (also methods[${labels.get(label)}]); give each entry its own label`);
     }
     labels.set(label, i);
-    methods.push({ name: m.name, params, label });
+    const structures = m.structures && canonicalStructures(file, ['methods', i, 'structures'], m.structures);
+    const own = structures ?? canonicalStructures(file, ['structures'], raw.structures);
+    if (m.permute && own.includes('unstructured')) {
+      throw fieldError(file, ['methods', i, 'permute'], "channel permutation applies to N:M structures only: give this method N:M 'structures'");
+    }
+    if (m.permute && m.refine && m.refine.method !== 'none') {
+      throw fieldError(file, ['methods', i, 'refine'], 'dsnot cannot follow permute (its N:M groups are in the original column order)');
+    }
+    if (strategy.pruneLayer && (m.permute || (m.refine && m.refine.method !== 'none'))) {
+      throw fieldError(file, ['methods', i, m.permute ? 'permute' : 'refine'], `${strategy.name} updates weights itself: permute and refine do not apply to it`);
+    }
+    methods.push({
+      name: m.name,
+      params,
+      label,
+      ...(m.allocation && m.allocation.method !== 'uniform' ? { allocation: m.allocation } : {}),
+      ...(m.refine && m.refine.method !== 'none' ? { refine: m.refine } : {}),
+      ...(m.permute ? { permute: m.permute } : {}),
+      ...(m.sparsities ? { sparsities: unique(m.sparsities) } : {}),
+      ...(structures ? { structures } : {}),
+    });
   });
-  const structures = raw.structures.map((s, i) => {
-    const st = atField(file, ['structures', i], () => parseStructure(s, undefined, 'row'));
-    return st.kind === 'nm' ? `${st.n}:${st.m}` : 'unstructured';
-  });
+  const structures = canonicalStructures(file, ['structures'], raw.structures);
   const seen = new Set<string>();
   raw.eval.forEach((e, i) => {
     // One set of columns per dataset, so a dataset can be listed once.
@@ -216,7 +294,7 @@ export function parseSweepConfig(json: unknown, file: string): SweepConfig {
     models: unique(raw.models),
     methods,
     sparsities: unique(raw.sparsities),
-    structures: unique(structures),
+    structures,
     groups: unique(raw.groups),
     calibration: {
       dataset: raw.calibration.dataset,

@@ -18,9 +18,10 @@ import { StatsKind, proxySign } from '../search/objective';
 import { ProxyName, parseProxy } from '../search/proxies';
 import { SearchSpace, buildSpace, parseBounds } from '../search/space';
 import { PhoVerify, verifyRungs } from '../search/pho';
+import { PHO_PRESETS, PhoPreset, isPhoPreset } from '../search/presets';
 import { checkRungs } from '../search/halving';
 import { WindowSample } from '../search/evaluator';
-import { atField, describeConfigIssue, fieldError, readJsonConfig } from './config';
+import { atField, deprecationLine, describeConfigIssue, fieldError, readJsonConfig, renameSnakeKeys } from './config';
 
 const positiveInt = z.number().int().positive();
 const seed = z.number().int().min(0);
@@ -49,7 +50,7 @@ const calibrationSchema = z
 const hillclimbSchema = z
   .object({
     budget: positiveInt.default(DEFAULT_BUDGET.hillclimb),
-    search_windows: positiveInt.default(16),
+    searchWindows: positiveInt.default(16),
   })
   .strict();
 
@@ -66,17 +67,21 @@ const verifySchema = z
   })
   .strict();
 
-/** One PHO variant: the first in the list is the method the cost table compares. */
+/**
+ * One PHO variant: the first in the list is the method the cost table compares. A variant named
+ * after a built-in one (lib/search/presets.ts: pho-pool, pho-sh, pho-gini) and giving none of
+ * proxies, budget, verify and proxyRows is that variant, as `crepe search --search NAME` runs it.
+ */
 const phoSchema = z
   .object({
     name: fileSafeName,
     /** Proxy names ('default' = the search CLI's default), one CMA-ES run each. */
-    proxies: z.array(z.string().min(1)).min(1, { message: 'list at least one proxy' }),
-    budget: positiveInt.default(DEFAULT_BUDGET.pho),
+    proxies: z.array(z.string().min(1)).min(1, { message: 'list at least one proxy' }).optional(),
+    budget: positiveInt.optional(),
     /** Multi-fidelity: PPL of each run's best distinct candidates on the first search windows. */
     verify: verifySchema.optional(),
     /** Compute the proxies on this evenly spaced fraction of each layer's rows (default 1). */
-    proxy_rows: z.number().gt(0).max(1).optional(),
+    proxyRows: z.number().gt(0).max(1).optional(),
     /** Run only for these of the config's seeds (default: all). */
     seeds: z.array(seed).min(1).optional(),
   })
@@ -112,18 +117,18 @@ const configSchema = z
     seeds: z.array(seed).min(1, { message: 'list at least one seed' }).default([0]),
     hillclimb: hillclimbSchema.default({}),
     /**
-     * Which validation windows every search measures: 'first' = the first search_windows windows
+     * Which validation windows every search measures: 'first' = the first searchWindows windows
      * (a few consecutive stories), 'spread' = as many windows spread over the whole split.
      */
-    search_sample: z.enum(['first', 'spread']).default('first'),
+    searchSample: z.enum(['first', 'spread']).default('first'),
     pho: z.array(phoSchema).min(1, { message: 'list at least one PHO variant' }),
     baselines: z.array(baselineSchema).default([]),
     /** true: every structure; a list: these structure names; false: none. */
     transfer: z.union([z.boolean(), z.array(z.string())]).default(false),
     /** Full evaluations on the first N windows of the test split (default: every window). */
-    report_windows: positiveInt.optional(),
+    reportWindows: positiveInt.optional(),
     /** Seeds whose configurations are transferred (default: all). */
-    transfer_seeds: z.array(seed).min(1).optional(),
+    transferSeeds: z.array(seed).min(1).optional(),
     space: spaceSchema.default({}),
     /** Per-block costs of a large model for the wall-time projection (see search-compare/costs.ts). */
     projection: z.string().min(1).optional(),
@@ -189,6 +194,8 @@ export interface SearchCompareConfig {
   space: SearchSpace;
   /** The space overrides as written (for the settings paragraph and --json). */
   spaceGiven: { searched?: string[]; bounds?: string[]; fixed?: Record<string, number> };
+  /** One-line warnings for the user (deprecated spellings). */
+  warnings: string[];
 }
 
 /** Keys each object schema accepts, by field path (for "did you mean" hints). */
@@ -227,8 +234,19 @@ function structureLabel(s: Structure): string {
   return s.kind === 'unstructured' ? `${Number((s.sparsity * 100).toPrecision(6))}% unstructured` : `${s.n}:${s.m}`;
 }
 
+/** Whether a variant written out in a config has exactly a built-in variant's settings. */
+function samePreset(preset: PhoPreset, v: { proxies?: string[]; budget?: number; proxyRows?: number; verify?: PhoVerify }): boolean {
+  return (
+    JSON.stringify(v.proxies) === JSON.stringify(preset.proxies) &&
+    (v.budget ?? DEFAULT_BUDGET.pho) === preset.budget &&
+    (v.proxyRows ?? 1) === preset.proxyRows &&
+    JSON.stringify(v.verify) === JSON.stringify(preset.verify)
+  );
+}
+
 /** Validate the parsed JSON of a config file. `file` is only used in messages. */
-export function parseSearchCompareConfig(json: unknown, file: string): SearchCompareConfig {
+export function parseSearchCompareConfig(input: unknown, file: string): SearchCompareConfig {
+  const { json, renamed } = renameSnakeKeys(input);
   const parsed = configSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -270,28 +288,41 @@ export function parseSearchCompareConfig(json: unknown, file: string): SearchCom
   const pho = raw.pho.map((v, i): PhoVariant => {
     if (runNames.has(v.name)) throw fieldError(file, ['pho', i, 'name'], `'${v.name}' is also the name of ${runNames.get(v.name)}`);
     runNames.set(v.name, `pho[${i}]`);
-    const proxies = v.proxies.map((p, j) => {
+    const custom = v.proxies !== undefined || v.budget !== undefined || v.verify !== undefined || v.proxyRows !== undefined;
+    const preset = isPhoPreset(v.name) ? PHO_PRESETS[v.name] : undefined;
+    // a built-in variant written out in full must be exactly the built-in one
+    if (preset && custom && !samePreset(preset, v)) {
+      throw fieldError(file, ['pho', i, 'name'], `'${v.name}' is a built-in PHO variant (crepe search --search ${v.name}) with other settings: give only its name and seeds, or name your variant differently`);
+    }
+    if (!isPhoPreset(v.name) && v.proxies === undefined) {
+      throw fieldError(file, ['pho', i, 'proxies'], `missing (or name a built-in variant: ${Object.keys(PHO_PRESETS).join(', ')})`);
+    }
+    const names = preset ? preset.proxies : v.proxies!;
+    const proxies = names.map((p, j) => {
       const proxy = atField(file, ['pho', i, 'proxies', j], () => parseProxy(p === 'default' ? DEFAULT_PROXY : p));
       return { proxy, sign: proxySign(proxy) };
     });
     if (new Set(proxies.map((p) => p.proxy)).size !== proxies.length) throw fieldError(file, ['pho', i, 'proxies'], 'a proxy is listed twice');
-    if (v.verify) {
-      const rungs = verifyRungs(v.verify);
+    const verify = preset ? preset.verify : v.verify;
+    if (verify) {
+      const rungs = verifyRungs(verify);
       const problem = checkRungs(rungs);
       if (problem) throw fieldError(file, ['pho', i, 'verify', 'windows'], problem);
-      if (rungs[rungs.length - 1] > raw.hillclimb.search_windows) {
-        throw fieldError(file, ['pho', i, 'verify', 'windows'], `${rungs[rungs.length - 1]} is more than hill climbing's ${raw.hillclimb.search_windows} search windows`);
+      if (rungs[rungs.length - 1] > raw.hillclimb.searchWindows) {
+        throw fieldError(file, ['pho', i, 'verify', 'windows'], `${rungs[rungs.length - 1]} is more than hill climbing's ${raw.hillclimb.searchWindows} search windows`);
       }
     }
     (v.seeds ?? []).forEach((sd, j) => {
       if (!raw.seeds.includes(sd)) throw fieldError(file, ['pho', i, 'seeds', j], `seed ${sd} is not in seeds (${raw.seeds.join(', ')})`);
     });
-    return { name: v.name, proxies, budget: v.budget, verify: v.verify, proxyRows: v.proxy_rows ?? 1, seeds: v.seeds ?? raw.seeds };
+    const budget = preset ? preset.budget : v.budget ?? DEFAULT_BUDGET.pho;
+    const proxyRows = preset ? preset.proxyRows : v.proxyRows ?? 1;
+    return { name: v.name, proxies, budget, verify, proxyRows, seeds: v.seeds ?? raw.seeds };
   });
   const seeds = raw.seeds;
   if (new Set(seeds).size !== seeds.length) throw fieldError(file, ['seeds'], `a seed is listed twice: ${seeds.join(', ')}`);
-  (raw.transfer_seeds ?? []).forEach((sd, j) => {
-    if (!seeds.includes(sd)) throw fieldError(file, ['transfer_seeds', j], `seed ${sd} is not in seeds (${seeds.join(', ')})`);
+  (raw.transferSeeds ?? []).forEach((sd, j) => {
+    if (!seeds.includes(sd)) throw fieldError(file, ['transferSeeds', j], `seed ${sd} is not in seeds (${seeds.join(', ')})`);
   });
   if (raw.projection !== undefined && !fs.existsSync(raw.projection)) throw fieldError(file, ['projection'], `file not found: ${raw.projection}`);
 
@@ -321,16 +352,17 @@ export function parseSearchCompareConfig(json: unknown, file: string): SearchCom
     structures,
     calibration: { ...raw.calibration, stats: raw.calibration.stats as StatsKind },
     seeds,
-    hillclimb: { budget: raw.hillclimb.budget, searchWindows: raw.hillclimb.search_windows },
-    searchSample: raw.search_sample,
+    hillclimb: { budget: raw.hillclimb.budget, searchWindows: raw.hillclimb.searchWindows },
+    searchSample: raw.searchSample,
     pho,
     baselines,
     transfer,
-    transferSeeds: raw.transfer_seeds ?? seeds,
-    reportWindows: raw.report_windows,
+    transferSeeds: raw.transferSeeds ?? seeds,
+    reportWindows: raw.reportWindows,
     projection: raw.projection,
     space,
     spaceGiven,
+    warnings: [deprecationLine(file, renamed)].filter((w): w is string => w !== null),
   };
 }
 

@@ -7,16 +7,13 @@
 import { BackendChoice, backendDescription, initBackend } from '../backend';
 import { datasetSplit } from '../data/datasets';
 import { CrepeError } from '../errors';
-import { defaultEvaluator, evaluateSource } from '../eval/evaluate';
-import { evaluateZeroshotInProcess } from '../eval/zeroshot/evaluate';
+import { defaultEvaluator } from '../eval/evaluate';
 import { parseTaskList } from '../eval/zeroshot/tasks';
 import { cellsOf } from '../eval/zeroshot/table';
-import { OpenedModel, openModel } from '../model/resolve';
-import { pruneModel } from '../prune/pipeline';
-import { parseStructure } from '../prune/select';
-import { WeightSource } from '../model/types';
-import { Cell, CellResult, EvalOutcome, describeCell } from './cell';
 import { planHarnessOutput, writeZeroshotHarness } from '../eval/zeroshot/harness';
+import { OpenedModel, openModel } from '../model/resolve';
+import { runRecipe } from '../recipe/run';
+import { Cell, CellResult, EvalOutcome, cellRecipe, describeCell } from './cell';
 
 /** lm-evaluation-harness results files of each cell's zero-shot scoring: FOLDER/<cell>/results_<date>.json. */
 export interface HarnessRequest {
@@ -48,42 +45,31 @@ export class CellRunner {
     return m;
   }
 
-  run(cell: Cell, harness?: HarnessRequest): CellResult {
+  /** Run a cell: its recipe, on the model kept open here (the dense baseline prunes nothing). */
+  async run(cell: Cell, harness?: HarnessRequest): Promise<CellResult> {
     const cpu0 = process.cpuUsage();
     const model = this.model(cell.model);
-    let source: WeightSource = model.source;
-    let achievedSparsity = 0;
-    let pruneSeconds = 0;
-    const p = cell.prune;
-    if (p) {
-      const structure = p.group ? parseStructure(p.structure, p.sparsity, p.group) : parseStructure(p.structure, undefined, 'row');
-      const outcome = pruneModel(model, { method: p.method, params: p.params, structure, calibration: p.calibration, propagate: p.propagate });
-      // The outcome's source overlays the pruned blocks on the shared model source; it is
-      // dropped after evaluation and the shared source stays open for the next cell.
-      source = outcome.source;
-      achievedSparsity = outcome.report.sparsity;
-      pruneSeconds = outcome.seconds;
-    }
-    const evals: EvalOutcome[] = cell.eval.map((e) => {
-      const [r] = evaluateSource(model, source, [e.dataset], { seqlen: e.seqlen, maxWindows: e.maxWindows ?? undefined });
-      return { dataset: e.dataset, split: datasetSplit(e.dataset, 'eval'), slice: r.slice, seqlen: r.seqlen, windows: r.windows, ppl: r.ppl, seconds: r.seconds };
-    });
-    const specs = cell.zeroshot ? parseTaskList(cell.zeroshot.tasks) : [];
     const start = new Date();
-    const zs = cell.zeroshot ? evaluateZeroshotInProcess(model, source, specs, { limit: cell.zeroshot.limit }) : null;
-    if (zs && harness) {
+    const outcome = await runRecipe(cellRecipe(cell), { model, inProcess: true });
+    const evals: EvalOutcome[] = outcome.pruned.map((r) => ({
+      dataset: r.dataset, split: datasetSplit(r.dataset, 'eval'), slice: r.slice, seqlen: r.seqlen, windows: r.windows, ppl: r.ppl, seconds: r.seconds,
+    }));
+    const zs = outcome.zeroshot?.pruned ?? null;
+    const p = cell.prune;
+    if (zs && harness && cell.zeroshot) {
       // one results file per cell, named after the cell (the harness's model_name)
+      const specs = parseTaskList(cell.zeroshot.tasks);
       const name = describeCell(cell).replace(/ /g, '-');
       const args = `pretrained=${cell.model}${p ? `,method=${p.method},structure=${p.structure},sparsity=${p.sparsity},params=${JSON.stringify(p.params)}` : ''},cell=${cell.key}`;
       const out = planHarnessOutput(harness.outputPath, { logSamples: harness.logSamples }, name, args, specs.map((s) => s.task.name), [], start);
-      writeZeroshotHarness(out, model, zs, { backend: this.backend, evaluator: defaultEvaluator(source), cell: cell.key });
+      writeZeroshotHarness(out, model, zs, { backend: this.backend, evaluator: defaultEvaluator(model.source), cell: cell.key });
     }
     return {
       key: cell.key,
       ...(zs ? { zeroshot: cellsOf(zs) } : {}),
-      achievedSparsity,
+      achievedSparsity: outcome.report.sparsity,
       evals,
-      pruneSeconds,
+      pruneSeconds: outcome.pruneSeconds,
       evalSeconds: evals.reduce((a, e) => a + e.seconds, 0) + (zs?.seconds ?? 0),
       cpuSeconds: cpuSeconds(process.cpuUsage(cpu0)),
       backend: this.backend,
@@ -121,11 +107,10 @@ async function main(): Promise<void> {
   }
   process.on('message', (msg: ToWorker) => {
     if (msg.type !== 'run') return;
-    try {
-      send({ type: 'result', result: runner.run(msg.cell, msg.harness) });
-    } catch (e) {
-      send(failure(msg.cell.key, e));
-    }
+    runner.run(msg.cell, msg.harness).then(
+      (result) => send({ type: 'result', result }),
+      (e) => send(failure(msg.cell.key, e)),
+    );
   });
   send({ type: 'ready', backend: runner.backend });
 }

@@ -78,7 +78,7 @@ export type MaskRefiner = (layer: RefineInput) => Uint8Array;
 /** Every block's input statistics, keyed by block then linear. */
 export interface CalibrationStats {
   blocks: Map<LinearName, InputStats>[];
-  calibration: CalibrationRecord;
+  calibration: CalibrationDraw;
 }
 
 export interface LayerReport {
@@ -96,7 +96,8 @@ export interface SparsityReport {
   sparsity: number;
 }
 
-export interface CalibrationRecord {
+/** The calibration windows a run drew: from which split, where, with which seed. */
+export interface CalibrationDraw {
   dataset: string;
   slice: string;
   starts: number[];
@@ -114,7 +115,7 @@ export interface PruneOutcome {
   seconds: number;
   /** Where the time went, summed over blocks (the scale bench's per-block costs). */
   timing: PruneTiming;
-  calibration: CalibrationRecord | null;
+  calibration: CalibrationDraw | null;
 }
 
 export interface PruneTiming {
@@ -187,7 +188,7 @@ export class OverlaySource implements WeightSource {
 }
 
 /** Draw the calibration windows (seeded) from the calibration split of a dataset. */
-export function drawCalibration(model: OpenedModel, cal: CalibrationSpec): { windows: Int32Array[]; record: CalibrationRecord } {
+export function drawCalibration(model: OpenedModel, cal: CalibrationSpec): { windows: Int32Array[]; record: CalibrationDraw } {
   const draw = drawCalibrationWindows(cal.dataset, model.tokenizer, model.tokenizerPath, cal.nsamples, cal.seqlen, cal.seed);
   return {
     windows: draw.windows,
@@ -277,17 +278,63 @@ export function runBlock(
   }
 }
 
+/** Wall and CPU seconds per stage of the pipeline, summed over blocks. */
+class StageClock {
+  readonly timing: PruneTiming = { readSeconds: 0, calibrationSeconds: 0, scoringSeconds: 0, calibForwards: 0, cpu: { readSeconds: 0, calibrationSeconds: 0, scoringSeconds: 0 } };
+  time<T>(stage: 'read' | 'calibration' | 'scoring', fn: () => T): T {
+    const t = process.hrtime.bigint();
+    const c = process.cpuUsage();
+    try {
+      return fn();
+    } finally {
+      const key = `${stage}Seconds` as const;
+      this.timing[key] += secondsSince(t);
+      this.timing.cpu[key] += cpuSecondsSince(c);
+    }
+  }
+}
+
 /**
- * The layer-by-layer pruning pipeline (Wanda / SparseGPT "sequential calibration"): capture
- * block 0's inputs for the calibration windows; for each block, one forward collects the
- * statistics of all seven linears, every linear is scored and masked, and the pruned block
- * produces the next block's inputs. Only one block's weights are on the device at a time.
+ * Writes `--dump` artefacts: the calibration windows, and per block every linear's mask plus
+ * the input statistics of each input group once (under the group's first linear, as the block
+ * description orders them).
  */
-export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHooks = {}): PruneOutcome {
-  const t0 = process.hrtime.bigint();
-  const src = model.source;
-  const cfg = src.config;
-  const strategy = getStrategy(spec.method);
+class PruneDump {
+  private tensors: { name: string; shape: number[]; data: Float32Array }[] = [];
+  constructor(
+    private readonly dir: string,
+    private readonly cfg: LlamaConfig,
+  ) {
+    fs.mkdirSync(dir, { recursive: true });
+  }
+  calibration(record: CalibrationDraw | null, windows: Int32Array[]): void {
+    writeFileAtomic(path.join(this.dir, 'calibration.json'), JSON.stringify({ ...record, windows: windows.map((w) => Array.from(w)) }));
+  }
+  layer(block: number, name: LinearName, stats: InputStats, mask: Uint8Array): void {
+    const [o, i] = linearShape(this.cfg, name);
+    const key = linearKey(block, name);
+    this.tensors.push({ name: `${key}.mask`, shape: [o, i], data: Float32Array.from(mask) });
+    if (inputGroups(this.cfg).some((g) => g[0] === name)) {
+      this.tensors.push({ name: `${key}.input.sumsq`, shape: [i], data: Float32Array.from(stats.sumSq) });
+      this.tensors.push({ name: `${key}.input.sum`, shape: [i], data: Float32Array.from(stats.sum) });
+    }
+  }
+  endBlock(block: number, statsOf: Map<LinearName, InputStats>): void {
+    const groups = inputGroups(this.cfg);
+    const s = statsOf.get(groups[0][0]);
+    const shared = groups.filter((g) => g.length > 1).map((g) => `${g.join('/')} share the ${g[0]} input statistics`);
+    writeSafetensors(path.join(this.dir, `blocks.${block}.safetensors`), this.tensors, 'F32', {
+      block: String(block),
+      samples: String(s?.samples ?? 0),
+      tokens: String(s?.tokens ?? 0),
+      note: shared.join(', '),
+    });
+    this.tensors = [];
+  }
+}
+
+/** Check a spec against the model before any work; the structure of each block. */
+function checkSpec(cfg: LlamaConfig, spec: PruneSpec): (b: number) => Structure {
   if (spec.blockStructures && spec.blockStructures.length !== cfg.nLayers) {
     throw new CrepeError(`${spec.blockStructures.length} per-block structures for ${cfg.nLayers} blocks`);
   }
@@ -299,131 +346,136 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
     }
   }
   if (spec.permute && spec.structure.kind !== 'nm') throw new CrepeError('channel permutation applies to N:M structures only');
-  const statsOptions: StatsOptions = { ...strategy.statsNeeds, ...hooks.statsOptions };
-  const cal = spec.calibration;
-  if (cal.seqlen > cfg.maxSeqLen) {
-    throw new CrepeError(`calibration seqlen ${cal.seqlen} exceeds the model context ${cfg.maxSeqLen}`);
+  if (spec.calibration.seqlen > cfg.maxSeqLen) {
+    throw new CrepeError(`calibration seqlen ${spec.calibration.seqlen} exceeds the model context ${cfg.maxSeqLen}`);
   }
+  return structureOf;
+}
+
+/** Input statistics of one block's linears over the calibration inputs (one object per input group). */
+function blockStatistics(cfg: LlamaConfig, bt: BlockTensors, tables: ReturnType<typeof makeWindowTables>, inputs: ActivationStore, outputs: ActivationStore | null, opts: StatsOptions): Map<LinearName, InputStats> {
+  const statsOf = new Map<LinearName, InputStats>();
+  for (const group of inputGroups(cfg)) {
+    const s = emptyStats(linearShape(cfg, group[0])[1], opts);
+    for (const n of group) statsOf.set(n, s);
+  }
+  runBlock(cfg, bt, tables, inputs, outputs, (names, x) => accumulateStats(statsOf.get(names[0])!, x, opts));
+  return statsOf;
+}
+
+/** One pruned linear: its mask, new weight and statistics. */
+interface PrunedLinear {
+  name: LinearName;
+  mask: Uint8Array;
+  weight: Float32Array;
+  scores: Float32Array;
+  stats: InputStats;
+}
+
+/** Score, select (and refine or update) one linear. */
+function pruneLinear(cfg: LlamaConfig, spec: PruneSpec, b: number, name: LinearName, w: Float32Array, stats: InputStats, structure: Structure): PrunedLinear {
+  const strategy = getStrategy(spec.method);
+  const [o, i] = linearShape(cfg, name);
+  const weight = tf.tensor2d(w, [o, i]);
+  try {
+    const ctx = { weight, weightData: w, shape: [o, i] as [number, number], stats, name, block: b, kind: linearKind(name), key: linearKey(b, name), canonicalRows: canonicalRowOrder(cfg, name) };
+    const scoreT = strategy.score(ctx, spec.params);
+    const scores = scoreT.dataSync() as Float32Array;
+    scoreT.dispose();
+    if (strategy.pruneLayer) {
+      const r = strategy.pruneLayer(ctx, structure, spec.params);
+      return { name, mask: r.mask, weight: r.weight, scores, stats };
+    }
+    let mask =
+      spec.permute && structure.kind === 'nm'
+        ? permuteForNM(scores, o, i, structure.n, structure.m, { refine: spec.permute.refine }).mask
+        : selectMask(scores, o, i, structure);
+    if (spec.refine) mask = spec.refine({ name, kind: linearKind(name), weight: w, shape: [o, i], stats, scores, mask, structure });
+    return { name, mask, weight: applyMask(w, mask), scores, stats };
+  } finally {
+    weight.dispose();
+  }
+}
+
+function layerReport(cfg: LlamaConfig, b: number, l: PrunedLinear): LayerReport {
+  let kept = 0;
+  for (let k = 0; k < l.mask.length; k++) kept += l.mask[k];
+  return { key: linearKey(b, l.name), shape: linearShape(cfg, l.name), total: l.mask.length, pruned: l.mask.length - kept, sparsity: 1 - kept / l.mask.length };
+}
+
+/**
+ * The layer-by-layer pruning pipeline (Wanda / SparseGPT "sequential calibration"): capture
+ * block 0's inputs for the calibration windows; for each block, one forward collects the
+ * statistics of all seven linears, every linear is scored and masked, and the pruned block
+ * produces the next block's inputs. Only one block's weights are on the device at a time.
+ */
+export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHooks = {}): PruneOutcome {
+  const t0 = process.hrtime.bigint();
+  const src = model.source;
+  const cfg = src.config;
+  const strategy = getStrategy(spec.method);
+  const structureOf = checkSpec(cfg, spec);
+  const statsOptions: StatsOptions = { ...strategy.statsNeeds, ...hooks.statsOptions };
   const needCalibration = !spec.precomputed && (strategy.usesActivations || !!hooks.statsOptions || !!spec.refine);
-  let calibration: CalibrationRecord | null = spec.precomputed?.calibration ?? null;
+  let calibration: CalibrationDraw | null = spec.precomputed?.calibration ?? null;
   let inputs: ActivationStore | null = null;
   let windows: Int32Array[] = [];
   if (needCalibration) {
-    const drawn = drawCalibration(model, cal);
+    const drawn = drawCalibration(model, spec.calibration);
     windows = drawn.windows;
     calibration = drawn.record;
     inputs = embedWindows(src, windows, spec.activationStorage ?? 'f32', spec.spillDir);
   }
-  if (spec.dumpDir) {
-    fs.mkdirSync(spec.dumpDir, { recursive: true });
-    writeFileAtomic(
-      path.join(spec.dumpDir, 'calibration.json'),
-      JSON.stringify({ ...calibration, windows: windows.map((w) => Array.from(w)) }),
-    );
-  }
-  const tables = makeWindowTables(cfg, cal.seqlen);
+  const dump = spec.dumpDir ? new PruneDump(spec.dumpDir, cfg) : null;
+  dump?.calibration(calibration, windows);
+  const tables = makeWindowTables(cfg, spec.calibration.seqlen);
   const overlay = new OverlaySource(src, spec.spillBlocks ? new BlockSpill(spec.spillDir) : null);
-  const timing: PruneTiming = { readSeconds: 0, calibrationSeconds: 0, scoringSeconds: 0, calibForwards: 0, cpu: { readSeconds: 0, calibrationSeconds: 0, scoringSeconds: 0 } };
+  const clock = new StageClock();
   const layers: LayerReport[] = [];
   let done = false;
   try {
     for (let b = 0; b < cfg.nLayers; b++) {
-      const tRead = process.hrtime.bigint();
-      const tReadCpu = process.cpuUsage();
-      const dense = src.readBlock(b);
-      timing.readSeconds += secondsSince(tRead);
-      timing.cpu.readSeconds += cpuSecondsSince(tReadCpu);
-      const tCal = process.hrtime.bigint();
-      const tCalCpu = process.cpuUsage();
-      const bt = makeBlockTensors(cfg, dense);
-      // One statistics object per input group: q/k/v share one, gate/up another.
-      const statsOf = spec.precomputed?.blocks[b] ?? new Map<LinearName, InputStats>();
+      const dense = clock.time('read', () => src.readBlock(b));
       // With --propagate pruned the dense outputs are not needed: only their statistics are kept.
       const denseOut = inputs && spec.propagate === 'dense' && b < cfg.nLayers - 1 ? emptyLike(inputs, spec.spillDir) : null;
-      if (inputs) {
-        for (const group of inputGroups(cfg)) {
-          const [, inF] = linearShape(cfg, group[0]);
-          const s = emptyStats(inF, statsOptions);
-          for (const n of group) statsOf.set(n, s);
+      const statsOf = clock.time('calibration', () => {
+        if (!inputs) return spec.precomputed?.blocks[b] ?? new Map<LinearName, InputStats>();
+        const bt = makeBlockTensors(cfg, dense);
+        try {
+          return blockStatistics(cfg, bt, tables, inputs, denseOut, statsOptions);
+        } finally {
+          disposeBlock(bt);
         }
-        runBlock(cfg, bt, tables, inputs, denseOut, (names, x) => accumulateStats(statsOf.get(names[0])!, x, statsOptions));
-      }
-      disposeBlock(bt);
-      timing.calibrationSeconds += secondsSince(tCal);
-      timing.cpu.calibrationSeconds += cpuSecondsSince(tCalCpu);
-      const tScore = process.hrtime.bigint();
-      const tScoreCpu = process.cpuUsage();
-      const structure = structureOf(b);
+      });
       // Everything but the linears (norms, biases, ...) is carried over untouched.
       const pruned: BlockWeights = { ...dense, linears: { ...dense.linears } };
-      const dumpTensors: { name: string; shape: number[]; data: Float32Array }[] = [];
       for (const name of linearNames(cfg)) {
-        const [o, i] = linearShape(cfg, name);
-        const w = dense.linears[name];
-        const stats = statsOf.get(name) ?? emptyStats(i);
-        const key = linearKey(b, name);
-        const weight = tf.tensor2d(w, [o, i]);
-        const ctx = { weight, weightData: w, shape: [o, i] as [number, number], stats, name, block: b, kind: linearKind(name), key, canonicalRows: canonicalRowOrder(cfg, name) };
-        const scoreT = strategy.score(ctx, spec.params);
-        const scores = scoreT.dataSync() as Float32Array;
-        scoreT.dispose();
-        let mask: Uint8Array;
-        if (strategy.pruneLayer) {
-          const r = strategy.pruneLayer(ctx, structure, spec.params);
-          mask = r.mask;
-          pruned.linears[name] = r.weight;
-        } else {
-          if (spec.permute && structure.kind === 'nm') {
-            mask = permuteForNM(scores, o, i, structure.n, structure.m, { refine: spec.permute.refine }).mask;
-          } else mask = selectMask(scores, o, i, structure);
-          if (spec.refine) mask = spec.refine({ name, kind: linearKind(name), weight: w, shape: [o, i], stats, scores, mask, structure });
-          pruned.linears[name] = applyMask(w, mask);
-        }
-        weight.dispose();
-        hooks.onLayer?.({ block: b, name, stats, weight: w, scores, mask });
-        let kept = 0;
-        for (let k = 0; k < mask.length; k++) kept += mask[k];
-        layers.push({ key, shape: [o, i], total: mask.length, pruned: mask.length - kept, sparsity: 1 - kept / mask.length });
-        if (spec.dumpDir) {
-          dumpTensors.push({ name: `${key}.mask`, shape: [o, i], data: Float32Array.from(mask) });
-          if (name === 'q' || name === 'o' || name === 'gate' || name === 'down') {
-            dumpTensors.push({ name: `${key}.input.sumsq`, shape: [i], data: Float32Array.from(stats.sumSq) });
-            dumpTensors.push({ name: `${key}.input.sum`, shape: [i], data: Float32Array.from(stats.sum) });
-          }
-        }
+        // one linear's scores at a time: they are dropped before the next is scored
+        const r = clock.time('scoring', () => pruneLinear(cfg, spec, b, name, dense.linears[name], statsOf.get(name) ?? emptyStats(linearShape(cfg, name)[1]), structureOf(b)));
+        pruned.linears[r.name] = r.weight;
+        hooks.onLayer?.({ block: b, name: r.name, stats: r.stats, weight: dense.linears[r.name], scores: r.scores, mask: r.mask });
+        layers.push(layerReport(cfg, b, r));
+        dump?.layer(b, r.name, r.stats, r.mask);
       }
-      if (spec.dumpDir) {
-        const s = statsOf.get('q');
-        writeSafetensors(path.join(spec.dumpDir, `blocks.${b}.safetensors`), dumpTensors, 'F32', {
-          block: String(b),
-          samples: String(s?.samples ?? 0),
-          tokens: String(s?.tokens ?? 0),
-          note: 'q/k/v share the q input statistics, gate/up share gate',
-        });
-      }
-      timing.scoringSeconds += secondsSince(tScore);
-      timing.cpu.scoringSeconds += cpuSecondsSince(tScoreCpu);
-      const tProp = process.hrtime.bigint();
-      const tPropCpu = process.cpuUsage();
-      if (inputs && b < cfg.nLayers - 1) {
+      dump?.endBlock(b, statsOf);
+      clock.time('calibration', () => {
+        if (!inputs || b === cfg.nLayers - 1) return;
         if (denseOut) {
           inputs.dispose();
           inputs = denseOut;
-        } else {
-          const pbt = makeBlockTensors(cfg, pruned);
-          runBlock(cfg, pbt, tables, inputs, inputs);
-          disposeBlock(pbt);
+          return;
         }
-      }
-      timing.calibrationSeconds += secondsSince(tProp);
-      timing.cpu.calibrationSeconds += cpuSecondsSince(tPropCpu);
+        const pbt = makeBlockTensors(cfg, pruned);
+        runBlock(cfg, pbt, tables, inputs, inputs);
+        disposeBlock(pbt);
+      });
       overlay.setBlock(b, pruned);
       hooks.onBlock?.(b + 1, cfg.nLayers);
       publishProgress({ pass: 'prune', unit: 'blocks', done: b + 1, total: cfg.nLayers });
     }
     done = true;
   } finally {
-    inputs?.dispose();
+    (inputs as ActivationStore | null)?.dispose();
     disposeWindowTables(tables);
     if (!done) overlay.release();
   }
@@ -433,7 +485,7 @@ export function pruneModel(model: OpenedModel, spec: PruneSpec, hooks: PruneHook
     source: overlay,
     report: { layers, total, pruned: prunedCount, sparsity: prunedCount / total },
     seconds: Number(process.hrtime.bigint() - t0) / 1e9,
-    timing: { ...timing, calibForwards: !needCalibration ? 0 : spec.propagate === 'dense' ? 1 : 2 },
+    timing: { ...clock.timing, calibForwards: !needCalibration ? 0 : spec.propagate === 'dense' ? 1 : 2 },
     calibration,
   };
 }

@@ -44,7 +44,7 @@ export function planComparison(configFile: string, opts: PlanOptions): ComparePl
   for (const name of config.models) {
     const model: OpenedModel = atField(configFile, ['models', full.models.indexOf(name)], () => openModel(name));
     try {
-      atField(configFile, ['hillclimb', 'search_windows'], () => checkWindowCount(model, SEARCH_DATASET, config.hillclimb.searchWindows, `${name}: search_windows`));
+      atField(configFile, ['hillclimb', 'searchWindows'], () => checkWindowCount(model, SEARCH_DATASET, config.hillclimb.searchWindows, `${name}: searchWindows`));
       for (const entry of config.structures) {
         const at = full.structures.findIndex((s) => s.name === entry.name);
         for (const linear of linearNames(model.source.config)) {
