@@ -284,14 +284,15 @@ function printOutcome(outcome: RecipeOutcome, json: boolean, backend: string, zs
     block_sparsities: blockSparsities(report.layers),
     dsnot: outcome.dsnot ? { swaps: outcome.dsnot.swaps, abs_error_before: outcome.dsnot.errorBefore, abs_error_after: outcome.dsnot.errorAfter } : null,
     layers: report.layers,
-    eval: r.eval.map((e, k) => ({
+    // the run record's evaluations, with the CLI's timings
+    eval: outcome.record.results.eval.map((e, k) => ({
       dataset: e.dataset,
-      slice: pruned[k].slice,
-      seqlen: pruned[k].seqlen,
-      windows: pruned[k].windows,
-      tokens: pruned[k].tokens,
-      dense_ppl: dense[k]?.ppl ?? null,
-      pruned_ppl: pruned[k].ppl,
+      slice: e.slice,
+      seqlen: e.seqlen,
+      windows: e.windows,
+      tokens: e.tokens,
+      dense_ppl: e.densePpl,
+      pruned_ppl: e.ppl,
       eval_seconds: pruned[k].seconds,
       eval_blocks_seconds: pruned[k].stages?.blocksSeconds ?? null,
       eval_head_seconds: pruned[k].stages?.headSeconds ?? null,

@@ -10,7 +10,7 @@ import { MAX_SMALL_FILE_BYTES, decodeText, readInputFile } from '../io/input';
 import { parseTaskList } from '../eval/zeroshot/tasks';
 import { parseStructure } from '../prune/select';
 import { Params, getStrategy, resolveParams } from '../prune/strategy';
-import { allocationSchema, permuteSchema, refineSchema } from '../recipe/schema';
+import { allocationSchema, evalSchema, permuteSchema, refineSchema } from '../recipe/schema';
 import '../prune/strategies';
 
 const sparsity = z.number().refine((v) => v >= 0 && v < 1, (v) => ({ message: `sparsity must be in [0, 1), got ${v}` }));
@@ -32,16 +32,6 @@ const methodSchema = z
     /** This method's sparsities and structures instead of the config's (e.g. add-on rows at 50% and 2:4 only). */
     sparsities: z.array(sparsity).optional(),
     structures: z.array(z.string()).optional(),
-  })
-  .strict();
-
-const evalSchema = z
-  .object({
-    dataset: z.string().min(1),
-    /** Window length; default the model's context. */
-    seqlen: seqlen.optional(),
-    /** Evaluate only the first N windows; default all. */
-    maxWindows: positiveInt.optional(),
   })
   .strict();
 

@@ -69,7 +69,8 @@ const memorySchema = z
   })
   .strict();
 
-const evalSchema = z
+/** One evaluation set (also a sweep config's `eval` entry). */
+export const evalSchema = z
   .object({
     dataset: z.string().min(1),
     /** Window length; default the model's context. */
