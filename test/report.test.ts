@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Row, resultColumns } from '../lib/experiments/cell';
 import { csvHeader, csvLine } from '../lib/util/csv';
-import { buildTables, readResults, tableMarkdown, writeReport } from '../lib/experiments/report';
+import { buildTables, plotPoints, readResults, tableMarkdown, writeReport } from '../lib/experiments/report';
 import { lines, makeTmp, rmTmp, runCli } from './helpers';
 
 let tmp: string;
@@ -136,6 +136,36 @@ test('several calibration seeds: mean ± sample std (n) per cell, split named, w
   const svg = fs.readFileSync(files.svgs.find((f) => f.endsWith('_tinystories_unstructured.svg'))!, 'utf8');
   expect(svg).toContain('whiskers = mean ± std over calibration seeds');
   expect(svg).toMatch(/class="mark-rule role-mark/);
+});
+
+test('achieved sparsity off the column: shown past half a point; past two points neither bold nor plotted', () => {
+  const at = (key: string, label: string, structure: string, sparsity: number, achieved: number, ts: number): Row => ({
+    ...row(key, 'tiny', label, structure, structure === 'unstructured' ? 'matrix' : '', sparsity, ts, 100, d1),
+    achieved_sparsity: achieved,
+  });
+  const rows = [
+    row('d', 'tiny', 'dense', 'dense', '', 0, 4, 100, d1),
+    // 64-wide rows at 70% keep 20 of 64: 68.75%, 1.25 points off (shown, still compared)
+    at('a7', 'wanda', 'unstructured', 0.7, 0.6875, 30),
+    at('b7', 'ria', 'unstructured', 0.7, 0.7, 35),
+    // one of five blocks moved from 2:4 to 3:4 (OWL): 45%, 5 points off (shown, not compared)
+    at('a24', 'ria+owl', '2:4', 0.5, 0.45, 8),
+    at('b24', 'ria', '2:4', 0.5, 0.5, 20),
+    // 0.3 points off (per-row rounding of a 172-wide row): not shown
+    at('c5', 'ria', 'unstructured', 0.5, 0.497, 9),
+  ];
+  const csv = path.join(tmp, 'achieved.csv');
+  writeCsv(csv, rows);
+  const t = buildTables(readResults(csv))[0];
+  expect(tableMarkdown(t).split('\n').slice(2)).toEqual([
+    '| Dense | – | 4.00 | 4.00 | 4.00 |',
+    '| wanda | matrix | – | **30.00, 68.8% sparse** | – |',
+    '| ria | matrix | **9.00** | 35.00 | **20.00** |',
+    '| ria+owl | – | – | – | 8.00, 45% sparse |',
+  ]);
+  const nm = plotPoints([t], 'tinystories', 'nm').filter((p) => p.kind === 'pruned');
+  expect(nm.map((p) => p.method)).toEqual(['ria']);
+  expect(plotPoints([t], 'tinystories', 'unstructured').filter((p) => p.kind === 'pruned').map((p) => p.method).sort()).toEqual(['ria', 'ria', 'wanda']);
 });
 
 test('crepe report CLI writes next to the CSV by default; bad input exits 2 with one line', () => {

@@ -166,6 +166,27 @@ export interface SeedStat {
   mean: number;
   std: number;
   n: number;
+  /** Mean achieved sparsity over the seeds, where the rows record it. */
+  achieved?: number;
+}
+
+/** How far a cell's achieved sparsity is from its column's (0 when the rows do not record it). */
+function sparsityGap(v: SeedStat | null, col: TableColumn): number {
+  return v === null || v.achieved === undefined ? 0 : Math.abs(v.achieved - col.sparsity);
+}
+
+/**
+ * A cell's achieved sparsity is shown when it is more than half a point off its column's: per-row
+ * floors on narrow rows (Wanda's 64-wide rows at 70% keep 20 of 64, 68.75%) and OWL's N:M
+ * allocation (whole blocks moved to another pattern, whose rounded moves need not cancel).
+ */
+export function showsAchieved(v: SeedStat | null, col: TableColumn): boolean {
+  return sparsityGap(v, col) > 0.005;
+}
+
+/** More than two points off: not comparable with the column's others, so never bold and not plotted. */
+export function offTarget(v: SeedStat | null, col: TableColumn): boolean {
+  return sparsityGap(v, col) > 0.02;
 }
 
 export interface TableRow {
@@ -264,11 +285,16 @@ function layoutTable(dataset: string, rows: ResultRow[]): PplTable {
       r.label === label && (col.kind === 'nm' ? r.structure === col.id : r.structure === 'unstructured' && r.group === group && Number(r.sparsity) === col.sparsity),
     );
     const bySeed = new Map<string, number>();
+    const achievedBySeed = new Map<string, number>();
     for (const r of hits) {
       const v = pplOf(r, dataset);
-      if (v !== null) bySeed.set(r.calib_seed ?? '', v);
+      if (v === null) continue;
+      bySeed.set(r.calib_seed ?? '', v);
+      if (r.achieved_sparsity !== undefined && r.achieved_sparsity !== '') achievedBySeed.set(r.calib_seed ?? '', Number(r.achieved_sparsity));
     }
-    return bySeed.size ? seedStat([...bySeed.values()]) : null;
+    if (!bySeed.size) return null;
+    const stat = seedStat([...bySeed.values()]);
+    return achievedBySeed.size ? { ...stat, achieved: seedStat([...achievedBySeed.values()]).mean } : stat;
   };
   const denseRow = rows.filter((r) => r.method === DENSE).pop();
   const densePpl = denseRow ? pplOf(denseRow, dataset) : Number(rows[0][`${dataset}_dense_ppl`]);
@@ -306,13 +332,17 @@ export function formatStat(v: SeedStat): string {
 /** A Markdown table; the lowest pruned (mean) PPL of each column (ties included) in bold. */
 export function tableMarkdown(t: PplTable): string {
   const best = t.columns.map((_, c) => {
-    const vals = t.rows.filter((r) => !r.dense).map((r) => r.values[c]?.mean).filter((v): v is number => v !== undefined && Number.isFinite(v));
+    const vals = t.rows
+      .filter((r) => !r.dense && !offTarget(r.values[c], t.columns[c]))
+      .map((r) => r.values[c]?.mean)
+      .filter((v): v is number => v !== undefined && Number.isFinite(v));
     return vals.length ? formatPpl(Math.min(...vals)) : null;
   });
   const cell = (v: SeedStat | null, c: number, dense: boolean) => {
     if (v === null) return '–';
     const s = formatStat(v);
-    return !dense && formatPpl(v.mean) === best[c] ? `**${s}**` : s;
+    const shown = showsAchieved(v, t.columns[c]) ? `${s}, ${percent(v.achieved!)} sparse` : s;
+    return !dense && !offTarget(v, t.columns[c]) && formatPpl(v.mean) === best[c] ? `**${shown}**` : shown;
   };
   if (t.columns.length === 0) {
     // Only the dense baseline so far (a sweep that has just started).
@@ -372,7 +402,7 @@ export function plotPoints(tables: PplTable[], dataset: string, kind: 'unstructu
       }
       t.columns.forEach((c, k) => {
         const v = r.values[k];
-        if (c.kind !== kind || v === null || !(v.mean > 0) || !Number.isFinite(v.mean)) return;
+        if (c.kind !== kind || v === null || offTarget(v, c) || !(v.mean > 0) || !Number.isFinite(v.mean)) return;
         // A log axis cannot show mean - std <= 0: clip the whisker at a tenth of the mean. Seeds
         // that agree (magnitude pruning reads no calibration data) can leave a rounding-size std.
         const std = v.std > 1e-9 * v.mean ? v.std : 0;
@@ -487,7 +517,7 @@ export function nmPlotSpec(dataset: string, points: PlotPoint[]): TopLevelSpec {
   const methods = uniqueInOrder(points.filter((p) => p.kind === 'pruned').map((p) => p.method));
   return perModelPanels(
     `${dataset}: perplexity at N:M sparsity (keep N of every M)`,
-    'log scale; dashed line = dense model; whiskers = mean ± std over calibration seeds',
+    ['log scale; dashed line = dense model; whiskers = mean ± std over calibration seeds', 'cells more than two points off their sparsity (OWL moves whole blocks to other N:M patterns) are in the table only'],
     points,
     (_m, mine) => {
       // A model's panel shows only the structures it was pruned with (M must divide its widths).
@@ -710,7 +740,7 @@ export async function writeReport(csvFiles: string | readonly string[], opts: Re
   const md: string[] = [
     `# Results: ${files.map((f) => path.basename(f)).join(' + ')}`,
     '',
-    'Perplexity (lower is better). Rows: methods, dense first; columns: unstructured sparsity (each row prunes within its comparison group) and N:M structures (keep N of every M). A cell run with several calibration seeds shows mean ± sample standard deviation (n = number of seeds); the best pruned mean of each column is in **bold**. Each heading names the split its numbers are on.',
+    'Perplexity (lower is better). Rows: methods, dense first; columns: unstructured sparsity (each row prunes within its comparison group) and N:M structures (keep N of every M). A cell run with several calibration seeds shows mean ± sample standard deviation (n = number of seeds); the best pruned mean of each column is in **bold**. A cell whose achieved sparsity is more than half a point off the column says so, e.g. "45% sparse" (per-row rounding on narrow rows, or the OWL N:M allocation, which moves whole blocks to another N:M pattern); more than two points off, it is neither bold nor plotted. Each heading names the split its numbers are on.',
   ];
   const out: { name: string; text: string }[] = [];
   for (const dataset of results.datasets) {
