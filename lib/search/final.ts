@@ -88,6 +88,11 @@ export function finalPerplexity(setup: SearchSetup, params: Params, opts: FinalM
   }
 }
 
+/** Calibration windows one final measurement's sequential pruning uses (0: it does not prune sequentially). */
+export function sequentialWindowsOf(setup: SearchSetup, opts: FinalMeasureOptions): number {
+  return opts.measure === 'sequential' ? opts.calibrationWindows ?? setup.calibration.nsamples : 0;
+}
+
 export interface FinalChoice {
   /** Index of the chosen candidate (lowest final PPL; ties: the earlier one). */
   index: number;

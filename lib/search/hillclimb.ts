@@ -12,7 +12,7 @@ import { EvalEntry, EvalLog, SearchOutcome, SearchSetup, evaluateConfiguration }
 import { secondsSince } from '../util/time';
 import { Rng } from '../util/random';
 import { SearchSpace, searchStart, toParams, toVector } from './space';
-import { FinalMeasureOptions, checkFinalMeasure, chooseFinal, finalMeasureLabel } from './final';
+import { FinalMeasureOptions, checkFinalMeasure, chooseFinal, finalMeasureLabel, sequentialWindowsOf } from './final';
 
 export interface HillClimbOptions {
   x0: readonly number[];
@@ -196,6 +196,8 @@ export function hillClimbSearch(setup: SearchSetup, space: SearchSpace, opts: Hi
   let pplEvals = result.evals;
   let windowEvals = result.evals * opts.windows;
   let stopReason: string = result.stopReason;
+  let sequentialPrunes = 0;
+  let sequentialCalibrationWindows = 0;
   if (opts.final) {
     const finalists = bestDistinct(log.entries, `ppl@${opts.windows}`, opts.final.candidates);
     const choice = chooseFinal(setup, finalists, opts.final, opts.final.windows, log, opts.onEval);
@@ -203,6 +205,8 @@ export function hillClimbSearch(setup: SearchSetup, space: SearchSpace, opts: Hi
     bestValue = choice.ppl;
     pplEvals += finalists.length;
     windowEvals += choice.windowEvals;
+    sequentialCalibrationWindows = sequentialWindowsOf(setup, opts.final);
+    sequentialPrunes = sequentialCalibrationWindows ? finalists.length : 0;
     stopReason = `${stopReason}; best of its ${finalists.length} best configurations by ${finalMeasureLabel(opts.final, opts.final.windows)}`;
   }
   return {
@@ -212,6 +216,8 @@ export function hillClimbSearch(setup: SearchSetup, space: SearchSpace, opts: Hi
     bestValue,
     pplEvals,
     windowEvals,
+    sequentialPrunes,
+    sequentialCalibrationWindows,
     proxyEvals: 0,
     seconds: secondsSince(t0),
     cpuSeconds: cpu.seconds(),

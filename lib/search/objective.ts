@@ -306,6 +306,12 @@ export interface SearchOutcome {
   proxyEvals: number;
   /** PPL window evaluations in all (a PPL on W windows counts W), final choice included. */
   windowEvals: number;
+  /**
+   * Configurations pruned by the sequential pipeline inside the loop (final.ts 'sequential'), and
+   * the calibration windows each used: each costs a calibration forward besides its windows.
+   */
+  sequentialPrunes: number;
+  sequentialCalibrationWindows: number;
   /** Wall and CPU seconds of the search loop, calibration excluded; CPU includes child processes (cpu.ts). */
   seconds: number;
   cpuSeconds: number;

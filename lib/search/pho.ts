@@ -14,7 +14,7 @@ import { HalvingResult, checkRungs, successiveHalving } from './halving';
 import { LlamaModel } from '../model/runtime';
 import { Params } from '../prune/strategy';
 import { SearchSpace, searchStart, toParams, toVector } from './space';
-import { FinalMeasure, FinalMeasureOptions, checkFinalMeasure, finalMeasureLabel, finalRuntime, searchWindowNlls } from './final';
+import { FinalMeasure, FinalMeasureOptions, checkFinalMeasure, finalMeasureLabel, finalRuntime, searchWindowNlls, sequentialWindowsOf } from './final';
 
 export interface ProxyRun {
   proxy: ProxyName;
@@ -166,6 +166,8 @@ export function phoSearch(setup: SearchSetup, space: SearchSpace, opts: PhoOptio
   }
   let pplEvals = 0;
   let windowEvals = 0;
+  let sequentialPrunes = 0;
+  let sequentialCalibrationWindows = 0;
   if (opts.verify) {
     if (opts.verify.start) {
       const x = toVector(space, searchStart(space));
@@ -179,6 +181,8 @@ export function phoSearch(setup: SearchSetup, space: SearchSpace, opts: PhoOptio
     best = { x: v.best.x, objective: v.ppl, value: v.ppl };
     pplEvals = v.pplEvals;
     windowEvals = v.windowEvals;
+    sequentialCalibrationWindows = sequentialWindowsOf(setup, final);
+    sequentialPrunes = sequentialCalibrationWindows ? v.finalModels : 0;
     const last = final.measure === 'search' ? '' : ` (last rung: ${finalMeasureLabel(final, rungs[rungs.length - 1])})`;
     stopReason = `${stopReason}; best of ${candidates.length} candidates by successive halving on ${rungs.join(', ')} windows${last}`;
   }
@@ -189,6 +193,8 @@ export function phoSearch(setup: SearchSetup, space: SearchSpace, opts: PhoOptio
     bestValue: best!.value,
     pplEvals,
     windowEvals,
+    sequentialPrunes,
+    sequentialCalibrationWindows,
     proxyEvals,
     seconds: secondsSince(t0),
     cpuSeconds: cpu.seconds(),
@@ -212,7 +218,7 @@ function verifyCandidates(
   final: FinalMeasureOptions,
   log: EvalLog,
   onEval?: (done: number, value: number) => void,
-): { best: { x: number[]; params: Params }; ppl: number; pplEvals: number; windowEvals: number } {
+): { best: { x: number[]; params: Params }; ppl: number; pplEvals: number; windowEvals: number; finalModels: number } {
   const ev = setup.evaluator;
   if (!ev) throw new CrepeError(`PHO verification needs a strategy the search evaluator supports (score-then-select); ${setup.strategy.name} is not one`);
   // each candidate's pruned model is built once and kept while successive halving runs
@@ -224,6 +230,7 @@ function verifyCandidates(
   // search windows span the model's whole context (datasetWindows' default)
   const tokensPerWindow = setup.model.source.config.maxSeqLen - 1;
   let pplEvals = 0;
+  let finalModels = 0;
   let result: HalvingResult<{ x: number[]; params: Params }>;
   try {
     result = successiveHalving(candidates, { windows: rungs, eta, remeasureLast: other }, (c, index, from, to, rung) => {
@@ -235,6 +242,7 @@ function verifyCandidates(
       if (!runtime) {
         runtime = isFinal ? finalRuntime(setup, c.params, final) : ev.prunedRuntime(ev.prune(c.params));
         cache.set(index, runtime);
+        if (isFinal) finalModels++;
         // the one-shot model is not needed again once its candidate reaches the final measurement
         if (isFinal) {
           runtimes.get(index)?.dispose();
@@ -255,5 +263,5 @@ function verifyCandidates(
     for (const r of finalRuntimes.values()) r.dispose();
   }
   const best = result.best;
-  return { best: best.candidate, ppl: Math.exp(best.lossSum / (best.windows * tokensPerWindow)), pplEvals, windowEvals: result.windowEvals };
+  return { best: best.candidate, ppl: Math.exp(best.lossSum / (best.windows * tokensPerWindow)), pplEvals, windowEvals: result.windowEvals, finalModels };
 }

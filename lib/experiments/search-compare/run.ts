@@ -248,6 +248,7 @@ function runModel(plan: ComparePlan, name: string, units: Unit[], journal: Journ
             ...fulls.get(model, name, config.method, entry, outcome.best, calibration, key),
             pplEvals: outcome.pplEvals,
             windowEvals: outcome.windowEvals,
+            ...(outcome.sequentialPrunes ? { sequentialPrunes: outcome.sequentialPrunes, sequentialCalibrationWindows: outcome.sequentialCalibrationWindows } : {}),
             proxyEvals: outcome.proxyEvals,
             bestSearchValue: outcome.bestValue,
             stopReason: outcome.stopReason,
