@@ -93,7 +93,7 @@ const verifySchema = z
 
 /**
  * One PHO variant: the first in the list is the method the cost table compares. A variant named
- * after a built-in one (lib/search/presets.ts: pho-pool, pho-sh, pho-gini) and giving none of
+ * after a built-in one (lib/search/presets.ts: pho-pool, pho-sh, pho-seq, pho-gini) and giving none of
  * proxies, budget, verify and proxyRows is that variant, as `crepe search --search NAME` runs it.
  */
 const phoSchema = z
