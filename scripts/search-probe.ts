@@ -119,15 +119,17 @@ async function main(): Promise<void> {
             // each final choice from this climb's log, as hillClimbSearch's `final` makes it
             hcFinals.forEach((f, k) => {
               const t = process.hrtime.bigint();
+              const c0 = process.cpuUsage();
               const finalists = bestDistinct(r.log, `ppl@${searchWindows}`, f.candidates);
               const choice = chooseFinal(setup, finalists, f, f.windows, new EvalLog());
               const seconds = Number(process.hrtime.bigint() - t) / 1e9;
+              const c1 = process.cpuUsage(c0);
               const pick = finalists[choice.index].params;
               const ppl = heldOutPpl(pick);
               finalRows[k].ppls.push(ppl);
               finalRows[k].walls.push(r.seconds + seconds);
               const which = finalists.map((c, i) => `${i === choice.index ? '*' : ''}${choice.ppls[i].toFixed(3)}`).join(' ');
-              console.log(`${name} ${entry.name} hillclimb+${finalMeasureLabel(f, f.windows)}x${f.candidates} seed ${seed}: held-out val PPL ${ppl.toFixed(4)}; final choice ${seconds.toFixed(2)} s (finalists ${which}); ${formatParams(pick)}`);
+              console.log(`${name} ${entry.name} hillclimb+${finalMeasureLabel(f, f.windows)}x${f.candidates} seed ${seed}: held-out val PPL ${ppl.toFixed(4)}; final choice ${seconds.toFixed(2)} s wall, ${((c1.user + c1.system) / 1e6).toFixed(2)} s CPU (finalists ${which}); ${formatParams(pick)}`);
             });
           }
           const ppl = heldOutPpl(r.best);
