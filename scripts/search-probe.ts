@@ -12,7 +12,10 @@
  * run: hillclimb or a PHO variant's name. Environment: CREPE_PROBE_HELDOUT=64 (held-out
  * windows), CREPE_PROBE_STATS=dense|pruned and CREPE_PROBE_SAMPLE=first|spread (override the
  * config's statistics and search windows), CREPE_PROBE_POOL=1 (also print the held-out PPL of
- * every configuration a PHO run measured by PPL: what an oracle selection would reach).
+ * every configuration a PHO run measured by PPL: what an oracle selection would reach),
+ * CREPE_PROBE_HC_FINALS=measure:candidates:windows[:calibrationWindows],... (hill climbing: also
+ * the pick each of these final choices makes from the same climb, as `hillclimb.final` would
+ * make it, with its held-out PPL and its seconds; the climb is run once).
  */
 import { initBackend } from '../lib/backend';
 import { datasetWindows } from '../lib/eval/evaluate';
@@ -29,6 +32,20 @@ import { SEARCH_DATASET, SearchOutcome, SearchSetup, StatsKind, calibrateOnce, s
 import { phoSearch } from '../lib/search/pho';
 import { formatParams } from '../lib/search/space';
 import { WindowSample, spreadWindowIndices } from '../lib/search/evaluator';
+import { FINAL_MEASURES, FinalMeasure, chooseFinal, finalMeasureLabel, withPrunedEvaluator } from '../lib/search/final';
+import { HillClimbFinal, bestDistinct } from '../lib/search/hillclimb';
+import { EvalLog } from '../lib/search/objective';
+import { needsPrunedStatistics } from '../lib/experiments/search-compare/run';
+
+/** CREPE_PROBE_HC_FINALS: "sequential:3:6,pruned:3:16,sequential:2:6:8". */
+function parseFinals(text: string | undefined): HillClimbFinal[] {
+  if (!text) return [];
+  return text.split(',').map((part) => {
+    const [measure, candidates, windows, cal] = part.split(':');
+    if (!(FINAL_MEASURES as readonly string[]).includes(measure) || !(Number(candidates) > 0) || !(Number(windows) > 0)) throw new Error(`CREPE_PROBE_HC_FINALS: cannot read '${part}' (measure:candidates:windows[:calibrationWindows])`);
+    return { measure: measure as FinalMeasure, candidates: Number(candidates), windows: Number(windows), ...(cal ? { calibrationWindows: Number(cal) } : {}) };
+  });
+}
 
 async function main(): Promise<void> {
   const [file, runs, models, structures] = process.argv.slice(2);
@@ -41,6 +58,8 @@ async function main(): Promise<void> {
   if (!['dense', 'pruned'].includes(stats) || !['first', 'spread'].includes(sample)) throw new Error(`CREPE_PROBE_STATS must be dense or pruned and CREPE_PROBE_SAMPLE first or spread`);
   const config = { ...loaded, calibration: { ...loaded.calibration, stats }, searchSample: sample };
   const searchWindows = config.hillclimb.searchWindows;
+  const hcFinals = parseFinals(process.env.CREPE_PROBE_HC_FINALS);
+  const needPruned = needsPrunedStatistics(config) || hcFinals.some((f) => f.measure === 'pruned');
   const chosen = runs.split(',');
   for (const name of chosen) {
     if (name !== 'hillclimb' && !config.pho.some((p) => p.name === name)) throw new Error(`no PHO variant '${name}' in ${file}`);
@@ -78,18 +97,41 @@ async function main(): Promise<void> {
         base ??= calibrateOnce(model, strategy, structure, calibration, { ...setupOptionsFor('dense', proxies), windowSample: config.searchSample });
         setup = { ...base, structure, evaluator: base.evaluator?.withStructure(structure) };
       } else setup = calibrateOnce(model, strategy, structure, calibration, { ...setupOptionsFor(config.calibration.stats, proxies), windowSample: config.searchSample });
+      if (needPruned) {
+        const extra = withPrunedEvaluator(setup);
+        setup = extra.setup;
+        console.log(`${name} ${entry.name}: 'pruned' statistics for the final measurement in ${extra.seconds.toFixed(2)} s (one-time)`);
+      }
       for (const run of chosen) {
         const variant = config.pho.find((p) => p.name === run);
         const ppls: number[] = [];
         const walls: number[] = [];
+        const finalRows = hcFinals.map(() => ({ ppls: [] as number[], walls: [] as number[] }));
         for (const seed of variant ? variant.seeds : config.seeds) {
           const cpu0 = process.cpuUsage();
           let r: SearchOutcome;
           if (variant) {
             const [first, ...rest] = variant.proxies;
             r = phoSearch(setup, config.space, { ...first, portfolio: rest, budget: variant.budget, seed, verify: variant.verify, proxyRows: variant.proxyRows });
-          } else r = hillClimbSearch(setup, config.space, { budget: config.hillclimb.budget, windows: searchWindows, seed });
+          } else r = hillClimbSearch(setup, config.space, { budget: config.hillclimb.budget, windows: searchWindows, seed, final: config.hillclimb.final });
           const cpu = process.cpuUsage(cpu0);
+          if (!variant) {
+            // each final choice from this climb's log, as hillClimbSearch's `final` makes it
+            hcFinals.forEach((f, k) => {
+              const t = process.hrtime.bigint();
+              const c0 = process.cpuUsage();
+              const finalists = bestDistinct(r.log, `ppl@${searchWindows}`, f.candidates);
+              const choice = chooseFinal(setup, finalists, f, f.windows, new EvalLog());
+              const seconds = Number(process.hrtime.bigint() - t) / 1e9;
+              const c1 = process.cpuUsage(c0);
+              const pick = finalists[choice.index].params;
+              const ppl = heldOutPpl(pick);
+              finalRows[k].ppls.push(ppl);
+              finalRows[k].walls.push(r.seconds + seconds);
+              const which = finalists.map((c, i) => `${i === choice.index ? '*' : ''}${choice.ppls[i].toFixed(3)}`).join(' ');
+              console.log(`${name} ${entry.name} hillclimb+${finalMeasureLabel(f, f.windows)}x${f.candidates} seed ${seed}: held-out val PPL ${ppl.toFixed(4)}; final choice ${seconds.toFixed(2)} s wall, ${((c1.user + c1.system) / 1e6).toFixed(2)} s CPU (finalists ${which}); ${formatParams(pick)}`);
+            });
+          }
           const ppl = heldOutPpl(r.best);
           ppls.push(ppl);
           walls.push(r.seconds);
@@ -103,6 +145,11 @@ async function main(): Promise<void> {
         }
         const mean = (a: number[]): number => a.reduce((s, x) => s + x, 0) / a.length;
         console.log(`== ${name} ${entry.name} ${run} (${config.calibration.stats} statistics, ${config.searchSample} search windows): mean held-out val PPL ${mean(ppls).toFixed(4)} (${heldOut} held-out windows), mean loop ${mean(walls).toFixed(2)} s`);
+        if (!variant) {
+          hcFinals.forEach((f, k) => {
+            console.log(`== ${name} ${entry.name} hillclimb+${finalMeasureLabel(f, f.windows)}x${f.candidates} (${config.calibration.stats} statistics, ${config.searchSample} search windows): mean held-out val PPL ${mean(finalRows[k].ppls).toFixed(4)} (${heldOut} held-out windows), mean loop ${mean(finalRows[k].walls).toFixed(2)} s`);
+          });
+        }
       }
     }
   }

@@ -267,6 +267,29 @@ describe('cost accounting over seeds', () => {
     // PHO: 60 proxy evaluations + 2 prunes + 8 windows
     expect(p.phoSeconds).toBeCloseTo(60 * 1e6 * 2e-9 + 2 * 1e6 * 3e-9 + 8 * 1e6 * 1e-12 * 100, 12);
     expect(p.ratio).toBeCloseTo(p.hillclimbSeconds / p.phoSeconds, 12);
+    // calibration: one dense forward over the calibration windows + one scoring pass, shared by both
+    const calibration = 1e6 * (1e-12 * cfg.calibration.nsamples * 100 + 3e-9);
+    expect(p.calibrationSeconds).toBeCloseTo(calibration, 12);
+    expect(p.withCalibrationRatio).toBeCloseTo((calibration + p.hillclimbSeconds) / (calibration + p.phoSeconds), 12);
+  });
+
+  test('projection: a sequential final measurement pays a prune and its calibration forward (two passes per block but the last); hill climbing its extra windows too', () => {
+    const cfg = parseSearchCompareConfig(
+      { ...tiny, hillclimb: { ...tiny.hillclimb, final: { measure: 'sequential', candidates: 3, windows: 2, calibrationWindows: 4 } }, pho: [{ name: 'pho', proxies: ['energy'], verify: { candidates: 1, windows: 2, final: 'sequential', finalCalibrationWindows: 2 } }] },
+      'x.json',
+    );
+    const hc = { ...row('hillclimb', 0, 10, 40, 38), sequentialPrunes: 3, sequentialCalibrationWindows: 4 };
+    const pho = { ...row('pho', 0, 11, 1, 1), sequentialPrunes: 2, sequentialCalibrationWindows: 2 };
+    const costs = { description: 'd', command: 'c', model: 'M', linearWeights: 1e6, blocks: 2, seqlen: 100, proxySecondsPerWeight: 2e-9, pruneSecondsPerWeight: 3e-9, forwardSecondsPerWeightToken: 1e-12, backend: 'wasm', load: 'l' };
+    const [p] = projectCosts(cfg, costRows(cfg, [hc, pho]), costs).rows;
+    // a sequential prune's calibration forward with C windows: C x 100 tokens x (2 x 2 - 1) / 2 block passes
+    const forward = (cw: number): number => 1e6 * 1e-12 * cw * 100 * 1.5;
+    const pplEval = (w: number): number => 1e6 * (3e-9 + 1e-12 * w * 100);
+    // hill climbing: 37 climbing steps on 2 windows, 3 finalists pruned sequentially and measured on 2 windows
+    expect(p.hillclimbSeconds).toBeCloseTo(37 * pplEval(2) + 3 * (pplEval(2) + forward(4)), 12);
+    // PHO: 60 proxies, 2 prunes and 8 windows as before, 2 calibration forwards of 2 windows
+    expect(p.phoSeconds).toBeCloseTo(60 * 1e6 * 2e-9 + 2 * 1e6 * 3e-9 + 8 * 1e6 * 1e-12 * 100 + 2 * forward(2), 12);
+    expect(p.phoSequentialPrunes).toBe(2);
   });
 
   test('units: every seed of hill climbing and of each variant, baselines once, transfer of the chosen seeds both ways', () => {

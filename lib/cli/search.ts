@@ -45,7 +45,7 @@ export interface SpaceArgs extends PruneTargetArgs, BudgetArgs {
 }
 
 export interface SearchArgs extends SpaceArgs {
-  /** hillclimb, pho, or a built-in PHO variant (pho-pool, pho-sh, pho-gini). */
+  /** hillclimb, pho, or a built-in PHO variant (pho-pool, pho-sh, pho-seq, pho-gini). */
   search: string;
   /** Save the best configuration's pruned model here (a .bin file or an HF directory), with its run record. */
   save?: string;

@@ -21,6 +21,8 @@ import { PhoVerify, verifyRungs } from '../search/pho';
 import { PHO_PRESETS, PhoPreset, isPhoPreset } from '../search/presets';
 import { checkRungs } from '../search/halving';
 import { WindowSample } from '../search/evaluator';
+import { FINAL_MEASURES } from '../search/final';
+import { HillClimbFinal } from '../search/hillclimb';
 import { atField, deprecationLine, describeConfigIssue, fieldError, readJsonConfig, renameSnakeKeys } from './config';
 
 const positiveInt = z.number().int().positive();
@@ -47,10 +49,28 @@ const calibrationSchema = z
   })
   .strict();
 
+/** What a search's final choice measures (lib/search/final.ts). */
+const finalMeasureSchema = z.enum(FINAL_MEASURES);
+
+const hillclimbFinalSchema = z
+  .object({
+    /** 'search' (its own one-shot PPL), 'pruned' or 'sequential'. */
+    measure: finalMeasureSchema,
+    /** The climb's best distinct configurations measured again. */
+    candidates: positiveInt,
+    /** On the first N search windows. */
+    windows: positiveInt,
+    /** 'sequential' only: calibration windows (default: the calibration's nsamples). */
+    calibrationWindows: positiveInt.optional(),
+  })
+  .strict();
+
 const hillclimbSchema = z
   .object({
     budget: positiveInt.default(DEFAULT_BUDGET.hillclimb),
     searchWindows: positiveInt.default(16),
+    /** The final choice among the climb's best configurations (default: the climb's best). */
+    final: hillclimbFinalSchema.optional(),
   })
   .strict();
 
@@ -64,12 +84,16 @@ const verifySchema = z
     eta: z.number().min(2).optional(),
     /** Also measure the search's start point. */
     start: z.boolean().optional(),
+    /** What the last rung measures: 'search' (default), 'pruned' or 'sequential'. */
+    final: finalMeasureSchema.optional(),
+    /** 'sequential' only: calibration windows of the last rung (default: the calibration's nsamples). */
+    finalCalibrationWindows: positiveInt.optional(),
   })
   .strict();
 
 /**
  * One PHO variant: the first in the list is the method the cost table compares. A variant named
- * after a built-in one (lib/search/presets.ts: pho-pool, pho-sh, pho-gini) and giving none of
+ * after a built-in one (lib/search/presets.ts: pho-pool, pho-sh, pho-seq, pho-gini) and giving none of
  * proxies, budget, verify and proxyRows is that variant, as `crepe search --search NAME` runs it.
  */
 const phoSchema = z
@@ -178,7 +202,7 @@ export interface SearchCompareConfig {
   structures: StructureEntry[];
   calibration: { dataset: string; nsamples: number; seed: number; stats: StatsKind };
   seeds: number[];
-  hillclimb: { budget: number; searchWindows: number };
+  hillclimb: { budget: number; searchWindows: number; final?: HillClimbFinal };
   /** How every search's validation windows are drawn (lib/search/evaluator.ts). */
   searchSample: WindowSample;
   /** PHO variants; the first is the one the cost table and transfer use. */
@@ -204,6 +228,7 @@ const OBJECT_SCHEMAS: Record<string, z.AnyZodObject> = {
   structures: structureSchema,
   calibration: calibrationSchema,
   hillclimb: hillclimbSchema,
+  'hillclimb.final': hillclimbFinalSchema,
   pho: phoSchema,
   'pho.verify': verifySchema,
   baselines: baselineSchema,
@@ -312,6 +337,12 @@ export function parseSearchCompareConfig(input: unknown, file: string): SearchCo
         throw fieldError(file, ['pho', i, 'verify', 'windows'], `${rungs[rungs.length - 1]} is more than hill climbing's ${raw.hillclimb.searchWindows} search windows`);
       }
     }
+    if (verify?.finalCalibrationWindows !== undefined) {
+      if ((verify.final ?? 'search') !== 'sequential') throw fieldError(file, ['pho', i, 'verify', 'finalCalibrationWindows'], "applies to final: 'sequential' only");
+      if (verify.finalCalibrationWindows > raw.calibration.nsamples) {
+        throw fieldError(file, ['pho', i, 'verify', 'finalCalibrationWindows'], `${verify.finalCalibrationWindows} is more than the calibration's ${raw.calibration.nsamples} windows`);
+      }
+    }
     (v.seeds ?? []).forEach((sd, j) => {
       if (!raw.seeds.includes(sd)) throw fieldError(file, ['pho', i, 'seeds', j], `seed ${sd} is not in seeds (${raw.seeds.join(', ')})`);
     });
@@ -319,6 +350,14 @@ export function parseSearchCompareConfig(input: unknown, file: string): SearchCo
     const proxyRows = preset ? preset.proxyRows : v.proxyRows ?? 1;
     return { name: v.name, proxies, budget, verify, proxyRows, seeds: v.seeds ?? raw.seeds };
   });
+  const hcFinal = raw.hillclimb.final;
+  if (hcFinal) {
+    if (hcFinal.windows > raw.hillclimb.searchWindows) throw fieldError(file, ['hillclimb', 'final', 'windows'], `${hcFinal.windows} is more than hill climbing's ${raw.hillclimb.searchWindows} search windows`);
+    if (hcFinal.calibrationWindows !== undefined) {
+      if (hcFinal.measure !== 'sequential') throw fieldError(file, ['hillclimb', 'final', 'calibrationWindows'], "applies to measure: 'sequential' only");
+      if (hcFinal.calibrationWindows > raw.calibration.nsamples) throw fieldError(file, ['hillclimb', 'final', 'calibrationWindows'], `${hcFinal.calibrationWindows} is more than the calibration's ${raw.calibration.nsamples} windows`);
+    }
+  }
   const seeds = raw.seeds;
   if (new Set(seeds).size !== seeds.length) throw fieldError(file, ['seeds'], `a seed is listed twice: ${seeds.join(', ')}`);
   (raw.transferSeeds ?? []).forEach((sd, j) => {
@@ -352,7 +391,8 @@ export function parseSearchCompareConfig(input: unknown, file: string): SearchCo
     structures,
     calibration: { ...raw.calibration, stats: raw.calibration.stats as StatsKind },
     seeds,
-    hillclimb: { budget: raw.hillclimb.budget, searchWindows: raw.hillclimb.searchWindows },
+    // `final` only when given, so that configs without it keep their rows' fingerprints
+    hillclimb: { budget: raw.hillclimb.budget, searchWindows: raw.hillclimb.searchWindows, ...(raw.hillclimb.final ? { final: raw.hillclimb.final } : {}) },
     searchSample: raw.searchSample,
     pho,
     baselines,

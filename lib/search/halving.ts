@@ -12,6 +12,11 @@ export interface HalvingOptions {
   windows: readonly number[];
   /** Keep ceil(n / eta) candidates after each rung but the last (eta >= 2). */
   eta: number;
+  /**
+   * The last rung measures its survivors afresh on all of its windows (the earlier rungs' sums
+   * are dropped): for a last rung that measures something else than the earlier ones.
+   */
+  remeasureLast?: boolean;
 }
 
 export interface HalvingEntry<C> {
@@ -46,13 +51,14 @@ export function checkRungs(windows: readonly number[]): string | null {
 }
 
 /**
- * Run successive halving over `candidates`. `measure(c, index, from, to)` returns the per-window
- * losses of windows [from, to) for candidate `c` (NaN counts as +Infinity, i.e. it loses).
+ * Run successive halving over `candidates`. `measure(c, index, from, to, rung)` returns the
+ * per-window losses of windows [from, to) for candidate `c` at rung `rung` (NaN counts as
+ * +Infinity, i.e. it loses).
  */
 export function successiveHalving<C>(
   candidates: readonly C[],
   opts: HalvingOptions,
-  measure: (c: C, index: number, from: number, to: number) => number[],
+  measure: (c: C, index: number, from: number, to: number, rung: number) => number[],
 ): HalvingResult<C> {
   const problem = checkRungs(opts.windows);
   if (problem) throw new Error(`successive halving: ${problem}`);
@@ -64,8 +70,13 @@ export function successiveHalving<C>(
   const key = (e: HalvingEntry<C>): number => (Number.isNaN(e.lossSum) ? Infinity : e.lossSum);
   for (let rung = 0; rung < opts.windows.length; rung++) {
     const to = opts.windows[rung];
+    const afresh = !!opts.remeasureLast && rung > 0 && rung === opts.windows.length - 1;
     for (const e of alive) {
-      const losses = measure(e.candidate, e.index, e.windows, to);
+      if (afresh) {
+        e.windows = 0;
+        e.lossSum = 0;
+      }
+      const losses = measure(e.candidate, e.index, e.windows, to, rung);
       if (losses.length !== to - e.windows) throw new Error(`successive halving: measure returned ${losses.length} losses for windows [${e.windows}, ${to})`);
       windowEvals += losses.length;
       for (const l of losses) e.lossSum += l;

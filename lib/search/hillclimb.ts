@@ -8,10 +8,11 @@
 import { CrepeError } from '../errors';
 import { Params } from '../prune/strategy';
 import { CpuClock } from './cpu';
-import { EvalLog, SearchOutcome, SearchSetup, evaluateConfiguration } from './objective';
+import { EvalEntry, EvalLog, SearchOutcome, SearchSetup, evaluateConfiguration } from './objective';
 import { secondsSince } from '../util/time';
 import { Rng } from '../util/random';
 import { SearchSpace, searchStart, toParams, toVector } from './space';
+import { FinalMeasureOptions, checkFinalMeasure, chooseFinal, finalMeasureLabel, sequentialWindowsOf } from './final';
 
 export interface HillClimbOptions {
   x0: readonly number[];
@@ -121,11 +122,49 @@ export interface HillClimbSearchOptions {
   /** Search-subset size: the first N windows of the evaluation split. */
   windows: number;
   seed: number;
+  /**
+   * The final choice: the `candidates` best distinct configurations the climb measured (its best
+   * first) measured again by `measure` (final.ts) on the first `windows` search windows; the
+   * lowest wins. Without it the climb's best wins.
+   */
+  final?: HillClimbFinal;
   onEval?: (done: number, ppl: number) => void;
+}
+
+export interface HillClimbFinal extends FinalMeasureOptions {
+  candidates: number;
+  windows: number;
+}
+
+/**
+ * The `count` best distinct configurations of a log's entries of one measure, best first (ties:
+ * the earlier evaluation; NaN last).
+ */
+export function bestDistinct(entries: readonly EvalEntry[], measure: string, count: number): EvalEntry[] {
+  const ranked = entries
+    .filter((e) => e.measure === measure)
+    .map((e, i) => ({ e, i }))
+    .sort((a, b) => (Number.isNaN(a.e.objective) ? 1 : 0) - (Number.isNaN(b.e.objective) ? 1 : 0) || a.e.objective - b.e.objective || a.i - b.i);
+  const seen = new Set<string>();
+  const out: EvalEntry[] = [];
+  for (const { e } of ranked) {
+    const key = e.x.join(',');
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(e);
+    if (out.length >= count) break;
+  }
+  return out;
 }
 
 /** Hill climbing on the search-subset PPL, from RIA's values (see `searchStart`). */
 export function hillClimbSearch(setup: SearchSetup, space: SearchSpace, opts: HillClimbSearchOptions): SearchOutcome {
+  if (opts.final) {
+    checkFinalMeasure(setup, opts.final);
+    if (!(Number.isInteger(opts.final.candidates) && opts.final.candidates > 0 && Number.isInteger(opts.final.windows) && opts.final.windows > 0)) {
+      throw new CrepeError(`hill climbing's final choice needs positive whole numbers of candidates and windows, got ${opts.final.candidates} and ${opts.final.windows}`);
+    }
+  }
   const log = new EvalLog();
   const cpu = new CpuClock();
   const t0 = process.hrtime.bigint();
@@ -152,16 +191,37 @@ export function hillClimbSearch(setup: SearchSetup, space: SearchSpace, opts: Hi
       seed: opts.seed,
     },
   );
+  let best = paramsOf(result.xBest);
+  let bestValue = result.fBest;
+  let pplEvals = result.evals;
+  let windowEvals = result.evals * opts.windows;
+  let stopReason: string = result.stopReason;
+  let sequentialPrunes = 0;
+  let sequentialCalibrationWindows = 0;
+  if (opts.final) {
+    const finalists = bestDistinct(log.entries, `ppl@${opts.windows}`, opts.final.candidates);
+    const choice = chooseFinal(setup, finalists, opts.final, opts.final.windows, log, opts.onEval);
+    best = { ...finalists[choice.index].params };
+    bestValue = choice.ppl;
+    pplEvals += finalists.length;
+    windowEvals += choice.windowEvals;
+    sequentialCalibrationWindows = sequentialWindowsOf(setup, opts.final);
+    sequentialPrunes = sequentialCalibrationWindows ? finalists.length : 0;
+    stopReason = `${stopReason}; best of its ${finalists.length} best configurations by ${finalMeasureLabel(opts.final, opts.final.windows)}`;
+  }
   return {
     search: 'hillclimb',
-    best: paramsOf(result.xBest),
-    bestObjective: result.fBest,
-    bestValue: result.fBest,
-    pplEvals: result.evals,
+    best,
+    bestObjective: bestValue,
+    bestValue,
+    pplEvals,
+    windowEvals,
+    sequentialPrunes,
+    sequentialCalibrationWindows,
     proxyEvals: 0,
     seconds: secondsSince(t0),
     cpuSeconds: cpu.seconds(),
-    stopReason: result.stopReason,
+    stopReason,
     log: log.entries,
   };
 }

@@ -46,6 +46,8 @@ export interface SearchSetup {
   dataset: string;
   /** Cached per-layer scoring for score-then-select strategies (see evaluator.ts). */
   evaluator?: ConfigEvaluator;
+  /** The same on 'pruned' statistics, for the 'pruned' final measurement (final.ts withPrunedEvaluator). */
+  prunedEvaluator?: ConfigEvaluator;
 }
 
 export interface SetupOptions {
@@ -302,6 +304,14 @@ export interface SearchOutcome {
   bestValue: number;
   pplEvals: number;
   proxyEvals: number;
+  /** PPL window evaluations in all (a PPL on W windows counts W), final choice included. */
+  windowEvals: number;
+  /**
+   * Configurations pruned by the sequential pipeline inside the loop (final.ts 'sequential'), and
+   * the calibration windows each used: each costs a calibration forward besides its windows.
+   */
+  sequentialPrunes: number;
+  sequentialCalibrationWindows: number;
   /** Wall and CPU seconds of the search loop, calibration excluded; CPU includes child processes (cpu.ts). */
   seconds: number;
   cpuSeconds: number;

@@ -14,6 +14,7 @@ import { HalvingResult, checkRungs, successiveHalving } from './halving';
 import { LlamaModel } from '../model/runtime';
 import { Params } from '../prune/strategy';
 import { SearchSpace, searchStart, toParams, toVector } from './space';
+import { FinalMeasure, FinalMeasureOptions, checkFinalMeasure, finalMeasureLabel, finalRuntime, searchWindowNlls, sequentialWindowsOf } from './final';
 
 export interface ProxyRun {
   proxy: ProxyName;
@@ -29,6 +30,19 @@ export interface PhoVerify {
   eta?: number;
   /** Also measure the search's start point (the strategy's declared start, e.g. RIA's values for CRePE). */
   start?: boolean;
+  /**
+   * What the last rung measures (final.ts): 'search' (default) = the search's one-shot PPL,
+   * extended from the earlier rungs' windows; 'pruned' or 'sequential' = the survivors measured
+   * afresh on all of the last rung's windows by that measurement (with one rung: every candidate).
+   */
+  final?: FinalMeasure;
+  /** 'sequential' only: calibration windows of the final measurement (default: the search's). */
+  finalCalibrationWindows?: number;
+}
+
+/** The final measurement a verification asks for. */
+export function verifyFinal(v: PhoVerify): FinalMeasureOptions {
+  return { measure: v.final ?? 'search', ...(v.finalCalibrationWindows !== undefined ? { calibrationWindows: v.finalCalibrationWindows } : {}) };
 }
 
 export const DEFAULT_ETA = 3;
@@ -91,6 +105,7 @@ export function phoSearch(setup: SearchSetup, space: SearchSpace, opts: PhoOptio
       throw new CrepeError(`PHO verification needs a positive whole number of candidates and increasing window counts, got ${opts.verify.candidates} and ${verifyRungs(opts.verify).join(', ')}`);
     }
     if (!((opts.verify.eta ?? DEFAULT_ETA) >= 2)) throw new CrepeError(`PHO verification: eta must be at least 2, got ${opts.verify.eta}`);
+    checkFinalMeasure(setup, verifyFinal(opts.verify));
   }
   const proxyRows = opts.proxyRows ?? 1;
   if (!(proxyRows > 0 && proxyRows <= 1)) throw new CrepeError(`PHO proxy row fraction must be in (0, 1], got ${proxyRows}`);
@@ -151,6 +166,8 @@ export function phoSearch(setup: SearchSetup, space: SearchSpace, opts: PhoOptio
   }
   let pplEvals = 0;
   let windowEvals = 0;
+  let sequentialPrunes = 0;
+  let sequentialCalibrationWindows = 0;
   if (opts.verify) {
     if (opts.verify.start) {
       const x = toVector(space, searchStart(space));
@@ -159,11 +176,15 @@ export function phoSearch(setup: SearchSetup, space: SearchSpace, opts: PhoOptio
       if (!seen.has(key)) candidates.push({ x, params });
     }
     const rungs = verifyRungs(opts.verify);
-    const v = verifyCandidates(setup, candidates, rungs, opts.verify.eta ?? DEFAULT_ETA, log, opts.onEval);
+    const final = verifyFinal(opts.verify);
+    const v = verifyCandidates(setup, candidates, rungs, opts.verify.eta ?? DEFAULT_ETA, final, log, opts.onEval);
     best = { x: v.best.x, objective: v.ppl, value: v.ppl };
     pplEvals = v.pplEvals;
     windowEvals = v.windowEvals;
-    stopReason = `${stopReason}; best of ${candidates.length} candidates by successive halving on ${rungs.join(', ')} windows`;
+    sequentialCalibrationWindows = sequentialWindowsOf(setup, final);
+    sequentialPrunes = sequentialCalibrationWindows ? v.finalModels : 0;
+    const last = final.measure === 'search' ? '' : ` (last rung: ${finalMeasureLabel(final, rungs[rungs.length - 1])})`;
+    stopReason = `${stopReason}; best of ${candidates.length} candidates by successive halving on ${rungs.join(', ')} windows${last}`;
   }
   return {
     search: 'pho',
@@ -172,6 +193,8 @@ export function phoSearch(setup: SearchSetup, space: SearchSpace, opts: PhoOptio
     bestValue: best!.value,
     pplEvals,
     windowEvals,
+    sequentialPrunes,
+    sequentialCalibrationWindows,
     proxyEvals,
     seconds: secondsSince(t0),
     cpuSeconds: cpu.seconds(),
@@ -183,45 +206,62 @@ export function phoSearch(setup: SearchSetup, space: SearchSpace, opts: PhoOptio
 /**
  * Successive halving over the candidates on the search windows: each candidate's masks are
  * selected once, each window's NLL computed once per candidate. Logs one 'ppl' entry per
- * candidate and rung: its PPL on the windows measured so far (measure 'ppl@W').
+ * candidate and rung: its PPL on the windows measured so far (measure 'ppl@W'). A final
+ * measurement other than the search's own measures the last rung's survivors afresh with it
+ * (one model per survivor, measure e.g. 'sequential@W').
  */
 function verifyCandidates(
   setup: SearchSetup,
   candidates: readonly { x: number[]; params: Params }[],
   rungs: readonly number[],
   eta: number,
+  final: FinalMeasureOptions,
   log: EvalLog,
   onEval?: (done: number, value: number) => void,
-): { best: { x: number[]; params: Params }; ppl: number; pplEvals: number; windowEvals: number } {
+): { best: { x: number[]; params: Params }; ppl: number; pplEvals: number; windowEvals: number; finalModels: number } {
   const ev = setup.evaluator;
   if (!ev) throw new CrepeError(`PHO verification needs a strategy the search evaluator supports (score-then-select); ${setup.strategy.name} is not one`);
   // each candidate's pruned model is built once and kept while successive halving runs
   const runtimes = new Map<number, LlamaModel>();
+  const finalRuntimes = new Map<number, LlamaModel>();
   const sums = new Map<number, number>();
+  const other = final.measure !== 'search';
+  const lastRung = rungs.length - 1;
   // search windows span the model's whole context (datasetWindows' default)
   const tokensPerWindow = setup.model.source.config.maxSeqLen - 1;
   let pplEvals = 0;
+  let finalModels = 0;
   let result: HalvingResult<{ x: number[]; params: Params }>;
   try {
-    result = successiveHalving(candidates, { windows: rungs, eta }, (c, index, from, to) => {
+    result = successiveHalving(candidates, { windows: rungs, eta, remeasureLast: other }, (c, index, from, to, rung) => {
       const t = process.hrtime.bigint();
-      let runtime = runtimes.get(index);
+      const isFinal = other && rung === lastRung;
+      if (isFinal && from === 0) sums.delete(index);
+      const cache = isFinal ? finalRuntimes : runtimes;
+      let runtime = cache.get(index);
       if (!runtime) {
-        runtime = ev.prunedRuntime(ev.prune(c.params));
-        runtimes.set(index, runtime);
+        runtime = isFinal ? finalRuntime(setup, c.params, final) : ev.prunedRuntime(ev.prune(c.params));
+        cache.set(index, runtime);
+        if (isFinal) finalModels++;
+        // the one-shot model is not needed again once its candidate reaches the final measurement
+        if (isFinal) {
+          runtimes.get(index)?.dispose();
+          runtimes.delete(index);
+        }
       }
-      const nlls = ev.windowNlls(runtime, setup.dataset, from, to);
+      const nlls = isFinal ? searchWindowNlls(setup, runtime, from, to) : ev.windowNlls(runtime, setup.dataset, from, to);
       const sum = (sums.get(index) ?? 0) + nlls.reduce((a, v) => a + v, 0);
       sums.set(index, sum);
       const ppl = Math.exp(sum / (to * tokensPerWindow));
       pplEvals++;
-      log.add('ppl', c.params, c.x, ppl, ppl, secondsSince(t), `ppl@${to}`);
+      log.add('ppl', c.params, c.x, ppl, ppl, secondsSince(t), isFinal ? finalMeasureLabel(final, to) : `ppl@${to}`);
       onEval?.(log.entries.length, ppl);
       return nlls;
     });
   } finally {
     for (const r of runtimes.values()) r.dispose();
+    for (const r of finalRuntimes.values()) r.dispose();
   }
   const best = result.best;
-  return { best: best.candidate, ppl: Math.exp(best.lossSum / (best.windows * tokensPerWindow)), pplEvals, windowEvals: result.windowEvals };
+  return { best: best.candidate, ppl: Math.exp(best.lossSum / (best.windows * tokensPerWindow)), pplEvals, windowEvals: result.windowEvals, finalModels };
 }

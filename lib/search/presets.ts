@@ -32,6 +32,13 @@ export const PHO_PRESETS: Readonly<Record<string, PhoPreset>> = {
     verify: { candidates: 2, windows: [2, 6], eta: 3, start: true },
     summary: 'CMA-ES on energy-row and energy (20 evaluations each, a quarter of the rows), the 2 best of each run and the start point picked by successive halving on 2 then 6 validation windows',
   },
+  'pho-seq': {
+    proxies: ['energy-row', 'energy', 'gini-pruned-scores'],
+    budget: 12,
+    proxyRows: 0.25,
+    verify: { candidates: 1, windows: 6, start: true, final: 'sequential' },
+    summary: "pho-pool's candidates (the best of each proxy run and the start point) each pruned by the sequential pipeline (as crepe prune, the search's calibration) and measured on 6 validation windows: the choice aligned with the reported number, at a calibration forward per candidate",
+  },
   'pho-gini': {
     proxies: ['gini-pruned-scores'],
     budget: 40,

@@ -54,6 +54,9 @@ export interface CostRow {
   phoProxyEvals: Spread;
   phoPplEvals: Spread;
   phoWindowEvals: Spread;
+  /** PHO's sequential-pipeline prunes in the loop (final measurements) and the calibration windows of each (0: none). */
+  phoSequentialPrunes: Spread;
+  phoSequentialWindows: number;
   within1Pct: boolean;
   loopAtLeast20x: boolean;
 }
@@ -98,6 +101,8 @@ export function costRows(config: SearchCompareConfig, rows: readonly RunRow[]): 
           phoProxyEvals: spread(pho.map((r) => r.proxyEvals!)),
           phoPplEvals: spread(pho.map((r) => r.pplEvals!)),
           phoWindowEvals: spread(pho.map((r) => r.windowEvals ?? 0)),
+          phoSequentialPrunes: spread(pho.map((r) => r.sequentialPrunes ?? 0)),
+          phoSequentialWindows: Math.max(0, ...pho.map((r) => r.sequentialCalibrationWindows ?? 0)),
           within1Pct: pct <= WITHIN_PCT,
           loopAtLeast20x: loopWallRatio >= SPEEDUP,
         });
@@ -129,7 +134,9 @@ export function convergenceCurves(config: SearchCompareConfig, rows: readonly Ru
       if (hc.length === 0) continue;
       const bests = hc.map((r) => {
         const file = path.join(out, r.evalLog!);
-        return parseCsv(fs.readFileSync(file, 'utf8'), file).rows.map((x) => Number(x.best_objective));
+        // the climb's own evaluations (a final choice logs its re-measurements under another measure)
+        const climb = `ppl@${config.hillclimb.searchWindows}`;
+        return parseCsv(fs.readFileSync(file, 'utf8'), file).rows.filter((x) => x.measure === climb).map((x) => Number(x.best_objective));
       });
       const longest = Math.max(...bests.map((b) => b.length));
       const points = [...new Set([...CURVE_POINTS.filter((p) => p < longest), longest])];
@@ -223,26 +230,62 @@ export function readProjectionCosts(file: string): ProjectionCosts {
 
 export interface Projection {
   costs: ProjectionCosts;
+  /** Whether the calibration includes a sequential pass for 'pruned' statistics (a final measurement uses them). */
+  prunedStatistics: boolean;
   /** Per model and structure of our runs: both searches' evaluation counts, projected to the large model. */
-  rows: { model: string; structureLabel: string; pho: string; hillclimbSeconds: number; phoSeconds: number; ratio: number; hillclimbEvals: number; searchWindows: number; phoProxyEvals: number; phoPplEvals: number; phoWindowEvals: number; proxyRows: number }[];
+  rows: {
+    model: string;
+    structureLabel: string;
+    pho: string;
+    hillclimbSeconds: number;
+    phoSeconds: number;
+    ratio: number;
+    /** The one-time calibration both searches share (statistics and caches; 'pruned' statistics when a final measurement needs them). */
+    calibrationSeconds: number;
+    /** (calibration + hill climbing) / (calibration + PHO). */
+    withCalibrationRatio: number;
+    hillclimbEvals: number;
+    searchWindows: number;
+    phoProxyEvals: number;
+    phoPplEvals: number;
+    phoWindowEvals: number;
+    phoSequentialPrunes: number;
+    proxyRows: number;
+  }[];
 }
 
 /**
  * Wall time at the large model for the evaluation counts our runs made: a PPL evaluation = one
  * pruning of every linear + a forward over windows x seqlen tokens; a proxy evaluation = one
- * scoring + selection + proxy pass over every linear.
+ * scoring + selection + proxy pass over every linear; a sequential-pipeline prune (a final
+ * measurement) = one pruning + its calibration forward, two passes over every block but the last
+ * (statistics from the block, then the pruned block's outputs); the calibration = one dense
+ * forward over the calibration windows and one scoring pass (the evaluator's caches), plus one
+ * sequential prune when a final measurement uses 'pruned' statistics. Final-measurement windows
+ * are in the window counts.
  */
 export function projectCosts(config: SearchCompareConfig, costs: CostRow[], c: ProjectionCosts): Projection {
   const pplEval = (windows: number): number => c.linearWeights * (c.pruneSecondsPerWeight + c.forwardSecondsPerWeightToken * windows * c.seqlen);
+  /** The calibration forward of a sequential-pipeline prune (its pruning is charged with its PPL evaluation). */
+  const calibrationForward = (calibrationWindows: number): number => c.linearWeights * c.forwardSecondsPerWeightToken * calibrationWindows * c.seqlen * ((2 * c.blocks - 1) / c.blocks);
+  const nsamples = config.calibration.nsamples;
+  const prunedStats = config.hillclimb.final?.measure === 'pruned' || config.pho.some((v) => v.verify?.final === 'pruned');
+  const calibrationSeconds = c.linearWeights * (c.forwardSecondsPerWeightToken * nsamples * c.seqlen + c.pruneSecondsPerWeight) + (prunedStats ? c.linearWeights * c.pruneSecondsPerWeight + calibrationForward(nsamples) : 0);
+  // hill climbing's final choice (if any): its finalists are among its PPL evaluations, measured on the final windows
+  const hcFinal = config.hillclimb.final;
+  const hcFinalists = hcFinal?.candidates ?? 0;
+  const hcFinalEach = hcFinal ? pplEval(hcFinal.windows) + (hcFinal.measure === 'sequential' ? calibrationForward(hcFinal.calibrationWindows ?? nsamples) : 0) : 0;
   const rows = costs.map((k) => {
     const variant = config.pho.find((v) => v.name === k.pho)!;
-    const hillclimbSeconds = k.hillclimbEvals.mean * pplEval(config.hillclimb.searchWindows);
+    const finalists = Math.min(hcFinalists, k.hillclimbEvals.mean);
+    const hillclimbSeconds = (k.hillclimbEvals.mean - finalists) * pplEval(config.hillclimb.searchWindows) + finalists * hcFinalEach;
     // A row-sampled proxy still scores whole layers (only selection and the proxy see the sample):
     // charged as a whole-layer proxy evaluation, an upper bound.
     const phoSeconds =
       k.phoProxyEvals.mean * c.linearWeights * c.proxySecondsPerWeight +
       k.phoPplEvals.mean * c.linearWeights * c.pruneSecondsPerWeight +
-      k.phoWindowEvals.mean * c.linearWeights * c.forwardSecondsPerWeightToken * c.seqlen;
+      k.phoWindowEvals.mean * c.linearWeights * c.forwardSecondsPerWeightToken * c.seqlen +
+      k.phoSequentialPrunes.mean * calibrationForward(k.phoSequentialWindows);
     return {
       model: k.model,
       structureLabel: k.structureLabel,
@@ -250,13 +293,16 @@ export function projectCosts(config: SearchCompareConfig, costs: CostRow[], c: P
       hillclimbSeconds,
       phoSeconds,
       ratio: hillclimbSeconds / phoSeconds,
+      calibrationSeconds,
+      withCalibrationRatio: (calibrationSeconds + hillclimbSeconds) / (calibrationSeconds + phoSeconds),
       hillclimbEvals: k.hillclimbEvals.mean,
       searchWindows: config.hillclimb.searchWindows,
       phoProxyEvals: k.phoProxyEvals.mean,
       phoPplEvals: k.phoPplEvals.mean,
       phoWindowEvals: k.phoWindowEvals.mean,
+      phoSequentialPrunes: k.phoSequentialPrunes.mean,
       proxyRows: variant.proxyRows,
     };
   });
-  return { costs: c, rows };
+  return { costs: c, prunedStatistics: prunedStats, rows };
 }

@@ -17,6 +17,7 @@ import { ConvergenceCurve, CostRow, Projection, SPEEDUP, Spread, TransferRow, WI
 import { ComparePlan } from './plan';
 import { CalibrationRecord, RunRow, paramsText } from './rows';
 import { DEFAULT_ETA, PhoVerify, verifyRungs } from '../../search/pho';
+import { FinalMeasure } from '../../search/final';
 import { inStrategyOrder } from './run';
 
 export const RESULTS_CSV = 'search-comparison.csv';
@@ -133,8 +134,18 @@ function spaceText(space: SearchSpace): string {
 function verifyText(v: PhoVerify): string {
   const rungs = verifyRungs(v);
   const pool = `the ${v.candidates} best distinct configurations of each run${v.start ? ' and the start point' : ''}`;
-  if (rungs.length === 1) return `${pool} measured by PPL on ${rungs[0]} search windows, lowest wins`;
-  return `${pool} measured by successive halving on the search windows (all on ${rungs[0]}, the best 1/${v.eta ?? DEFAULT_ETA} on up to ${rungs.slice(1).join(', then ')}), lowest PPL at the last rung wins`;
+  const final = v.final ?? 'search';
+  const finalText = final === 'search' ? '' : `${finalMeasureText(final, v.finalCalibrationWindows)} `;
+  if (rungs.length === 1) return `${pool} measured by ${finalText}PPL on ${rungs[0]} search windows, lowest wins`;
+  const last = final === 'search' ? 'lowest PPL at the last rung wins' : `the survivors measured afresh at the last rung by ${finalText}PPL, lowest wins`;
+  return `${pool} measured by successive halving on the search windows (all on ${rungs[0]}, the best 1/${v.eta ?? DEFAULT_ETA} on up to ${rungs.slice(1).join(', then ')}), ${last}`;
+}
+
+/** A final measurement in words (lib/search/final.ts). */
+function finalMeasureText(measure: FinalMeasure, calibrationWindows?: number): string {
+  if (measure === 'pruned') return "one-shot 'pruned'-statistics";
+  if (measure === 'sequential') return `sequential-pipeline (as crepe prune${calibrationWindows === undefined ? '' : `, ${calibrationWindows} calibration windows`})`;
+  return 'one-shot';
 }
 
 /** "abc (12 rows), def (3 rows)". */
@@ -173,7 +184,9 @@ function settingsParagraph(result: ComparisonResult): string {
     `Rows were produced by code ${codeVersions(result.rows)}; a row is reused only while the code that decides its numbers and its part of the config are unchanged (the journal's fingerprints), otherwise it is rerun. Machine load: ${result.load}; each row records the 1-minute load average when it finished (${loadRange(result.rows)}).`,
     `Method ${config.method}; models ${config.models.join(', ')}; structures ${config.structures.map((s) => `${s.name} = ${s.label}`).join(', ')}${hasUnstructured ? ` (unstructured per each method's default group: ${groups})` : ''}; search seeds ${config.seeds.join(', ')}.`,
     `Calibration: ${c.nsamples} ${c.dataset} windows at the model's context (seed ${c.seed}); ${c.stats} statistics collected once per model${c.stats === 'dense' ? ' and shared by every search and structure' : ' and structure'}.`,
-    `Hill climbing: PPL on ${config.searchSample === 'spread' ? `${config.hillclimb.searchWindows} ${SEARCH_DATASET} windows spread over the whole split (van der Corput order: 0, 1/2, 1/4, 3/4, ... of it; every search, PHO's halving rungs included, measures a prefix of these)` : `the first ${config.hillclimb.searchWindows} ${SEARCH_DATASET} windows`}, budget ${config.hillclimb.budget} evaluations (it stops earlier when converged), from ${formatParams(inStrategyOrder(config.method, searchStart(config.space)))}.`,
+    `Hill climbing: PPL on ${config.searchSample === 'spread' ? `${config.hillclimb.searchWindows} ${SEARCH_DATASET} windows spread over the whole split (van der Corput order: 0, 1/2, 1/4, 3/4, ... of it; every search, PHO's halving rungs included, measures a prefix of these)` : `the first ${config.hillclimb.searchWindows} ${SEARCH_DATASET} windows`}, budget ${config.hillclimb.budget} evaluations (it stops earlier when converged), from ${formatParams(inStrategyOrder(config.method, searchStart(config.space)))}${
+      config.hillclimb.final ? `; its ${config.hillclimb.final.candidates} best distinct configurations then measured by ${finalMeasureText(config.hillclimb.final.measure, config.hillclimb.final.calibrationWindows)} PPL on ${config.hillclimb.final.windows} search windows, lowest wins` : ''
+    }.`,
     `PHO variants, same start and seeds: ${variants}.`,
     `Search space: ${spaceText(config.space)}.${config.baselines.length ? ` Baselines: ${config.baselines.map((b) => `${b.name} = ${b.method} ${formatParams(b.params)}`).join('; ')}.` : ''}`,
     `"full PPL" = the configuration pruned with the standard sequential pipeline (as \`crepe prune\`) and evaluated on ${config.reportWindows ? `the first ${config.reportWindows} windows` : 'every window'} of the ${REPORT_DATASET} test split (${evaluationSizes(result.rows, config.models)}); mean ± sample std over the search seeds. Searches measure only on the ${SEARCH_DATASET} validation split.`,
@@ -252,16 +265,17 @@ export function comparisonMarkdown(result: ComparisonResult): string {
       `Per-weight costs measured by \`${p.costs.command}\` (${p.costs.description}; backend ${p.costs.backend}; load ${p.costs.load}): ` +
         `${(p.costs.proxySecondsPerWeight * 1e9).toFixed(2)} ns per weight for a proxy evaluation, ${(p.costs.pruneSecondsPerWeight * 1e9).toFixed(2)} ns per weight to prune, ` +
         `${(p.costs.forwardSecondsPerWeightToken * 1e12).toFixed(2)} ps per weight and token of forward; ${(p.costs.linearWeights / 1e9).toFixed(2)} G linear weights, ${p.costs.blocks} blocks, windows of ${p.costs.seqlen} tokens.`,
-      'Each search keeps the evaluation counts of our runs (mean over seeds). The paper reports 11 h for hill climbing and about 20 min for PHO on LLaMA-2-7B (GPU).',
+      `Each search keeps the evaluation counts of our runs (mean over seeds); a sequential-pipeline prune in a loop (a final measurement) also pays its calibration forward. Calibration = the statistics both searches share (one dense forward over ${config.calibration.nsamples} windows, one scoring pass for the caches${p.prunedStatistics ? ", and one sequential pass for the 'pruned' statistics" : ''}). The paper reports 11 h for hill climbing and about 20 min for PHO on LLaMA-2-7B (GPU).`,
       '',
     );
     lines.push(
       ...table(
-        ['counts from', 'PHO variant', 'hill climbing (evals x windows)', 'PHO (proxy evals + PPL evals, window evals)', 'HC projected', 'PHO projected', 'ratio'],
-        ['---', '---', '---', '---', '---:', '---:', '---:'],
+        ['counts from', 'PHO variant', 'hill climbing (evals x windows)', 'PHO (proxy evals + PPL evals, window evals)', 'HC projected', 'PHO projected', 'loop ratio', 'calibration projected', 'incl. calibration'],
+        ['---', '---', '---', '---', '---:', '---:', '---:', '---:', '---:'],
         p.rows.map((r) => [
-          `${r.model} ${r.structureLabel}`, r.pho, `${r.hillclimbEvals.toFixed(1)} x ${r.searchWindows}`, `${r.phoProxyEvals.toFixed(0)} + ${r.phoPplEvals.toFixed(1)}, ${r.phoWindowEvals.toFixed(1)}`,
-          duration(r.hillclimbSeconds), duration(r.phoSeconds), ratio(r.ratio),
+          `${r.model} ${r.structureLabel}`, r.pho, `${r.hillclimbEvals.toFixed(1)} x ${r.searchWindows}`,
+          `${r.phoProxyEvals.toFixed(0)} + ${r.phoPplEvals.toFixed(1)}, ${r.phoWindowEvals.toFixed(1)}${r.phoSequentialPrunes ? ` (${r.phoSequentialPrunes.toFixed(1)} sequential prunes)` : ''}`,
+          duration(r.hillclimbSeconds), duration(r.phoSeconds), ratio(r.ratio), duration(r.calibrationSeconds), ratio(r.withCalibrationRatio),
         ]),
       ),
       '',

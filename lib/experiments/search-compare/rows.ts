@@ -27,6 +27,12 @@ export interface RunRow {
   /** Window evaluations in all (a PPL evaluation on W windows counts W). */
   windowEvals: number | null;
   proxyEvals: number | null;
+  /**
+   * Sequential-pipeline prunes inside the search loop (a final measurement) and the calibration
+   * windows each used; absent in rows written before they were recorded (none were made).
+   */
+  sequentialPrunes?: number | null;
+  sequentialCalibrationWindows?: number | null;
   /** Search-subset PPL (hill climbing, verified PHO) or the raw proxy (PHO) at the best point. */
   bestSearchValue: number | null;
   stopReason: string | null;

@@ -17,7 +17,8 @@ import { Params, getStrategy } from '../../prune/strategy';
 import '../../prune/strategies';
 import { hillClimbSearch } from '../../search/hillclimb';
 import { REPORT_DATASET, SEARCH_DATASET, SearchOutcome, SearchSetup, calibrateOnce, evalLogCsv, fullEvaluation, setupOptionsFor } from '../../search/objective';
-import { PhoOutcome, phoSearch } from '../../search/pho';
+import { phoSearch } from '../../search/pho';
+import { withPrunedEvaluator } from '../../search/final';
 import { getProxy } from '../../search/proxies';
 import { formatParams } from '../../search/space';
 import { HILLCLIMB_RUN, PhoVariant, SearchCompareConfig, StructureEntry, modelStem, structureFor } from '../search-config';
@@ -196,6 +197,12 @@ function runModel(plan: ComparePlan, name: string, units: Unit[], journal: Journ
         // The evaluator selects masks for one structure: give each structure its own.
         setup = { ...shared, structure, evaluator: shared.evaluator?.withStructure(structure) };
       } else setup = calibrate(entry);
+      if (needsPrunedStatistics(config)) {
+        // a one-time pass per structure: counted with the calibration, not the search loops
+        const extra = withPrunedEvaluator(setup);
+        setup = { ...extra.setup, calibrationSeconds: setup.calibrationSeconds + extra.seconds };
+        log(`${name} ${entry.name}: 'pruned' statistics for the final measurement in ${extra.seconds.toFixed(2)} s`);
+      }
       const base = { model: name, structure: entry.name, structureLabel: entry.label, method: config.method, fromModel: null };
       const say = (r: RunRow): void => {
         const cost = r.loopWallSeconds === null ? '' : `; ${r.pplEvals} PPL + ${r.proxyEvals} proxy evaluations, loop ${r.loopWallSeconds.toFixed(2)} s wall (${r.loopCpuSeconds!.toFixed(2)} s CPU)`;
@@ -224,7 +231,7 @@ function runModel(plan: ComparePlan, name: string, units: Unit[], journal: Journ
           const outcome = variant
             ? withProgress(hooks, `${name} ${entry.name} ${u.run} seed ${seed}`, 'evals', variant.budget * variant.proxies.length, (onEval) => phoRun(setup, config, variant, seed, onEval))
             : withProgress(hooks, `${name} ${entry.name} hillclimb seed ${seed}`, 'PPL evals', config.hillclimb.budget, (onEval) =>
-                hillClimbSearch(setup, config.space, { budget: config.hillclimb.budget, windows: config.hillclimb.searchWindows, seed, onEval }),
+                hillClimbSearch(setup, config.space, { budget: config.hillclimb.budget, windows: config.hillclimb.searchWindows, seed, final: config.hillclimb.final, onEval }),
               );
           const logFile = evalLogName(name, entry.name, u.run, seed);
           writeFileAtomic(path.join(out, logFile), evalLogCsv(outcome.log));
@@ -240,7 +247,8 @@ function runModel(plan: ComparePlan, name: string, units: Unit[], journal: Journ
             proxies: variant ? proxiesText(variant.proxies) : null,
             ...fulls.get(model, name, config.method, entry, outcome.best, calibration, key),
             pplEvals: outcome.pplEvals,
-            windowEvals: 'windowEvals' in outcome ? (outcome as PhoOutcome).windowEvals : outcome.pplEvals * config.hillclimb.searchWindows,
+            windowEvals: outcome.windowEvals,
+            ...(outcome.sequentialPrunes ? { sequentialPrunes: outcome.sequentialPrunes, sequentialCalibrationWindows: outcome.sequentialCalibrationWindows } : {}),
             proxyEvals: outcome.proxyEvals,
             bestSearchValue: outcome.bestValue,
             stopReason: outcome.stopReason,
@@ -257,6 +265,11 @@ function runModel(plan: ComparePlan, name: string, units: Unit[], journal: Journ
   } finally {
     model.source.close();
   }
+}
+
+/** Whether a search of the config makes its final choice on 'pruned' statistics (a second evaluator per structure). */
+export function needsPrunedStatistics(config: SearchCompareConfig): boolean {
+  return config.hillclimb.final?.measure === 'pruned' || config.pho.some((v) => v.verify?.final === 'pruned');
 }
 
 function phoRun(setup: SearchSetup, config: SearchCompareConfig, variant: PhoVariant, seed: number, onEval: (done: number, v: number) => void): SearchOutcome {
