@@ -6,15 +6,16 @@
  * in the number of weights) with the search code itself: a proxy evaluation = CRePE's prepared
  * scoring + 50% selection + the energy-row and energy proxies; a PPL evaluation's pruning =
  * scoring + selection + masking; the forward = the runtime's matMul of [tokens, 4096] by the
- * pre-transposed weight. Times are CPU seconds of this process (wasm runs on one thread), so the
- * numbers do not depend on what else the shared machine runs; the load is recorded.
+ * pre-transposed weight. Times are CPU seconds of this process on one thread (the BLAS engine,
+ * when present, is held to one thread), so the numbers are one core's and do not depend on what
+ * else the shared machine runs; the load and the engine are recorded.
  *
- *   node dist/scripts/search-projection.js [out.json]    (npm run search-projection)
+ *   node dist/scripts/search-projection.js [out.json]    (npm run search-projection; CREPE_BACKEND=wasm for plain wasm)
  */
 import * as fs from 'fs';
 import * as os from 'os';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../lib/backend';
+import { BackendChoice, backendDescription, initBackend, setThreads } from '../lib/backend';
 import { writeFileAtomic } from '../lib/io/atomic';
 import { applyMask, selectMask } from '../lib/prune/select';
 import { emptyStats } from '../lib/prune/stats';
@@ -40,7 +41,8 @@ function cpuSeconds(fn: () => void): number {
 
 async function main(): Promise<void> {
   const out = process.argv[2] ?? 'results/search-projection-7b.json';
-  const backend = await initBackend('wasm');
+  await initBackend((process.env.CREPE_BACKEND as BackendChoice | undefined) ?? 'auto');
+  setThreads(1);
   const n = HIDDEN * DIM;
   let seed = 7;
   const next = (): number => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
@@ -96,7 +98,7 @@ async function main(): Promise<void> {
     proxySecondsPerWeight: proxy / evals / n,
     pruneSecondsPerWeight: prune / evals / n,
     forwardSecondsPerWeightToken: forward / REPEATS / (TOKENS * n),
-    backend,
+    backend: backendDescription(),
     load: `load average ${os.loadavg().map((v) => v.toFixed(1)).join(' / ')} on ${os.cpus().length} cores (CPU seconds are counted, not wall)`,
   };
   writeFileAtomic(out, `${JSON.stringify(result, null, 2)}\n`);
