@@ -176,6 +176,12 @@ describe('a flag that would be ignored is refused in one line naming what it nee
   test('search --sign without pho', () => {
     expectRefusal(runCli(['search', '--model', 'stories260K', '--search', 'hillclimb', '--sign', '1']), /--sign only applies to --search pho/);
   });
+  test('search --keep-inputs / --fisher-windows without a proxy that needs them; accepted with one', () => {
+    const search = ['search', '--model', 'stories260K', '--budget', '3', '--nsamples', '2', '--calib-seqlen', '64', '--no-full-eval'];
+    expectRefusal(runCli([...search, '--search', 'pho', '--keep-inputs', '4']), /crepe: --keep-inputs only applies with a proxy that needs it \(recon, recon-row\); this run computes energy-row\n/);
+    expectRefusal(runCli([...search, '--search', 'hillclimb', '--fisher-windows', '2']), /crepe: --fisher-windows only applies with a proxy that needs it \(fisher, fisher-row, fisher-output\); this run computes no proxy\n/);
+    expect(runCli([...search, '--search', 'pho', '--proxy', 'recon', '--keep-inputs', '4', '--json']).code).toBe(0);
+  }, 60_000);
 });
 
 // ---------------------------------------------------------------------------------------------

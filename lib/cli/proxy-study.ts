@@ -48,7 +48,7 @@ export async function proxyStudyCommand(args: ProxyStudyArgs): Promise<void> {
     ...proxies.map((p): OutputTarget => ({ flag: '--out', path: `${stem}-${p}.svg`, kind: 'text', isDir: false, opening: OPENINGS.svg })),
   ];
   const write = (o: OutputTarget, text: string): void => writeFileAtomic(o.path, text, { kind: 'text', opening: o.opening, force: args.force });
-  const setupOptions = { ...setupOptionsFor(settings.statsKind, proxies, setupOverrides(args)), windowSample: settings.windowSample };
+  const setupOptions = { ...setupOptionsFor(settings.statsKind, proxies, setupOverrides(args, proxies)), windowSample: settings.windowSample };
   const keepInputs = setupOptions.keepInputs;
 
   const backend = await startBackend(args.backend);

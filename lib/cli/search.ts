@@ -109,12 +109,23 @@ function integerFlag(name: string, v: unknown): number {
   return n;
 }
 
-/** --keep-inputs / --fisher-windows, validated (calibrateOnce uses them only when a proxy needs them). */
-export function setupOverrides(args: SpaceArgs): { keepInputs?: number; fisherWindows?: number } {
-  return {
-    keepInputs: args.keepInputs === undefined ? undefined : positiveIntFlag('keep-inputs', args.keepInputs),
-    fisherWindows: args.fisherWindows === undefined ? undefined : positiveIntFlag('fisher-windows', args.fisherWindows),
+/**
+ * --keep-inputs / --fisher-windows, validated against the proxies the run computes: each only
+ * feeds the proxies that need it (raw inputs: recon*; the Fisher pass: fisher*), so given without
+ * one it would change nothing, and is refused rather than ignored.
+ */
+export function setupOverrides(args: SpaceArgs, proxies: readonly ProxyName[]): { keepInputs?: number; fisherWindows?: number } {
+  const needing = (need: 'inputs' | 'fisher') => listProxies().filter((p) => !!getProxy(p).needs?.[need]);
+  const check = (flag: string, given: unknown, need: 'inputs' | 'fisher'): number | undefined => {
+    if (given === undefined) return undefined;
+    const n = positiveIntFlag(flag, given);
+    if (!proxies.some((p) => !!getProxy(p).needs?.[need])) {
+      const used = proxies.length ? `this run computes ${proxies.join(', ')}` : 'this run computes no proxy';
+      throw new CrepeError(`--${flag} only applies with a proxy that needs it (${needing(need).join(', ')}); ${used}`);
+    }
+    return n;
   };
+  return { keepInputs: check('keep-inputs', args.keepInputs, 'inputs'), fisherWindows: check('fisher-windows', args.fisherWindows, 'fisher') };
 }
 
 export function calibrationSpec(args: SpaceArgs, model: OpenedModel): CalibrationSpec {
@@ -161,7 +172,8 @@ export async function searchCommand(args: SearchArgs): Promise<void> {
   if (args.seconds !== undefined && !(numberFlag('seconds', args.seconds) > 0)) throw new CrepeError(`--seconds must be positive, got ${args.seconds}`);
   if (args.force && args.out === undefined) throw new CrepeError('--force only applies with --out');
   if (args.seconds !== undefined && search === 'pho') throw new CrepeError('--seconds only applies to --search hillclimb (PHO is bounded by --budget)');
-  const setupOptions = { ...setupOptionsFor(settings.statsKind, search === 'pho' ? runs.map((r) => r.proxy) : [], setupOverrides(args)), windowSample: settings.windowSample };
+  const runProxies = search === 'pho' ? runs.map((r) => r.proxy) : [];
+  const setupOptions = { ...setupOptionsFor(settings.statsKind, runProxies, setupOverrides(args, runProxies)), windowSample: settings.windowSample };
   const keepInputs = setupOptions.keepInputs;
 
   const t0 = process.hrtime.bigint();
