@@ -323,5 +323,8 @@ void cli
     process.exit(2);
   })
   .help()
+  // --help and --version return instead of exiting at once, so that a failed write of the help
+  // (a full disk, a closed pipe) reaches guardStdout's one line and exit code 2 first
+  .exitProcess(false)
   .wrap(Math.min(120, process.stdout.columns ?? 100))
   .parseAsync();

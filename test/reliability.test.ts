@@ -336,9 +336,12 @@ describe('OS errors are one-line refusals naming the path, with nothing half-wri
   test('standard output on a full device or a closed pipe: one line, exit 2', () => {
     const full = fs.openSync('/dev/full', 'w');
     try {
-      const r = spawnSync(process.execPath, [CLI, 'tokenize', '--model', 'stories260K', '--text', 'Once upon a time'], { stdio: ['ignore', full, 'pipe'], encoding: 'utf8' });
-      expect(lines(r.stderr)).toEqual(['crepe: cannot write standard output (/dev/full): no space left on the device']);
-      expect(r.status).toBe(2);
+      // a command's output, and the help and version text that yargs prints
+      for (const args of [['tokenize', '--model', 'stories260K', '--text', 'Once upon a time'], ['--help'], ['prune', '--help'], ['--version']]) {
+        const r = spawnSync(process.execPath, [CLI, ...args], { stdio: ['ignore', full, 'pipe'], encoding: 'utf8' });
+        expect([args, lines(r.stderr)]).toEqual([args, ['crepe: cannot write standard output (/dev/full): no space left on the device']]);
+        expect(r.status).toBe(2);
+      }
     } finally {
       fs.closeSync(full);
     }
