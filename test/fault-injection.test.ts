@@ -31,6 +31,7 @@ import { Llama2cSource } from '../lib/model/llama2c';
 import { WeightSource } from '../lib/model/types';
 import { loadTokenizer } from '../lib/tokenizers';
 import { parseCsv } from '../lib/util/csv';
+import { FaultMethod, clearFault, failCall } from './fault-fs';
 import { CLI, MODELS, ROOT, makeTmp, rmTmp, runCli } from './helpers';
 import { assetsDir } from '../lib/assets';
 import { writeDirAtomic, writeFileAtomic } from '../lib/io/atomic';
@@ -38,18 +39,8 @@ import { parseTaskList } from '../lib/eval/zeroshot/tasks';
 import { createActivationStore } from '../lib/plan/spill';
 import { saveModel } from '../lib/model/save';
 
-/** A fault-injecting fs: the n-th call of one method throws an OS error (passes through otherwise). */
-const mockFault: { method?: string; n: number; code: string; calls: number } = { n: 0, code: '', calls: 0 };
-jest.mock('fs', () => {
-  const real = jest.requireActual('fs');
-  const wrap =
-    (name: string) =>
-    (...a: unknown[]) => {
-      if (mockFault.method === name && ++mockFault.calls === mockFault.n) throw Object.assign(new Error(`${mockFault.code}: injected`), { code: mockFault.code });
-      return real[name](...a);
-    };
-  return { ...real, writeSync: wrap('writeSync'), openSync: wrap('openSync'), mkdirSync: wrap('mkdirSync'), renameSync: wrap('renameSync'), fsyncSync: wrap('fsyncSync') };
-});
+/** A fault-injecting fs (test/fault-fs.ts): failCall makes the n-th call of one method throw an OS error. */
+jest.mock('fs', () => jest.requireActual('./fault-fs').faultyFs());
 
 const SEED = Number(process.env.FAULT_SEED ?? 20261129);
 let tmp: string;
@@ -360,10 +351,10 @@ describe('zero-shot task files', () => {
 
 describe('OS errors injected into every writer', () => {
   afterEach(() => {
-    mockFault.method = undefined;
+    clearFault();
   });
   test('ENOSPC, EROFS, EACCES, EDQUOT, EIO, EFBIG at a random call: one line naming the path, nothing half-written', () => {
-    const writers: [string, string, (dir: string) => void][] = [
+    const writers: [string, FaultMethod, (dir: string) => void][] = [
       ['text file', 'writeSync', (dir) => writeFileAtomic(path.join(dir, 'out.csv'), 'a,b\n'.repeat(50))],
       ['model folder (convert)', 'writeSync', (dir) => {
         const src = Llama2cSource.open(MODELS.stories260K.bin());
@@ -405,7 +396,7 @@ describe('OS errors injected into every writer', () => {
       fc.property(fc.constantFrom(...writers), fc.constantFrom('ENOSPC', 'EROFS', 'EACCES', 'EDQUOT', 'EIO', 'EFBIG'), fc.integer({ min: 1, max: 6 }), ([name, method, write], code, n) => {
         const dir = path.join(tmp, `os-${k++}`);
         fs.mkdirSync(dir);
-        Object.assign(mockFault, { method, n, code, calls: 0 });
+        failCall(method, n, code);
         let problem: string | null = null;
         try {
           write(dir);
@@ -413,7 +404,7 @@ describe('OS errors injected into every writer', () => {
           if (!(e instanceof CrepeError) || e.message.includes('\n')) problem = `${(e as Error).name}: ${(e as Error).message.split('\n')[0]}`;
           else if (!e.message.includes(dir) || !/cannot (write|read)/.test(e.message)) problem = `does not name the path and the cause: ${e.message}`;
         } finally {
-          mockFault.method = undefined;
+          clearFault();
         }
         // nothing half-written: no temporaries, no spill folder, no empty CSV
         const left = fs.readdirSync(dir).filter((f) => /\.(tmp|old)$|^crepe-spill-/.test(f) || (f === 's.csv' && fs.statSync(path.join(dir, f)).size === 0));

@@ -21,20 +21,11 @@ import { Llama2cSource } from '../lib/model/llama2c';
 import { GiB, WASM_HEAP_LIMIT, fmtBytes, planMemory, windowTableBytes } from '../lib/plan/memory';
 import { createActivationStore } from '../lib/plan/spill';
 import { loadTokenizer } from '../lib/tokenizers';
+import { clearFault, failCall } from './fault-fs';
 import { CLI, MODELS, ROOT, lines, makeTmp, oneLineCrepeError, rmTmp, runCli, tinyConfig } from './helpers';
 
-/** A fault-injecting fs: the n-th call of one method throws an OS error (no root, no mount needed). */
-const mockFault: { method?: string; n: number; code: string; calls: number } = { n: 0, code: '', calls: 0 };
-jest.mock('fs', () => {
-  const real = jest.requireActual('fs');
-  const wrap =
-    (name: string) =>
-    (...a: unknown[]) => {
-      if (mockFault.method === name && ++mockFault.calls === mockFault.n) throw Object.assign(new Error(`${mockFault.code}: injected`), { code: mockFault.code });
-      return real[name](...a);
-    };
-  return { ...real, writeSync: wrap('writeSync'), openSync: wrap('openSync'), mkdirSync: wrap('mkdirSync') };
-});
+/** A fault-injecting fs (test/fault-fs.ts): failCall makes the n-th call of one method throw an OS error. */
+jest.mock('fs', () => jest.requireActual('./fault-fs').faultyFs());
 
 let tmp: string;
 beforeEach(() => {
@@ -289,13 +280,6 @@ describe('tokenizer.json models', () => {
 // ---------------------------------------------------------------------------------------------
 // OS errors, injected (no root, no mount needed)
 
-/** Make the `n`-th call of fs[method] (from now) fail with `code`; undone by clearFault. */
-function failCall(method: 'writeSync' | 'openSync' | 'mkdirSync', n: number, code: string): void {
-  Object.assign(mockFault, { method, n, code, calls: 0 });
-}
-function clearFault(): void {
-  mockFault.method = undefined;
-}
 
 describe('OS errors are one-line refusals naming the path, with nothing half-written left', () => {
   afterEach(clearFault);
